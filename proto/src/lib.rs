@@ -1,0 +1,11 @@
+//! The `ferry.v1` wire format: generated protobuf messages and tonic services shared by the
+//! controller, the agent and the CLI. No logic lives here.
+
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("ferry.v1");
+}
+
+/// Encoded `FileDescriptorSet` of `ferry.v1`, served by the controller's reflection service.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ferry_descriptor.bin"));
