@@ -1,1 +1,101 @@
-//! placeholder
+//! Ferry controller: keeps durable queues of jobs, hands tasks to long-polling agents, holds
+//! their leases, advances DAGs, retries, and reaps dead agents. `run` is the whole server.
+
+pub mod config;
+pub mod engine;
+pub mod model;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+
+use ferry_proto::v1::{
+    agent_service_server::AgentServiceServer, job_service_server::JobServiceServer,
+};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("opening the store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving gRPC: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting, ends long polls and streams,
+/// and waits for its tasks.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let store = store::open(&config.store_url).await?;
+    let engine =
+        Arc::new(engine::Engine::new(config.engine.clone(), store, shutdown.clone()).await?);
+    let tracker = TaskTracker::new();
+    tracker.spawn(engine::reaper::run(engine.clone(), shutdown.clone()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<JobServiceServer<service::job::JobApi>>()
+        .await;
+    health
+        .set_serving::<AgentServiceServer<service::agent::AgentApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ferry_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RunError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    tracing::info!(%addr, store = %redact(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
+
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(AgentServiceServer::new(service::agent::AgentApi::new(
+            engine.clone(),
+        )))
+        .add_service(JobServiceServer::new(service::job::JobApi::new(
+            engine.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        )))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled(),
+        )
+        .await;
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("controller stopped");
+    Ok(result?)
+}
+
+/// A store URL fit for logs: no password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,233 @@
+//! Controller configuration: defaults < TOML file (`--config`) < `FERRY_*` environment < flags,
+//! checked by `validate` into typed settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::engine::EngineConfig;
+
+/// Command-line flags; each also has a config-file key and a `FERRY_` variable.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry-controller",
+    version,
+    about = "Ferry controller: durable queues of work for ferry agents"
+)]
+pub struct Flags {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on [default: 127.0.0.1:7070; config: listen; env: FERRY_LISTEN].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory of the embedded store and artifacts [default: ./ferry-data; env: FERRY_DATA_DIR].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Store URL, sqlite://PATH [default: sqlite://DATA_DIR/ferry.db; env: FERRY_STORE].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Silent longer than this, an agent is dead [default: 15s; env: FERRY_AGENT_TIMEOUT].
+    #[arg(long, value_name = "DURATION")]
+    pub agent_timeout: Option<String>,
+    /// Bytes of output kept per attempt, the tail [default: 1048576; env: FERRY_LOG_LIMIT].
+    #[arg(long, value_name = "BYTES")]
+    pub log_limit: Option<String>,
+    /// How long past its timeout an unreported attempt is left to its agent [default: 10s;
+    /// env: FERRY_TIMEOUT_GRACE].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout_grace: Option<String>,
+}
+
+/// The keys a config file may hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: String,
+    data_dir: String,
+    store: Option<String>,
+    agent_timeout: String,
+    log_limit: u64,
+    timeout_grace: String,
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store_url: String,
+    pub engine: EngineConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config: {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+const KEYS: [&str; 6] = [
+    "listen",
+    "data_dir",
+    "store",
+    "agent_timeout",
+    "log_limit",
+    "timeout_grace",
+];
+
+impl Config {
+    pub fn load(flags: Flags) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .set_default("listen", "127.0.0.1:7070")?
+            .set_default("data_dir", "./ferry-data")?
+            .set_default("agent_timeout", "15s")?
+            .set_default("log_limit", 1_048_576)?
+            .set_default("timeout_grace", "10s")?;
+        if let Some(path) = &flags.config {
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        // Only our own keys: other FERRY_ variables (the CLI's, the agent's) are not ours.
+        for key in KEYS {
+            if let Ok(value) = std::env::var(format!("FERRY_{}", key.to_uppercase())) {
+                builder = builder.set_override(key, value)?;
+            }
+        }
+        let flag_values = [
+            ("listen", flags.listen),
+            ("data_dir", flags.data_dir),
+            ("store", flags.store),
+            ("agent_timeout", flags.agent_timeout),
+            ("log_limit", flags.log_limit),
+            ("timeout_grace", flags.timeout_grace),
+        ];
+        for (key, value) in flag_values {
+            if let Some(value) = value {
+                builder = builder.set_override(key, value)?;
+            }
+        }
+        let raw: Raw = builder.build()?.try_deserialize()?;
+        raw.validate()
+    }
+}
+
+fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text).map_err(|e| ConfigError::Invalid {
+        key,
+        problem: format!("bad duration {text:?}: {e}"),
+    })
+}
+
+impl Raw {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let listen = self.listen.parse().map_err(|e| ConfigError::Invalid {
+            key: "listen",
+            problem: format!(
+                "bad address {:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:7070)",
+                self.listen
+            ),
+        })?;
+        let agent_timeout = duration("agent_timeout", &self.agent_timeout)?;
+        if agent_timeout < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                key: "agent_timeout",
+                problem: "must be at least 100ms".into(),
+            });
+        }
+        if self.log_limit < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "log_limit",
+                problem: "must be at least 1024 bytes".into(),
+            });
+        }
+        let data_dir = PathBuf::from(&self.data_dir);
+        let store_url = match self.store {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("ferry.db").display()),
+        };
+        if !store_url.starts_with("sqlite://") {
+            return Err(ConfigError::Invalid {
+                key: "store",
+                problem: format!(
+                    "unsupported store {store_url:?}: this build supports sqlite://PATH"
+                ),
+            });
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            store_url,
+            engine: EngineConfig {
+                agent_timeout,
+                log_limit: self.log_limit,
+                timeout_grace: duration("timeout_grace", &self.timeout_grace)?,
+                max_poll_wait: Duration::from_secs(60),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> Flags {
+        Flags {
+            config: None,
+            listen: None,
+            data_dir: None,
+            store: None,
+            agent_timeout: None,
+            log_limit: None,
+            timeout_grace: None,
+        }
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "agent_timeout = \"3s\"\nlisten = \"127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Flags {
+            config: Some(file),
+            listen: Some("127.0.0.1:9001".into()),
+            ..flags()
+        })
+        .unwrap();
+        assert_eq!(config.engine.agent_timeout, Duration::from_secs(3));
+        assert_eq!(config.listen, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(config.store_url, "sqlite://./ferry-data/ferry.db");
+    }
+
+    #[test]
+    fn names_bad_values_and_unknown_keys() {
+        let err = Config::load(Flags {
+            agent_timeout: Some("soon".into()),
+            ..flags()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("agent_timeout: bad duration \"soon\""),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "agent_timout = \"3s\"\n").unwrap();
+        let err = Config::load(Flags {
+            config: Some(file),
+            ..flags()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("agent_timout"), "{err}");
+    }
+}

@@ -1,0 +1,50 @@
+//! The reaper loop: declares silent agents dead (their attempts become `lost` and are queued
+//! again) and times out attempts whose agents did not report their deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::Engine;
+use crate::model::now_ms;
+
+pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
+    let period =
+        (engine.config.agent_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = round(&engine).await {
+            tracing::warn!(error = %e, "reaper round failed; will retry");
+        }
+    }
+}
+
+async fn round(engine: &Engine) -> Result<(), crate::store::StoreError> {
+    for (name, session) in engine.liveness.silent(engine.config.agent_timeout) {
+        if !engine.liveness.remove_session(&name, &session) {
+            continue;
+        }
+        let effects = engine.store.agent_dead(&name, &session, now_ms()).await?;
+        tracing::warn!(
+            agent = %name,
+            lost = effects.jobs.len(),
+            timeout = %humantime::format_duration(engine.config.agent_timeout),
+            "agent silent past the agent timeout; declared dead, its attempts requeued"
+        );
+        engine.publish(effects);
+    }
+    let grace = engine.config.timeout_grace.as_millis() as i64;
+    let effects = engine.store.expire_attempts(now_ms(), grace).await?;
+    for placed in &effects.stop {
+        tracing::warn!(agent = %placed.agent, attempt = %placed.attempt, "attempt timed out on the controller's clock");
+    }
+    engine.publish(effects);
+    Ok(())
+}

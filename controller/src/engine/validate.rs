@@ -1,0 +1,172 @@
+//! Structural checks of a submitted job, whoever sent it: the CLI checks the file with its
+//! locations first, but the API is open to any client, so the controller checks again.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::model::NewJob;
+
+/// Every problem with the job, in task order; empty when it is valid.
+pub fn problems(job: &NewJob) -> Vec<String> {
+    let mut problems = Vec::new();
+    if job.name.trim().is_empty() {
+        problems.push("job name is empty".to_string());
+    }
+    if job.tasks.is_empty() {
+        problems.push("job has no tasks".to_string());
+    }
+    let mut ids = HashSet::new();
+    for task in &job.tasks {
+        if task.id.is_empty() {
+            problems.push("a task has an empty id".to_string());
+        } else if !task
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            problems.push(format!(
+                "task id {:?} may hold only letters, digits, '_', '.' and '-'",
+                task.id
+            ));
+        }
+        if !ids.insert(task.id.as_str()) {
+            problems.push(format!("duplicate task id {:?}", task.id));
+        }
+        if task.queue.is_empty() {
+            problems.push(format!("task {:?} has an empty queue", task.id));
+        }
+    }
+    for task in &job.tasks {
+        for dep in &task.depends_on {
+            if dep == &task.id {
+                problems.push(format!("task {:?} depends on itself", task.id));
+            } else if !ids.contains(dep.as_str()) {
+                problems.push(format!(
+                    "task {:?} depends on unknown task {dep:?}",
+                    task.id
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(job) {
+        problems.push(format!("dependency cycle: {}", cycle.join(" -> ")));
+    }
+    problems
+}
+
+/// A cycle among the tasks' dependencies, as the ids along it (first repeated at the end).
+fn find_cycle(job: &NewJob) -> Option<Vec<String>> {
+    let deps: HashMap<&str, Vec<&str>> = job
+        .tasks
+        .iter()
+        .map(|t| {
+            (
+                t.id.as_str(),
+                t.depends_on
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|d| *d != t.id)
+                    .collect(),
+            )
+        })
+        .collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut mark: HashMap<&str, u8> = HashMap::new();
+    for task in &job.tasks {
+        let mut path = Vec::new();
+        if let Some(cycle) = visit(task.id.as_str(), &deps, &mut mark, &mut path) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+fn visit<'a>(
+    id: &'a str,
+    deps: &HashMap<&'a str, Vec<&'a str>>,
+    mark: &mut HashMap<&'a str, u8>,
+    path: &mut Vec<&'a str>,
+) -> Option<Vec<String>> {
+    match mark.get(id) {
+        Some(2) => return None,
+        Some(1) => {
+            let start = path.iter().position(|p| *p == id).unwrap_or(0);
+            let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+            cycle.push(id.to_string());
+            return Some(cycle);
+        }
+        _ => {}
+    }
+    mark.insert(id, 1);
+    path.push(id);
+    for dep in deps.get(id).into_iter().flatten() {
+        if deps.contains_key(dep) {
+            if let Some(cycle) = visit(dep, deps, mark, path) {
+                return Some(cycle);
+            }
+        }
+    }
+    path.pop();
+    mark.insert(id, 2);
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{RetryPolicy, TaskKind, TaskSpec};
+
+    fn task(id: &str, deps: &[&str]) -> TaskSpec {
+        TaskSpec {
+            id: id.into(),
+            queue: "default".into(),
+            labels: Default::default(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            kind: TaskKind::Shell {
+                command: "true".into(),
+            },
+            outputs: vec![],
+            timeout_ms: 0,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    fn job(tasks: Vec<TaskSpec>) -> NewJob {
+        NewJob {
+            name: "j".into(),
+            params: Default::default(),
+            tasks,
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_dag_has_no_problems() {
+        assert!(problems(&job(vec![
+            task("a", &[]),
+            task("b", &["a"]),
+            task("c", &["a", "b"])
+        ]))
+        .is_empty());
+    }
+
+    #[test]
+    fn names_duplicates_unknown_deps_self_deps_and_cycles() {
+        let found = problems(&job(vec![
+            task("a", &["c"]),
+            task("e", &[]),
+            task("e", &[]),
+            task("b", &["zz", "b"]),
+            task("c", &["d"]),
+            task("d", &["a"]),
+        ]));
+        assert_eq!(
+            found,
+            vec![
+                "duplicate task id \"e\"",
+                "task \"b\" depends on unknown task \"zz\"",
+                "task \"b\" depends on itself",
+                "dependency cycle: a -> c -> d -> a",
+            ]
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! Domain types of the controller: ids, states, job and task specs, and the records the store
+//! returns. Free of gRPC and SQL; `service::convert` maps them to and from the wire.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, on the controller's wall clock. Passed into the store
+/// rather than read there, so tests control time.
+pub type Millis = i64;
+
+/// The controller's wall clock, in [`Millis`].
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Names one attempt of one task: the fencing token of DESIGN.md's invariant 1.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttemptKey {
+    pub job_id: String,
+    pub task_id: String,
+    pub attempt: u32,
+}
+
+impl std::fmt::Display for AttemptKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}#{}", self.job_id, self.task_id, self.attempt)
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Lifecycle of a job; it follows from its tasks.
+    JobState { Pending => "pending", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" }
+);
+string_enum!(
+    /// Lifecycle of a task within its job's DAG.
+    TaskState { Blocked => "blocked", Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled", Skipped => "skipped" }
+);
+string_enum!(
+    /// Lifecycle of one attempt of a task on one agent.
+    AttemptState { Running => "running", Succeeded => "succeeded", Failed => "failed", TimedOut => "timed_out", Lost => "lost", Cancelled => "cancelled" }
+);
+string_enum!(
+    /// What the controller knows of an agent.
+    AgentState { Ready => "ready", Draining => "draining", Dead => "dead" }
+);
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// How an attempt ended, as its agent (or the controller's reaper) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn attempt_state(self) -> AttemptState {
+        match self {
+            Self::Succeeded => AttemptState::Succeeded,
+            Self::Failed => AttemptState::Failed,
+            Self::TimedOut => AttemptState::TimedOut,
+            Self::Cancelled => AttemptState::Cancelled,
+        }
+    }
+}
+
+/// Retry policy of a task: total attempts, exponential backoff bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, 1 s then 2 s apart: what AWS Data Pipeline users expect of a default.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_delay_ms: 1_000,
+            max_delay_ms: 60_000,
+        }
+    }
+}
+
+/// What a task runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Shell {
+        command: String,
+    },
+    Sql {
+        datasource: String,
+        query: String,
+        format: String,
+        incremental_column: String,
+    },
+}
+
+impl TaskKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Shell { .. } => "shell",
+            Self::Sql { .. } => "sql",
+        }
+    }
+}
+
+/// One task as submitted; stored whole and handed to the agent that claims it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub id: String,
+    pub queue: String,
+    pub labels: BTreeMap<String, String>,
+    pub depends_on: Vec<String>,
+    pub kind: TaskKind,
+    pub outputs: Vec<String>,
+    pub timeout_ms: u64,
+    pub retry: RetryPolicy,
+}
+
+/// A job as submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub name: String,
+    pub params: BTreeMap<String, String>,
+    pub tasks: Vec<TaskSpec>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer to a submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub job_id: String,
+    /// True when the idempotency key named a job that already existed.
+    pub existing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub number: u32,
+    pub agent: String,
+    pub state: AttemptState,
+    pub exit_code: Option<i32>,
+    pub error: String,
+    pub started_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub logs_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    pub ready_at: Millis,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    pub name: String,
+    pub state: JobState,
+    pub params: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub tasks: Vec<TaskRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    pub id: String,
+    pub name: String,
+    pub state: JobState,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub tasks_total: u32,
+    pub tasks_done: u32,
+}
+
+/// Work handed to an agent: one new attempt of one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub attempt: AttemptKey,
+    pub job_name: String,
+    pub task: TaskSpec,
+    pub params: BTreeMap<String, String>,
+}
+
+/// An agent's registration, as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    pub name: String,
+    pub session: String,
+    pub state: AgentState,
+    pub queues: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub max_tasks: u32,
+    pub hostname: String,
+    pub version: String,
+    pub registered_at: Millis,
+    /// Attempts now running on this agent.
+    pub running: u32,
+}
+
+/// One piece of an attempt's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub stderr: bool,
+    pub data: Vec<u8>,
+}
+
+/// How an attempt ended, reported with its fencing token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptFinish {
+    pub agent: String,
+    pub attempt: AttemptKey,
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    pub error: String,
+}
+
+/// A running attempt the agent must stop, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopOrder {
+    pub attempt: AttemptKey,
+    pub reason: String,
+}
+
+/// A running attempt and the agent that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedAttempt {
+    pub agent: String,
+    pub attempt: AttemptKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    pub name: String,
+    pub queued: u32,
+    pub running: u32,
+}
+
+/// Host metrics an agent reports with each heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HostMetrics {
+    pub cpu_percent: f32,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub load1: f64,
+    pub load5: f64,
+    pub load15: f64,
+}

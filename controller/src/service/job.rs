@@ -1,0 +1,243 @@
+//! `ferry.v1.JobService`: what people and programs call through the `ferry` CLI.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_proto::v1::{self as pb, job_service_server::JobService};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::engine::Engine;
+use crate::model::AttemptKey;
+
+type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+pub struct JobApi {
+    engine: Arc<Engine>,
+    /// Owns the tasks that feed server streams; they end at shutdown.
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl JobApi {
+    pub fn new(engine: Arc<Engine>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+        Self {
+            engine,
+            tracker,
+            shutdown,
+        }
+    }
+}
+
+/// Sends the job after every change until it ends or the client goes away.
+async fn feed_watch(
+    engine: Arc<Engine>,
+    job_id: String,
+    tx: mpsc::Sender<Result<pb::Job, Status>>,
+    shutdown: CancellationToken,
+) {
+    let mut changes = engine.watch(&job_id);
+    loop {
+        changes.mark_unchanged();
+        let job = match engine.job(&job_id).await {
+            Ok(job) => job,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        let done = job.state.is_terminal();
+        if tx.send(Ok(convert::job(&job))).await.is_err() || done {
+            return;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tx.closed() => return,
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Sends an attempt's logs; with `follow`, waits for more until the attempt ends.
+async fn feed_logs(
+    engine: Arc<Engine>,
+    key: AttemptKey,
+    follow: bool,
+    tx: mpsc::Sender<Result<pb::LogEvent, Status>>,
+    shutdown: CancellationToken,
+) {
+    let mut changes = engine.watch(&key.job_id);
+    let mut after = 0;
+    let mut first = true;
+    loop {
+        changes.mark_unchanged();
+        let page = match engine.read_logs(&key, after).await {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        let full = page.chunks.len();
+        for (seq, chunk) in page.chunks {
+            after = seq;
+            let event = pb::LogEvent {
+                attempt: key.attempt,
+                stream: convert::log_stream(chunk.stderr) as i32,
+                data: chunk.data,
+                truncated_before: first && page.truncated,
+            };
+            first = false;
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+        if first && page.truncated {
+            first = false;
+        }
+        if page.finished || (!follow && full == 0) {
+            return;
+        }
+        if full > 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            // Also look again now and then: log appends do not always change the job.
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tx.closed() => return,
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let r = request.into_inner();
+        let job = convert::new_job(r.spec, r.idempotency_key)?;
+        let submitted = self.engine.submit(job).await?;
+        Ok(Response::new(pb::SubmitJobResponse {
+            job_id: submitted.job_id,
+            existing: submitted.existing,
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let job = self.engine.job(&request.into_inner().job_id).await?;
+        Ok(Response::new(convert::job(&job)))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let r = request.into_inner();
+        let limit = if r.limit == 0 {
+            50
+        } else {
+            r.limit.min(10_000)
+        };
+        let jobs = self
+            .engine
+            .jobs(convert::job_state_filter(r.state)?, limit)
+            .await?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(convert::job_summary).collect(),
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let cancelled = self.engine.cancel(&request.into_inner().job_id).await?;
+        Ok(Response::new(pb::CancelJobResponse {
+            cancelled: cancelled.cancelled,
+            state: cancelled
+                .state
+                .map(|s| convert::job_state(s) as i32)
+                .unwrap_or(0),
+        }))
+    }
+
+    type WatchJobStream = Stream<pb::Job>;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let job_id = request.into_inner().job_id;
+        // Fail fast on an unknown id, before the stream starts.
+        self.engine.job(&job_id).await?;
+        let (tx, rx) = mpsc::channel(4);
+        self.tracker.spawn(feed_watch(
+            self.engine.clone(),
+            job_id,
+            tx,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type GetLogsStream = Stream<pb::LogEvent>;
+
+    async fn get_logs(
+        &self,
+        request: Request<pb::GetLogsRequest>,
+    ) -> Result<Response<Self::GetLogsStream>, Status> {
+        let r = request.into_inner();
+        let key = self
+            .engine
+            .resolve_attempt(&r.job_id, &r.task_id, r.attempt)
+            .await?;
+        let (tx, rx) = mpsc::channel(16);
+        self.tracker.spawn(feed_logs(
+            self.engine.clone(),
+            key,
+            r.follow,
+            tx,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_agents(
+        &self,
+        _request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let agents = self.engine.agents().await?;
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents: agents.iter().map(convert::agent).collect(),
+        }))
+    }
+
+    async fn drain_agent(
+        &self,
+        request: Request<pb::DrainAgentRequest>,
+    ) -> Result<Response<pb::DrainAgentResponse>, Status> {
+        self.engine.drain(&request.into_inner().name).await?;
+        Ok(Response::new(pb::DrainAgentResponse {}))
+    }
+
+    async fn list_queues(
+        &self,
+        _request: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        let queues = self.engine.queues().await?;
+        Ok(Response::new(pb::ListQueuesResponse {
+            queues: queues.iter().map(convert::queue).collect(),
+        }))
+    }
+}

@@ -1,0 +1,184 @@
+//! The `Store` boundary: every durable state transition of jobs, tasks, attempts, agents and
+//! logs, in the domain's words. Backends are chosen by URL scheme; only `store/` holds SQL.
+//! Each method is one transaction, acknowledged only once it is on disk.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::model::{
+    AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, JobRecord, JobState,
+    JobSummary, LogChunk, Millis, NewJob, PlacedAttempt, QueueStats, StopOrder, Submitted,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The attempt is not the task's current, running attempt (DESIGN.md invariant 1).
+    #[error("attempt {attempt} is no longer current: {reason}")]
+    Fenced { attempt: AttemptKey, reason: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("unsupported store url {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("store backend: {0}")]
+    Backend(String),
+    #[error("store is closed")]
+    Closed,
+}
+
+/// What a claim hands out, and when the next delayed task becomes eligible.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub assignments: Vec<Assignment>,
+    /// Earliest `ready_at` of a queued task on the agent's queues that is not yet eligible.
+    pub next_ready_at: Option<Millis>,
+}
+
+/// What an agent asks for when it claims work.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub agent: String,
+    pub queues: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub max: u32,
+}
+
+/// A registration as the agent sends it.
+#[derive(Debug, Clone)]
+pub struct AgentRegistration {
+    pub name: String,
+    pub session: String,
+    pub queues: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub max_tasks: u32,
+    pub hostname: String,
+    pub version: String,
+}
+
+/// The result of a cancel.
+#[derive(Debug, Default)]
+pub struct Cancelled {
+    /// False when the job had already ended.
+    pub cancelled: bool,
+    pub state: Option<JobState>,
+    /// Attempts that were running and must be killed on their agents.
+    pub running: Vec<PlacedAttempt>,
+}
+
+/// A page of one attempt's logs.
+#[derive(Debug, Default)]
+pub struct LogPage {
+    /// `(seq, chunk)` in order.
+    pub chunks: Vec<(i64, LogChunk)>,
+    pub truncated: bool,
+    /// The attempt has ended: no more logs will come.
+    pub finished: bool,
+}
+
+/// Effects of a transition that the engine must publish (wake pollers, watchers, agents).
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Tasks became queued: wake the pollers.
+    pub queued: bool,
+    /// Jobs whose state or tasks changed: wake their watchers.
+    pub jobs: Vec<String>,
+    /// Attempts that must be stopped on their agents.
+    pub stop: Vec<PlacedAttempt>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Accepts a validated job; with an idempotency key already used, returns that job.
+    async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError>;
+    async fn get_job(&self, job_id: &str) -> Result<JobRecord, StoreError>;
+    async fn list_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<JobSummary>, StoreError>;
+    async fn cancel_job(&self, job_id: &str, now: Millis) -> Result<Cancelled, StoreError>;
+
+    /// Records an agent's (re)registration. Attempts of its earlier sessions are lost.
+    async fn register_agent(
+        &self,
+        reg: AgentRegistration,
+        now: Millis,
+    ) -> Result<Effects, StoreError>;
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    async fn set_agent_state(&self, name: &str, state: AgentState) -> Result<(), StoreError>;
+    /// Declares an agent dead: its running attempts become `lost` and their tasks are queued
+    /// again (counted against the retry policy).
+    /// Does nothing when `session` is no longer the agent's (it registered again meanwhile).
+    async fn agent_dead(
+        &self,
+        name: &str,
+        session: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError>;
+
+    /// Atomically starts new attempts of eligible queued tasks for this agent.
+    async fn claim(&self, req: ClaimRequest, now: Millis) -> Result<Claimed, StoreError>;
+    /// Of the attempts an agent says it runs, those it must stop, and why.
+    async fn stale_attempts(
+        &self,
+        agent: &str,
+        running: &[AttemptKey],
+    ) -> Result<Vec<StopOrder>, StoreError>;
+    /// Attempts the store has running on `agent`, started before `started_before`, that the
+    /// agent does not list: their assignment never reached it. They become `lost`.
+    async fn reconcile_agent(
+        &self,
+        agent: &str,
+        running: &[AttemptKey],
+        started_before: Millis,
+        now: Millis,
+    ) -> Result<Effects, StoreError>;
+    /// Appends output to the current attempt, keeping at most `limit` bytes (the tail).
+    async fn append_logs(
+        &self,
+        agent: &str,
+        attempt: &AttemptKey,
+        chunks: Vec<LogChunk>,
+        dropped_bytes: u64,
+        limit: u64,
+    ) -> Result<(), StoreError>;
+    /// Ends the current attempt and advances the DAG in one transaction (invariant 2).
+    async fn finish_attempt(
+        &self,
+        finish: AttemptFinish,
+        logs: Vec<LogChunk>,
+        dropped_bytes: u64,
+        log_limit: u64,
+        now: Millis,
+    ) -> Result<Effects, StoreError>;
+    /// Hands attempts back from a draining agent: queued again at once, not a failure.
+    async fn release_attempts(
+        &self,
+        agent: &str,
+        attempts: &[AttemptKey],
+        now: Millis,
+    ) -> Result<Effects, StoreError>;
+    /// Times out running attempts whose deadline passed by `grace_ms`.
+    async fn expire_attempts(&self, now: Millis, grace_ms: i64) -> Result<Effects, StoreError>;
+
+    /// Resolves `attempt` (0 = the latest) of a task.
+    async fn resolve_attempt(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        attempt: u32,
+    ) -> Result<AttemptKey, StoreError>;
+    async fn read_logs(&self, attempt: &AttemptKey, after_seq: i64) -> Result<LogPage, StoreError>;
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite://PATH` (relative to the working directory).
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = sqlite::SqliteStore::open(std::path::Path::new(path)).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_string()))
+}

@@ -1,0 +1,278 @@
+//! The embedded SQLite store: one file under the data directory, WAL journal, `synchronous =
+//! FULL`. All writes go through one writer thread with group commit (`writer`); reads use a
+//! small pool of read-only connections, which WAL lets run beside the writer.
+
+mod agents;
+mod dispatch;
+mod jobs;
+mod logs;
+mod transitions;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+
+use super::{
+    AgentRegistration, Cancelled, ClaimRequest, Claimed, Effects, LogPage, Store, StoreError,
+};
+use crate::model::{
+    AgentRecord, AgentState, AttemptFinish, AttemptKey, JobRecord, JobState, JobSummary, LogChunk,
+    Millis, NewJob, QueueStats, StopOrder, Submitted,
+};
+
+const SCHEMA: &str = include_str!("sqlite/schema.sql");
+
+pub struct SqliteStore {
+    writer: writer::Writer,
+    readers: Arc<ReaderPool>,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies the schema.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let path = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || -> Result<Connection, StoreError> {
+                let conn = Connection::open(&path)
+                    .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+                conn.execute_batch(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     PRAGMA busy_timeout = 10000;
+                     PRAGMA cache_size = -65536;
+                     PRAGMA temp_store = MEMORY;",
+                )
+                .map_err(backend)?;
+                conn.execute_batch(SCHEMA).map_err(backend)?;
+                Ok(conn)
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        let (writer, _thread) = writer::Writer::start(conn)
+            .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
+        Ok(Self {
+            writer,
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().expect("reader pool poisoned").pop() {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &pool.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(backend)?;
+                    conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384;")
+                        .map_err(backend)?;
+                    conn
+                }
+            };
+            let result = f(&conn);
+            let mut idle = pool.idle.lock().expect("reader pool poisoned");
+            if idle.len() < 8 {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError> {
+        self.writer
+            .write(move |conn| jobs::submit(conn, &job, now))
+            .await
+    }
+
+    async fn get_job(&self, job_id: &str) -> Result<JobRecord, StoreError> {
+        let job_id = job_id.to_string();
+        self.read(move |conn| jobs::get(conn, &job_id)).await
+    }
+
+    async fn list_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<JobSummary>, StoreError> {
+        self.read(move |conn| jobs::list(conn, state, limit)).await
+    }
+
+    async fn cancel_job(&self, job_id: &str, now: Millis) -> Result<Cancelled, StoreError> {
+        let job_id = job_id.to_string();
+        self.writer
+            .write(move |conn| jobs::cancel(conn, &job_id, now))
+            .await
+    }
+
+    async fn register_agent(
+        &self,
+        reg: AgentRegistration,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        self.writer
+            .write(move |conn| agents::register(conn, &reg, now))
+            .await
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.read(agents::list).await
+    }
+
+    async fn set_agent_state(&self, name: &str, state: AgentState) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |conn| agents::set_state(conn, &name, state))
+            .await
+    }
+
+    async fn agent_dead(
+        &self,
+        name: &str,
+        session: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        let (name, session) = (name.to_string(), session.to_string());
+        self.writer
+            .write(move |conn| agents::dead(conn, &name, &session, now))
+            .await
+    }
+
+    async fn claim(&self, req: ClaimRequest, now: Millis) -> Result<Claimed, StoreError> {
+        self.writer
+            .write(move |conn| dispatch::claim(conn, &req, now))
+            .await
+    }
+
+    async fn stale_attempts(
+        &self,
+        agent: &str,
+        running: &[AttemptKey],
+    ) -> Result<Vec<StopOrder>, StoreError> {
+        let agent = agent.to_string();
+        let running = running.to_vec();
+        self.read(move |conn| dispatch::stale(conn, &agent, &running))
+            .await
+    }
+
+    async fn reconcile_agent(
+        &self,
+        agent: &str,
+        running: &[AttemptKey],
+        started_before: Millis,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        let agent = agent.to_string();
+        let running = running.to_vec();
+        self.writer
+            .write(move |conn| dispatch::reconcile(conn, &agent, &running, started_before, now))
+            .await
+    }
+
+    async fn append_logs(
+        &self,
+        agent: &str,
+        attempt: &AttemptKey,
+        chunks: Vec<LogChunk>,
+        dropped_bytes: u64,
+        limit: u64,
+    ) -> Result<(), StoreError> {
+        let agent = agent.to_string();
+        let attempt = attempt.clone();
+        self.writer
+            .write(move |conn| {
+                transitions::fence(conn, &agent, &attempt)?;
+                logs::append(conn, &attempt, &chunks, dropped_bytes, limit)
+            })
+            .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        finish: AttemptFinish,
+        logs: Vec<LogChunk>,
+        dropped_bytes: u64,
+        log_limit: u64,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        self.writer
+            .write(move |conn| {
+                transitions::fence(conn, &finish.agent, &finish.attempt)?;
+                logs::append(conn, &finish.attempt, &logs, dropped_bytes, log_limit)?;
+                transitions::finish(conn, &finish, now)
+            })
+            .await
+    }
+
+    async fn release_attempts(
+        &self,
+        agent: &str,
+        attempts: &[AttemptKey],
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        let agent = agent.to_string();
+        let attempts = attempts.to_vec();
+        self.writer
+            .write(move |conn| dispatch::release(conn, &agent, &attempts, now))
+            .await
+    }
+
+    async fn expire_attempts(&self, now: Millis, grace_ms: i64) -> Result<Effects, StoreError> {
+        self.writer
+            .write(move |conn| dispatch::expire(conn, now, grace_ms))
+            .await
+    }
+
+    async fn resolve_attempt(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        attempt: u32,
+    ) -> Result<AttemptKey, StoreError> {
+        let (job_id, task_id) = (job_id.to_string(), task_id.to_string());
+        self.read(move |conn| logs::resolve(conn, &job_id, &task_id, attempt))
+            .await
+    }
+
+    async fn read_logs(&self, attempt: &AttemptKey, after_seq: i64) -> Result<LogPage, StoreError> {
+        let attempt = attempt.clone();
+        self.read(move |conn| logs::read(conn, &attempt, after_seq))
+            .await
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        self.read(dispatch::queue_stats).await
+    }
+}

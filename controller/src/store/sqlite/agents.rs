@@ -1,0 +1,120 @@
+//! Agents in SQLite: registration (which loses an earlier session's attempts), listing, state.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection};
+
+use super::{
+    backend, dispatch,
+    jobs::{from_json, to_json},
+};
+use crate::model::{AgentRecord, AgentState, Millis};
+use crate::store::{AgentRegistration, Effects, StoreError};
+
+pub(super) fn register(
+    conn: &Connection,
+    reg: &AgentRegistration,
+    now: Millis,
+) -> Result<Effects, StoreError> {
+    let why = format!("agent {} restarted", reg.name);
+    let effects = dispatch::lose_all(conn, &reg.name, &why, now)?;
+    conn.execute(
+        "INSERT INTO agents (name, session, state, queues, labels, max_tasks, hostname, version, registered_at)
+         VALUES (?1, ?2, 'ready', ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (name) DO UPDATE SET session = excluded.session, state = 'ready', queues = excluded.queues,
+             labels = excluded.labels, max_tasks = excluded.max_tasks, hostname = excluded.hostname,
+             version = excluded.version, registered_at = excluded.registered_at",
+        params![
+            reg.name,
+            reg.session,
+            to_json(&reg.queues)?,
+            to_json(&reg.labels)?,
+            reg.max_tasks,
+            reg.hostname,
+            reg.version,
+            now
+        ],
+    )
+    .map_err(backend)?;
+    Ok(effects)
+}
+
+pub(super) fn list(conn: &Connection) -> Result<Vec<AgentRecord>, StoreError> {
+    let mut running: HashMap<String, u32> = HashMap::new();
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT agent, COUNT(*) FROM attempts WHERE state = 'running' GROUP BY agent",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?;
+        for row in rows {
+            let (agent, count) = row.map_err(backend)?;
+            running.insert(agent, count);
+        }
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT name, session, state, queues, labels, max_tasks, hostname, version, registered_at
+             FROM agents ORDER BY name",
+        )
+        .map_err(backend)?;
+    let mut rows = stmt.query([]).map_err(backend)?;
+    let mut agents = Vec::new();
+    while let Some(r) = rows.next().map_err(backend)? {
+        let name: String = r.get(0).map_err(backend)?;
+        let state: String = r.get(2).map_err(backend)?;
+        agents.push(AgentRecord {
+            running: running.get(&name).copied().unwrap_or(0),
+            session: r.get(1).map_err(backend)?,
+            state: AgentState::parse(&state)
+                .ok_or_else(|| StoreError::Backend(format!("unknown agent state {state:?}")))?,
+            queues: from_json(&r.get::<_, String>(3).map_err(backend)?)?,
+            labels: from_json(&r.get::<_, String>(4).map_err(backend)?)?,
+            max_tasks: r.get(5).map_err(backend)?,
+            hostname: r.get(6).map_err(backend)?,
+            version: r.get(7).map_err(backend)?,
+            registered_at: r.get(8).map_err(backend)?,
+            name,
+        });
+    }
+    Ok(agents)
+}
+
+pub(super) fn set_state(
+    conn: &Connection,
+    name: &str,
+    state: AgentState,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE agents SET state = ?2 WHERE name = ?1",
+            params![name, state.as_str()],
+        )
+        .map_err(backend)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("agent {name}")));
+    }
+    Ok(())
+}
+
+pub(super) fn dead(
+    conn: &Connection,
+    name: &str,
+    session: &str,
+    now: Millis,
+) -> Result<Effects, StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE agents SET state = 'dead' WHERE name = ?1 AND session = ?2 AND state <> 'dead'",
+            params![name, session],
+        )
+        .map_err(backend)?;
+    if changed == 0 {
+        return Ok(Effects::default());
+    }
+    let why = format!("agent {name} stopped heartbeating");
+    dispatch::lose_all(conn, name, &why, now)
+}

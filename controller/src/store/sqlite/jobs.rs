@@ -1,0 +1,308 @@
+//! Jobs in SQLite: submit (with idempotency), read one or many, cancel.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::backend;
+use crate::model::{
+    AttemptKey, AttemptRecord, AttemptState, JobRecord, JobState, JobSummary, Millis, NewJob,
+    PlacedAttempt, Submitted, TaskRecord, TaskSpec, TaskState,
+};
+use crate::store::{Cancelled, StoreError};
+
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
+}
+
+/// A stable 64-bit FNV-1a digest of the job's canonical JSON, to tell an idempotent retry of
+/// the same submit from a different job reusing the key.
+fn spec_hash(job: &NewJob) -> Result<String, StoreError> {
+    let text = to_json(&(&job.name, &job.params, &job.tasks))?;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Ok(format!("{hash:016x}"))
+}
+
+pub(super) fn submit(
+    conn: &Connection,
+    job: &NewJob,
+    now: Millis,
+) -> Result<Submitted, StoreError> {
+    let hash = spec_hash(job)?;
+    if let Some(key) = &job.idempotency_key {
+        let existing: Option<(String, String)> = conn
+            .query_row(
+                "SELECT id, spec_hash FROM jobs WHERE idempotency_key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some((id, existing_hash)) = existing {
+            if existing_hash != hash {
+                return Err(StoreError::Conflict(format!(
+                    "idempotency key {key:?} was already used by job {id}, with a different job spec"
+                )));
+            }
+            return Ok(Submitted {
+                job_id: id,
+                existing: true,
+            });
+        }
+    }
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    conn.execute(
+        "INSERT INTO jobs (id, name, state, params, idempotency_key, spec_hash, created_at, tasks_total)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
+        params![id, job.name, to_json(&job.params)?, job.idempotency_key, hash, now, job.tasks.len() as i64],
+    )
+    .map_err(backend)?;
+    let mut insert_task = conn
+        .prepare_cached(
+            "INSERT INTO tasks (job_id, task_id, seq, queue, labels, spec, state, deps_remaining,
+                                ready_at, max_attempts, initial_delay_ms, max_delay_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .map_err(backend)?;
+    let mut insert_dep = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO task_deps (job_id, depends_on, task_id) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(backend)?;
+    for (seq, task) in job.tasks.iter().enumerate() {
+        let state = if task.depends_on.is_empty() {
+            TaskState::Queued
+        } else {
+            TaskState::Blocked
+        };
+        insert_task
+            .execute(params![
+                id,
+                task.id,
+                seq as i64,
+                task.queue,
+                to_json(&task.labels)?,
+                to_json(task)?,
+                state.as_str(),
+                task.depends_on.len() as i64,
+                now,
+                task.retry.max_attempts.max(1),
+                task.retry.initial_delay_ms as i64,
+                task.retry.max_delay_ms as i64,
+            ])
+            .map_err(backend)?;
+        for dep in &task.depends_on {
+            insert_dep
+                .execute(params![id, dep, task.id])
+                .map_err(backend)?;
+        }
+    }
+    Ok(Submitted {
+        job_id: id,
+        existing: false,
+    })
+}
+
+fn job_state(text: &str) -> Result<JobState, StoreError> {
+    JobState::parse(text).ok_or_else(|| StoreError::Backend(format!("unknown job state {text:?}")))
+}
+
+pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreError> {
+    let tx = conn.unchecked_transaction().map_err(backend)?;
+    let head = tx
+        .query_row(
+            "SELECT name, state, params, idempotency_key, created_at, finished_at FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+    let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT task_id, number, agent, state, exit_code, error, started_at, finished_at, log_truncated
+                 FROM attempts WHERE job_id = ?1 ORDER BY task_id, number",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt.query([job_id]).map_err(backend)?;
+        while let Some(r) = rows.next().map_err(backend)? {
+            let state: String = r.get(3).map_err(backend)?;
+            attempts
+                .entry(r.get(0).map_err(backend)?)
+                .or_default()
+                .push(AttemptRecord {
+                    number: r.get(1).map_err(backend)?,
+                    agent: r.get(2).map_err(backend)?,
+                    state: AttemptState::parse(&state).ok_or_else(|| {
+                        StoreError::Backend(format!("unknown attempt state {state:?}"))
+                    })?,
+                    exit_code: r.get(4).map_err(backend)?,
+                    error: r.get(5).map_err(backend)?,
+                    started_at: r.get(6).map_err(backend)?,
+                    finished_at: r.get(7).map_err(backend)?,
+                    logs_truncated: r.get(8).map_err(backend)?,
+                });
+        }
+    }
+    let mut tasks = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT task_id, spec, state, ready_at FROM tasks WHERE job_id = ?1 ORDER BY seq",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt.query([job_id]).map_err(backend)?;
+        while let Some(r) = rows.next().map_err(backend)? {
+            let task_id: String = r.get(0).map_err(backend)?;
+            let spec: TaskSpec = from_json(&r.get::<_, String>(1).map_err(backend)?)?;
+            let state: String = r.get(2).map_err(backend)?;
+            tasks.push(TaskRecord {
+                spec,
+                state: TaskState::parse(&state)
+                    .ok_or_else(|| StoreError::Backend(format!("unknown task state {state:?}")))?,
+                ready_at: r.get(3).map_err(backend)?,
+                attempts: attempts.remove(&task_id).unwrap_or_default(),
+            });
+        }
+    }
+    let params: BTreeMap<String, String> = from_json(&head.2)?;
+    Ok(JobRecord {
+        id: job_id.to_string(),
+        name: head.0,
+        state: job_state(&head.1)?,
+        params,
+        idempotency_key: head.3,
+        created_at: head.4,
+        finished_at: head.5,
+        tasks,
+    })
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    state: Option<JobState>,
+    limit: u32,
+) -> Result<Vec<JobSummary>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, name, state, created_at, finished_at, tasks_total, tasks_done FROM jobs
+             WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![state.map(|s| s.as_str()), limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, u32>(5)?,
+                r.get::<_, u32>(6)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let (id, name, state, created_at, finished_at, tasks_total, tasks_done) =
+            row.map_err(backend)?;
+        jobs.push(JobSummary {
+            id,
+            name,
+            state: job_state(&state)?,
+            created_at,
+            finished_at,
+            tasks_total,
+            tasks_done,
+        });
+    }
+    Ok(jobs)
+}
+
+pub(super) fn cancel(
+    conn: &Connection,
+    job_id: &str,
+    now: Millis,
+) -> Result<Cancelled, StoreError> {
+    let state: String = conn
+        .query_row("SELECT state FROM jobs WHERE id = ?1", [job_id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+    let state = job_state(&state)?;
+    if state.is_terminal() {
+        return Ok(Cancelled {
+            cancelled: false,
+            state: Some(state),
+            running: Vec::new(),
+        });
+    }
+    let mut running = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare_cached("SELECT agent, task_id, number FROM attempts WHERE job_id = ?1 AND state = 'running'")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([job_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                ))
+            })
+            .map_err(backend)?;
+        for row in rows {
+            let (agent, task_id, attempt) = row.map_err(backend)?;
+            running.push(PlacedAttempt {
+                agent,
+                attempt: AttemptKey {
+                    job_id: job_id.to_string(),
+                    task_id,
+                    attempt,
+                },
+            });
+        }
+    }
+    conn.execute(
+        "UPDATE attempts SET state = 'cancelled', finished_at = ?2, error = 'job cancelled'
+         WHERE job_id = ?1 AND state = 'running'",
+        params![job_id, now],
+    )
+    .map_err(backend)?;
+    conn.execute(
+        "UPDATE tasks SET state = 'cancelled' WHERE job_id = ?1 AND state IN ('blocked', 'queued', 'running')",
+        [job_id],
+    )
+    .map_err(backend)?;
+    conn.execute(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?2, tasks_done = tasks_total WHERE id = ?1",
+        params![job_id, now],
+    )
+    .map_err(backend)?;
+    Ok(Cancelled {
+        cancelled: true,
+        state: Some(JobState::Cancelled),
+        running,
+    })
+}

@@ -1,0 +1,83 @@
+-- Ferry controller state, SQLite dialect. Applied at open; every statement is idempotent.
+CREATE TABLE IF NOT EXISTS jobs (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    params          TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    spec_hash       TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    finished_at     INTEGER,
+    tasks_total     INTEGER NOT NULL,
+    tasks_done      INTEGER NOT NULL DEFAULT 0,
+    tasks_failed    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
+
+CREATE TABLE IF NOT EXISTS tasks (
+    job_id           TEXT NOT NULL,
+    task_id          TEXT NOT NULL,
+    seq              INTEGER NOT NULL,
+    queue            TEXT NOT NULL,
+    labels           TEXT NOT NULL,
+    spec             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    deps_remaining   INTEGER NOT NULL,
+    ready_at         INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    failures         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    initial_delay_ms INTEGER NOT NULL,
+    max_delay_ms     INTEGER NOT NULL,
+    PRIMARY KEY (job_id, task_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (queue, ready_at, job_id, seq) WHERE state = 'queued';
+
+CREATE TABLE IF NOT EXISTS task_deps (
+    job_id     TEXT NOT NULL,
+    depends_on TEXT NOT NULL,
+    task_id    TEXT NOT NULL,
+    PRIMARY KEY (job_id, depends_on, task_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id        TEXT NOT NULL,
+    task_id       TEXT NOT NULL,
+    number        INTEGER NOT NULL,
+    agent         TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    exit_code     INTEGER,
+    error         TEXT NOT NULL DEFAULT '',
+    started_at    INTEGER NOT NULL,
+    finished_at   INTEGER,
+    deadline_at   INTEGER,
+    log_seq       INTEGER NOT NULL DEFAULT 0,
+    log_bytes     INTEGER NOT NULL DEFAULT 0,
+    log_truncated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, task_id, number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS attempts_running_by_agent ON attempts (agent) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS attempts_deadline ON attempts (deadline_at)
+    WHERE state = 'running' AND deadline_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS logs (
+    job_id  TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    stderr  INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    PRIMARY KEY (job_id, task_id, attempt, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS agents (
+    name          TEXT PRIMARY KEY,
+    session       TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    queues        TEXT NOT NULL,
+    labels        TEXT NOT NULL,
+    max_tasks     INTEGER NOT NULL,
+    hostname      TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    registered_at INTEGER NOT NULL
+) WITHOUT ROWID;
