@@ -2,6 +2,8 @@
 //! logs, in the domain's words. Backends are chosen by URL scheme; only `store/` holds SQL.
 //! Each method is one transaction, acknowledged only once it is on disk.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod sqlite;
 
 use async_trait::async_trait;

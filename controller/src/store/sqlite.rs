@@ -276,3 +276,48 @@ impl Store for SqliteStore {
         self.read(dispatch::queue_stats).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_store_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::SqliteStore::open(&dir.path().join("ferry.db"))
+            .await
+            .unwrap();
+        crate::store::conformance::run_all(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn accepted_jobs_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let job = crate::model::NewJob {
+            name: "durable".into(),
+            params: Default::default(),
+            tasks: vec![crate::model::TaskSpec {
+                id: "a".into(),
+                queue: "q".into(),
+                labels: Default::default(),
+                depends_on: vec![],
+                kind: crate::model::TaskKind::Shell {
+                    command: "true".into(),
+                },
+                outputs: vec![],
+                timeout_ms: 0,
+                retry: Default::default(),
+            }],
+            idempotency_key: None,
+        };
+        let id = {
+            let store = super::SqliteStore::open(&path).await.unwrap();
+            crate::store::Store::submit_job(&store, job, 1)
+                .await
+                .unwrap()
+                .job_id
+        };
+        let store = super::SqliteStore::open(&path).await.unwrap();
+        let job = crate::store::Store::get_job(&store, &id).await.unwrap();
+        assert_eq!(job.tasks[0].state, crate::model::TaskState::Queued);
+    }
+}

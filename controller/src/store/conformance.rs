@@ -1,0 +1,541 @@
+//! The conformance suite every `Store` backend must pass: the transitions of DESIGN.md
+//! (claim, fencing, DAG release, retries, lost attempts, cancel, hand-back, timeouts, logs),
+//! written once against the trait. Each backend's tests call `run_all` on a fresh store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{ClaimRequest, Store, StoreError};
+use crate::model::{
+    AttemptFinish, AttemptKey, AttemptState, JobState, LogChunk, NewJob, Outcome, RetryPolicy,
+    TaskKind, TaskSpec, TaskState,
+};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn task(id: &str, deps: &[&str]) -> TaskSpec {
+    TaskSpec {
+        id: id.into(),
+        queue: "q".into(),
+        labels: BTreeMap::new(),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        kind: TaskKind::Shell {
+            command: format!("echo {id}"),
+        },
+        outputs: vec![],
+        timeout_ms: 0,
+        retry: RetryPolicy {
+            max_attempts: 1,
+            initial_delay_ms: 1_000,
+            max_delay_ms: 1_000,
+        },
+    }
+}
+
+fn job(name: &str, tasks: Vec<TaskSpec>) -> NewJob {
+    NewJob {
+        name: name.into(),
+        params: [("day".to_string(), "1".to_string())].into(),
+        tasks,
+        idempotency_key: None,
+    }
+}
+
+fn claim_req(agent: &str, max: u32) -> ClaimRequest {
+    ClaimRequest {
+        agent: agent.into(),
+        queues: vec!["q".into()],
+        labels: BTreeMap::new(),
+        max,
+    }
+}
+
+fn finish(agent: &str, attempt: &AttemptKey, outcome: Outcome) -> AttemptFinish {
+    AttemptFinish {
+        agent: agent.into(),
+        attempt: attempt.clone(),
+        outcome,
+        exit_code: Some(0),
+        error: String::new(),
+    }
+}
+
+async fn task_state(store: &Arc<dyn Store>, job: &str, task: &str) -> TaskState {
+    let job = store.get_job(job).await.unwrap();
+    job.tasks.iter().find(|t| t.spec.id == task).unwrap().state
+}
+
+/// Runs every scenario on `store`, which must be empty.
+pub async fn run_all(store: Arc<dyn Store>) {
+    dag_runs_in_order(&store).await;
+    failure_skips_downstream_and_fails_job(&store).await;
+    retries_after_backoff(&store).await;
+    lost_attempts_are_fenced_and_requeued(&store).await;
+    labels_route_tasks(&store).await;
+    cancel_stops_running_attempts(&store).await;
+    release_requeues_without_counting(&store).await;
+    controller_times_out_unreported_attempts(&store).await;
+    idempotency_key_returns_the_same_job(&store).await;
+    logs_keep_a_bounded_tail(&store).await;
+}
+
+async fn dag_runs_in_order(store: &Arc<dyn Store>) {
+    let id = store
+        .submit_job(
+            job(
+                "dag",
+                vec![task("a", &[]), task("b", &["a"]), task("c", &["a", "b"])],
+            ),
+            T0,
+        )
+        .await
+        .unwrap()
+        .job_id;
+    let first = store
+        .claim(claim_req("w", 8), T0)
+        .await
+        .unwrap()
+        .assignments;
+    assert_eq!(first.len(), 1, "only the root is eligible");
+    assert_eq!(first[0].attempt.task_id, "a");
+    assert_eq!(first[0].params["day"], "1");
+    assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Running);
+    store
+        .finish_attempt(
+            finish("w", &first[0].attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    let second = store
+        .claim(claim_req("w", 8), T0 + 2)
+        .await
+        .unwrap()
+        .assignments;
+    assert_eq!(
+        second
+            .iter()
+            .map(|a| a.attempt.task_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["b"]
+    );
+    store
+        .finish_attempt(
+            finish("w", &second[0].attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    let third = store
+        .claim(claim_req("w", 8), T0 + 4)
+        .await
+        .unwrap()
+        .assignments;
+    assert_eq!(third[0].attempt.task_id, "c");
+    store
+        .finish_attempt(
+            finish("w", &third[0].attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 5,
+        )
+        .await
+        .unwrap();
+    let done = store.get_job(&id).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.finished_at, Some(T0 + 5));
+}
+
+async fn failure_skips_downstream_and_fails_job(store: &Arc<dyn Store>) {
+    let id = store
+        .submit_job(
+            job(
+                "fail",
+                vec![
+                    task("a", &[]),
+                    task("b", &["a"]),
+                    task("c", &["b"]),
+                    task("d", &[]),
+                ],
+            ),
+            T0,
+        )
+        .await
+        .unwrap()
+        .job_id;
+    let claimed = store
+        .claim(claim_req("w", 8), T0)
+        .await
+        .unwrap()
+        .assignments;
+    assert_eq!(claimed.len(), 2);
+    for a in &claimed {
+        let outcome = if a.attempt.task_id == "a" {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
+        store
+            .finish_attempt(finish("w", &a.attempt, outcome), vec![], 0, 1 << 20, T0 + 1)
+            .await
+            .unwrap();
+    }
+    assert_eq!(task_state(store, &id, "a").await, TaskState::Failed);
+    assert_eq!(task_state(store, &id, "b").await, TaskState::Skipped);
+    assert_eq!(task_state(store, &id, "c").await, TaskState::Skipped);
+    assert_eq!(task_state(store, &id, "d").await, TaskState::Succeeded);
+    assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Failed);
+}
+
+async fn retries_after_backoff(store: &Arc<dyn Store>) {
+    let mut t = task("r", &[]);
+    t.retry = RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: 1_000,
+        max_delay_ms: 1_000,
+    };
+    let id = store
+        .submit_job(job("retry", vec![t]), T0)
+        .await
+        .unwrap()
+        .job_id;
+    let a1 = store
+        .claim(claim_req("w", 1), T0)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    store
+        .finish_attempt(
+            finish("w", &a1.attempt, Outcome::Failed),
+            vec![],
+            0,
+            1 << 20,
+            T0,
+        )
+        .await
+        .unwrap();
+    let early = store.claim(claim_req("w", 1), T0 + 100).await.unwrap();
+    assert!(early.assignments.is_empty(), "backoff holds the retry");
+    let ready = early.next_ready_at.expect("the retry's time is known");
+    assert!((T0 + 500..=T0 + 1_000).contains(&ready), "{ready}");
+    let a2 = store
+        .claim(claim_req("w", 1), T0 + 1_000)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    assert_eq!(a2.attempt.attempt, 2);
+    store
+        .finish_attempt(
+            finish("w", &a2.attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 1_001,
+        )
+        .await
+        .unwrap();
+    let done = store.get_job(&id).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    let states: Vec<_> = done.tasks[0].attempts.iter().map(|a| a.state).collect();
+    assert_eq!(states, vec![AttemptState::Failed, AttemptState::Succeeded]);
+}
+
+async fn lost_attempts_are_fenced_and_requeued(store: &Arc<dyn Store>) {
+    let mut t = task("l", &[]);
+    t.retry.max_attempts = 2;
+    let id = store
+        .submit_job(job("lost", vec![t]), T0)
+        .await
+        .unwrap()
+        .job_id;
+    let reg = |name: &str| super::AgentRegistration {
+        name: name.into(),
+        session: format!("{name}-1"),
+        queues: vec!["q".into()],
+        labels: BTreeMap::new(),
+        max_tasks: 1,
+        hostname: "h".into(),
+        version: "v".into(),
+    };
+    store.register_agent(reg("dying"), T0).await.unwrap();
+    let a1 = store
+        .claim(claim_req("dying", 1), T0)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    let effects = store.agent_dead("dying", "dying-1", T0 + 10).await.unwrap();
+    assert!(effects.queued);
+    let stale = store
+        .stale_attempts("dying", std::slice::from_ref(&a1.attempt))
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].reason, "lost");
+    let late = store
+        .finish_attempt(
+            finish("dying", &a1.attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 11,
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
+    let a2 = store
+        .claim(claim_req("other", 1), T0 + 12)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    assert_eq!(
+        a2.attempt.attempt, 2,
+        "requeued at once, with a higher number"
+    );
+    let stale_log = store
+        .append_logs(
+            "dying",
+            &a1.attempt,
+            vec![LogChunk {
+                stderr: false,
+                data: b"x".to_vec(),
+            }],
+            0,
+            1 << 20,
+        )
+        .await;
+    assert!(matches!(stale_log, Err(StoreError::Fenced { .. })));
+    store
+        .finish_attempt(
+            finish("other", &a2.attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 13,
+        )
+        .await
+        .unwrap();
+    let done = store.get_job(&id).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.tasks[0].attempts[0].state, AttemptState::Lost);
+    assert_eq!(done.tasks[0].attempts[0].agent, "dying");
+    let agents = store.list_agents().await.unwrap();
+    assert_eq!(
+        agents.iter().find(|a| a.name == "dying").unwrap().state,
+        crate::model::AgentState::Dead
+    );
+}
+
+async fn labels_route_tasks(store: &Arc<dyn Store>) {
+    let mut t = task("local", &[]);
+    t.labels.insert("site".into(), "dc1".into());
+    store.submit_job(job("labels", vec![t]), T0).await.unwrap();
+    assert!(store
+        .claim(claim_req("plain", 4), T0)
+        .await
+        .unwrap()
+        .assignments
+        .is_empty());
+    let mut req = claim_req("dc1-agent", 4);
+    req.labels.insert("site".into(), "dc1".into());
+    let got = store.claim(req, T0).await.unwrap().assignments;
+    assert_eq!(got.len(), 1);
+    store
+        .finish_attempt(
+            finish("dc1-agent", &got[0].attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0,
+        )
+        .await
+        .unwrap();
+}
+
+async fn cancel_stops_running_attempts(store: &Arc<dyn Store>) {
+    let id = store
+        .submit_job(job("cancel", vec![task("a", &[]), task("b", &["a"])]), T0)
+        .await
+        .unwrap()
+        .job_id;
+    let a = store
+        .claim(claim_req("w", 1), T0)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    let cancelled = store.cancel_job(&id, T0 + 1).await.unwrap();
+    assert!(cancelled.cancelled);
+    assert_eq!(cancelled.running.len(), 1);
+    assert_eq!(cancelled.running[0].attempt, a.attempt);
+    assert_eq!(task_state(store, &id, "b").await, TaskState::Cancelled);
+    let stale = store
+        .stale_attempts("w", std::slice::from_ref(&a.attempt))
+        .await
+        .unwrap();
+    assert_eq!(stale[0].reason, "cancelled");
+    assert!(
+        !store.cancel_job(&id, T0 + 2).await.unwrap().cancelled,
+        "a second cancel changes nothing"
+    );
+    assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Cancelled);
+}
+
+async fn release_requeues_without_counting(store: &Arc<dyn Store>) {
+    let id = store
+        .submit_job(job("release", vec![task("a", &[])]), T0)
+        .await
+        .unwrap()
+        .job_id;
+    let a = store
+        .claim(claim_req("w", 1), T0)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    store
+        .release_attempts("w", std::slice::from_ref(&a.attempt), T0 + 1)
+        .await
+        .unwrap();
+    let again = store
+        .claim(claim_req("w2", 1), T0 + 1)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    assert_eq!(
+        again.attempt.attempt, 2,
+        "max_attempts = 1, yet the hand-back did not count"
+    );
+    store
+        .finish_attempt(
+            finish("w2", &again.attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Succeeded);
+}
+
+async fn controller_times_out_unreported_attempts(store: &Arc<dyn Store>) {
+    let mut t = task("slow", &[]);
+    t.timeout_ms = 1_000;
+    let id = store
+        .submit_job(job("timeout", vec![t]), T0)
+        .await
+        .unwrap()
+        .job_id;
+    let a = store
+        .claim(claim_req("w", 1), T0)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    assert!(
+        store
+            .expire_attempts(T0 + 1_500, 1_000)
+            .await
+            .unwrap()
+            .stop
+            .is_empty(),
+        "within grace"
+    );
+    let effects = store.expire_attempts(T0 + 2_001, 1_000).await.unwrap();
+    assert_eq!(effects.stop.len(), 1);
+    assert_eq!(effects.stop[0].attempt, a.attempt);
+    let done = store.get_job(&id).await.unwrap();
+    assert_eq!(done.state, JobState::Failed);
+    assert_eq!(done.tasks[0].attempts[0].state, AttemptState::TimedOut);
+}
+
+async fn idempotency_key_returns_the_same_job(store: &Arc<dyn Store>) {
+    let mut j = job("idem", vec![task("a", &[])]);
+    j.idempotency_key = Some("k1".into());
+    let first = store.submit_job(j.clone(), T0).await.unwrap();
+    let second = store.submit_job(j.clone(), T0 + 1).await.unwrap();
+    assert_eq!(first.job_id, second.job_id);
+    assert!(second.existing);
+    j.tasks[0].id = "other".into();
+    let conflict = store.submit_job(j, T0 + 2).await;
+    assert!(
+        matches!(conflict, Err(StoreError::Conflict(_))),
+        "{conflict:?}"
+    );
+    let a = store
+        .claim(claim_req("w", 1), T0 + 3)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    store
+        .finish_attempt(
+            finish("w", &a.attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 4,
+        )
+        .await
+        .unwrap();
+}
+
+async fn logs_keep_a_bounded_tail(store: &Arc<dyn Store>) {
+    store
+        .submit_job(job("logs", vec![task("a", &[])]), T0)
+        .await
+        .unwrap();
+    let a = store
+        .claim(claim_req("w", 1), T0)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    for i in 0..10u8 {
+        let chunk = LogChunk {
+            stderr: i % 2 == 1,
+            data: vec![b'0' + i; 1_000],
+        };
+        store
+            .append_logs("w", &a.attempt, vec![chunk], 0, 4_096)
+            .await
+            .unwrap();
+    }
+    let page = store.read_logs(&a.attempt, 0).await.unwrap();
+    assert!(page.truncated);
+    assert!(!page.finished);
+    let kept: Vec<u8> = page
+        .chunks
+        .iter()
+        .flat_map(|(_, c)| c.data.clone())
+        .collect();
+    assert!(kept.len() <= 4_096, "{}", kept.len());
+    assert_eq!(*kept.last().unwrap(), b'9', "the tail is kept");
+    store
+        .finish_attempt(
+            finish("w", &a.attempt, Outcome::Succeeded),
+            vec![LogChunk {
+                stderr: false,
+                data: b"end".to_vec(),
+            }],
+            0,
+            4_096,
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    let page = store.read_logs(&a.attempt, 0).await.unwrap();
+    assert!(page.finished);
+    assert_eq!(page.chunks.last().unwrap().1.data, b"end");
+}
