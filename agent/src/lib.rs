@@ -1,1 +1,180 @@
-//! placeholder
+//! Ferry agent: registers with the controller, long-polls for attempts, runs them near the data,
+//! heartbeats its lease, and drains cleanly on shutdown.
+
+pub mod client;
+pub mod config;
+pub mod drain;
+pub mod heartbeat;
+pub mod logs;
+pub mod metrics;
+pub mod poller;
+pub mod runner;
+pub mod running;
+
+use std::{ffi::OsString, path::PathBuf, sync::Arc, time::Duration};
+
+use ferry_proto::v1::StopOrder;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+use crate::{
+    client::{Client, ClientError},
+    heartbeat::{boot_now, Lease},
+    running::Running,
+};
+pub use crate::{config::Config, drain::Shutdown};
+
+/// Why the agent could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("invalid controller address: {0}")]
+    Controller(#[from] tonic::transport::Error),
+    #[error("cannot prepare work directory {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Used when the controller announces no timeout of its own (DESIGN's default).
+const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// State shared by the loops and runners of one agent process.
+pub(crate) struct Agent {
+    config: Config,
+    /// Absolute form of `config.work_dir`.
+    work_dir: PathBuf,
+    /// The agent's own `FERRY_*` variables, withheld from tasks.
+    withheld_env: Vec<OsString>,
+    client: Client,
+    running: Arc<Running>,
+    lease: Lease,
+    /// Fires on a signal or a drain order.
+    drain: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Agent {
+    /// Applies the stop and drain orders of a poll or heartbeat answer.
+    fn apply_orders(&self, stop: &[StopOrder], drain: bool) {
+        for order in stop {
+            let Some(attempt) = &order.attempt else {
+                continue;
+            };
+            if self.running.abort(attempt) {
+                info!(
+                    job = %attempt.job_id, task = %attempt.task_id, attempt = attempt.attempt,
+                    reason = %order.reason, "stop order; killing attempt"
+                );
+            }
+        }
+        if drain && !self.drain.is_cancelled() {
+            info!("drain ordered by the controller");
+            self.drain.cancel();
+        }
+    }
+}
+
+/// One registration's lifetime. `lost` fires when the controller no longer knows the session;
+/// `stop` ends the session's loops.
+#[derive(Clone, Default)]
+pub(crate) struct Session {
+    lost: CancellationToken,
+    stop: CancellationToken,
+}
+
+impl Session {
+    fn lose(&self, error: &ClientError) {
+        if !self.lost.is_cancelled() {
+            warn!(error = %error, "controller no longer knows this session");
+            self.lost.cancel();
+        }
+    }
+}
+
+/// Runs the agent until it has drained (signal or drain order). Returns `Ok` on a clean exit.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
+    let work_dir = prepare_work_dir(&config.work_dir).await?;
+    let client = Client::new(&config)?;
+    info!(
+        name = %config.name,
+        controller = %config.controller,
+        queues = ?config.queues,
+        max_tasks = config.max_tasks,
+        work_dir = %work_dir.display(),
+        "agent starting"
+    );
+    let agent = Arc::new(Agent {
+        work_dir,
+        withheld_env: runner::shell::agent_ferry_vars(),
+        client,
+        running: Arc::new(Running::default()),
+        lease: Lease::default(),
+        drain: shutdown.drain.child_token(),
+        tracker: TaskTracker::new(),
+        config,
+    });
+
+    loop {
+        let Some(registered) = agent
+            .client
+            .register_with_backoff(&agent.config, &agent.drain)
+            .await
+        else {
+            break;
+        };
+        let timeout = match registered.agent_timeout_ms {
+            0 => DEFAULT_AGENT_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        };
+        heartbeat::check_timeout(timeout, agent.config.heartbeat_interval);
+        agent.lease.reset(timeout, boot_now());
+        let session = Session::default();
+        agent
+            .tracker
+            .spawn(heartbeat::run(Arc::clone(&agent), session.clone()));
+        agent
+            .tracker
+            .spawn(heartbeat::watchdog(Arc::clone(&agent), session.clone()));
+        agent
+            .tracker
+            .spawn(poller::run(Arc::clone(&agent), session.clone()));
+
+        tokio::select! {
+            () = session.lost.cancelled() => {
+                let killed = agent.running.abort_all(false);
+                warn!(killed = killed.len(), "killed running tasks of the lost session; registering again");
+                session.stop.cancel();
+                let limit = agent.config.kill_grace + Duration::from_secs(2);
+                tokio::select! {
+                    _ = agent.running.wait_empty(limit) => {}
+                    () = shutdown.force.cancelled() => {}
+                }
+                if agent.drain.is_cancelled() {
+                    break;
+                }
+            }
+            () = agent.drain.cancelled() => {
+                drain::drain(&agent, &session, &shutdown.force).await;
+                break;
+            }
+        }
+    }
+
+    // Nothing should be left; make sure of it before waiting on the tracker.
+    agent.running.abort_all(true);
+    agent.tracker.close();
+    agent.tracker.wait().await;
+    info!("agent stopped");
+    Ok(())
+}
+
+async fn prepare_work_dir(dir: &std::path::Path) -> Result<PathBuf, AgentError> {
+    let fail = |source| AgentError::WorkDir {
+        path: dir.to_owned(),
+        source,
+    };
+    tokio::fs::create_dir_all(dir).await.map_err(fail)?;
+    tokio::fs::canonicalize(dir).await.map_err(fail)
+}

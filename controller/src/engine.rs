@@ -360,8 +360,6 @@ impl Engine {
             .store
             .finish_attempt(finish, logs, dropped_bytes, self.config.log_limit, now_ms())
             .await;
-        // The agent has a free slot now, whatever the store said: let its poll ask again.
-        self.liveness.wake(&who.name);
         let effects = result?;
         tracing::debug!(agent = %who.name, ?outcome, "attempt completed");
         self.publish(effects);

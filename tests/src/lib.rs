@@ -1,1 +1,42 @@
-//! Test harness.
+//! Harness for Ferry's process tests: starts the real `ferry-controller`, `ferry-agent` and
+//! `ferry` binaries, each in its own temp dir with its own log file, on a free port, waits for
+//! readiness over gRPC and kills everything on drop. Shared with the benchmarks crate.
+//!
+//! Temp dirs and logs are kept (and their paths printed with the tail of each log) when the
+//! thread is panicking, so write tests that fail by panicking (`assert!`, `unwrap`), not by
+//! returning `Err`.
+
+mod agent;
+mod bin;
+mod cli;
+mod controller;
+mod grpc;
+pub mod job;
+mod process;
+pub mod procs;
+mod wait;
+
+pub use agent::{Agent, AgentOpts};
+pub use bin::{bin_dir, bin_path, AGENT_BIN, CLI_BIN, CONTROLLER_BIN};
+pub use cli::{job_id_of, Cli, CliOutput, TERMINAL_JOB_STATES};
+pub use controller::{free_port, Controller, ControllerOpts};
+pub use grpc::{agent_client, connect, job_client};
+pub use process::{log_tail, TestDir};
+pub use wait::{eventually, POLL_INTERVAL};
+
+/// Log filter handed to every process the harness starts.
+pub const RUST_LOG: &str = "info,ferry=debug,ferry_controller=debug,ferry_agent=debug";
+
+/// Milliseconds since the Unix epoch on this machine's clock, comparable with the controller's
+/// `*_at_ms` fields (same host).
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock before 1970");
+    i64::try_from(since.as_millis()).expect("time fits in i64")
+}
+
+/// A duration as the CLI flags take it (`humantime`): whole milliseconds, e.g. `300ms`.
+pub fn flag_duration(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis())
+}

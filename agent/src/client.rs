@@ -1,0 +1,369 @@
+//! Connection to the controller: RPC wrappers carrying the session, error classes, backoff and
+//! registration.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use ferry_proto::v1::{
+    agent_service_client::AgentServiceClient, AgentIdentity, AppendLogsRequest, AttemptRef,
+    CompleteRequest, DeregisterRequest, HeartbeatRequest, HeartbeatResponse, PollRequest,
+    PollResponse, RegisterRequest, RegisterResponse, ReleaseRequest,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    transport::{Channel, Endpoint},
+    Code, Status,
+};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+
+/// What a caller does about a failed RPC.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The controller no longer knows this session: kill everything, register again.
+    #[error("session no longer known to the controller: {0}")]
+    SessionLost(String),
+    /// The attempt is no longer current: stop it and report nothing more.
+    #[error("attempt fenced: {0}")]
+    Fenced(String),
+    /// Worth retrying after a backoff (unreachable, timeout, overload).
+    #[error("controller unavailable: {0}")]
+    Transient(String),
+    /// Refused for good; retrying will not help.
+    #[error("controller refused the call: {0}")]
+    Rejected(String),
+}
+
+impl ClientError {
+    fn from_status(status: Status) -> Self {
+        let text = if status.message().is_empty() {
+            format!("{:?}", status.code())
+        } else {
+            format!("{:?}: {}", status.code(), status.message())
+        };
+        match status.code() {
+            Code::NotFound | Code::FailedPrecondition => ClientError::SessionLost(text),
+            Code::Aborted => ClientError::Fenced(text),
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Internal => ClientError::Transient(text),
+            _ => ClientError::Rejected(text),
+        }
+    }
+}
+
+/// Client for `AgentService`; cheap to clone, all clones share the session.
+#[derive(Clone)]
+pub struct Client {
+    inner: AgentServiceClient<Channel>,
+    identity: Arc<Mutex<AgentIdentity>>,
+}
+
+/// Time allowed for a short RPC (everything but `Poll`).
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Client {
+    /// A lazily connecting client: nothing is dialled until the first call, and the channel
+    /// reconnects by itself. HTTP/2 keepalives find connections a network cut left half-open.
+    pub fn new(config: &Config) -> Result<Client, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(config.controller.clone())?
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Client {
+            inner: AgentServiceClient::new(channel),
+            identity: Arc::new(Mutex::new(AgentIdentity {
+                name: config.name.clone(),
+                session: String::new(),
+            })),
+        })
+    }
+
+    fn identity(&self) -> Option<AgentIdentity> {
+        Some(
+            self.identity
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+
+    /// Runs one call under a client-side deadline (also sent to the server as `grpc-timeout`).
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        msg: Req,
+        timeout: Duration,
+        f: F,
+    ) -> Result<Resp, ClientError>
+    where
+        F: FnOnce(AgentServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let mut request = tonic::Request::new(msg);
+        request.set_timeout(timeout);
+        match tokio::time::timeout(timeout, f(self.inner.clone(), request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(ClientError::from_status(status)),
+            Err(_) => Err(ClientError::Transient(format!(
+                "no answer within {timeout:?}"
+            ))),
+        }
+    }
+
+    pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, ClientError> {
+        let resp = self
+            .call(
+                req,
+                RPC_TIMEOUT,
+                |mut c, r| async move { c.register(r).await },
+            )
+            .await?;
+        self.identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .session = resp.session.clone();
+        Ok(resp)
+    }
+
+    pub async fn poll(
+        &self,
+        free_slots: u32,
+        wait: Duration,
+        running: Vec<AttemptRef>,
+    ) -> Result<PollResponse, ClientError> {
+        let req = PollRequest {
+            agent: self.identity(),
+            free_slots,
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            running,
+        };
+        let timeout = wait + Duration::from_secs(5);
+        self.call(req, timeout, |mut c, r| async move { c.poll(r).await })
+            .await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        mut req: HeartbeatRequest,
+        timeout: Duration,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        req.agent = self.identity();
+        self.call(req, timeout, |mut c, r| async move { c.heartbeat(r).await })
+            .await
+    }
+
+    pub async fn append_logs(&self, mut req: AppendLogsRequest) -> Result<(), ClientError> {
+        req.agent = self.identity();
+        self.call(req, RPC_TIMEOUT, |mut c, r| async move {
+            c.append_logs(r).await
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn complete(&self, mut req: CompleteRequest) -> Result<(), ClientError> {
+        req.agent = self.identity();
+        self.call(
+            req,
+            RPC_TIMEOUT,
+            |mut c, r| async move { c.complete(r).await },
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn release(&self, attempts: Vec<AttemptRef>) -> Result<(), ClientError> {
+        let req = ReleaseRequest {
+            agent: self.identity(),
+            attempts,
+        };
+        self.call(
+            req,
+            RPC_TIMEOUT,
+            |mut c, r| async move { c.release(r).await },
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn deregister(&self) -> Result<(), ClientError> {
+        let req = DeregisterRequest {
+            agent: self.identity(),
+        };
+        self.call(
+            req,
+            RPC_TIMEOUT,
+            |mut c, r| async move { c.deregister(r).await },
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Registers, retrying with backoff while the controller is unreachable or refuses.
+    /// `None` when `cancel` fires first.
+    pub async fn register_with_backoff(
+        &self,
+        config: &Config,
+        cancel: &CancellationToken,
+    ) -> Option<RegisterResponse> {
+        let req = RegisterRequest {
+            name: config.name.clone(),
+            queues: config.queues.clone(),
+            labels: config
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            max_tasks: config.max_tasks,
+            hostname: config.hostname.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let mut backoff = Backoff::default();
+        let mut failures = FailureLog::new("register");
+        loop {
+            let result = tokio::select! {
+                r = self.register(req.clone()) => r,
+                () = cancel.cancelled() => return None,
+            };
+            match result {
+                Ok(resp) => {
+                    failures.recovered();
+                    info!(
+                        controller = %config.controller,
+                        agent_timeout_ms = resp.agent_timeout_ms,
+                        "registered"
+                    );
+                    return Some(resp);
+                }
+                Err(e) => failures.failed(&e),
+            }
+            if !backoff.sleep(cancel).await {
+                return None;
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter, 100 ms doubling to a 5 s cap.
+pub struct Backoff {
+    next: Duration,
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: BACKOFF_START,
+        }
+    }
+}
+
+impl Backoff {
+    /// The next delay: uniformly in [d/2, d], where d doubles each time up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(BACKOFF_CAP);
+        let half = d / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+
+    /// Sleeps the next delay; false when cancelled first.
+    pub async fn sleep(&mut self, cancel: &CancellationToken) -> bool {
+        let delay = self.next_delay();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = cancel.cancelled() => false,
+        }
+    }
+}
+
+/// Logs a failing loop's error at warn once, then at debug while it repeats, and once more at
+/// info when the loop recovers: an outage is one line, not a storm.
+pub struct FailureLog {
+    what: &'static str,
+    last: Option<String>,
+    count: u64,
+}
+
+impl FailureLog {
+    pub fn new(what: &'static str) -> Self {
+        FailureLog {
+            what,
+            last: None,
+            count: 0,
+        }
+    }
+
+    pub fn failed(&mut self, error: &ClientError) {
+        let text = error.to_string();
+        self.count += 1;
+        if self.last.as_deref() == Some(text.as_str()) {
+            debug!(call = self.what, error = %text, failures = self.count, "call failed again");
+        } else {
+            warn!(call = self.what, error = %text, "call failed; retrying with backoff");
+            self.last = Some(text);
+        }
+    }
+
+    pub fn recovered(&mut self) {
+        if self.last.take().is_some() {
+            info!(
+                call = self.what,
+                failures = self.count,
+                "call succeeded again"
+            );
+        }
+        self.count = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_to_cap() {
+        let mut b = Backoff::default();
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= BACKOFF_CAP);
+        }
+        let d = b.next_delay();
+        assert!(d >= BACKOFF_CAP / 2, "{d:?}");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn status_classes() {
+        let c = |code| ClientError::from_status(Status::new(code, "x"));
+        assert!(matches!(c(Code::NotFound), ClientError::SessionLost(_)));
+        assert!(matches!(
+            c(Code::FailedPrecondition),
+            ClientError::SessionLost(_)
+        ));
+        assert!(matches!(c(Code::Aborted), ClientError::Fenced(_)));
+        assert!(matches!(c(Code::Unavailable), ClientError::Transient(_)));
+        assert!(matches!(
+            c(Code::DeadlineExceeded),
+            ClientError::Transient(_)
+        ));
+        assert!(matches!(c(Code::InvalidArgument), ClientError::Rejected(_)));
+    }
+}

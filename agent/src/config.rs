@@ -1,0 +1,459 @@
+//! Agent configuration: defaults < TOML file < `FERRY_*` environment < flags, then validation.
+
+use std::{collections::BTreeMap, ffi::OsString, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use serde::{Deserialize, Deserializer};
+
+/// Command-line flags. Every field is optional so that only flags actually given override the
+/// lower layers.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "ferry-agent",
+    version,
+    about = "Ferry agent: runs tasks near the data"
+)]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Controller URL [default: http://127.0.0.1:7070].
+    #[arg(long, value_name = "URL")]
+    pub controller: Option<String>,
+    /// Agent name [default: the hostname].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Queue to serve; repeat for several [default: default].
+    #[arg(long = "queue", value_name = "Q")]
+    pub queues: Vec<String>,
+    /// Label `k=v` this agent carries; repeat for several.
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Attempts run at once [default: 4].
+    #[arg(long, value_name = "N")]
+    pub max_tasks: Option<u32>,
+    /// Directory for attempt working directories [default: ./ferry-work].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Heartbeat period, e.g. `5s` [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub heartbeat_interval: Option<String>,
+    /// How long a drain waits for running attempts before killing them [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// Grace between SIGTERM and SIGKILL of a task's process group [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub kill_grace: Option<String>,
+}
+
+/// Settings that can be set in every layer; the names are the config-file keys and, uppercased
+/// with a `FERRY_` prefix, the environment variables.
+const KEYS: &[&str] = &[
+    "controller",
+    "name",
+    "queues",
+    "labels",
+    "max_tasks",
+    "work_dir",
+    "heartbeat_interval",
+    "drain_timeout",
+    "kill_grace",
+];
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["queues", "labels"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    #[error("environment variable {0} is not valid unicode")]
+    NonUnicodeEnv(String),
+    #[error("invalid {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The merged, not yet validated configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_controller")]
+    pub controller: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_queues")]
+    pub queues: Vec<String>,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default = "default_max_tasks")]
+    pub max_tasks: u32,
+    #[serde(default = "default_work_dir")]
+    pub work_dir: PathBuf,
+    #[serde(default = "default_heartbeat", deserialize_with = "humantime_de")]
+    pub heartbeat_interval: Duration,
+    #[serde(default = "default_drain_timeout", deserialize_with = "humantime_de")]
+    pub drain_timeout: Duration,
+    #[serde(default = "default_kill_grace", deserialize_with = "humantime_de")]
+    pub kill_grace: Duration,
+}
+
+/// Labels as a list of `k=v` (flags, env) or as a TOML table (`[labels] site = "dc1"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Labels {
+    List(Vec<String>),
+    Table(BTreeMap<String, String>),
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels::List(Vec::new())
+    }
+}
+
+fn default_controller() -> String {
+    "http://127.0.0.1:7070".to_owned()
+}
+fn default_queues() -> Vec<String> {
+    vec!["default".to_owned()]
+}
+fn default_max_tasks() -> u32 {
+    4
+}
+fn default_work_dir() -> PathBuf {
+    PathBuf::from("./ferry-work")
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_kill_grace() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn humantime_de<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(text.trim())
+        .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?} ({e}); use e.g. 5s")))
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub controller: String,
+    pub name: String,
+    pub hostname: String,
+    pub queues: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub max_tasks: u32,
+    pub work_dir: PathBuf,
+    pub heartbeat_interval: Duration,
+    pub drain_timeout: Duration,
+    pub kill_grace: Duration,
+}
+
+impl Config {
+    /// Loads from the process's flags and environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        let cli = Cli::parse();
+        Config::load_from(cli, std::env::vars_os())
+    }
+
+    /// Loads from the given flags and environment (testable).
+    pub fn load_from(
+        cli: Cli,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = &cli.config {
+            builder = builder.add_source(
+                config::File::from(path.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        for (key, value) in ferry_env(env)? {
+            builder = if LIST_KEYS.contains(&key) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                builder.set_override(key, items)?
+            } else {
+                builder.set_override(key, value)?
+            };
+        }
+        builder = builder
+            .set_override_option("controller", cli.controller)?
+            .set_override_option("name", cli.name)?
+            .set_override_option("max_tasks", cli.max_tasks.map(u64::from))?
+            .set_override_option(
+                "work_dir",
+                cli.work_dir.map(|p| p.to_string_lossy().into_owned()),
+            )?
+            .set_override_option("heartbeat_interval", cli.heartbeat_interval)?
+            .set_override_option("drain_timeout", cli.drain_timeout)?
+            .set_override_option("kill_grace", cli.kill_grace)?;
+        if !cli.queues.is_empty() {
+            builder = builder.set_override("queues", cli.queues)?;
+        }
+        if !cli.labels.is_empty() {
+            builder = builder.set_override("labels", cli.labels)?;
+        }
+        let raw: RawConfig = builder.build()?.try_deserialize()?;
+        raw.validate()
+    }
+}
+
+/// The `FERRY_<KEY>` variables that name a known key. Others (`FERRY_JOB_ID` inside a task,
+/// a controller's `FERRY_LISTEN`) are not ours and are ignored rather than refused.
+fn ferry_env(
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in env {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix("FERRY_") else {
+            continue;
+        };
+        let Some(key) = KEYS.iter().find(|k| k.eq_ignore_ascii_case(rest)) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError::NonUnicodeEnv(name.to_owned()))?;
+        out.push((*key, value));
+    }
+    Ok(out)
+}
+
+impl RawConfig {
+    /// Checks every setting and produces the typed configuration.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let controller = self.controller.trim().to_owned();
+        let endpoint = tonic::transport::Endpoint::from_shared(controller.clone())
+            .map_err(|e| invalid("controller", format!("{controller:?} is not a url ({e})")))?;
+        match endpoint.uri().scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(invalid(
+                    "controller",
+                    "https is not supported by this build; use http://",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "controller",
+                    format!("{controller:?} must start with http://"),
+                ))
+            }
+        }
+        let hostname = hostname();
+        let name = self.name.unwrap_or_else(|| hostname.clone());
+        if name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        if self.queues.is_empty() {
+            return Err(invalid("queues", "serve at least one queue"));
+        }
+        if let Some(q) = self.queues.iter().find(|q| q.trim().is_empty()) {
+            return Err(invalid("queues", format!("empty queue name {q:?}")));
+        }
+        let labels = match self.labels {
+            Labels::Table(map) => map,
+            Labels::List(list) => {
+                let mut map = BTreeMap::new();
+                for item in list {
+                    let (k, v) = parse_label(&item)?;
+                    map.insert(k, v);
+                }
+                map
+            }
+        };
+        if labels.keys().any(|k| k.is_empty()) {
+            return Err(invalid("labels", "a label key must not be empty"));
+        }
+        if self.max_tasks < 1 {
+            return Err(invalid("max_tasks", "must be at least 1"));
+        }
+        if self.work_dir.as_os_str().is_empty() {
+            return Err(invalid("work_dir", "must not be empty"));
+        }
+        if self.heartbeat_interval < Duration::from_millis(100) {
+            return Err(invalid("heartbeat_interval", "must be at least 100ms"));
+        }
+        Ok(Config {
+            controller,
+            name,
+            hostname,
+            queues: self.queues,
+            labels,
+            max_tasks: self.max_tasks,
+            work_dir: self.work_dir,
+            heartbeat_interval: self.heartbeat_interval,
+            drain_timeout: self.drain_timeout,
+            kill_grace: self.kill_grace,
+        })
+    }
+}
+
+fn parse_label(item: &str) -> Result<(String, String), ConfigError> {
+    match item.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(invalid(
+            "labels",
+            format!("{item:?} is not of the form k=v"),
+        )),
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ferry-agent".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["ferry-agent"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::load_from(Cli::default(), env(&[])).unwrap();
+        assert_eq!(c.controller, "http://127.0.0.1:7070");
+        assert_eq!(c.name, c.hostname);
+        assert_eq!(c.queues, ["default"]);
+        assert!(c.labels.is_empty());
+        assert_eq!(c.max_tasks, 4);
+        assert_eq!(c.work_dir, PathBuf::from("./ferry-work"));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        assert_eq!(c.kill_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn layering_file_env_flags() {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        writeln!(
+            file,
+            r#"
+controller = "http://file:1"
+name = "from-file"
+max_tasks = 2
+queues = ["a", "b"]
+heartbeat_interval = "2s"
+[labels]
+site = "dc1"
+"#
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap().to_owned();
+
+        let c = Config::load_from(cli(&["--config", &path]), env(&[])).unwrap();
+        assert_eq!(c.controller, "http://file:1");
+        assert_eq!(c.name, "from-file");
+        assert_eq!(c.max_tasks, 2);
+        assert_eq!(c.queues, ["a", "b"]);
+        assert_eq!(c.labels.get("site").map(String::as_str), Some("dc1"));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
+
+        let vars = env(&[
+            ("FERRY_NAME", "from-env"),
+            ("FERRY_MAX_TASKS", "3"),
+            ("FERRY_QUEUES", "x, y"),
+            ("FERRY_HEARTBEAT_INTERVAL", "750ms"),
+            // Not ours: must be ignored, not refused.
+            ("FERRY_LISTEN", "0.0.0.0:1"),
+            ("FERRY_JOB_ID", "j1"),
+        ]);
+        let c = Config::load_from(cli(&["--config", &path]), vars.clone()).unwrap();
+        assert_eq!(c.controller, "http://file:1");
+        assert_eq!(c.name, "from-env");
+        assert_eq!(c.max_tasks, 3);
+        assert_eq!(c.queues, ["x", "y"]);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(750));
+
+        let c = Config::load_from(
+            cli(&[
+                "--config",
+                &path,
+                "--name",
+                "from-flag",
+                "--max-tasks",
+                "9",
+                "--queue",
+                "q1",
+                "--queue",
+                "q2",
+                "--label",
+                "zone=z",
+                "--kill-grace",
+                "1s",
+            ]),
+            vars,
+        )
+        .unwrap();
+        assert_eq!(c.name, "from-flag");
+        assert_eq!(c.max_tasks, 9);
+        assert_eq!(c.queues, ["q1", "q2"]);
+        assert_eq!(c.labels.len(), 1);
+        assert_eq!(c.labels.get("zone").map(String::as_str), Some("z"));
+        assert_eq!(c.kill_grace, Duration::from_secs(1));
+    }
+
+    fn load_err(args: &[&str], vars: &[(&str, &str)]) -> String {
+        Config::load_from(cli(args), env(vars))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let e = load_err(&["--max-tasks", "0"], &[]);
+        assert!(e.contains("max_tasks"), "{e}");
+        let e = load_err(&["--label", "nope"], &[]);
+        assert!(e.contains("labels") && e.contains("k=v"), "{e}");
+        let e = load_err(&["--heartbeat-interval", "soon"], &[]);
+        assert!(
+            e.contains("heartbeat_interval") && e.contains("soon"),
+            "{e}"
+        );
+        let e = load_err(&["--controller", "ftp://x"], &[]);
+        assert!(e.contains("controller"), "{e}");
+        let e = load_err(&[], &[("FERRY_MAX_TASKS", "many")]);
+        assert!(e.contains("max_tasks"), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused() {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        writeln!(file, "max_taks = 3").unwrap();
+        let path = file.path().to_str().unwrap().to_owned();
+        let e = load_err(&["--config", &path], &[]);
+        assert!(e.contains("max_taks"), "{e}");
+    }
+}

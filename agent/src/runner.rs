@@ -1,0 +1,241 @@
+//! Runs one assigned attempt from start to its report: picks the runner for the task's kind,
+//! ships its logs and sends `Complete`, retrying while the controller is unreachable.
+
+pub mod shell;
+
+use std::{sync::Arc, time::Duration};
+
+use ferry_proto::v1::{task_spec::Kind, Assignment, AttemptRef, CompleteRequest, LogStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, instrument};
+
+use crate::{
+    client::{Backoff, ClientError, FailureLog},
+    logs::LogShipper,
+    running::{AttemptGuard, KillSwitch},
+    Agent, Session,
+};
+
+use self::shell::{End, Report, ShellJob};
+
+/// Starts an attempt on the agent's task tracker. `guard` keeps it in the running registry
+/// until it has been reported (or dropped).
+pub(crate) fn start(
+    agent: &Arc<Agent>,
+    session: &Session,
+    assignment: Assignment,
+    attempt: AttemptRef,
+    guard: AttemptGuard,
+    kill: KillSwitch,
+) {
+    let task = run_attempt(
+        Arc::clone(agent),
+        session.clone(),
+        assignment,
+        attempt,
+        guard,
+        kill,
+    );
+    agent.tracker.spawn(task);
+}
+
+#[instrument(
+    skip_all,
+    fields(job = %attempt.job_id, task = %attempt.task_id, attempt = attempt.attempt)
+)]
+async fn run_attempt(
+    agent: Arc<Agent>,
+    session: Session,
+    assignment: Assignment,
+    attempt: AttemptRef,
+    guard: AttemptGuard,
+    kill: KillSwitch,
+) {
+    info!(job_name = %assignment.job_name, "attempt started");
+    let shipper = LogShipper::default();
+    let end = match assignment.task.as_ref().and_then(|t| t.kind.as_ref()) {
+        Some(Kind::Shell(shell)) => {
+            let timeout_ms = assignment.task.as_ref().map_or(0, |t| t.timeout_ms);
+            run_shell(
+                &agent,
+                &session,
+                &assignment,
+                &attempt,
+                &shell.command,
+                timeout_ms,
+                &shipper,
+                &kill,
+            )
+            .await
+        }
+        Some(Kind::Sql(_)) => End::Finished(Report::failed(
+            "sql tasks are not supported by this agent yet",
+        )),
+        None => End::Finished(Report::failed("the task names no kind this agent knows")),
+    };
+    guard.process_ended();
+    let report = match end {
+        End::Finished(report) => report,
+        End::Aborted => {
+            info!("attempt stopped; nothing reported");
+            return;
+        }
+    };
+    let (logs, dropped_bytes) = shipper.finish();
+    let req = CompleteRequest {
+        agent: None,
+        attempt: Some(attempt),
+        outcome: report.outcome as i32,
+        exit_code: report.exit_code,
+        error: report.error,
+        logs,
+        dropped_bytes,
+    };
+    complete(&agent, &session, &kill, req).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shell(
+    agent: &Agent,
+    session: &Session,
+    assignment: &Assignment,
+    attempt: &AttemptRef,
+    command: &str,
+    timeout_ms: u64,
+    shipper: &LogShipper,
+    kill: &KillSwitch,
+) -> End {
+    let dir = match shell::prepare_dir(
+        &agent.work_dir,
+        &attempt.job_id,
+        &attempt.task_id,
+        attempt.attempt,
+    )
+    .await
+    {
+        Ok(dir) => dir,
+        Err(e) => return End::Finished(Report::failed(e)),
+    };
+    let job = ShellJob {
+        command: command.to_owned(),
+        env: task_env(assignment, attempt, &dir),
+        dir,
+        withhold: agent.withheld_env.clone(),
+        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+        kill_grace: agent.config.kill_grace,
+    };
+    let flush_stop = CancellationToken::new();
+    let sink = |stream: LogStream, data: &[u8]| shipper.push(stream, data);
+    let work = async {
+        let end = shell::run(&job, &sink, kill).await;
+        flush_stop.cancel();
+        end
+    };
+    let flush = shipper.flush_loop(&agent.client, attempt, &flush_stop, kill, session);
+    let (end, ()) = tokio::join!(work, flush);
+    end
+}
+
+/// The variables a task gets besides the agent's (non-`FERRY_`) environment. Parameter values
+/// travel only here, never inside the command text.
+fn task_env(
+    assignment: &Assignment,
+    attempt: &AttemptRef,
+    dir: &std::path::Path,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("FERRY_JOB_ID".to_owned(), attempt.job_id.clone()),
+        ("FERRY_JOB_NAME".to_owned(), assignment.job_name.clone()),
+        ("FERRY_TASK_ID".to_owned(), attempt.task_id.clone()),
+        ("FERRY_ATTEMPT".to_owned(), attempt.attempt.to_string()),
+        ("FERRY_WORK_DIR".to_owned(), dir.display().to_string()),
+        (
+            "FERRY_INPUTS".to_owned(),
+            dir.join("inputs").display().to_string(),
+        ),
+    ];
+    // Sorted, so that two names mapping to one variable resolve the same way every time.
+    let mut params: Vec<_> = assignment.params.iter().collect();
+    params.sort();
+    env.extend(
+        params
+            .into_iter()
+            .map(|(k, v)| (shell::param_env_name(k), v.clone())),
+    );
+    env
+}
+
+/// Sends the outcome until it is recorded, refused, or the attempt is stopped (lost lease,
+/// drain): a stopped attempt's outcome is no longer ours to report.
+async fn complete(agent: &Agent, session: &Session, kill: &KillSwitch, req: CompleteRequest) {
+    let outcome = req.outcome().as_str_name();
+    let mut backoff = Backoff::default();
+    let mut failures = FailureLog::new("complete");
+    loop {
+        let result = tokio::select! {
+            r = agent.client.complete(req.clone()) => r,
+            () = kill.abort.cancelled() => {
+                info!(outcome, "attempt stopped before its outcome was recorded; dropped");
+                return;
+            }
+        };
+        match result {
+            Ok(()) => {
+                info!(outcome, exit_code = req.exit_code, error = %req.error, "attempt completed");
+                return;
+            }
+            Err(ClientError::Fenced(e)) => {
+                info!(outcome, error = %e, "attempt no longer current; outcome not recorded");
+                return;
+            }
+            Err(e @ ClientError::SessionLost(_)) => {
+                session.lose(&e);
+                return;
+            }
+            Err(e @ ClientError::Rejected(_)) => {
+                error!(outcome, error = %e, "controller refused the outcome; dropped");
+                return;
+            }
+            Err(e @ ClientError::Transient(_)) => failures.failed(&e),
+        }
+        if !backoff.sleep(&kill.abort).await {
+            info!(
+                outcome,
+                "attempt stopped before its outcome was recorded; dropped"
+            );
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn env_carries_ids_and_params() {
+        let a = AttemptRef {
+            job_id: "j1".into(),
+            task_id: "t1".into(),
+            attempt: 2,
+        };
+        let assignment = Assignment {
+            attempt: Some(a.clone()),
+            job_name: "etl".into(),
+            task: None,
+            params: HashMap::from([("day".to_owned(), "$(reboot)".to_owned())]),
+        };
+        let env: HashMap<_, _> = task_env(&assignment, &a, std::path::Path::new("/w/j1/t1/2"))
+            .into_iter()
+            .collect();
+        assert_eq!(env["FERRY_JOB_ID"], "j1");
+        assert_eq!(env["FERRY_JOB_NAME"], "etl");
+        assert_eq!(env["FERRY_TASK_ID"], "t1");
+        assert_eq!(env["FERRY_ATTEMPT"], "2");
+        assert_eq!(env["FERRY_WORK_DIR"], "/w/j1/t1/2");
+        assert_eq!(env["FERRY_INPUTS"], "/w/j1/t1/2/inputs");
+        assert_eq!(env["FERRY_PARAM_DAY"], "$(reboot)");
+    }
+}

@@ -1,0 +1,222 @@
+//! Command-line arguments of `ferry` (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use ferry_proto::v1::JobState;
+
+use crate::jobfile::is_param_name;
+use crate::output::Format;
+
+pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Submit Ferry jobs, watch them, read their logs, manage agents",
+    after_help = "Exit codes: 0 success (with --wait/watch: the job succeeded), 1 the job failed \
+                  or was cancelled, 2 bad input, 3 the controller could not be reached or \
+                  refused the call."
+)]
+pub struct Args {
+    /// URL of the controller
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_CONTROLLER",
+        default_value = DEFAULT_CONTROLLER,
+        value_name = "URL"
+    )]
+    pub controller: String,
+
+    /// Human tables, or one JSON document
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_OUTPUT",
+        value_enum,
+        default_value_t = Format::Table,
+        value_name = "FORMAT"
+    )]
+    pub output: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Submit a job file and print the new job's id (alone, in every output format)
+    Submit(SubmitArgs),
+    /// List, show, cancel and watch jobs
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Print the logs of one attempt of a task
+    Logs(LogsArgs),
+    /// List agents, or drain one
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// List queues
+    #[command(subcommand)]
+    Queues(QueuesCommand),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct SubmitArgs {
+    /// The job file (TOML)
+    pub file: PathBuf,
+    /// Set a parameter, overriding the job file's [params]
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Submitting again with the same key returns the first job's id
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Wait for the job to end, showing progress on standard error; exit 0 only if it succeeded
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List recent jobs, newest first
+    List {
+        /// How many jobs to list (the controller's default is 50)
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        /// Only jobs in this state
+        #[arg(long, value_enum, value_name = "STATE")]
+        state: Option<StateFilter>,
+    },
+    /// Show a job with its tasks and attempts
+    Show { id: String },
+    /// Cancel a job
+    Cancel { id: String },
+    /// Follow a job's progress until it ends; exit 0 only if it succeeded
+    Watch { id: String },
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct LogsArgs {
+    /// Job id
+    pub job: String,
+    /// Task id
+    pub task: String,
+    /// Attempt number (default: the latest)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempt: Option<u32>,
+    /// Keep streaming until the attempt ends
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List agents with their state, load and host metrics
+    List,
+    /// Stop giving an agent new tasks and hand its running ones back
+    Drain { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// List queues with their queued and running tasks and live agents
+    List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl From<StateFilter> for JobState {
+    fn from(state: StateFilter) -> Self {
+        match state {
+            StateFilter::Pending => JobState::Pending,
+            StateFilter::Running => JobState::Running,
+            StateFilter::Succeeded => JobState::Succeeded,
+            StateFilter::Failed => JobState::Failed,
+            StateFilter::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
+/// Parses `--param KEY=VALUE`.
+pub fn parse_param(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("expected KEY=VALUE, got {text:?}"));
+    };
+    if !is_param_name(key) {
+        return Err(format!(
+            "bad parameter name {key:?}: use letters, digits and '_', not starting with a digit"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{error::ErrorKind, CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn args_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn params_parse() {
+        assert_eq!(
+            parse_param("day=2026-11-24"),
+            Ok(("day".into(), "2026-11-24".into()))
+        );
+        assert_eq!(parse_param("q=a=b"), Ok(("q".into(), "a=b".into())));
+        assert_eq!(parse_param("empty="), Ok(("empty".into(), String::new())));
+        assert_eq!(
+            parse_param("day"),
+            Err("expected KEY=VALUE, got \"day\"".to_owned())
+        );
+        assert!(parse_param("=x").is_err());
+        assert!(parse_param("1day=x").is_err());
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let args = Args::try_parse_from([
+            "ferry",
+            "jobs",
+            "list",
+            "--output",
+            "json",
+            "--controller",
+            "http://c:1",
+        ])
+        .unwrap();
+        assert_eq!(args.output, Format::Json);
+        assert_eq!(args.controller, "http://c:1");
+        let args = Args::try_parse_from([
+            "ferry", "submit", "job.toml", "--param", "a=1", "--param", "b=2", "--wait",
+        ])
+        .unwrap();
+        let Command::Submit(submit) = args.command else {
+            panic!("not submit")
+        };
+        assert_eq!(submit.params.len(), 2);
+        assert!(submit.wait);
+    }
+
+    #[test]
+    fn bad_usage_is_an_error() {
+        let err =
+            Args::try_parse_from(["ferry", "submit", "j.toml", "--param", "nope"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(err.use_stderr());
+        assert!(Args::try_parse_from(["ferry", "jobs"]).is_err());
+        assert!(Args::try_parse_from(["ferry", "logs", "j", "t", "--attempt", "0"]).is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! The commands: each turns its arguments into calls to the controller and prints the answer.
+
+mod agents;
+mod jobs;
+mod logs;
+mod queues;
+mod submit;
+
+use crate::{
+    args::{AgentsCommand, Args, Command, JobsCommand, QueuesCommand},
+    client::Controller,
+    exit::{CliError, Outcome},
+};
+
+pub async fn run(args: Args) -> Result<Outcome, CliError> {
+    let controller = Controller::new(&args.controller)?;
+    let format = args.output;
+    match args.command {
+        Command::Submit(submit) => submit::run(&controller, submit).await,
+        Command::Jobs(JobsCommand::List { limit, state }) => {
+            jobs::list(&controller, format, limit, state).await
+        }
+        Command::Jobs(JobsCommand::Show { id }) => jobs::show(&controller, format, &id).await,
+        Command::Jobs(JobsCommand::Cancel { id }) => jobs::cancel(&controller, format, &id).await,
+        Command::Jobs(JobsCommand::Watch { id }) => jobs::watch(&controller, format, &id).await,
+        Command::Logs(logs) => logs::run(&controller, logs).await,
+        Command::Agents(AgentsCommand::List) => agents::list(&controller, format).await,
+        Command::Agents(AgentsCommand::Drain { name }) => {
+            agents::drain(&controller, format, &name).await
+        }
+        Command::Queues(QueuesCommand::List) => queues::list(&controller, format).await,
+    }
+}

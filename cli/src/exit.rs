@@ -1,0 +1,265 @@
+//! Exit codes, and the error type of the CLI with the exit code each error maps to.
+//!
+//! 0 success (with `--wait`/`watch`: the job succeeded), 1 the job failed or was cancelled,
+//! 2 bad input, 3 the controller could not be reached or refused the call.
+
+use std::{io, process::ExitCode};
+
+use tonic::{Code, Status};
+
+use crate::jobfile::InvalidJobFile;
+
+pub const SUCCESS: u8 = 0;
+pub const JOB_FAILED: u8 = 1;
+pub const BAD_INPUT: u8 = 2;
+pub const CONTROLLER: u8 = 3;
+
+/// How a command that ran to its end came out. A failed job is an outcome, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    JobFailed,
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => SUCCESS,
+            Outcome::JobFailed => JOB_FAILED,
+        }
+    }
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> Self {
+        ExitCode::from(outcome.code())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A bad flag, parameter or controller URL, or a job file that cannot be read.
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    InvalidJobFile(#[from] InvalidJobFile),
+    /// The controller answered INVALID_ARGUMENT.
+    #[error("controller at {url} rejected {call}: {message}")]
+    Rejected {
+        url: String,
+        call: &'static str,
+        message: String,
+    },
+    #[error("cannot reach controller at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// Any other gRPC error.
+    #[error("controller at {url} refused {call}: {}: {message}", code_words(.code))]
+    Refused {
+        url: String,
+        call: &'static str,
+        code: Code,
+        message: String,
+    },
+    /// Writing to standard output or standard error failed.
+    #[error("writing output: {0}")]
+    Output(io::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::BadInput(_) | CliError::InvalidJobFile(_) | CliError::Rejected { .. } => {
+                BAD_INPUT
+            }
+            CliError::Unreachable { .. } | CliError::Refused { .. } => CONTROLLER,
+            CliError::Output(_) => JOB_FAILED,
+        }
+    }
+
+    /// A failed gRPC call to the controller at `url`; `call` names it ("submit job").
+    pub fn from_status(url: &str, call: &'static str, status: &Status) -> CliError {
+        let message = if status.message().is_empty() {
+            "no details given".to_owned()
+        } else {
+            status.message().to_owned()
+        };
+        match status.code() {
+            Code::InvalidArgument => CliError::Rejected {
+                url: url.to_owned(),
+                call,
+                message,
+            },
+            Code::Unavailable => CliError::Unreachable {
+                url: url.to_owned(),
+                reason: root_cause(status).unwrap_or(message),
+            },
+            code => CliError::Refused {
+                url: url.to_owned(),
+                call,
+                code,
+                message,
+            },
+        }
+    }
+
+    /// Failing to connect to the controller at `url`.
+    pub fn unreachable(url: &str, err: &(dyn std::error::Error + 'static)) -> CliError {
+        CliError::Unreachable {
+            url: url.to_owned(),
+            reason: root_cause(err).unwrap_or_else(|| err.to_string()),
+        }
+    }
+
+    /// Whether a watch should reconnect and try again after this error.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CliError::Unreachable { .. } => true,
+            // What a controller restart or a dropped connection looks like mid-stream.
+            CliError::Refused { code, .. } => matches!(
+                code,
+                Code::Unknown
+                    | Code::Internal
+                    | Code::Cancelled
+                    | Code::DeadlineExceeded
+                    | Code::Aborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// The deepest cause in an error chain, as a short lowercase reason ("connection refused").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut deepest = None;
+    let mut next = err.source();
+    while let Some(cause) = next {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return Some(io_reason(io));
+        }
+        deepest = Some(cause);
+        next = cause.source();
+    }
+    deepest.map(|cause| lowercase_first(&cause.to_string()))
+}
+
+/// A short lowercase reason for an I/O error: "connection refused", "no such file or directory".
+pub fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = text
+        .find(" (os error")
+        .map_or(text.as_str(), |at| &text[..at]);
+    lowercase_first(text)
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn code_words(code: &Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown error",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::FailedPrecondition => "failed precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "not implemented",
+        Code::Internal => "internal error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// Prints an error as `error: …` on standard error and gives its exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    match err.downcast_ref::<CliError>() {
+        Some(CliError::Output(io)) if io.kind() == io::ErrorKind::BrokenPipe => {
+            // The reader went away (`ferry logs … | head`): nothing left to say.
+            ExitCode::SUCCESS
+        }
+        Some(cli) => {
+            eprintln!("error: {cli}");
+            ExitCode::from(cli.exit_code())
+        }
+        None => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(JOB_FAILED)
+        }
+    }
+}
+
+/// Prints a clap error (or the help or version it was asked for) and gives its exit code:
+/// 2 for usage errors, 0 for `--help` and `--version`.
+pub fn report_usage(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitCode::from(BAD_INPUT)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_map_to_exit_codes() {
+        assert_eq!(Outcome::Success.code(), 0);
+        assert_eq!(Outcome::JobFailed.code(), 1);
+    }
+
+    #[test]
+    fn errors_map_to_exit_codes() {
+        let url = "http://127.0.0.1:7070";
+        let bad = CliError::BadInput("bad --param".into());
+        assert_eq!(bad.exit_code(), 2);
+        let invalid = CliError::InvalidJobFile(InvalidJobFile {
+            file: "job.toml".into(),
+            problems: vec!["job.toml:1:1: missing \"name\"".into()],
+        });
+        assert_eq!(invalid.exit_code(), 2);
+        let rejected =
+            CliError::from_status(url, "submit job", &Status::invalid_argument("no tasks"));
+        assert_eq!(rejected.exit_code(), 2);
+        assert_eq!(
+            rejected.to_string(),
+            "controller at http://127.0.0.1:7070 rejected submit job: no tasks"
+        );
+        let missing = CliError::from_status(url, "get job", &Status::not_found("no job \"x\""));
+        assert_eq!(missing.exit_code(), 3);
+        assert_eq!(
+            missing.to_string(),
+            "controller at http://127.0.0.1:7070 refused get job: not found: no job \"x\""
+        );
+        let down = CliError::from_status(url, "get job", &Status::unavailable("connect error"));
+        assert_eq!(down.exit_code(), 3);
+        assert!(down.is_retryable());
+        assert!(!missing.is_retryable());
+    }
+
+    #[test]
+    fn unreachable_names_the_url_and_the_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error")]
+        struct Transport(#[source] io::Error);
+        let err = Transport(io::Error::from(io::ErrorKind::ConnectionRefused));
+        let err = CliError::unreachable("http://127.0.0.1:7070", &err);
+        assert_eq!(
+            err.to_string(),
+            "cannot reach controller at http://127.0.0.1:7070: connection refused"
+        );
+        assert_eq!(err.exit_code(), 3);
+    }
+}

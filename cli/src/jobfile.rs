@@ -1,0 +1,120 @@
+//! Job files: read a TOML job file, check all of it, and turn it into a `JobSpec`.
+//!
+//! A file with problems is refused whole: every problem is reported, each with its place in
+//! the file as `FILE:LINE:COL`, before anything is sent to the controller. A file that is not
+//! valid TOML gets all its syntax errors reported; the rest is checked once it parses.
+
+mod graph;
+mod location;
+mod read;
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, path::Path};
+
+use ferry_proto::v1::JobSpec;
+
+use crate::exit::CliError;
+
+/// One thing wrong with a job file, at a byte offset of its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    offset: usize,
+    message: String,
+}
+
+impl Problem {
+    fn new(offset: usize, message: impl Into<String>) -> Self {
+        Problem {
+            offset,
+            message: message.into(),
+        }
+    }
+}
+
+/// A job file refused whole, with every problem as `FILE:LINE:COL: message`, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidJobFile {
+    pub file: String,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for InvalidJobFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        let plural = if n == 1 { "" } else { "s" };
+        write!(f, "invalid job file {} ({n} problem{plural})", self.file)?;
+        for problem in &self.problems {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidJobFile {}
+
+/// Reads the job file at `path`, checks it, and applies `--param` overrides on top of its
+/// `[params]`.
+pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<JobSpec, CliError> {
+    let source = std::fs::read_to_string(path).map_err(|err| {
+        CliError::BadInput(format!(
+            "cannot read job file {}: {}",
+            path.display(),
+            crate::exit::io_reason(&err)
+        ))
+    })?;
+    let mut spec = parse(&path.display().to_string(), &source)?;
+    apply_params(&mut spec, overrides);
+    Ok(spec)
+}
+
+/// Parses and checks the job file `source`; `file` names it in problems.
+pub fn parse(file: &str, source: &str) -> Result<JobSpec, InvalidJobFile> {
+    let mut problems = Vec::new();
+    let draft = read::read(source, &mut problems);
+    let lines = location::LineIndex::new(source);
+    if let Some(draft) = &draft {
+        graph::check(&draft.tasks, &lines, &mut problems);
+    }
+    match draft {
+        Some(draft) if problems.is_empty() => Ok(draft.spec),
+        _ => {
+            problems.sort_by_key(|p| p.offset);
+            problems.dedup();
+            let problems = problems
+                .into_iter()
+                .map(|p| {
+                    let (line, col) = lines.line_col(p.offset);
+                    format!("{file}:{line}:{col}: {}", p.message)
+                })
+                .collect();
+            Err(InvalidJobFile {
+                file: file.to_owned(),
+                problems,
+            })
+        }
+    }
+}
+
+/// Adds or replaces parameters given with `--param k=v`.
+pub fn apply_params(spec: &mut JobSpec, overrides: &[(String, String)]) {
+    for (key, value) in overrides {
+        spec.params.insert(key.clone(), value.clone());
+    }
+}
+
+/// A parameter name reaches shell commands as an environment variable name and SQL as a bind
+/// name, so it is `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_param_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A task id is `[A-Za-z0-9_.-]+`.
+pub fn is_task_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}

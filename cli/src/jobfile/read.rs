@@ -1,0 +1,499 @@
+//! Walks the spanned TOML tree of a job file, building the `JobSpec` and noting every problem
+//! of shape, type and value on the way (the task graph is checked in `graph`).
+
+use std::collections::HashMap;
+
+use ferry_proto::v1::{task_spec::Kind, JobSpec, RetryPolicy, ShellTask, SqlTask, TaskSpec};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::{is_param_name, is_task_id, Problem};
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+const JOB_KEYS: &[&str] = &["name", "params", "tasks"];
+const TASK_KEYS: &[&str] = &[
+    "id",
+    "queue",
+    "labels",
+    "depends_on",
+    "shell",
+    "sql",
+    "outputs",
+    "timeout",
+    "retry",
+];
+const SQL_KEYS: &[&str] = &["datasource", "query", "format", "incremental"];
+const INCREMENTAL_KEYS: &[&str] = &["column"];
+const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay", "max_delay"];
+
+const DURATION: &str = "a duration string such as \"10m\"";
+
+/// What the graph checks need to know of one task.
+pub(super) struct TaskMeta {
+    /// 1-based position among the `[[tasks]]`.
+    pub number: usize,
+    pub offset: usize,
+    /// The id when it is a valid one.
+    pub id: Option<(String, usize)>,
+    pub deps: Vec<(String, usize)>,
+}
+
+impl TaskMeta {
+    pub fn label(&self) -> String {
+        match &self.id {
+            Some((id, _)) => format!("task {id:?}"),
+            None => format!("task #{}", self.number),
+        }
+    }
+}
+
+pub(super) struct Draft {
+    pub spec: JobSpec,
+    pub tasks: Vec<TaskMeta>,
+}
+
+/// Reads the document; `None` when it is not even valid TOML (the syntax errors are noted).
+pub(super) fn read(source: &str, problems: &mut Vec<Problem>) -> Option<Draft> {
+    let (root, errors) = DeTable::parse_recoverable(source);
+    if !errors.is_empty() {
+        for err in errors {
+            let offset = err.span().map_or(0, |span| span.start);
+            problems.push(Problem::new(
+                offset,
+                format!("toml syntax error: {}", err.message()),
+            ));
+        }
+        return None;
+    }
+    Some(Reader { problems }.job(root.get_ref()))
+}
+
+struct Reader<'p> {
+    problems: &'p mut Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn push(&mut self, offset: usize, message: impl Into<String>) {
+        self.problems.push(Problem::new(offset, message));
+    }
+
+    fn job(&mut self, root: &DeTable<'_>) -> Draft {
+        let mut spec = JobSpec::default();
+        let mut tasks = Vec::new();
+        let mut has_name = false;
+        let mut has_tasks = false;
+        for (key, value) in root.iter() {
+            match &**key.get_ref() {
+                "name" => {
+                    has_name = true;
+                    if let Some(name) = self.nonempty_string(value, "name") {
+                        spec.name = name;
+                    }
+                }
+                "params" => spec.params = self.params(value),
+                "tasks" => {
+                    has_tasks = true;
+                    self.tasks(value, &mut spec, &mut tasks);
+                }
+                _ => self.unknown_key(key, "at the top level", JOB_KEYS),
+            }
+        }
+        if !has_name {
+            self.push(0, "missing \"name\": every job needs a name");
+        }
+        if !has_tasks {
+            self.push(0, "no tasks: a job needs at least one [[tasks]] entry");
+        }
+        Draft { spec, tasks }
+    }
+
+    fn params(&mut self, value: &Value<'_>) -> HashMap<String, String> {
+        let Some(table) = self.table(value, "params") else {
+            return HashMap::new();
+        };
+        let mut params = HashMap::new();
+        for (key, value) in table.iter() {
+            let name: &str = key.get_ref();
+            if !is_param_name(name) {
+                self.push(
+                    key.span().start,
+                    format!(
+                        "bad parameter name {name:?}: use letters, digits and '_', \
+                         not starting with a digit"
+                    ),
+                );
+            }
+            if let Some(v) = self.scalar(value, &format!("params.{name}")) {
+                params.insert(name.to_owned(), v);
+            }
+        }
+        params
+    }
+
+    fn tasks(&mut self, value: &Value<'_>, spec: &mut JobSpec, metas: &mut Vec<TaskMeta>) {
+        let Some(items) = value.get_ref().as_array() else {
+            self.wrong_type(value, "tasks", "an array of tables ([[tasks]])");
+            return;
+        };
+        if items.is_empty() {
+            self.push(
+                value.span().start,
+                "no tasks: a job needs at least one [[tasks]] entry",
+            );
+        }
+        for (i, item) in items.iter().enumerate() {
+            let number = i + 1;
+            match item.get_ref().as_table() {
+                Some(table) => {
+                    let (task, meta) = self.task(number, item.span().start, table);
+                    spec.tasks.push(task);
+                    metas.push(meta);
+                }
+                None => self.wrong_type(item, &format!("task #{number}"), "a table"),
+            }
+        }
+    }
+
+    fn task(&mut self, number: usize, offset: usize, table: &DeTable<'_>) -> (TaskSpec, TaskMeta) {
+        let mut meta = TaskMeta {
+            number,
+            offset,
+            id: None,
+            deps: Vec::new(),
+        };
+        let mut task = TaskSpec {
+            queue: "default".to_owned(),
+            ..TaskSpec::default()
+        };
+        let id_entry = table.iter().find(|(key, _)| &**key.get_ref() == "id");
+        match id_entry {
+            None => self.push(offset, format!("task #{number} has no id")),
+            Some((_, value)) => {
+                if let Some(id) = self.string(value, "id") {
+                    if id.is_empty() {
+                        self.push(
+                            value.span().start,
+                            format!("task #{number} has an empty id"),
+                        );
+                    } else if !is_task_id(&id) {
+                        self.push(
+                            value.span().start,
+                            format!(
+                                "bad task id {id:?}: use only letters, digits, '_', '.' and '-'"
+                            ),
+                        );
+                    } else {
+                        meta.id = Some((id.clone(), value.span().start));
+                    }
+                    task.id = id;
+                }
+            }
+        }
+        let label = meta.label();
+        let (mut shell, mut sql) = (false, false);
+        for (key, value) in table.iter() {
+            match &**key.get_ref() {
+                "id" => {}
+                "queue" => {
+                    if let Some(queue) = self.nonempty_string(value, "queue") {
+                        task.queue = queue;
+                    }
+                }
+                "labels" => task.labels = self.scalar_map(value, "labels"),
+                "depends_on" => {
+                    let mut seen = std::collections::HashSet::new();
+                    for (dep, at) in self.string_list(value, "depends_on") {
+                        if seen.insert(dep.clone()) {
+                            task.depends_on.push(dep.clone());
+                            meta.deps.push((dep, at));
+                        }
+                    }
+                }
+                "shell" => {
+                    shell = true;
+                    if let Some(command) = self.nonempty_string(value, "shell") {
+                        task.kind = Some(Kind::Shell(ShellTask { command }));
+                    }
+                }
+                "sql" => {
+                    sql = true;
+                    if let Some(query) = self.sql(value, &label) {
+                        task.kind = Some(Kind::Sql(query));
+                    }
+                }
+                "outputs" => task.outputs = self.outputs(value),
+                "timeout" => task.timeout_ms = self.duration_ms(value, "timeout").unwrap_or(0),
+                "retry" => task.retry = self.retry(value, &label),
+                _ => self.unknown_key(key, &format!("in {label}"), TASK_KEYS),
+            }
+        }
+        match (shell, sql) {
+            (false, false) => self.push(
+                offset,
+                format!("{label} has no kind: give it shell = \"…\" or sql = {{ … }}"),
+            ),
+            (true, true) => self.push(
+                offset,
+                format!("{label} has both shell and sql: give it exactly one"),
+            ),
+            _ => {}
+        }
+        (task, meta)
+    }
+
+    fn sql(&mut self, value: &Value<'_>, label: &str) -> Option<SqlTask> {
+        let table = self.table(value, "sql")?;
+        let mut sql = SqlTask {
+            format: "csv".to_owned(),
+            ..SqlTask::default()
+        };
+        let (mut datasource, mut query) = (false, false);
+        for (key, value) in table.iter() {
+            match &**key.get_ref() {
+                "datasource" => {
+                    datasource = true;
+                    sql.datasource = self
+                        .nonempty_string(value, "sql.datasource")
+                        .unwrap_or_default();
+                }
+                "query" => {
+                    query = true;
+                    sql.query = self.nonempty_string(value, "sql.query").unwrap_or_default();
+                }
+                "format" => {
+                    if let Some(format) = self.nonempty_string(value, "sql.format") {
+                        sql.format = format;
+                    }
+                }
+                "incremental" => {
+                    sql.incremental_column = self.incremental(value, label).unwrap_or_default();
+                }
+                _ => self.unknown_key(key, &format!("in sql of {label}"), SQL_KEYS),
+            }
+        }
+        let start = value.span().start;
+        if !datasource {
+            self.push(start, format!("missing \"datasource\" in sql of {label}"));
+        }
+        if !query {
+            self.push(start, format!("missing \"query\" in sql of {label}"));
+        }
+        Some(sql)
+    }
+
+    fn incremental(&mut self, value: &Value<'_>, label: &str) -> Option<String> {
+        let table = self.table(value, "sql.incremental")?;
+        let mut column = None;
+        for (key, value) in table.iter() {
+            match &**key.get_ref() {
+                "column" => column = self.nonempty_string(value, "sql.incremental.column"),
+                _ => self.unknown_key(
+                    key,
+                    &format!("in sql.incremental of {label}"),
+                    INCREMENTAL_KEYS,
+                ),
+            }
+        }
+        if column.is_none() && !table.iter().any(|(k, _)| &**k.get_ref() == "column") {
+            self.push(
+                value.span().start,
+                format!("missing \"column\" in sql.incremental of {label}"),
+            );
+        }
+        column
+    }
+
+    fn retry(&mut self, value: &Value<'_>, label: &str) -> Option<RetryPolicy> {
+        let table = self.table(value, "retry")?;
+        let mut retry = RetryPolicy::default();
+        let mut delays = (None, None);
+        for (key, value) in table.iter() {
+            match &**key.get_ref() {
+                "max_attempts" => {
+                    if let Some(n) = self.max_attempts(value) {
+                        retry.max_attempts = n;
+                    }
+                }
+                "initial_delay" => {
+                    delays.0 = self.duration_ms(value, "retry.initial_delay");
+                    retry.initial_delay_ms = delays.0.unwrap_or(0);
+                }
+                "max_delay" => {
+                    delays.1 = self
+                        .duration_ms(value, "retry.max_delay")
+                        .map(|ms| (ms, value.span().start));
+                    retry.max_delay_ms = delays.1.map_or(0, |(ms, _)| ms);
+                }
+                _ => self.unknown_key(key, &format!("in retry of {label}"), RETRY_KEYS),
+            }
+        }
+        if let (Some(initial), Some((max, at))) = delays {
+            if max < initial {
+                self.push(
+                    at,
+                    "retry.max_delay is shorter than retry.initial_delay".to_owned(),
+                );
+            }
+        }
+        Some(retry)
+    }
+
+    fn max_attempts(&mut self, value: &Value<'_>) -> Option<u32> {
+        let Some(int) = value.get_ref().as_integer() else {
+            self.wrong_type(value, "retry.max_attempts", "an integer");
+            return None;
+        };
+        let at = value.span().start;
+        match i64::from_str_radix(int.as_str(), int.radix()) {
+            Ok(n) if n < 1 => {
+                self.push(at, "retry.max_attempts must be at least 1");
+                None
+            }
+            Ok(n) => match u32::try_from(n) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.push(at, format!("retry.max_attempts {n} is too large"));
+                    None
+                }
+            },
+            Err(_) => {
+                self.push(at, "retry.max_attempts is too large");
+                None
+            }
+        }
+    }
+
+    fn outputs(&mut self, value: &Value<'_>) -> Vec<String> {
+        let mut outputs = Vec::new();
+        for (path, at) in self.string_list(value, "outputs") {
+            if path.is_empty() {
+                self.push(at, "outputs: a path must not be empty");
+            } else if path.starts_with('/') || path.split('/').any(|part| part == "..") {
+                self.push(
+                    at,
+                    format!("output {path:?} must be a path inside the task's working directory"),
+                );
+            } else {
+                outputs.push(path);
+            }
+        }
+        outputs
+    }
+
+    fn unknown_key(
+        &mut self,
+        key: &Spanned<toml::de::DeString<'_>>,
+        place: &str,
+        allowed: &[&str],
+    ) {
+        self.push(
+            key.span().start,
+            format!(
+                "unknown key {:?} {place}; allowed: {}",
+                &**key.get_ref(),
+                allowed.join(", ")
+            ),
+        );
+    }
+
+    fn wrong_type(&mut self, value: &Value<'_>, what: &str, expected: &str) {
+        self.push(
+            value.span().start,
+            format!(
+                "wrong type for {what}: expected {expected}, found {}",
+                value.get_ref().type_str()
+            ),
+        );
+    }
+
+    fn table<'v, 'i>(&mut self, value: &'v Value<'i>, what: &str) -> Option<&'v DeTable<'i>> {
+        let table = value.get_ref().as_table();
+        if table.is_none() {
+            self.wrong_type(value, what, "a table");
+        }
+        table
+    }
+
+    fn string(&mut self, value: &Value<'_>, what: &str) -> Option<String> {
+        let s = value.get_ref().as_str().map(str::to_owned);
+        if s.is_none() {
+            self.wrong_type(value, what, "a string");
+        }
+        s
+    }
+
+    fn nonempty_string(&mut self, value: &Value<'_>, what: &str) -> Option<String> {
+        let s = self.string(value, what)?;
+        if s.trim().is_empty() {
+            self.push(value.span().start, format!("{what} must not be empty"));
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A string, or a number, boolean or date written as its TOML text.
+    fn scalar(&mut self, value: &Value<'_>, what: &str) -> Option<String> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            DeValue::Integer(int) => Some(
+                i64::from_str_radix(int.as_str(), int.radix())
+                    .map_or_else(|_| int.to_string(), |n| n.to_string()),
+            ),
+            DeValue::Float(float) => Some(float.as_str().to_owned()),
+            DeValue::Boolean(b) => Some(b.to_string()),
+            DeValue::Datetime(dt) => Some(dt.to_string()),
+            DeValue::Array(_) | DeValue::Table(_) => {
+                self.wrong_type(value, what, "a string, number or boolean");
+                None
+            }
+        }
+    }
+
+    fn scalar_map(&mut self, value: &Value<'_>, what: &str) -> HashMap<String, String> {
+        let Some(table) = self.table(value, what) else {
+            return HashMap::new();
+        };
+        let mut map = HashMap::new();
+        for (key, value) in table.iter() {
+            let key: &str = key.get_ref();
+            if let Some(v) = self.scalar(value, &format!("{what}.{key}")) {
+                map.insert(key.to_owned(), v);
+            }
+        }
+        map
+    }
+
+    /// An array of strings, each with its offset.
+    fn string_list(&mut self, value: &Value<'_>, what: &str) -> Vec<(String, usize)> {
+        let Some(items) = value.get_ref().as_array() else {
+            self.wrong_type(value, what, "an array of strings");
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let s = self.string(item, &format!("{what}[{i}]"))?;
+                Some((s, item.span().start))
+            })
+            .collect()
+    }
+
+    fn duration_ms(&mut self, value: &Value<'_>, what: &str) -> Option<u64> {
+        let Some(text) = value.get_ref().as_str() else {
+            self.wrong_type(value, what, DURATION);
+            return None;
+        };
+        match humantime::parse_duration(text) {
+            Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Err(err) => {
+                self.push(
+                    value.span().start,
+                    format!("bad duration {text:?} for {what}: {err}"),
+                );
+                None
+            }
+        }
+    }
+}

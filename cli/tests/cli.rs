@@ -1,0 +1,376 @@
+//! End-to-end tests of the `ferry` binary against an in-process fake controller: what goes to
+//! standard output and error, and the exit codes.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    pin::Pin,
+    sync::{Arc, Mutex},
+};
+
+use ferry_proto::v1::{
+    job_service_server::{JobService, JobServiceServer},
+    Attempt, AttemptState, CancelJobRequest, CancelJobResponse, DrainAgentRequest,
+    DrainAgentResponse, GetJobRequest, GetLogsRequest, Job, JobState, ListAgentsRequest,
+    ListAgentsResponse, ListJobsRequest, ListJobsResponse, ListQueuesRequest, ListQueuesResponse,
+    LogEvent, LogStream, SubmitJobRequest, SubmitJobResponse, Task, TaskState, WatchJobRequest,
+};
+use tokio_stream::{wrappers::TcpListenerStream, Stream};
+use tonic::{Request, Response, Status};
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Scripted answers, and what the CLI sent.
+#[derive(Default)]
+struct Script {
+    final_state: Option<JobState>,
+    submit_error: Option<Status>,
+    /// The first WatchJob stream breaks after its first message.
+    break_first_watch: bool,
+    submits: Vec<SubmitJobRequest>,
+    watches: u32,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<Script>>);
+
+fn job(state: JobState) -> Job {
+    let task_state = match state {
+        JobState::Succeeded => TaskState::Succeeded,
+        JobState::Failed => TaskState::Failed,
+        _ => TaskState::Running,
+    };
+    let attempt_state = match state {
+        JobState::Succeeded => AttemptState::Succeeded,
+        JobState::Failed => AttemptState::Failed,
+        _ => AttemptState::Running,
+    };
+    let ended = matches!(state, JobState::Succeeded | JobState::Failed);
+    Job {
+        id: "job-1".into(),
+        name: "hello".into(),
+        state: state as i32,
+        created_at_ms: 1_795_000_000_000,
+        finished_at_ms: if ended { 1_795_000_001_500 } else { 0 },
+        tasks: vec![Task {
+            id: "greet".into(),
+            state: task_state as i32,
+            queue: "default".into(),
+            kind: "shell".into(),
+            attempts: vec![Attempt {
+                number: 1,
+                agent: "agent-a".into(),
+                state: attempt_state as i32,
+                exit_code: ended.then_some(if state == JobState::Failed { 2 } else { 0 }),
+                ..Attempt::default()
+            }],
+            ..Task::default()
+        }],
+        ..Job::default()
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for Fake {
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
+        let mut script = self.0.lock().unwrap();
+        script.submits.push(request.into_inner());
+        if let Some(status) = script.submit_error.take() {
+            return Err(status);
+        }
+        Ok(Response::new(SubmitJobResponse {
+            job_id: "job-1".into(),
+            existing: false,
+        }))
+    }
+
+    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        match request.into_inner().job_id.as_str() {
+            "job-1" => Ok(Response::new(job(JobState::Succeeded))),
+            other => Err(Status::not_found(format!("no job {other:?}"))),
+        }
+    }
+
+    async fn list_jobs(
+        &self,
+        _: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        Ok(Response::new(ListJobsResponse::default()))
+    }
+
+    async fn cancel_job(
+        &self,
+        _: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
+        Ok(Response::new(CancelJobResponse {
+            cancelled: true,
+            state: JobState::Cancelled as i32,
+        }))
+    }
+
+    type WatchJobStream = Boxed<Job>;
+
+    async fn watch_job(
+        &self,
+        _: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let mut script = self.0.lock().unwrap();
+        script.watches += 1;
+        let end = script.final_state.unwrap_or(JobState::Succeeded);
+        let items = if script.break_first_watch && script.watches == 1 {
+            vec![
+                Ok(job(JobState::Running)),
+                Err(Status::unavailable("controller shutting down")),
+            ]
+        } else {
+            vec![Ok(job(JobState::Running)), Ok(job(end))]
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
+    }
+
+    type GetLogsStream = Boxed<LogEvent>;
+
+    async fn get_logs(
+        &self,
+        _: Request<GetLogsRequest>,
+    ) -> Result<Response<Self::GetLogsStream>, Status> {
+        let event = |stream: LogStream, data: &str, truncated_before| {
+            Ok(LogEvent {
+                attempt: 1,
+                stream: stream as i32,
+                data: data.as_bytes().to_vec(),
+                truncated_before,
+            })
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(vec![
+            event(LogStream::Stdout, "out 1\n", true),
+            event(LogStream::Stderr, "err 1\n", false),
+            event(LogStream::Stdout, "out 2\n", false),
+        ]))))
+    }
+
+    async fn list_agents(
+        &self,
+        _: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        Ok(Response::new(ListAgentsResponse::default()))
+    }
+
+    async fn drain_agent(
+        &self,
+        _: Request<DrainAgentRequest>,
+    ) -> Result<Response<DrainAgentResponse>, Status> {
+        Ok(Response::new(DrainAgentResponse {}))
+    }
+
+    async fn list_queues(
+        &self,
+        _: Request<ListQueuesRequest>,
+    ) -> Result<Response<ListQueuesResponse>, Status> {
+        Ok(Response::new(ListQueuesResponse::default()))
+    }
+}
+
+async fn start(script: Script) -> (String, Fake) {
+    let fake = Fake(Arc::new(Mutex::new(script)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let service = JobServiceServer::new(fake.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    (format!("http://{addr}"), fake)
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn ferry(controller: &str, args: &[&str]) -> Run {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("--controller")
+        .arg(controller)
+        .args(args)
+        .env_remove("FERRY_OUTPUT")
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn example(name: &str) -> String {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "examples", name]
+        .iter()
+        .collect();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_prints_only_the_id_and_sends_overridden_params() {
+    let (url, fake) = start(Script::default()).await;
+    let hello = example("hello.toml");
+    let run = ferry(&url, &["submit", &hello, "--param", "who=ferry"]).await;
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "job-1\n"),
+        "{}",
+        run.stderr
+    );
+    let script = fake.0.lock().unwrap();
+    let spec = script.submits[0].spec.as_ref().unwrap();
+    assert_eq!(spec.name, "hello");
+    assert_eq!(spec.params["who"], "ferry");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_reports_progress_on_stderr_and_exits_by_outcome() {
+    let (url, _) = start(Script::default()).await;
+    let hello = example("hello.toml");
+    let run = ferry(&url, &["--output", "json", "submit", &hello, "--wait"]).await;
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "job-1\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("0/1 done · running: greet@agent-a (attempt 1)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("job hello job-1 succeeded in 1.5s"),
+        "{}",
+        run.stderr
+    );
+
+    let (url, _) = start(Script {
+        final_state: Some(JobState::Failed),
+        ..Script::default()
+    })
+    .await;
+    let run = ferry(&url, &["jobs", "watch", "job-1"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("task greet failed after 1 attempt: exit code 2"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_reconnects_when_the_stream_breaks() {
+    let (url, fake) = start(Script {
+        break_first_watch: true,
+        ..Script::default()
+    })
+    .await;
+    let run = ferry(&url, &["jobs", "watch", "job-1"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("reconnecting"), "{}", run.stderr);
+    assert_eq!(fake.0.lock().unwrap().watches, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_input_exits_2_before_any_call() {
+    let (url, fake) = start(Script {
+        submit_error: Some(Status::invalid_argument("queue \"gpu\" has no agents")),
+        ..Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"x\"\n[[tasks]]\nid = \"a\"\ntimeout = \"10 parsecs\"\n",
+    )
+    .unwrap();
+    let bad = bad.display().to_string();
+    let run = ferry(&url, &["submit", &bad]).await;
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.starts_with("error: invalid job file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "{bad}:4:11: bad duration \"10 parsecs\" for timeout"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(fake.0.lock().unwrap().submits.is_empty());
+
+    let run = ferry(&url, &["submit", &example("hello.toml"), "--param", "who"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+
+    let run = ferry(&url, &["submit", &example("hello.toml")]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        format!("error: controller at {url} rejected submit job: queue \"gpu\" has no agents\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controller_errors_exit_3() {
+    let (url, _) = start(Script::default()).await;
+    let run = ferry(&url, &["jobs", "show", "nope"]).await;
+    assert_eq!(run.code, 3);
+    assert_eq!(
+        run.stderr,
+        format!("error: controller at {url} refused get job: not found: no job \"nope\"\n")
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let run = ferry(&closed, &["queues", "list"]).await;
+    assert_eq!(run.code, 3);
+    assert_eq!(
+        run.stderr,
+        format!("error: cannot reach controller at {closed}: connection refused\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_show_json_is_one_document() {
+    let (url, _) = start(Script::default()).await;
+    let run = ferry(&url, &["jobs", "show", "job-1", "--output", "json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["state"], "succeeded");
+    assert_eq!(json["tasks"][0]["attempts"][0]["agent"], "agent-a");
+    assert_eq!(json["finished_at"], "2026-11-18T11:06:41.500Z");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_go_to_their_own_streams() {
+    let (url, _) = start(Script::default()).await;
+    let run = ferry(&url, &["logs", "job-1", "greet"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "out 1\nout 2\n");
+    assert!(
+        run.stderr.starts_with("(earlier output was cut"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.ends_with("err 1\n"), "{}", run.stderr);
+}

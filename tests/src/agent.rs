@@ -1,0 +1,212 @@
+//! A `ferry-agent` process with its own work dir and log file.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use ferry_proto::v1::{AgentState, ListAgentsRequest};
+use nix::sys::signal::Signal;
+
+use crate::{
+    bin::{bin_path, AGENT_BIN},
+    flag_duration, grpc,
+    process::{log_tail, Proc, TestDir},
+    RUST_LOG,
+};
+
+/// How long an agent gets to show up as `ready` after being spawned.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Debug)]
+pub struct AgentOpts {
+    pub name: String,
+    pub queues: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    pub max_tasks: u32,
+    pub heartbeat_interval: Duration,
+    /// `--drain-timeout`; `None` keeps the agent's default.
+    pub drain_timeout: Option<Duration>,
+    pub extra_args: Vec<String>,
+}
+
+impl AgentOpts {
+    /// An agent serving no queue yet, 2 slots, heartbeating every 300 ms.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            queues: Vec::new(),
+            labels: Vec::new(),
+            max_tasks: 2,
+            heartbeat_interval: Duration::from_millis(300),
+            drain_timeout: None,
+            extra_args: Vec::new(),
+        }
+    }
+
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queues.push(queue.into());
+        self
+    }
+
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn max_tasks(mut self, n: u32) -> Self {
+        self.max_tasks = n;
+        self
+    }
+
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = Some(timeout);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+}
+
+pub struct Agent {
+    name: String,
+    controller: String,
+    proc: Proc,
+    // Dropped after `proc`, so that the log tail is printed before the dir is kept.
+    dir: TestDir,
+}
+
+impl Agent {
+    /// Starts an agent against `controller` (`http://…`) and waits until the controller lists
+    /// it as `ready`.
+    pub async fn start(controller: &str, opts: AgentOpts) -> Result<Self> {
+        let dir = TestDir::new(&format!("agent-{}", opts.name))?;
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work)?;
+        let mut cmd = Command::new(bin_path(AGENT_BIN));
+        cmd.arg("--controller")
+            .arg(controller)
+            .arg("--name")
+            .arg(&opts.name);
+        for queue in &opts.queues {
+            cmd.arg("--queue").arg(queue);
+        }
+        for (key, value) in &opts.labels {
+            cmd.arg("--label").arg(format!("{key}={value}"));
+        }
+        cmd.arg("--max-tasks")
+            .arg(opts.max_tasks.to_string())
+            .arg("--work-dir")
+            .arg(&work)
+            .arg("--heartbeat-interval")
+            .arg(flag_duration(opts.heartbeat_interval));
+        if let Some(drain) = opts.drain_timeout {
+            cmd.arg("--drain-timeout").arg(flag_duration(drain));
+        }
+        cmd.args(&opts.extra_args)
+            .current_dir(dir.path())
+            .env("RUST_LOG", RUST_LOG);
+        let log = dir.path().join("agent.log");
+        let proc = Proc::spawn(&format!("ferry-agent {}", opts.name), cmd, &log)?;
+        let mut agent = Self {
+            name: opts.name,
+            controller: controller.to_owned(),
+            proc,
+            dir,
+        };
+        agent.wait_ready().await?;
+        Ok(agent)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.proc.log()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(self.proc.log(), lines)
+    }
+
+    /// A real `kill -9`: the agent's tasks (own process groups) are left running, as on a host
+    /// whose agent crashed.
+    pub fn kill9(&mut self) -> Result<ExitStatus> {
+        self.proc.kill9()
+    }
+
+    pub fn sigterm(&mut self) -> Result<()> {
+        self.proc.signal(Signal::SIGTERM)
+    }
+
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.proc.try_wait()
+    }
+
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.proc.wait_exit(timeout).await
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.proc.try_wait()? {
+                bail!(
+                    "ferry-agent {} exited ({status}) before it was ready; log:\n{}",
+                    self.name,
+                    self.log_tail(30)
+                );
+            }
+            let last = match self.listed_state().await {
+                Ok(Some(AgentState::Ready)) => return Ok(()),
+                Ok(state) => format!("listed as {state:?}"),
+                Err(e) => format!("{e:#}"),
+            };
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "ferry-agent {} not ready after {READY_TIMEOUT:?} ({last}); log tail:\n{}",
+                    self.name,
+                    self.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// This agent's state in `JobService/ListAgents`, `None` when it is not listed.
+    pub async fn listed_state(&self) -> Result<Option<AgentState>> {
+        let mut client = grpc::job_client(&self.controller).await?;
+        let agents = client
+            .list_agents(ListAgentsRequest {})
+            .await
+            .context("ListAgents")?
+            .into_inner()
+            .agents;
+        Ok(agents
+            .iter()
+            .find(|a| a.name == self.name)
+            .map(|a| AgentState::try_from(a.state).unwrap_or(AgentState::Unspecified)))
+    }
+}

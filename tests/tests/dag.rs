@@ -1,0 +1,238 @@
+//! DAG order across agents and queues, label routing, and what a failed task does downstream.
+
+use std::{path::Path, time::Duration};
+
+use ferry_tests::{
+    job::{attempts, last_agent, state, task_state},
+    job_id_of, Agent, AgentOpts, Controller, ControllerOpts, TestDir,
+};
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A shell step that logs its start and end (`NANOS start|end ID`) into `log`.
+fn step(log: &Path, id: &str) -> String {
+    let log = log.display();
+    format!(
+        r#"echo "$(date +%s%N) start {id}" >> {log}; sleep 0.5; echo "$(date +%s%N) end {id}" >> {log}"#
+    )
+}
+
+/// (nanos, event, task) lines of the order log.
+fn read_events(log: &Path) -> Vec<(u128, String, String)> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut parts = line.split_whitespace();
+            let nanos = parts.next().unwrap().parse().unwrap();
+            let event = parts.next().unwrap().to_owned();
+            let task = parts.next().unwrap().to_owned();
+            (nanos, event, task)
+        })
+        .collect()
+}
+
+fn at(events: &[(u128, String, String)], event: &str, task: &str) -> u128 {
+    events
+        .iter()
+        .find(|(_, e, t)| e == event && t == task)
+        .unwrap_or_else(|| panic!("no `{event} {task}` in {events:?}"))
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dag_runs_in_dependency_order_across_queues() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let onprem = Agent::start(
+        &controller.addr(),
+        AgentOpts::new("agent-onprem").queue("onprem"),
+    )
+    .await
+    .unwrap();
+    let cloud = Agent::start(
+        &controller.addr(),
+        AgentOpts::new("agent-cloud").queue("cloud").max_tasks(2),
+    )
+    .await
+    .unwrap();
+    let scratch = TestDir::new("dag").unwrap();
+    let log = scratch.path().join("order.log");
+    let job = format!(
+        r#"
+name = "etl"
+
+[[tasks]]
+id = "extract"
+queue = "onprem"
+shell = '''{extract}'''
+
+[[tasks]]
+id = "validate"
+depends_on = ["extract"]
+queue = "cloud"
+shell = '''{validate}'''
+
+[[tasks]]
+id = "transform"
+depends_on = ["extract"]
+queue = "cloud"
+shell = '''{transform}'''
+
+[[tasks]]
+id = "load"
+depends_on = ["validate", "transform"]
+queue = "onprem"
+shell = '''{load}'''
+"#,
+        extract = step(&log, "extract"),
+        validate = step(&log, "validate"),
+        transform = step(&log, "transform"),
+        load = step(&log, "load"),
+    );
+    let cli = controller.cli();
+    let id = cli.submit(&job).await.unwrap();
+    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
+    assert_eq!(state(&done), "succeeded", "{done:#}");
+
+    let events = read_events(&log);
+    assert_eq!(
+        events.len(),
+        8,
+        "each task starts and ends once: {events:?}"
+    );
+    for middle in ["validate", "transform"] {
+        assert!(
+            at(&events, "end", "extract") <= at(&events, "start", middle),
+            "{middle} started before extract ended: {events:?}"
+        );
+        assert!(
+            at(&events, "end", middle) <= at(&events, "start", "load"),
+            "load started before {middle} ended: {events:?}"
+        );
+    }
+    // validate and transform are independent and the cloud agent has two slots: they overlap.
+    assert!(
+        at(&events, "start", "validate") < at(&events, "end", "transform")
+            && at(&events, "start", "transform") < at(&events, "end", "validate"),
+        "validate and transform did not run in parallel: {events:?}"
+    );
+
+    for (task, agent) in [
+        ("extract", onprem.name()),
+        ("validate", cloud.name()),
+        ("transform", cloud.name()),
+        ("load", onprem.name()),
+    ] {
+        assert_eq!(task_state(&done, task), "succeeded", "{done:#}");
+        let tries = attempts(&done, task);
+        assert_eq!(tries.len(), 1, "{task}: {done:#}");
+        assert_eq!(tries[0]["number"], 1, "{task}: {done:#}");
+        assert_eq!(tries[0]["exit_code"], 0, "{task}: {done:#}");
+        assert_eq!(
+            last_agent(&done, task),
+            agent,
+            "{task} ran on the wrong agent: {done:#}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_tasks_run_only_on_agents_carrying_the_labels() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    // The unlabelled agent joins first and has room for everything: only the labels keep the
+    // tasks away from it.
+    let anywhere = Agent::start(
+        &controller.addr(),
+        AgentOpts::new("agent-anywhere").queue("etl").max_tasks(4),
+    )
+    .await
+    .unwrap();
+    let dc1 = Agent::start(
+        &controller.addr(),
+        AgentOpts::new("agent-dc1")
+            .queue("etl")
+            .label("site", "dc1")
+            .max_tasks(1),
+    )
+    .await
+    .unwrap();
+    let mut job = String::from("name = \"near-the-data\"\n");
+    for n in 0..4 {
+        job.push_str(&format!(
+            r#"
+[[tasks]]
+id = "extract-{n}"
+queue = "etl"
+labels = {{ site = "dc1" }}
+shell = "true"
+"#
+        ));
+    }
+    let cli = controller.cli();
+    let id = cli.submit(&job).await.unwrap();
+    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
+    assert_eq!(state(&done), "succeeded", "{done:#}");
+    for n in 0..4 {
+        let task = format!("extract-{n}");
+        for attempt in attempts(&done, &task) {
+            assert_eq!(
+                attempt["agent"],
+                dc1.name(),
+                "{task} ran on {} without label site=dc1: {done:#}",
+                anywhere.name()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_skips_its_downstream_and_fails_the_job() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-a").queue("etl"))
+        .await
+        .unwrap();
+    let job = r#"
+name = "broken-etl"
+
+[[tasks]]
+id = "extract"
+queue = "etl"
+retry = { max_attempts = 1 }
+shell = "exit 3"
+
+[[tasks]]
+id = "transform"
+depends_on = ["extract"]
+queue = "etl"
+shell = "true"
+
+[[tasks]]
+id = "load"
+depends_on = ["transform"]
+queue = "etl"
+shell = "true"
+"#;
+    let cli = controller.cli();
+    let path = cli.write_job(job).unwrap();
+    let out = cli
+        .run(["submit".as_ref(), path.as_os_str(), "--wait".as_ref()])
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "submit --wait of a failing job: {out}");
+    let id = job_id_of(&out).unwrap();
+
+    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
+    assert_eq!(state(&done), "failed", "{done:#}");
+    assert_eq!(task_state(&done, "extract"), "failed", "{done:#}");
+    let tries = attempts(&done, "extract");
+    assert_eq!(tries.len(), 1, "{done:#}");
+    assert_eq!(state(&tries[0]), "failed", "{done:#}");
+    assert_eq!(tries[0]["exit_code"], 3, "{done:#}");
+    for downstream in ["transform", "load"] {
+        assert_eq!(task_state(&done, downstream), "skipped", "{done:#}");
+        assert!(
+            attempts(&done, downstream).is_empty(),
+            "{downstream} ran: {done:#}"
+        );
+    }
+}
