@@ -62,6 +62,8 @@ impl ClientError {
 #[derive(Clone)]
 pub struct Client {
     inner: AgentServiceClient<Channel>,
+    /// `Bearer <token>`, sent on every call when the agent has a token.
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     identity: Arc<Mutex<AgentIdentity>>,
 }
 
@@ -79,6 +81,12 @@ impl Client {
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(Client {
+            authorization: config.token.as_ref().and_then(|t| {
+                let mut value: tonic::metadata::MetadataValue<_> =
+                    format!("Bearer {}", t.0).parse().ok()?;
+                value.set_sensitive(true);
+                Some(value)
+            }),
             inner: AgentServiceClient::new(channel),
             identity: Arc::new(Mutex::new(AgentIdentity {
                 name: config.name.clone(),
@@ -109,6 +117,9 @@ impl Client {
     {
         let mut request = tonic::Request::new(msg);
         request.set_timeout(timeout);
+        if let Some(auth) = &self.authorization {
+            request.metadata_mut().insert("authorization", auth.clone());
+        }
         match tokio::time::timeout(timeout, f(self.inner.clone(), request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(ClientError::from_status(status)),

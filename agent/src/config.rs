@@ -44,6 +44,9 @@ pub struct Cli {
     /// Grace between SIGTERM and SIGKILL of a task's process group [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub kill_grace: Option<String>,
+    /// File holding the token this agent presents to join the controller.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Settings that can be set in every layer; the names are the config-file keys and, uppercased
@@ -58,6 +61,7 @@ const KEYS: &[&str] = &[
     "heartbeat_interval",
     "drain_timeout",
     "kill_grace",
+    "token_file",
 ];
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &["queues", "labels"];
@@ -101,6 +105,8 @@ pub struct RawConfig {
     pub drain_timeout: Duration,
     #[serde(default = "default_kill_grace", deserialize_with = "humantime_de")]
     pub kill_grace: Duration,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Labels as a list of `k=v` (flags, env) or as a TOML table (`[labels] site = "dc1"`).
@@ -158,6 +164,18 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub drain_timeout: Duration,
     pub kill_grace: Duration,
+    /// Presented as `authorization: Bearer …` on every call; never logged.
+    pub token: Option<Secret>,
+}
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Config {
@@ -203,7 +221,11 @@ impl Config {
             )?
             .set_override_option("heartbeat_interval", cli.heartbeat_interval)?
             .set_override_option("drain_timeout", cli.drain_timeout)?
-            .set_override_option("kill_grace", cli.kill_grace)?;
+            .set_override_option("kill_grace", cli.kill_grace)?
+            .set_override_option(
+                "token_file",
+                cli.token_file.map(|p| p.to_string_lossy().into_owned()),
+            )?;
         if !cli.queues.is_empty() {
             builder = builder.set_override("queues", cli.queues)?;
         }
@@ -292,7 +314,24 @@ impl RawConfig {
         if self.heartbeat_interval < Duration::from_millis(100) {
             return Err(invalid("heartbeat_interval", "must be at least 100ms"));
         }
+        let token = match &self.token_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid("token_file", format!("cannot read {}: {e}", path.display()))
+                })?;
+                let token = text.trim();
+                if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(invalid(
+                        "token_file",
+                        format!("{} must hold one printable token", path.display()),
+                    ));
+                }
+                Some(Secret(token.to_owned()))
+            }
+        };
         Ok(Config {
+            token,
             controller,
             name,
             hostname,

@@ -41,6 +41,10 @@ pub struct Args {
     )]
     pub output: Format,
 
+    /// File holding the client token the controller asks for (or set FERRY_TOKEN)
+    #[arg(long, global = true, env = "FERRY_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -4,18 +4,56 @@ use std::time::Duration;
 
 use ferry_proto::v1::job_service_client::JobServiceClient;
 use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{interceptor::InterceptedService, Interceptor},
     transport::{Channel, Endpoint},
-    Status,
+    Request, Status,
 };
 
 use crate::exit::CliError;
 
-pub type Client = JobServiceClient<Channel>;
+pub type Client = JobServiceClient<InterceptedService<Channel, Authorization>>;
+
+/// Adds `authorization: Bearer <token>` to every call when the user has a token.
+#[derive(Clone, Default)]
+pub struct Authorization(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Authorization {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The client token: from `--token-file` (or `FERRY_TOKEN_FILE`), else `FERRY_TOKEN`.
+pub fn token(file: Option<&std::path::Path>) -> Result<Option<String>, CliError> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            CliError::BadInput(format!("cannot read token file {}: {e}", path.display()))
+        })?,
+        None => match std::env::var("FERRY_TOKEN") {
+            Ok(token) => token,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = text.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(CliError::BadInput(
+            "the client token must be one word of printable ASCII".into(),
+        ));
+    }
+    Ok(Some(token.to_owned()))
+}
 
 /// Where the controller is; `connect` opens a fresh connection each time it is called.
 pub struct Controller {
     url: String,
     endpoint: Endpoint,
+    authorization: Authorization,
 }
 
 impl Controller {
@@ -36,7 +74,23 @@ impl Controller {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        Ok(Controller { url, endpoint })
+        Ok(Controller {
+            url,
+            endpoint,
+            authorization: Authorization::default(),
+        })
+    }
+
+    /// Presents `token` on every call.
+    pub fn with_token(mut self, token: Option<String>) -> Result<Self, CliError> {
+        if let Some(token) = token {
+            let mut value: MetadataValue<Ascii> = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| CliError::BadInput("the client token is not valid ASCII".into()))?;
+            value.set_sensitive(true);
+            self.authorization = Authorization(Some(value));
+        }
+        Ok(self)
     }
 
     pub fn url(&self) -> &str {
@@ -49,7 +103,10 @@ impl Controller {
             .connect()
             .await
             .map_err(|err| CliError::unreachable(&self.url, &err))?;
-        Ok(JobServiceClient::new(channel))
+        Ok(JobServiceClient::with_interceptor(
+            channel,
+            self.authorization.clone(),
+        ))
     }
 
     /// The error for a failed call; `call` names it in messages ("submit job").

@@ -13,7 +13,8 @@ use crate::{
 };
 
 pub async fn run(args: Args) -> Result<Outcome, CliError> {
-    let controller = Controller::new(&args.controller)?;
+    let token = crate::client::token(args.token_file.as_deref())?;
+    let controller = Controller::new(&args.controller)?.with_token(token)?;
     let format = args.output;
     match args.command {
         Command::Submit(submit) => submit::run(&controller, submit).await,

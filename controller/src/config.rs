@@ -40,6 +40,12 @@ pub struct Flags {
     /// env: FERRY_TIMEOUT_GRACE].
     #[arg(long, value_name = "DURATION")]
     pub timeout_grace: Option<String>,
+    /// File holding the token agents must present to join [env: FERRY_AGENT_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub agent_token_file: Option<String>,
+    /// File holding the token clients (the CLI) must present [env: FERRY_CLIENT_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub client_token_file: Option<String>,
 }
 
 /// The keys a config file may hold.
@@ -52,6 +58,8 @@ struct Raw {
     agent_timeout: String,
     log_limit: u64,
     timeout_grace: String,
+    agent_token_file: Option<String>,
+    client_token_file: Option<String>,
 }
 
 /// Checked settings.
@@ -61,6 +69,20 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub store_url: String,
     pub engine: EngineConfig,
+    /// Token agents must present; `None` leaves `AgentService` open.
+    pub agent_token: Option<Secret>,
+    /// Token clients must present; `None` leaves `JobService` open.
+    pub client_token: Option<Secret>,
+}
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +127,8 @@ impl Config {
             ("agent_timeout", flags.agent_timeout),
             ("log_limit", flags.log_limit),
             ("timeout_grace", flags.timeout_grace),
+            ("agent_token_file", flags.agent_token_file),
+            ("client_token_file", flags.client_token_file),
         ];
         for (key, value) in flag_values {
             if let Some(value) = value {
@@ -121,6 +145,29 @@ fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
         key,
         problem: format!("bad duration {text:?}: {e}"),
     })
+}
+
+/// Reads a token from its file: surrounding white space is dropped, an empty file is refused.
+fn read_token(key: &'static str, path: Option<&str>) -> Result<Option<Secret>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+        key,
+        problem: format!("cannot read {path}: {e}"),
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::Invalid {
+            key,
+            problem: format!("{path} is empty"),
+        });
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Invalid {
+            key,
+            problem: format!("{path}: a token is printable ASCII without spaces"),
+        });
+    }
+    Ok(Some(Secret(token.to_string())))
 }
 
 impl Raw {
@@ -158,7 +205,11 @@ impl Raw {
                 ),
             });
         }
+        let agent_token = read_token("agent_token_file", self.agent_token_file.as_deref())?;
+        let client_token = read_token("client_token_file", self.client_token_file.as_deref())?;
         Ok(Config {
+            agent_token,
+            client_token,
             listen,
             data_dir,
             store_url,
@@ -185,6 +236,8 @@ mod tests {
             agent_timeout: None,
             log_limit: None,
             timeout_grace: None,
+            agent_token_file: None,
+            client_token_file: None,
         }
     }
 

@@ -15,6 +15,8 @@ use ferry_proto::v1::{
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use service::auth::TokenCheck;
+
 pub use config::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         addr: config.listen,
         source,
     })?;
+    if !addr.ip().is_loopback() && (config.agent_token.is_none() || config.client_token.is_none()) {
+        tracing::warn!(%addr, "listening beyond loopback without agent and client tokens: anyone who reaches this port can run commands on your agents");
+    }
     tracing::info!(%addr, store = %redact(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
 
     let result = tonic::transport::Server::builder()
@@ -70,14 +75,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AgentServiceServer::new(service::agent::AgentApi::new(
-            engine.clone(),
-        )))
-        .add_service(JobServiceServer::new(service::job::JobApi::new(
-            engine.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-        )))
+        .add_service(AgentServiceServer::with_interceptor(
+            service::agent::AgentApi::new(engine.clone()),
+            TokenCheck::new(config.agent_token.clone().map(|t| t.0), "agent"),
+        ))
+        .add_service(JobServiceServer::with_interceptor(
+            service::job::JobApi::new(engine.clone(), tracker.clone(), shutdown.clone()),
+            TokenCheck::new(config.client_token.clone().map(|t| t.0), "client"),
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.cancelled(),

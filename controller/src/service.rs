@@ -2,6 +2,7 @@
 //! answer back. Conversions live in `convert`, error mapping in `status`.
 
 pub mod agent;
+pub mod auth;
 pub mod convert;
 pub mod job;
 mod status;

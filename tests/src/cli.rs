@@ -232,3 +232,24 @@ pub fn job_id_of(out: &CliOutput) -> Result<String> {
         _ => bail!("submit should print the job id alone on standard output: {out}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(stdout: &str) -> CliOutput {
+        CliOutput {
+            code: 0,
+            stdout: stdout.to_owned(),
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_job_id_is_the_only_line_of_standard_output() {
+        assert_eq!(job_id_of(&output("01abc\n")).unwrap(), "01abc");
+        assert!(job_id_of(&output("")).is_err());
+        assert!(job_id_of(&output("submitted 01abc\n")).is_err());
+        assert!(job_id_of(&output("01abc\nrunning\n")).is_err());
+    }
+}

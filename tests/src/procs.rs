@@ -30,3 +30,40 @@ pub fn read_pids(path: &Path) -> Result<Vec<i32>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_process_is_alive_and_a_reaped_one_is_not() {
+        assert!(pid_alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
+
+    #[test]
+    fn an_unreaped_exited_child_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // A zombie until waited for: poll without reaping.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while pid_alive(pid) {
+            assert!(std::time::Instant::now() < deadline, "`true` never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn pids_are_read_one_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pids");
+        std::fs::write(&path, "12\n 34 \n\n").unwrap();
+        assert_eq!(read_pids(&path).unwrap(), [12, 34]);
+        std::fs::write(&path, "12\nnope\n").unwrap();
+        assert!(read_pids(&path).is_err());
+    }
+}

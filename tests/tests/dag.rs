@@ -169,8 +169,15 @@ shell = "true"
         ));
     }
     let cli = controller.cli();
-    let id = cli.submit(&job).await.unwrap();
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
+    let path = cli.write_job(&job).unwrap();
+    let out = cli
+        .run(["submit".as_ref(), path.as_os_str(), "--wait".as_ref()])
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "submit --wait of a succeeding job: {out}");
+    // With --wait, progress goes to standard error and the id stays alone on standard output.
+    let id = job_id_of(&out).unwrap();
+    let done = cli.show(&id).await.unwrap();
     assert_eq!(state(&done), "succeeded", "{done:#}");
     for n in 0..4 {
         let task = format!("extract-{n}");

@@ -148,25 +148,21 @@ fn marked_lines(case: &Case) -> Vec<usize> {
     lines
 }
 
-/// Line numbers a message mentions: `line 7`, `lines 7`, `line: 7`, `job.toml:7:3`.
+/// Line numbers a message mentions: `line 7`, `lines 7`, `line: 7`, `job.toml:7:3` (the
+/// column is not a line).
 fn mentioned_lines(message: &str) -> Vec<usize> {
     let lower = message.to_lowercase();
-    let number = |rest: &str| -> Option<(usize, usize)> {
+    let number = |rest: &str| -> Option<usize> {
         let len = rest.chars().take_while(char::is_ascii_digit).count();
-        rest[..len].parse().ok().map(|n| (n, len))
+        rest[..len].parse().ok()
     };
     let mut found = Vec::new();
     for (i, word) in lower.match_indices("line") {
         let rest = lower[i + word.len()..].trim_start_matches(['s', ':', ' ']);
-        found.extend(number(rest).map(|(n, _)| n));
+        found.extend(number(rest));
     }
-    for (i, _) in lower.match_indices(':') {
-        let rest = &lower[i + 1..];
-        if let Some((n, len)) = number(rest) {
-            if rest[len..].starts_with([':', ',']) {
-                found.push(n);
-            }
-        }
+    for (i, ext) in lower.match_indices(".toml:") {
+        found.extend(number(&lower[i + ext.len()..]));
     }
     found
 }
@@ -307,4 +303,13 @@ async fn an_unreachable_controller_gives_exit_3() {
     let submit = cli.run(["submit".as_ref(), job.as_os_str()]).await.unwrap();
     assert_eq!(submit.code, 3, "submit: {submit}");
     assert!(submit.stdout.trim().is_empty(), "no id printed: {submit}");
+}
+
+#[test]
+fn line_numbers_are_found_in_the_usual_message_shapes() {
+    assert_eq!(mentioned_lines("job.toml:7:3: unknown key"), [7]);
+    assert_eq!(mentioned_lines("TOML parse error at line 4, column 6"), [4]);
+    assert_eq!(mentioned_lines("cycle (lines 9 and 15)"), [9]);
+    assert_eq!(mentioned_lines("Line: 12 bad duration"), [12]);
+    assert!(mentioned_lines("took 3 attempts").is_empty());
 }

@@ -1,0 +1,275 @@
+//! `throughput`: tasks per second through one agent (`--max-tasks 8`), as one job of 20,000
+//! independent tasks and as 2,000 one-task jobs submitted 32 at a time; with the CPU time the
+//! controller and the agent spent on it.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use ferry_proto::v1::{JobState, ListJobsRequest, SubmitJobRequest};
+use ferry_tests::{Agent, Controller};
+
+use crate::{
+    common::{self, job_ended_badly, job_state, secs, CpuTimes, Deadline},
+    report::{emit, Target},
+};
+
+const BENCH: &str = "throughput";
+const POLL: Duration = Duration::from_millis(50);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Tasks of the single job of scenario A (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    pub tasks: usize,
+    /// One-task jobs of scenario B (0 skips it).
+    #[arg(long, default_value_t = 2_000)]
+    pub jobs: usize,
+    /// Concurrent submits in scenario B.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// The agent's `--max-tasks`.
+    #[arg(long, default_value_t = 8)]
+    pub max_tasks: u32,
+    /// Upper bound for each scenario, in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+pub async fn run(args: &Args) -> Result<()> {
+    if args.tasks > 0 {
+        one_job(args).await?;
+    }
+    if args.jobs > 0 {
+        many_jobs(args).await?;
+    }
+    Ok(())
+}
+
+/// A fresh controller and agent, and a snapshot of their CPU times.
+struct Setup {
+    controller: Controller,
+    agent: Agent,
+    start_cpu: (CpuTimes, CpuTimes),
+}
+
+impl Setup {
+    async fn start(args: &Args) -> Result<Self> {
+        let controller = common::controller(Duration::from_secs(15)).await?;
+        let agent = common::agent(
+            &controller,
+            "bench-throughput",
+            args.max_tasks,
+            Duration::from_secs(5),
+        )
+        .await?;
+        let start_cpu = Self::cpu(&controller, &agent)?;
+        Ok(Self {
+            controller,
+            agent,
+            start_cpu,
+        })
+    }
+
+    fn cpu(controller: &Controller, agent: &Agent) -> Result<(CpuTimes, CpuTimes)> {
+        Ok((
+            common::cpu_of(controller.pid(), "the controller")?,
+            common::cpu_of(agent.pid(), "the agent")?,
+        ))
+    }
+
+    /// Prints the CPU seconds used since the start, prefixed with `scenario`.
+    fn emit_cpu(&self, scenario: &str, elapsed_s: f64) -> Result<()> {
+        let (controller, agent) = Self::cpu(&self.controller, &self.agent)?;
+        let controller = controller - self.start_cpu.0;
+        let agent = agent - self.start_cpu.1;
+        emit(BENCH, &format!("{scenario}_controller_cpu_s"), controller.own_s, "s", 1, None);
+        emit(BENCH, &format!("{scenario}_agent_cpu_s"), agent.own_s, "s", 1, None);
+        emit(
+            BENCH,
+            &format!("{scenario}_agent_tasks_cpu_s"),
+            agent.children_s,
+            "s",
+            1,
+            None,
+        );
+        eprintln!(
+            "[throughput] {scenario}: CPU over {elapsed_s:.1} s wall: controller {:.1} s, agent \
+             {:.1} s, task processes {:.1} s (2 cores = {:.1} s available)",
+            controller.own_s,
+            agent.own_s,
+            agent.children_s,
+            2.0 * elapsed_s
+        );
+        Ok(())
+    }
+}
+
+/// Scenario A: one job of `args.tasks` independent `true` tasks.
+async fn one_job(args: &Args) -> Result<()> {
+    let setup = Setup::start(args).await?;
+    let mut client = setup.controller.job_client().await?;
+    let tasks = (0..args.tasks)
+        .map(|i| (format!("t{i:05}"), "true"))
+        .collect();
+    let spec = common::shell_job("throughput-one-job", tasks, 1);
+    eprintln!("[throughput] A: submitting one job of {} tasks", args.tasks);
+    let start = Instant::now();
+    let job_id = client
+        .submit_job(SubmitJobRequest {
+            spec: Some(spec),
+            idempotency_key: String::new(),
+        })
+        .await
+        .context("SubmitJob")?
+        .into_inner()
+        .job_id;
+    let submit_s = secs(start.elapsed());
+    eprintln!("[throughput] A: submitted in {submit_s:.2} s; waiting for it to succeed");
+    let deadline = Deadline::after(Duration::from_secs(args.timeout));
+    let mut shown = Instant::now();
+    loop {
+        let jobs = client
+            .list_jobs(ListJobsRequest {
+                limit: 10,
+                state: 0,
+            })
+            .await
+            .context("ListJobs")?
+            .into_inner()
+            .jobs;
+        let job = jobs
+            .iter()
+            .find(|j| j.id == job_id)
+            .with_context(|| format!("ListJobs does not list job {job_id}"))?;
+        let done = job.tasks_done;
+        match job_state(job.state) {
+            JobState::Succeeded => break,
+            state if job_ended_badly(state) => bail!("job {job_id} ended {state:?}: {job:?}"),
+            _ => {}
+        }
+        if shown.elapsed() >= PROGRESS_EVERY {
+            shown = Instant::now();
+            eprintln!(
+                "[throughput] A:   {done}/{} tasks done after {:.0} s",
+                args.tasks,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        deadline.check(|| format!("job {job_id}: {done}/{} tasks done", args.tasks))?;
+        tokio::time::sleep(POLL).await;
+    }
+    let elapsed = secs(start.elapsed());
+    let n = args.tasks;
+    emit(
+        BENCH,
+        "one_job_tasks_per_s",
+        n as f64 / elapsed,
+        "tasks/s",
+        n,
+        Some(Target::AtLeast(1500.0)),
+    );
+    emit(BENCH, "one_job_elapsed_s", elapsed, "s", n, None);
+    emit(BENCH, "one_job_submit_s", submit_s, "s", n, None);
+    setup.emit_cpu("one_job", elapsed)?;
+    Ok(())
+}
+
+/// Scenario B: `args.jobs` one-task jobs, `args.concurrency` submits at a time.
+async fn many_jobs(args: &Args) -> Result<()> {
+    let setup = Setup::start(args).await?;
+    let client = setup.controller.job_client().await?;
+    eprintln!(
+        "[throughput] B: submitting {} one-task jobs, {} at a time",
+        args.jobs, args.concurrency
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut submitters = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency.max(1) {
+        let mut client = client.clone();
+        let next = next.clone();
+        let jobs = args.jobs;
+        submitters.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let spec = common::shell_job("throughput-many", vec![("t".into(), "true")], 1);
+                client
+                    .submit_job(SubmitJobRequest {
+                        spec: Some(spec),
+                        idempotency_key: String::new(),
+                    })
+                    .await
+                    .with_context(|| format!("SubmitJob #{i}"))?;
+            }
+        });
+    }
+    let deadline = Deadline::after(Duration::from_secs(args.timeout));
+    loop {
+        match tokio::time::timeout(deadline.remaining(), submitters.join_next()).await {
+            Err(_) => bail!("submitting {} jobs took over {}s", args.jobs, args.timeout),
+            Ok(None) => break,
+            Ok(Some(joined)) => joined.context("a submitter panicked")??,
+        }
+    }
+    let submit_s = secs(start.elapsed());
+    eprintln!("[throughput] B: submitted in {submit_s:.2} s; waiting for all to succeed");
+    let mut client = client;
+    let mut shown = Instant::now();
+    loop {
+        let jobs = client
+            .list_jobs(ListJobsRequest {
+                limit: (args.jobs + 100).min(10_000) as u32,
+                state: 0,
+            })
+            .await
+            .context("ListJobs")?
+            .into_inner()
+            .jobs;
+        let mut succeeded = 0;
+        for job in &jobs {
+            match job_state(job.state) {
+                JobState::Succeeded => succeeded += 1,
+                state if job_ended_badly(state) => {
+                    bail!("job {} ended {state:?}: {job:?}", job.id)
+                }
+                _ => {}
+            }
+        }
+        if succeeded >= args.jobs {
+            break;
+        }
+        if shown.elapsed() >= PROGRESS_EVERY {
+            shown = Instant::now();
+            eprintln!(
+                "[throughput] B:   {succeeded}/{} jobs succeeded after {:.0} s",
+                args.jobs,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        deadline.check(|| format!("{succeeded}/{} jobs succeeded", args.jobs))?;
+        tokio::time::sleep(POLL).await;
+    }
+    let elapsed = secs(start.elapsed());
+    let n = args.jobs;
+    emit(
+        BENCH,
+        "many_jobs_tasks_per_s",
+        n as f64 / elapsed,
+        "tasks/s",
+        n,
+        Some(Target::AtLeast(1500.0)),
+    );
+    emit(BENCH, "many_jobs_elapsed_s", elapsed, "s", n, None);
+    emit(BENCH, "many_jobs_submit_s", submit_s, "s", n, None);
+    setup.emit_cpu("many_jobs", elapsed)
+}

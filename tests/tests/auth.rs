@@ -1,0 +1,150 @@
+//! Who may call: with tokens configured, an agent must present the agent token to join and a
+//! client the client token to submit or read; the secret never shows in any log.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_tests::{
+    bin_path, job::state, Agent, AgentOpts, Controller, ControllerOpts, TestDir, AGENT_BIN,
+};
+
+const AGENT_SECRET: &str = "agent-s3cret-7f1c";
+const CLIENT_SECRET: &str = "client-s3cret-93ab";
+
+fn token_file(dir: &TestDir, name: &str, secret: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_agents_with_the_agent_token_join() {
+    let secrets = TestDir::new("auth-agent").unwrap();
+    let good = token_file(&secrets, "agent.token", AGENT_SECRET);
+    let bad = token_file(&secrets, "wrong.token", "not-the-token");
+    let controller = Controller::start(
+        ControllerOpts::default()
+            .arg("--agent-token-file")
+            .arg(&good),
+    )
+    .await
+    .unwrap();
+
+    let intruder_log = secrets.path().join("intruder.log");
+    let log = std::fs::File::create(&intruder_log).unwrap();
+    let mut intruder = Command::new(bin_path(AGENT_BIN))
+        .args([
+            "--controller",
+            &controller.addr(),
+            "--name",
+            "intruder",
+            "--token-file",
+            &bad,
+        ])
+        .arg("--work-dir")
+        .arg(secrets.path().join("intruder-work"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+
+    let agent = Agent::start(
+        &controller.addr(),
+        AgentOpts::new("member").arg("--token-file").arg(&good),
+    )
+    .await
+    .unwrap();
+    let cli = controller.cli();
+    let id = cli
+        .submit("name = \"auth\"\n[[tasks]]\nid = \"t\"\nshell = \"echo ok\"\n")
+        .await
+        .unwrap();
+    let done = cli.wait_job(&id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(state(&done), "succeeded", "{done:#}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let text = std::fs::read_to_string(&intruder_log).unwrap_or_default();
+        if text.contains("agent token presented is not valid") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the intruder was not refused:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        cli.agent("intruder").await.unwrap().is_none(),
+        "the intruder was listed"
+    );
+    let _ = intruder.kill();
+    let _ = intruder.wait();
+
+    for (who, text) in [
+        ("intruder", refused),
+        ("controller", controller.log_tail(10_000)),
+        ("member", agent.log_tail(10_000)),
+    ] {
+        assert!(
+            !text.contains(AGENT_SECRET),
+            "the agent token shows in the {who} log"
+        );
+        assert!(
+            !text.contains("not-the-token"),
+            "a token shows in the {who} log"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_clients_with_the_client_token_are_served() {
+    let secrets = TestDir::new("auth-client").unwrap();
+    let good = token_file(&secrets, "client.token", CLIENT_SECRET);
+    let bad = token_file(&secrets, "wrong.token", "guess");
+    let controller = Controller::start(
+        ControllerOpts::default()
+            .arg("--client-token-file")
+            .arg(&good),
+    )
+    .await
+    .unwrap();
+    let cli = controller.cli();
+
+    let anonymous = cli.run(["jobs", "list"]).await.unwrap();
+    assert_eq!(anonymous.code, 3, "{anonymous:?}");
+    assert!(
+        anonymous.stderr.contains("requires a client token"),
+        "{}",
+        anonymous.stderr
+    );
+
+    let wrong = cli
+        .run(["--token-file", &bad, "jobs", "list"])
+        .await
+        .unwrap();
+    assert_eq!(wrong.code, 3, "{wrong:?}");
+    assert!(
+        wrong.stderr.contains("client token presented is not valid"),
+        "{}",
+        wrong.stderr
+    );
+
+    let file = cli
+        .write_job("name = \"auth\"\n[[tasks]]\nid = \"t\"\nshell = \"true\"\n")
+        .unwrap();
+    let file = file.display().to_string();
+    let refused = cli.run(["submit", &file]).await.unwrap();
+    assert_eq!(refused.code, 3, "{refused:?}");
+    let listed = cli
+        .run(["--token-file", &good, "--output", "json", "jobs", "list"])
+        .await
+        .unwrap();
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert_eq!(
+        listed.stdout.trim(),
+        "[]",
+        "the refused submit queued nothing"
+    );
+    assert!(!controller.log_tail(10_000).contains(CLIENT_SECRET));
+}
