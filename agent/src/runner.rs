@@ -78,9 +78,17 @@ async fn run_attempt(
         End::Finished(report) => report,
         End::Aborted => {
             info!("attempt stopped; nothing reported");
+            shell::remove_dir(
+                &agent.work_dir,
+                &attempt.job_id,
+                &attempt.task_id,
+                attempt.attempt,
+            )
+            .await;
             return;
         }
     };
+    let cleanup = attempt.clone();
     let (logs, dropped_bytes) = shipper.finish();
     let req = CompleteRequest {
         agent: None,
@@ -92,6 +100,13 @@ async fn run_attempt(
         dropped_bytes,
     };
     complete(&agent, &session, &kill, req).await;
+    shell::remove_dir(
+        &agent.work_dir,
+        &cleanup.job_id,
+        &cleanup.task_id,
+        cleanup.attempt,
+    )
+    .await;
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -30,7 +30,10 @@ pub async fn run(args: &Args) -> Result<()> {
     eprintln!("[agent-idle] warm-up {} s", args.warmup);
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
 
-    eprintln!("[agent-idle] sampling agent pid {pid} for {} s", args.seconds);
+    eprintln!(
+        "[agent-idle] sampling agent pid {pid} for {} s",
+        args.seconds
+    );
     let agent_cpu = common::cpu_times(pid)?;
     let controller_cpu = common::cpu_of(controller.pid(), "the controller")?;
     let start = Instant::now();
@@ -48,8 +51,22 @@ pub async fn run(args: &Args) -> Result<()> {
     let agent_cpu = common::cpu_times(pid)? - agent_cpu;
     let controller_cpu = common::cpu_of(controller.pid(), "the controller")? - controller_cpu;
     let cpu_percent = 100.0 * agent_cpu.own_s / elapsed;
-    emit(BENCH, "rss_mb", rss, "MiB", samples, Some(Target::Below(15.0)));
-    emit(BENCH, "peak_rss_mb", hwm, "MiB", samples, Some(Target::Below(15.0)));
+    emit(
+        BENCH,
+        "rss_mb",
+        rss,
+        "MiB",
+        samples,
+        Some(Target::Below(15.0)),
+    );
+    emit(
+        BENCH,
+        "peak_rss_mb",
+        hwm,
+        "MiB",
+        samples,
+        Some(Target::Below(15.0)),
+    );
     emit(
         BENCH,
         "cpu_percent",

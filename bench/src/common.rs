@@ -67,8 +67,8 @@ pub fn shell_job(name: &str, tasks: Vec<(String, &str)>, max_attempts: u32) -> J
                 })),
                 retry: Some(RetryPolicy {
                     max_attempts,
-                    initial_delay_ms: 0,
-                    max_delay_ms: 0,
+                    initial_delay_ms: None,
+                    max_delay_ms: None,
                 }),
                 ..Default::default()
             })
@@ -168,7 +168,13 @@ pub fn memory_mb(pid: u32) -> Result<(f64, f64)> {
         status
             .lines()
             .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .with_context(|| format!("no {key} in {path}"))
     };
     Ok((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
@@ -191,7 +197,11 @@ pub fn kill_strays(dir: &Path) -> usize {
     };
     let mut killed = 0;
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {

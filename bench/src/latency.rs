@@ -52,9 +52,23 @@ pub async fn run(args: &Args) -> Result<()> {
     let agent_cpu = common::cpu_of(agent.pid(), "the agent")? - agent_cpu;
     let stats = Stats::of(&mut samples).context("no job was measured")?;
     let n = stats.n;
-    emit(BENCH, "p50_ms", stats.p50, "ms", n, Some(Target::Below(2.0)));
+    emit(
+        BENCH,
+        "p50_ms",
+        stats.p50,
+        "ms",
+        n,
+        Some(Target::Below(2.0)),
+    );
     emit(BENCH, "p90_ms", stats.p90, "ms", n, None);
-    emit(BENCH, "p99_ms", stats.p99, "ms", n, Some(Target::Below(5.0)));
+    emit(
+        BENCH,
+        "p99_ms",
+        stats.p99,
+        "ms",
+        n,
+        Some(Target::Below(5.0)),
+    );
     emit(BENCH, "max_ms", stats.max, "ms", n, None);
     emit(BENCH, "mean_ms", stats.mean, "ms", n, None);
     eprintln!(

@@ -30,7 +30,9 @@ pub struct Args {
 pub async fn run(args: &Args) -> Result<()> {
     let mut worst: f64 = 0.0;
     for run in 1..=args.runs {
-        let took = one_run(run, args).await.with_context(|| format!("run {run}"))?;
+        let took = one_run(run, args)
+            .await
+            .with_context(|| format!("run {run}"))?;
         emit(
             BENCH,
             &format!("run{run}_s"),
@@ -42,7 +44,14 @@ pub async fn run(args: &Args) -> Result<()> {
         worst = worst.max(took);
     }
     if args.runs > 0 {
-        emit(BENCH, "max_s", worst, "s", args.runs, Some(Target::Below(TARGET_S)));
+        emit(
+            BENCH,
+            "max_s",
+            worst,
+            "s",
+            args.runs,
+            Some(Target::Below(TARGET_S)),
+        );
     }
     Ok(())
 }
@@ -68,8 +77,7 @@ async fn one_run(run: usize, args: &Args) -> Result<f64> {
     loop {
         let job = get_job(&mut client, &job_id).await?;
         let first = attempt(&job, 1);
-        if first.is_some_and(|a| a.agent == "bench-a" && a.state == AttemptState::Running as i32)
-        {
+        if first.is_some_and(|a| a.agent == "bench-a" && a.state == AttemptState::Running as i32) {
             break;
         }
         deadline.check(|| format!("attempt 1 running on bench-a; job is {job:?}"))?;

@@ -41,7 +41,14 @@ pub async fn run(args: &Args) -> Result<()> {
     let n = many.latencies.len();
     let mut latencies = many.latencies;
     let stats = Stats::of(&mut latencies).context("no transition was measured")?;
-    emit(BENCH, "transitions_per_s", many.rate, "transitions/s", n, None);
+    emit(
+        BENCH,
+        "transitions_per_s",
+        many.rate,
+        "transitions/s",
+        n,
+        None,
+    );
     emit(BENCH, "p50_ms", stats.p50, "ms", n, None);
     emit(BENCH, "p99_ms", stats.p99, "ms", n, None);
 
@@ -49,7 +56,14 @@ pub async fn run(args: &Args) -> Result<()> {
     let n = one.latencies.len();
     let mut latencies = one.latencies;
     let stats = Stats::of(&mut latencies).context("no transition was measured")?;
-    emit(BENCH, "transitions_per_s_1_worker", one.rate, "transitions/s", n, None);
+    emit(
+        BENCH,
+        "transitions_per_s_1_worker",
+        one.rate,
+        "transitions/s",
+        n,
+        None,
+    );
     emit(BENCH, "p50_ms_1_worker", stats.p50, "ms", n, None);
     Ok(())
 }

@@ -89,8 +89,22 @@ impl Setup {
         let (controller, agent) = Self::cpu(&self.controller, &self.agent)?;
         let controller = controller - self.start_cpu.0;
         let agent = agent - self.start_cpu.1;
-        emit(BENCH, &format!("{scenario}_controller_cpu_s"), controller.own_s, "s", 1, None);
-        emit(BENCH, &format!("{scenario}_agent_cpu_s"), agent.own_s, "s", 1, None);
+        emit(
+            BENCH,
+            &format!("{scenario}_controller_cpu_s"),
+            controller.own_s,
+            "s",
+            1,
+            None,
+        );
+        emit(
+            BENCH,
+            &format!("{scenario}_agent_cpu_s"),
+            agent.own_s,
+            "s",
+            1,
+            None,
+        );
         emit(
             BENCH,
             &format!("{scenario}_agent_tasks_cpu_s"),

@@ -332,7 +332,7 @@ impl Engine {
         chunks: Vec<LogChunk>,
         dropped_bytes: u64,
     ) -> Result<(), EngineError> {
-        self.liveness.touch(&who.name, &who.session)?;
+        self.touch_for(who, attempt)?;
         self.store
             .append_logs(
                 &who.name,
@@ -354,7 +354,7 @@ impl Engine {
         logs: Vec<LogChunk>,
         dropped_bytes: u64,
     ) -> Result<(), EngineError> {
-        self.liveness.touch(&who.name, &who.session)?;
+        self.touch_for(who, &finish.attempt)?;
         let outcome = finish.outcome;
         let result = self
             .store
@@ -364,6 +364,21 @@ impl Engine {
         tracing::debug!(agent = %who.name, ?outcome, "attempt completed");
         self.publish(effects);
         Ok(())
+    }
+
+    /// Like `touch`, for a call about one attempt: a session that is gone (its agent declared
+    /// dead or replaced) can hold no current attempt, so the call is fenced, not merely
+    /// refused, and the agent stops that process.
+    fn touch_for(&self, who: &Identity, attempt: &AttemptKey) -> Result<(), EngineError> {
+        self.liveness
+            .touch(&who.name, &who.session)
+            .map(drop)
+            .map_err(|e| {
+                EngineError::Store(StoreError::Fenced {
+                    attempt: attempt.clone(),
+                    reason: e.to_string(),
+                })
+            })
     }
 
     pub async fn release(

@@ -98,8 +98,8 @@ shell = "true"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_retry_policy_a_task_runs_once() {
-    // ferry.proto: `max_attempts` 0 (no `retry` in the job file) means the default, 1.
+async fn without_a_retry_policy_a_task_gets_three_attempts() {
+    // ferry.proto: no `retry` in the job file means the default, 3 attempts 1 s then 2 s apart.
     let controller = Controller::start(ControllerOpts::default()).await.unwrap();
     let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-a").queue("etl"))
         .await
@@ -116,5 +116,9 @@ shell = "exit 1"
     let id = cli.submit(job).await.unwrap();
     let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
     assert_eq!(state(&done), "failed", "{done:#}");
-    assert_eq!(attempt_states(&done, "once"), ["failed"], "{done:#}");
+    assert_eq!(
+        attempt_states(&done, "once"),
+        ["failed", "failed", "failed"],
+        "{done:#}"
+    );
 }

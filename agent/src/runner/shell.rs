@@ -125,6 +125,25 @@ pub async fn prepare_dir(
     Ok(dir)
 }
 
+/// Removes an attempt's working directory once it is over, then its task's and job's
+/// directories if nothing else is left in them.
+pub async fn remove_dir(work_dir: &Path, job_id: &str, task_id: &str, attempt: u32) {
+    if !safe_component(job_id) || !safe_component(task_id) {
+        return;
+    }
+    let task_dir = work_dir.join(job_id).join(task_id);
+    let dir = task_dir.join(attempt.to_string());
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        if e.kind() != io::ErrorKind::NotFound {
+            warn!(dir = %dir.display(), error = %e, "cannot remove the attempt's working directory");
+        }
+    }
+    // Fails harmlessly while another attempt of the task or job still has its directory.
+    if tokio::fs::remove_dir(&task_dir).await.is_ok() {
+        let _ = tokio::fs::remove_dir(work_dir.join(job_id)).await;
+    }
+}
+
 fn signal_group(pgid: Pid, signal: Signal) {
     match killpg(pgid, signal) {
         Ok(()) => debug!(pgid = pgid.as_raw(), ?signal, "signalled process group"),

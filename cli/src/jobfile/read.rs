@@ -317,13 +317,13 @@ impl Reader<'_> {
                 }
                 "initial_delay" => {
                     delays.0 = self.duration_ms(value, "retry.initial_delay");
-                    retry.initial_delay_ms = delays.0.unwrap_or(0);
+                    retry.initial_delay_ms = delays.0;
                 }
                 "max_delay" => {
                     delays.1 = self
                         .duration_ms(value, "retry.max_delay")
                         .map(|ms| (ms, value.span().start));
-                    retry.max_delay_ms = delays.1.map_or(0, |(ms, _)| ms);
+                    retry.max_delay_ms = delays.1.map(|(ms, _)| ms);
                 }
                 _ => self.unknown_key(key, &format!("in retry of {label}"), RETRY_KEYS),
             }

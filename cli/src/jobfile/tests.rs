@@ -83,8 +83,8 @@ fn design_example_parses_to_its_job_spec() {
                 timeout_ms: 600_000,
                 retry: Some(RetryPolicy {
                     max_attempts: 3,
-                    initial_delay_ms: 1_000,
-                    max_delay_ms: 60_000,
+                    initial_delay_ms: Some(1_000),
+                    max_delay_ms: Some(60_000),
                 }),
             },
         ],

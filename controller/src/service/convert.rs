@@ -38,25 +38,18 @@ pub fn attempt_ref(k: &AttemptKey) -> pb::AttemptRef {
 
 fn retry_policy(r: Option<pb::RetryPolicy>) -> RetryPolicy {
     let default = RetryPolicy::default();
-    match r {
-        None => default,
-        Some(r) => RetryPolicy {
-            max_attempts: if r.max_attempts == 0 {
-                default.max_attempts
-            } else {
-                r.max_attempts
-            },
-            initial_delay_ms: if r.initial_delay_ms == 0 {
-                default.initial_delay_ms
-            } else {
-                r.initial_delay_ms
-            },
-            max_delay_ms: if r.max_delay_ms == 0 {
-                default.max_delay_ms
-            } else {
-                r.max_delay_ms
-            },
+    let Some(r) = r else { return default };
+    let initial_delay_ms = r.initial_delay_ms.unwrap_or(default.initial_delay_ms);
+    RetryPolicy {
+        max_attempts: if r.max_attempts == 0 {
+            default.max_attempts
+        } else {
+            r.max_attempts
         },
+        initial_delay_ms,
+        max_delay_ms: r
+            .max_delay_ms
+            .unwrap_or(default.max_delay_ms.max(initial_delay_ms)),
     }
 }
 
@@ -133,8 +126,8 @@ pub fn task_spec(t: &TaskSpec) -> pb::TaskSpec {
         timeout_ms: t.timeout_ms,
         retry: Some(pb::RetryPolicy {
             max_attempts: t.retry.max_attempts,
-            initial_delay_ms: t.retry.initial_delay_ms,
-            max_delay_ms: t.retry.max_delay_ms,
+            initial_delay_ms: Some(t.retry.initial_delay_ms),
+            max_delay_ms: Some(t.retry.max_delay_ms),
         }),
     }
 }
