@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// What a figure should reach, as the issue states it.
 #[derive(Clone, Copy, Debug)]
@@ -30,22 +30,35 @@ impl Target {
     }
 }
 
-/// Prints one figure as a JSON line: `{"bench","figure","value","target","met","unit","n"}`.
-/// `target` and `met` are `null` for a figure without a target.
+/// Prints one figure as a JSON line, keys in this order:
+/// `{"bench","figure","value","target","unit","n","met"}`. `target` and `met` (whether the
+/// value reaches the target) are `null` for a figure without a target.
 pub fn emit(bench: &str, figure: &str, value: f64, unit: &str, n: usize, target: Option<Target>) {
-    let line = json!({
-        "bench": bench,
-        "figure": figure,
-        "value": round(value),
-        "target": target.map_or(Value::Null, |t| Value::from(t.text())),
-        "met": target.map_or(Value::Null, |t| Value::from(t.met(value))),
-        "unit": unit,
-        "n": n,
-    });
+    let line = line(bench, figure, value, unit, n, target);
     let mut out = std::io::stdout().lock();
     // A closed stdout (`| head`) is no reason to stop a benchmark half way.
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+fn line(
+    bench: &str,
+    figure: &str,
+    value: f64,
+    unit: &str,
+    n: usize,
+    target: Option<Target>,
+) -> String {
+    // Built by hand: `serde_json::Map` would sort the keys.
+    format!(
+        "{{\"bench\":{},\"figure\":{},\"value\":{},\"target\":{},\"unit\":{},\"n\":{n},\"met\":{}}}",
+        Value::from(bench),
+        Value::from(figure),
+        Value::from(round(value)),
+        target.map_or(Value::Null, |t| Value::from(t.text())),
+        Value::from(unit),
+        target.map_or(Value::Null, |t| Value::from(t.met(value))),
+    )
 }
 
 /// Three decimals are plenty for milliseconds, seconds and rates alike.
@@ -102,6 +115,24 @@ mod tests {
         let s = Stats::of(&mut v).unwrap();
         assert_eq!((s.p50, s.p90, s.p99, s.max), (50.0, 90.0, 99.0, 100.0));
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn json_line() {
+        let l = line(
+            "latency",
+            "p50_ms",
+            1.23456,
+            "ms",
+            10,
+            Some(Target::Below(2.0)),
+        );
+        assert_eq!(
+            l,
+            r#"{"bench":"latency","figure":"p50_ms","value":1.235,"target":"< 2","unit":"ms","n":10,"met":true}"#
+        );
+        let v: Value = serde_json::from_str(&line("b", "f", f64::NAN, "s", 0, None)).unwrap();
+        assert!(v["value"].is_null() && v["met"].is_null());
     }
 
     #[test]

@@ -112,8 +112,25 @@ async fn measure(workers: usize, window: Duration) -> Result<Measured> {
 /// Submit, claim, finish until `stop_at`; returns the latency of each transition in ms.
 async fn worker(store: Arc<dyn Store>, name: String, stop_at: Instant) -> Result<Vec<f64>> {
     let mut latencies = Vec::new();
+    let session = format!("{name}-bench");
+    store
+        .register_agent(
+            ferry_controller::store::AgentRegistration {
+                name: name.clone(),
+                session: session.clone(),
+                queues: vec![QUEUE.into()],
+                labels: BTreeMap::new(),
+                max_tasks: 1,
+                hostname: "bench".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            now_ms(),
+        )
+        .await
+        .context("register_agent")?;
     let claim = ClaimRequest {
         agent: name.clone(),
+        session,
         queues: vec![QUEUE.into()],
         labels: BTreeMap::new(),
         max: 1,

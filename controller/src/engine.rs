@@ -246,7 +246,8 @@ impl Engine {
             work.as_mut().enable();
             woken.as_mut().enable();
 
-            let draining = self.liveness.is_draining(&who.name);
+            // The session may have been declared dead while this poll was parked.
+            let draining = self.liveness.touch(&who.name, &who.session)?.draining;
             let stop = if running.is_empty() {
                 Vec::new()
             } else {
@@ -257,6 +258,7 @@ impl Engine {
             if free_slots > 0 && !draining {
                 let claim = ClaimRequest {
                     agent: who.name.clone(),
+                    session: who.session.clone(),
                     queues: view.queues.clone(),
                     labels: view.labels.clone(),
                     max: free_slots,

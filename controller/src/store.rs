@@ -42,6 +42,8 @@ pub struct Claimed {
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub agent: String,
+    /// The agent's session: nothing is claimed unless it is still the agent's live session.
+    pub session: String,
     pub queues: Vec<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub max: u32,

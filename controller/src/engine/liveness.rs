@@ -166,6 +166,15 @@ impl Liveness {
             .collect()
     }
 
+    /// Counts every agent as just seen: after the controller itself stalled (paused, starved),
+    /// silence is its own fault, not the agents' — like a restart, not a mass death.
+    pub fn forgive_all(&self) {
+        let now = Instant::now();
+        for live in self.lock().values_mut() {
+            live.last_seen = now;
+        }
+    }
+
     /// Removes the agent only if `session` is still its session (it may have re-registered).
     pub fn remove_session(&self, name: &str, session: &str) -> bool {
         let mut agents = self.lock();

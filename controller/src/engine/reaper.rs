@@ -2,7 +2,7 @@
 //! again) and times out attempts whose agents did not report their deadline.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -13,12 +13,25 @@ use crate::model::now_ms;
 pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
     let period =
         (engine.config.agent_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    // A round later than this after the previous one means the controller itself stalled.
+    let stall = period + engine.config.agent_timeout / 4;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_round = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
+        }
+        let gap = last_round.elapsed();
+        last_round = Instant::now();
+        if gap > stall {
+            tracing::warn!(
+                stalled_ms = gap.as_millis() as u64,
+                "the controller stalled; every agent gets a full agent timeout again"
+            );
+            engine.liveness.forgive_all();
+            continue;
         }
         if let Err(e) = round(&engine).await {
             tracing::warn!(error = %e, "reaper round failed; will retry");

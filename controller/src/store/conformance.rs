@@ -44,9 +44,22 @@ fn job(name: &str, tasks: Vec<TaskSpec>) -> NewJob {
 fn claim_req(agent: &str, max: u32) -> ClaimRequest {
     ClaimRequest {
         agent: agent.into(),
+        session: format!("{agent}-1"),
         queues: vec!["q".into()],
         labels: BTreeMap::new(),
         max,
+    }
+}
+
+fn registration(name: &str) -> super::AgentRegistration {
+    super::AgentRegistration {
+        name: name.into(),
+        session: format!("{name}-1"),
+        queues: vec!["q".into()],
+        labels: BTreeMap::new(),
+        max_tasks: 1,
+        hostname: "h".into(),
+        version: "v".into(),
     }
 }
 
@@ -67,6 +80,10 @@ async fn task_state(store: &Arc<dyn Store>, job: &str, task: &str) -> TaskState 
 
 /// Runs every scenario on `store`, which must be empty.
 pub async fn run_all(store: Arc<dyn Store>) {
+    for agent in ["w", "w2", "other", "plain", "dc1-agent"] {
+        store.register_agent(registration(agent), T0).await.unwrap();
+    }
+    claims_need_a_live_session(&store).await;
     dag_runs_in_order(&store).await;
     failure_skips_downstream_and_fails_job(&store).await;
     retries_after_backoff(&store).await;
@@ -77,6 +94,55 @@ pub async fn run_all(store: Arc<dyn Store>) {
     controller_times_out_unreported_attempts(&store).await;
     idempotency_key_returns_the_same_job(&store).await;
     logs_keep_a_bounded_tail(&store).await;
+}
+
+async fn claims_need_a_live_session(store: &Arc<dyn Store>) {
+    store
+        .submit_job(job("session", vec![task("a", &[])]), T0)
+        .await
+        .unwrap();
+    let mut stale = claim_req("w", 1);
+    stale.session = "w-0".into();
+    assert!(
+        store.claim(stale, T0).await.unwrap().assignments.is_empty(),
+        "an old session claims nothing"
+    );
+    assert!(store
+        .claim(claim_req("nobody", 1), T0)
+        .await
+        .unwrap()
+        .assignments
+        .is_empty());
+    store
+        .set_agent_state("w", crate::model::AgentState::Draining)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim(claim_req("w", 1), T0)
+            .await
+            .unwrap()
+            .assignments
+            .is_empty(),
+        "a draining agent claims nothing"
+    );
+    store.register_agent(registration("w"), T0).await.unwrap();
+    let a = store
+        .claim(claim_req("w", 1), T0)
+        .await
+        .unwrap()
+        .assignments
+        .remove(0);
+    store
+        .finish_attempt(
+            finish("w", &a.attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0,
+        )
+        .await
+        .unwrap();
 }
 
 async fn dag_runs_in_order(store: &Arc<dyn Store>) {
@@ -257,16 +323,10 @@ async fn lost_attempts_are_fenced_and_requeued(store: &Arc<dyn Store>) {
         .await
         .unwrap()
         .job_id;
-    let reg = |name: &str| super::AgentRegistration {
-        name: name.into(),
-        session: format!("{name}-1"),
-        queues: vec!["q".into()],
-        labels: BTreeMap::new(),
-        max_tasks: 1,
-        hostname: "h".into(),
-        version: "v".into(),
-    };
-    store.register_agent(reg("dying"), T0).await.unwrap();
+    store
+        .register_agent(registration("dying"), T0)
+        .await
+        .unwrap();
     let a1 = store
         .claim(claim_req("dying", 1), T0)
         .await

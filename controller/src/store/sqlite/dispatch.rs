@@ -22,6 +22,16 @@ pub(super) fn claim(
     now: Millis,
 ) -> Result<Claimed, StoreError> {
     let mut claimed = Claimed::default();
+    let live: Option<String> = conn
+        .prepare_cached("SELECT state FROM agents WHERE name = ?1 AND session = ?2")
+        .map_err(backend)?
+        .query_row(params![req.agent, req.session], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    if live.as_deref() != Some("ready") {
+        // A poll that outlived its session (declared dead meanwhile) or a draining agent.
+        return Ok(claimed);
+    }
     let mut picked: Vec<(String, String, TaskSpec)> = Vec::new();
     'queues: for queue in &req.queues {
         let mut after: Option<(i64, String, i64)> = None;
