@@ -137,3 +137,59 @@ echo "the very end"
         "the attempt records the cut: {attempt:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_streams_output_while_the_task_runs_and_ends_with_it() {
+    use tokio::io::AsyncBufReadExt;
+
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-a").queue("etl"))
+        .await
+        .unwrap();
+    let scratch = TestDir::new("follow").unwrap();
+    let go = scratch.path().join("go");
+    let job = format!(
+        r#"
+name = "follow"
+
+[[tasks]]
+id = "slow"
+queue = "etl"
+shell = '''
+echo "before the flag"
+while [ ! -f {go} ]; do sleep 0.05; done
+echo "after the flag"
+'''
+"#,
+        go = go.display()
+    );
+    let cli = controller.cli();
+    let id = cli.submit(&job).await.unwrap();
+    // The attempt exists once the task is claimed; `logs` needs one.
+    let mut follower = loop {
+        let out = cli.run(["logs", &id, "slow"]).await.unwrap();
+        if out.code == 0 && out.stdout.contains("before the flag") {
+            break cli.spawn(["logs", &id, "slow", "--follow"]).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut lines = tokio::io::BufReader::new(follower.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("no line streamed")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("before the flag"));
+    std::fs::write(&go, "").unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the line printed after the flag was not streamed")
+        .unwrap();
+    assert_eq!(second.as_deref(), Some("after the flag"));
+    let status = tokio::time::timeout(Duration::from_secs(10), follower.wait())
+        .await
+        .expect("logs --follow did not end with the attempt")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let done = cli.wait_job(&id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(state(&done), "succeeded", "{done:#}");
+}
