@@ -8,8 +8,8 @@ use std::{
 
 use ferry_proto::v1::{
     agent_service_client::AgentServiceClient, AgentIdentity, AppendLogsRequest, AttemptRef,
-    CompleteRequest, DeregisterRequest, HeartbeatRequest, HeartbeatResponse, PollRequest,
-    PollResponse, RegisterRequest, RegisterResponse, ReleaseRequest,
+    CompleteRequest, CompleteResponse, DeregisterRequest, HeartbeatRequest, HeartbeatResponse,
+    PollRequest, PollResponse, RegisterRequest, RegisterResponse, ReleaseRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -180,7 +180,11 @@ impl Client {
         .map(drop)
     }
 
-    pub async fn complete(&self, mut req: CompleteRequest) -> Result<(), ClientError> {
+    /// Reports an outcome; the answer holds the next attempts when `req.want` asked for any.
+    pub async fn complete(
+        &self,
+        mut req: CompleteRequest,
+    ) -> Result<CompleteResponse, ClientError> {
         req.agent = self.identity();
         self.call(
             req,
@@ -188,7 +192,6 @@ impl Client {
             |mut c, r| async move { c.complete(r).await },
         )
         .await
-        .map(drop)
     }
 
     pub async fn release(&self, attempts: Vec<AttemptRef>) -> Result<(), ClientError> {

@@ -82,7 +82,7 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
 }
 
 /// Starts what can run here now; hands the rest straight back to the controller.
-async fn accept(agent: &Arc<Agent>, session: &Session, assignments: Vec<Assignment>) {
+pub(crate) async fn accept(agent: &Arc<Agent>, session: &Session, assignments: Vec<Assignment>) {
     let mut give_back: Vec<AttemptRef> = Vec::new();
     for assignment in assignments {
         let Some(attempt) = assignment.attempt.clone() else {

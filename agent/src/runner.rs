@@ -73,7 +73,6 @@ async fn run_attempt(
         )),
         None => End::Finished(Report::failed("the task names no kind this agent knows")),
     };
-    guard.process_ended();
     let report = match end {
         End::Finished(report) => report,
         End::Aborted => {
@@ -89,6 +88,13 @@ async fn run_attempt(
         }
     };
     let cleanup = attempt.clone();
+    // Ask for the next task in the same call, unless this agent is winding down.
+    let want = u32::from(
+        !agent.drain.is_cancelled() && agent.lease.expired(crate::heartbeat::boot_now()).is_none(),
+    );
+    if want == 0 {
+        guard.process_ended();
+    }
     let (logs, dropped_bytes) = shipper.finish();
     let req = CompleteRequest {
         agent: None,
@@ -98,8 +104,16 @@ async fn run_attempt(
         error: report.error,
         logs,
         dropped_bytes,
+        want,
     };
-    complete(&agent, &session, &kill, req).await;
+    let next = complete(&agent, &session, &kill, req).await;
+    if next.is_empty() {
+        guard.process_ended();
+    } else {
+        guard.hand_slot_over();
+        crate::poller::accept(&agent, &session, next).await;
+    }
+    drop(guard);
     shell::remove_dir(
         &agent.work_dir,
         &cleanup.job_id,
@@ -125,9 +139,7 @@ async fn run_shell(
         &attempt.job_id,
         &attempt.task_id,
         attempt.attempt,
-    )
-    .await
-    {
+    ) {
         Ok(dir) => dir,
         Err(e) => return End::Finished(Report::failed(e)),
     };
@@ -182,7 +194,13 @@ fn task_env(
 
 /// Sends the outcome until it is recorded, refused, or the attempt is stopped (lost lease,
 /// drain): a stopped attempt's outcome is no longer ours to report.
-async fn complete(agent: &Agent, session: &Session, kill: &KillSwitch, req: CompleteRequest) {
+/// Returns the next attempts the controller handed over with the acknowledgement.
+async fn complete(
+    agent: &Agent,
+    session: &Session,
+    kill: &KillSwitch,
+    req: CompleteRequest,
+) -> Vec<Assignment> {
     let outcome = req.outcome().as_str_name();
     let mut backoff = Backoff::default();
     let mut failures = FailureLog::new("complete");
@@ -191,25 +209,25 @@ async fn complete(agent: &Agent, session: &Session, kill: &KillSwitch, req: Comp
             r = agent.client.complete(req.clone()) => r,
             () = kill.abort.cancelled() => {
                 info!(outcome, "attempt stopped before its outcome was recorded; dropped");
-                return;
+                return Vec::new();
             }
         };
         match result {
-            Ok(()) => {
+            Ok(response) => {
                 info!(outcome, exit_code = req.exit_code, error = %req.error, "attempt completed");
-                return;
+                return response.assignments;
             }
             Err(ClientError::Fenced(e)) => {
                 info!(outcome, error = %e, "attempt no longer current; outcome not recorded");
-                return;
+                return Vec::new();
             }
             Err(e @ ClientError::SessionLost(_)) => {
                 session.lose(&e);
-                return;
+                return Vec::new();
             }
             Err(e @ ClientError::Rejected(_)) => {
                 error!(outcome, error = %e, "controller refused the outcome; dropped");
-                return;
+                return Vec::new();
             }
             Err(e @ ClientError::Transient(_)) => failures.failed(&e),
         }
@@ -218,7 +236,7 @@ async fn complete(agent: &Agent, session: &Session, kill: &KillSwitch, req: Comp
                 outcome,
                 "attempt stopped before its outcome was recorded; dropped"
             );
-            return;
+            return Vec::new();
         }
     }
 }

@@ -151,22 +151,39 @@ pub struct AttemptGuard {
 }
 
 impl AttemptGuard {
-    /// The attempt's process has ended: its slot is free while the report goes out.
-    pub fn process_ended(&self) {
-        if let Some(entry) = self.running.lock().get_mut(&self.key) {
-            entry.reporting = true;
+    /// Gives the attempt's slot up; true when it still held it.
+    fn give_up_slot(&self) -> bool {
+        match self.running.lock().get_mut(&self.key) {
+            Some(entry) if !entry.reporting => {
+                entry.reporting = true;
+                true
+            }
+            _ => false,
         }
-        self.running.slot_freed.notify_waiters();
+    }
+
+    /// The attempt's process has ended and its slot is free: the poller may fill it.
+    pub fn process_ended(&self) {
+        if self.give_up_slot() {
+            self.running.slot_freed.notify_waiters();
+        }
+    }
+
+    /// The slot passes straight to an attempt the completion brought: the poller is not told.
+    pub fn hand_slot_over(&self) {
+        self.give_up_slot();
     }
 }
 
 impl Drop for AttemptGuard {
     fn drop(&mut self) {
         let mut entries = self.running.lock();
-        entries.remove(&self.key);
+        let held_slot = entries.remove(&self.key).is_some_and(|e| !e.reporting);
         self.running.count.send_replace(entries.len());
         drop(entries);
-        self.running.slot_freed.notify_waiters();
+        if held_slot {
+            self.running.slot_freed.notify_waiters();
+        }
     }
 }
 

@@ -21,6 +21,10 @@ pub struct Args {
     /// Jobs run first and not measured.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
+    /// Print each measured job's timeline (wall clock, ms) to stderr, to compare with the
+    /// processes' logs.
+    #[arg(long)]
+    pub trace: bool,
     /// Upper bound for one job, in seconds.
     #[arg(long, default_value_t = 30)]
     pub job_timeout: u64,
@@ -34,15 +38,20 @@ pub async fn run(args: &Args) -> Result<()> {
 
     eprintln!("[latency] warm-up: {} jobs", args.warmup);
     for _ in 0..args.warmup {
-        one_job(&mut client, limit).await?;
+        one_job(&mut client, limit, false).await?;
     }
     eprintln!("[latency] measuring {} sequential jobs", args.jobs);
     let controller_cpu = common::cpu_of(controller.pid(), "the controller")?;
     let agent_cpu = common::cpu_of(agent.pid(), "the agent")?;
     let started = Instant::now();
     let mut samples = Vec::with_capacity(args.jobs);
+    let mut submits = Vec::with_capacity(args.jobs);
+    let mut servers = Vec::with_capacity(args.jobs);
     for i in 0..args.jobs {
-        samples.push(ms(one_job(&mut client, limit).await?));
+        let timing = one_job(&mut client, limit, args.trace).await?;
+        samples.push(ms(timing.total));
+        submits.push(ms(timing.submit));
+        servers.push(timing.server_ms);
         if (i + 1) % 250 == 0 {
             eprintln!("[latency]   {}/{} jobs", i + 1, args.jobs);
         }
@@ -71,6 +80,19 @@ pub async fn run(args: &Args) -> Result<()> {
     );
     emit(BENCH, "max_ms", stats.max, "ms", n, None);
     emit(BENCH, "mean_ms", stats.mean, "ms", n, None);
+    // Where the time goes: the SubmitJob round trip, and created → finished on the
+    // controller's clock (whole milliseconds).
+    let submit = Stats::of(&mut submits).context("no submit was measured")?;
+    emit(BENCH, "submit_rpc_p50_ms", submit.p50, "ms", n, None);
+    let server = Stats::of(&mut servers).context("no job was measured")?;
+    emit(
+        BENCH,
+        "controller_created_to_finished_p50_ms",
+        server.p50,
+        "ms",
+        n,
+        None,
+    );
     eprintln!(
         "[latency] per job: controller CPU {:.2} ms, agent CPU {:.2} ms (+ {:.2} ms in tasks), \
          over {wall:.1} s",
@@ -81,9 +103,18 @@ pub async fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Submits one `true` job and waits on `WatchJob` until it succeeded; returns the time from
-/// just before the submit.
-async fn one_job(client: &mut Client, limit: Duration) -> Result<Duration> {
+/// How long one job took.
+struct Timing {
+    /// From just before `SubmitJob` until `WatchJob` showed it succeeded.
+    total: Duration,
+    /// The `SubmitJob` call alone.
+    submit: Duration,
+    /// `finished_at_ms - created_at_ms` as the controller recorded them.
+    server_ms: f64,
+}
+
+/// Submits one `true` job and waits on `WatchJob` until it succeeded.
+async fn one_job(client: &mut Client, limit: Duration, trace: bool) -> Result<Timing> {
     let spec = common::shell_job("latency", vec![("t".into(), "true")], 1);
     let start = Instant::now();
     let job_id = client
@@ -95,6 +126,8 @@ async fn one_job(client: &mut Client, limit: Duration) -> Result<Duration> {
         .context("SubmitJob")?
         .into_inner()
         .job_id;
+    let submit = start.elapsed();
+    let mut timeline = vec![format!("submitted {:.1}", ms(submit))];
     let mut stream = client
         .watch_job(WatchJobRequest {
             job_id: job_id.clone(),
@@ -111,8 +144,30 @@ async fn one_job(client: &mut Client, limit: Duration) -> Result<Duration> {
         let Some(job) = job else {
             bail!("WatchJob {job_id} ended before the job succeeded");
         };
+        if trace {
+            timeline.push(format!(
+                "{:?} {:.1}",
+                job_state(job.state),
+                ms(start.elapsed())
+            ));
+        }
         match job_state(job.state) {
-            JobState::Succeeded => return Ok(start.elapsed()),
+            JobState::Succeeded => {
+                if trace {
+                    eprintln!(
+                        "[latency] job {job_id} from {} ms (epoch): {} (created {} finished {})",
+                        ferry_tests::now_ms() - start.elapsed().as_millis() as i64,
+                        timeline.join(", "),
+                        job.created_at_ms,
+                        job.finished_at_ms
+                    );
+                }
+                return Ok(Timing {
+                    total: start.elapsed(),
+                    submit,
+                    server_ms: (job.finished_at_ms - job.created_at_ms) as f64,
+                });
+            }
             state if job_ended_badly(state) => bail!("job {job_id} ended {state:?}: {job:?}"),
             _ => {}
         }

@@ -154,6 +154,10 @@ fn locate_binaries() -> Result<()> {
         // Only the main thread exists yet: nothing reads the environment concurrently.
         std::env::set_var("FERRY_BIN_DIR", &dir);
     }
+    if std::env::var_os("FERRY_PROCESS_LOG").is_none() {
+        // What an operator would run with; debug logging would weigh on every figure.
+        std::env::set_var("FERRY_PROCESS_LOG", "info");
+    }
     let dir = bin_dir();
     let missing: Vec<PathBuf> = [CONTROLLER_BIN, AGENT_BIN]
         .iter()
@@ -216,4 +220,33 @@ fn newest_mtime(dir: &std::path::Path) -> Option<std::time::SystemTime> {
         newest = newest.max(time);
     }
     newest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_uses_each_benchmarks_defaults() {
+        let t: throughput::Args = defaults();
+        assert_eq!(
+            (t.tasks, t.jobs, t.concurrency, t.max_tasks),
+            (20_000, 2_000, 32, 8)
+        );
+        let l: latency::Args = defaults();
+        assert_eq!((l.jobs, l.warmup, l.trace), (1000, 20, false));
+        let i: agent_idle::Args = defaults();
+        assert_eq!(i.seconds, 60);
+        let s: store::Args = defaults();
+        assert_eq!((s.seconds, s.workers), (10, 64));
+        let r: reassign::Args = defaults();
+        assert_eq!(r.runs, 3);
+    }
+
+    #[test]
+    fn cli_parses() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+        let cli = Cli::parse_from(["ferry-bench", "agent-idle", "--seconds", "10"]);
+        assert!(matches!(cli.bench, Bench::AgentIdle(a) if a.seconds == 10));
+    }
 }

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use ferry_controller::{
     model::{now_ms, AttemptFinish, NewJob, Outcome, RetryPolicy, TaskKind, TaskSpec},
-    store::{self, ClaimRequest, Store},
+    store::{self, AgentRegistration, ClaimRequest, Store},
 };
 use ferry_tests::TestDir;
 
@@ -112,10 +112,11 @@ async fn measure(workers: usize, window: Duration) -> Result<Measured> {
 /// Submit, claim, finish until `stop_at`; returns the latency of each transition in ms.
 async fn worker(store: Arc<dyn Store>, name: String, stop_at: Instant) -> Result<Vec<f64>> {
     let mut latencies = Vec::new();
+    // Claims are made for a registered agent's live session; registering is not counted.
     let session = format!("{name}-bench");
     store
         .register_agent(
-            ferry_controller::store::AgentRegistration {
+            AgentRegistration {
                 name: name.clone(),
                 session: session.clone(),
                 queues: vec![QUEUE.into()],

@@ -239,6 +239,7 @@ impl Engine {
         let view = self.liveness.touch(&who.name, &who.session)?;
         let deadline = Instant::now() + wait.min(self.config.max_poll_wait);
         let mut last_round = false;
+        let mut first_round = true;
         loop {
             let work = self.work.notified();
             let woken = view.wake.notified();
@@ -248,11 +249,14 @@ impl Engine {
 
             // The session may have been declared dead while this poll was parked.
             let draining = self.liveness.touch(&who.name, &who.session)?.draining;
-            let stop = if running.is_empty() {
+            // Stop orders are looked for when the poll starts and when the agent is woken for
+            // one, not on every new task.
+            let stop = if running.is_empty() || !(first_round || last_round) {
                 Vec::new()
             } else {
                 self.store.stale_attempts(&who.name, running).await?
             };
+            first_round = false;
             let mut next_ready = None;
             let mut assignments = Vec::new();
             if free_slots > 0 && !draining {
@@ -348,6 +352,8 @@ impl Engine {
         Ok(())
     }
 
+    /// Records an attempt's end; with `want > 0`, also hands the agent its next attempts in
+    /// the same transaction, so that a busy agent needs one call per task.
     #[tracing::instrument(skip_all, fields(job = %finish.attempt.job_id, task = %finish.attempt.task_id, attempt = finish.attempt.attempt))]
     pub async fn complete(
         &self,
@@ -355,17 +361,36 @@ impl Engine {
         finish: AttemptFinish,
         logs: Vec<LogChunk>,
         dropped_bytes: u64,
-    ) -> Result<(), EngineError> {
+        want: u32,
+    ) -> Result<Vec<Assignment>, EngineError> {
         self.touch_for(who, &finish.attempt)?;
         let outcome = finish.outcome;
-        let result = self
-            .store
-            .finish_attempt(finish, logs, dropped_bytes, self.config.log_limit, now_ms())
-            .await;
-        let effects = result?;
-        tracing::debug!(agent = %who.name, ?outcome, "attempt completed");
+        let view = self.liveness.touch(&who.name, &who.session)?;
+        let limit = self.config.log_limit;
+        let (effects, assignments) = if want > 0 && !view.draining {
+            let claim = ClaimRequest {
+                agent: who.name.clone(),
+                session: who.session.clone(),
+                queues: view.queues,
+                labels: view.labels,
+                max: want,
+            };
+            self.store
+                .finish_and_claim(finish, logs, dropped_bytes, limit, claim, now_ms())
+                .await?
+        } else {
+            let effects = self
+                .store
+                .finish_attempt(finish, logs, dropped_bytes, limit, now_ms())
+                .await?;
+            (effects, Vec::new())
+        };
+        tracing::debug!(agent = %who.name, ?outcome, next = assignments.len(), "attempt completed");
+        for a in &assignments {
+            self.watchers.changed(&a.attempt.job_id);
+        }
         self.publish(effects);
-        Ok(())
+        Ok(assignments)
     }
 
     /// Like `touch`, for a call about one attempt: a session that is gone (its agent declared

@@ -71,7 +71,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     tracing::info!(%addr, store = %redact(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
 
     let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
@@ -84,7 +83,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             TokenCheck::new(config.client_token.clone().map(|t| t.0), "client"),
         ))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.cancelled(),
         )
         .await;

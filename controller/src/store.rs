@@ -157,6 +157,16 @@ pub trait Store: Send + Sync + 'static {
         log_limit: u64,
         now: Millis,
     ) -> Result<Effects, StoreError>;
+    /// `finish_attempt`, then a claim for the slots the agent wants filled, in one transaction.
+    async fn finish_and_claim(
+        &self,
+        finish: AttemptFinish,
+        logs: Vec<LogChunk>,
+        dropped_bytes: u64,
+        log_limit: u64,
+        claim: ClaimRequest,
+        now: Millis,
+    ) -> Result<(Effects, Vec<Assignment>), StoreError>;
     /// Hands attempts back from a draining agent: queued again at once, not a failure.
     async fn release_attempts(
         &self,

@@ -14,7 +14,6 @@ use crate::{
     bin::{bin_path, AGENT_BIN},
     flag_duration, grpc,
     process::{log_tail, Proc, TestDir},
-    RUST_LOG,
 };
 
 /// How long an agent gets to show up as `ready` after being spawned.
@@ -114,7 +113,7 @@ impl Agent {
         }
         cmd.args(&opts.extra_args)
             .current_dir(dir.path())
-            .env("RUST_LOG", RUST_LOG);
+            .env("RUST_LOG", crate::process_log_filter());
         let log = dir.path().join("agent.log");
         let proc = Proc::spawn(&format!("ferry-agent {}", opts.name), cmd, &log)?;
         let mut agent = Self {

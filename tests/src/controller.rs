@@ -23,7 +23,6 @@ use crate::{
     cli::Cli,
     flag_duration, grpc,
     process::{log_tail, Proc, TestDir},
-    RUST_LOG,
 };
 
 /// How long a controller gets to answer its health check after being spawned.
@@ -190,7 +189,7 @@ impl Controller {
         }
         cmd.args(&self.opts.extra_args)
             .current_dir(self.dir.path())
-            .env("RUST_LOG", RUST_LOG);
+            .env("RUST_LOG", crate::process_log_filter());
         // Drop (and so reap) an earlier process before replacing it.
         if let Some(mut old) = self.proc.take() {
             old.kill9()?;

@@ -24,8 +24,14 @@ pub use grpc::{agent_client, connect, job_client};
 pub use process::{log_tail, TestDir};
 pub use wait::{eventually, POLL_INTERVAL};
 
-/// Log filter handed to every process the harness starts.
+/// Log filter handed to every process the harness starts, unless `FERRY_PROCESS_LOG` names
+/// another (the benchmarks run with `warn`, so that logging does not weigh on the figures).
 pub const RUST_LOG: &str = "info,ferry=debug,ferry_controller=debug,ferry_agent=debug";
+
+/// The log filter for a process the harness starts: `FERRY_PROCESS_LOG`, else [`RUST_LOG`].
+pub fn process_log_filter() -> String {
+    std::env::var("FERRY_PROCESS_LOG").unwrap_or_else(|_| RUST_LOG.to_owned())
+}
 
 /// Milliseconds since the Unix epoch on this machine's clock, comparable with the controller's
 /// `*_at_ms` fields (same host).

@@ -219,6 +219,7 @@ shell = "echo real run"
             data: b"stale output\n".to_vec(),
         }],
         dropped_bytes: 0,
+        want: 1,
     };
     // Wrong codes are collected and reported at the end, so that the rest still runs.
     let mut wrong_codes = Vec::new();

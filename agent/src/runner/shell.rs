@@ -92,55 +92,48 @@ fn safe_component(s: &str) -> bool {
     !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0'])
 }
 
-/// Creates a fresh `<work_dir>/<job>/<task>/<attempt>` with an empty `inputs/`, removing any
-/// earlier one.
-pub async fn prepare_dir(
+/// An attempt's working directory: one flat `<work_dir>/<job>_<attempt>_<task>` (job ids are
+/// fixed-length hex, so the name is unambiguous), so that an attempt costs one `mkdir`.
+pub fn attempt_dir(work_dir: &Path, job_id: &str, task_id: &str, attempt: u32) -> Option<PathBuf> {
+    (safe_component(job_id) && safe_component(task_id))
+        .then(|| work_dir.join(format!("{job_id}_{attempt}_{task_id}")))
+}
+
+/// Creates a fresh, empty working directory for the attempt, replacing any earlier one.
+pub fn prepare_dir(
     work_dir: &Path,
     job_id: &str,
     task_id: &str,
     attempt: u32,
 ) -> Result<PathBuf, String> {
-    if !safe_component(job_id) || !safe_component(task_id) {
-        return Err(format!(
-            "job id {job_id:?} or task id {task_id:?} cannot name a directory"
-        ));
-    }
-    let dir = work_dir
-        .join(job_id)
-        .join(task_id)
-        .join(attempt.to_string());
-    match tokio::fs::remove_dir_all(&dir).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(format!(
-                "cannot clear working directory {}: {e}",
-                dir.display()
-            ))
+    let dir = attempt_dir(work_dir, job_id, task_id, attempt).ok_or_else(|| {
+        format!("job id {job_id:?} or task id {task_id:?} cannot name a directory")
+    })?;
+    let fresh = match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_dir_all(&dir).and_then(|()| std::fs::create_dir(&dir))
         }
-    }
-    tokio::fs::create_dir_all(dir.join("inputs"))
-        .await
-        .map_err(|e| format!("cannot create working directory {}: {e}", dir.display()))?;
+        other => other,
+    };
+    fresh.map_err(|e| format!("cannot create working directory {}: {e}", dir.display()))?;
     Ok(dir)
 }
 
-/// Removes an attempt's working directory once it is over, then its task's and job's
-/// directories if nothing else is left in them.
+/// Removes an attempt's working directory once it is over.
 pub async fn remove_dir(work_dir: &Path, job_id: &str, task_id: &str, attempt: u32) {
-    if !safe_component(job_id) || !safe_component(task_id) {
+    let Some(dir) = attempt_dir(work_dir, job_id, task_id, attempt) else {
         return;
+    };
+    // Most attempts leave their directory empty: one rmdir, no blocking-pool round trip.
+    match std::fs::remove_dir(&dir) {
+        Ok(()) => return,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(_) => {}
     }
-    let task_dir = work_dir.join(job_id).join(task_id);
-    let dir = task_dir.join(attempt.to_string());
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
         if e.kind() != io::ErrorKind::NotFound {
             warn!(dir = %dir.display(), error = %e, "cannot remove the attempt's working directory");
         }
-    }
-    // Fails harmlessly while another attempt of the task or job still has its directory.
-    if tokio::fs::remove_dir(&task_dir).await.is_ok() {
-        let _ = tokio::fs::remove_dir(work_dir.join(job_id)).await;
     }
 }
 
@@ -362,15 +355,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn prepare_dir_is_fresh() {
+    async fn prepare_dir_is_fresh_and_removed_after() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = prepare_dir(tmp.path(), "j", "t", 1).await.unwrap();
+        let dir = prepare_dir(tmp.path(), "j", "t", 1).unwrap();
         std::fs::write(dir.join("old"), "x").unwrap();
-        let again = prepare_dir(tmp.path(), "j", "t", 1).await.unwrap();
+        let again = prepare_dir(tmp.path(), "j", "t", 1).unwrap();
         assert_eq!(dir, again);
         assert!(!dir.join("old").exists());
-        assert!(dir.join("inputs").is_dir());
-        assert!(prepare_dir(tmp.path(), "..", "t", 1).await.is_err());
+        assert!(prepare_dir(tmp.path(), "..", "t", 1).is_err());
+        std::fs::write(dir.join("left-behind"), "x").unwrap();
+        remove_dir(tmp.path(), "j", "t", 1).await;
+        assert!(!dir.exists());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]

@@ -31,6 +31,15 @@ fn stop_orders(orders: &AgentOrders) -> Vec<pb::StopOrder> {
         .collect()
 }
 
+fn assignment(a: &crate::model::Assignment) -> pb::Assignment {
+    pb::Assignment {
+        attempt: Some(convert::attempt_ref(&a.attempt)),
+        job_name: a.job_name.clone(),
+        task: Some(convert::task_spec(&a.task)),
+        params: a.params.clone().into_iter().collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl AgentService for AgentApi {
     async fn register(
@@ -74,16 +83,7 @@ impl AgentService for AgentApi {
         Ok(Response::new(pb::PollResponse {
             stop: stop_orders(&orders),
             drain: orders.drain,
-            assignments: orders
-                .assignments
-                .iter()
-                .map(|a| pb::Assignment {
-                    attempt: Some(convert::attempt_ref(&a.attempt)),
-                    job_name: a.job_name.clone(),
-                    task: Some(convert::task_spec(&a.task)),
-                    params: a.params.clone().into_iter().collect(),
-                })
-                .collect(),
+            assignments: orders.assignments.iter().map(assignment).collect(),
         }))
     }
 
@@ -135,10 +135,19 @@ impl AgentService for AgentApi {
             exit_code: r.exit_code,
             error: r.error,
         };
-        self.engine
-            .complete(&who, finish, convert::log_chunks(r.logs), r.dropped_bytes)
+        let next = self
+            .engine
+            .complete(
+                &who,
+                finish,
+                convert::log_chunks(r.logs),
+                r.dropped_bytes,
+                r.want,
+            )
             .await?;
-        Ok(Response::new(pb::CompleteResponse {}))
+        Ok(Response::new(pb::CompleteResponse {
+            assignments: next.iter().map(assignment).collect(),
+        }))
     }
 
     async fn release(

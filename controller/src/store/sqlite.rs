@@ -19,8 +19,8 @@ use super::{
     AgentRegistration, Cancelled, ClaimRequest, Claimed, Effects, LogPage, Store, StoreError,
 };
 use crate::model::{
-    AgentRecord, AgentState, AttemptFinish, AttemptKey, JobRecord, JobState, JobSummary, LogChunk,
-    Millis, NewJob, QueueStats, StopOrder, Submitted,
+    AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, JobRecord, JobState,
+    JobSummary, LogChunk, Millis, NewJob, QueueStats, StopOrder, Submitted,
 };
 
 const SCHEMA: &str = include_str!("sqlite/schema.sql");
@@ -37,6 +37,42 @@ struct ReaderPool {
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// Executes one statement through the connection's statement cache.
+pub(crate) fn exec(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map_err(backend)
+}
+
+/// A read transaction on a reader connection: one consistent snapshot for several queries,
+/// with `BEGIN` and `COMMIT` from the statement cache. Ends when dropped.
+pub(crate) struct ReadTx<'c>(&'c Connection);
+
+impl<'c> ReadTx<'c> {
+    pub(crate) fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        exec(conn, "BEGIN", [])?;
+        Ok(Self(conn))
+    }
+}
+
+impl std::ops::Deref for ReadTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.0
+    }
+}
+
+impl Drop for ReadTx<'_> {
+    fn drop(&mut self) {
+        let _ = exec(self.0, "COMMIT", []);
+    }
 }
 
 impl SqliteStore {
@@ -172,7 +208,9 @@ impl Store for SqliteStore {
 
     async fn claim(&self, req: ClaimRequest, now: Millis) -> Result<Claimed, StoreError> {
         self.writer
-            .write(move |conn| dispatch::claim(conn, &req, now))
+            .write_with(writer::Durability::Relaxed, move |conn| {
+                dispatch::claim(conn, &req, now)
+            })
             .await
     }
 
@@ -232,6 +270,26 @@ impl Store for SqliteStore {
                 transitions::fence(conn, &finish.agent, &finish.attempt)?;
                 logs::append(conn, &finish.attempt, &logs, dropped_bytes, log_limit)?;
                 transitions::finish(conn, &finish, now)
+            })
+            .await
+    }
+
+    async fn finish_and_claim(
+        &self,
+        finish: AttemptFinish,
+        logs: Vec<LogChunk>,
+        dropped_bytes: u64,
+        log_limit: u64,
+        claim: ClaimRequest,
+        now: Millis,
+    ) -> Result<(Effects, Vec<Assignment>), StoreError> {
+        self.writer
+            .write(move |conn| {
+                transitions::fence(conn, &finish.agent, &finish.attempt)?;
+                logs::append(conn, &finish.attempt, &logs, dropped_bytes, log_limit)?;
+                let effects = transitions::finish(conn, &finish, now)?;
+                let claimed = dispatch::claim(conn, &claim, now)?;
+                Ok((effects, claimed.assignments))
             })
             .await
     }

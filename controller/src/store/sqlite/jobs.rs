@@ -39,11 +39,9 @@ pub(super) fn submit(
     let hash = spec_hash(job)?;
     if let Some(key) = &job.idempotency_key {
         let existing: Option<(String, String)> = conn
-            .query_row(
-                "SELECT id, spec_hash FROM jobs WHERE idempotency_key = ?1",
-                [key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT id, spec_hash FROM jobs WHERE idempotency_key = ?1")
+            .map_err(backend)?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(backend)?;
         if let Some((id, existing_hash)) = existing {
@@ -59,12 +57,12 @@ pub(super) fn submit(
         }
     }
     let id = uuid::Uuid::now_v7().simple().to_string();
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO jobs (id, name, state, params, idempotency_key, spec_hash, created_at, tasks_total)
          VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
         params![id, job.name, to_json(&job.params)?, job.idempotency_key, hash, now, job.tasks.len() as i64],
-    )
-    .map_err(backend)?;
+    )?;
     let mut insert_task = conn
         .prepare_cached(
             "INSERT INTO tasks (job_id, task_id, seq, queue, labels, spec, state, deps_remaining,
@@ -116,10 +114,11 @@ fn job_state(text: &str) -> Result<JobState, StoreError> {
 }
 
 pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreError> {
-    let tx = conn.unchecked_transaction().map_err(backend)?;
+    let tx = super::ReadTx::begin(conn)?;
     let head = tx
+        .prepare_cached("SELECT name, state, params, idempotency_key, created_at, finished_at FROM jobs WHERE id = ?1")
+        .map_err(backend)?
         .query_row(
-            "SELECT name, state, params, idempotency_key, created_at, finished_at FROM jobs WHERE id = ?1",
             [job_id],
             |r| {
                 Ok((
@@ -244,9 +243,9 @@ pub(super) fn cancel(
     now: Millis,
 ) -> Result<Cancelled, StoreError> {
     let state: String = conn
-        .query_row("SELECT state FROM jobs WHERE id = ?1", [job_id], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT state FROM jobs WHERE id = ?1")
+        .map_err(backend)?
+        .query_row([job_id], |r| r.get(0))
         .optional()
         .map_err(backend)?
         .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
@@ -284,22 +283,22 @@ pub(super) fn cancel(
             });
         }
     }
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE attempts SET state = 'cancelled', finished_at = ?2, error = 'job cancelled'
          WHERE job_id = ?1 AND state = 'running'",
         params![job_id, now],
-    )
-    .map_err(backend)?;
-    conn.execute(
+    )?;
+    super::exec(
+        conn,
         "UPDATE tasks SET state = 'cancelled' WHERE job_id = ?1 AND state IN ('blocked', 'queued', 'running')",
         [job_id],
-    )
-    .map_err(backend)?;
-    conn.execute(
+    )?;
+    super::exec(
+        conn,
         "UPDATE jobs SET state = 'cancelled', finished_at = ?2, tasks_done = tasks_total WHERE id = ?1",
         params![job_id, now],
-    )
-    .map_err(backend)?;
+    )?;
     Ok(Cancelled {
         cancelled: true,
         state: Some(JobState::Cancelled),

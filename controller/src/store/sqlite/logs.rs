@@ -105,11 +105,9 @@ pub(super) fn resolve(
     attempt: u32,
 ) -> Result<AttemptKey, StoreError> {
     let latest: Option<u32> = conn
-        .query_row(
-            "SELECT attempts FROM tasks WHERE job_id = ?1 AND task_id = ?2",
-            params![job_id, task_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT attempts FROM tasks WHERE job_id = ?1 AND task_id = ?2")
+        .map_err(backend)?
+        .query_row(params![job_id, task_id], |r| r.get(0))
         .optional()
         .map_err(backend)?;
     let latest =
@@ -134,10 +132,11 @@ pub(super) fn read(
     key: &AttemptKey,
     after_seq: i64,
 ) -> Result<LogPage, StoreError> {
-    let tx = conn.unchecked_transaction().map_err(backend)?;
+    let tx = super::ReadTx::begin(conn)?;
     let (state, truncated): (String, bool) = tx
+        .prepare_cached("SELECT state, log_truncated FROM attempts WHERE job_id = ?1 AND task_id = ?2 AND number = ?3")
+        .map_err(backend)?
         .query_row(
-            "SELECT state, log_truncated FROM attempts WHERE job_id = ?1 AND task_id = ?2 AND number = ?3",
             params![key.job_id, key.task_id, key.attempt],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
