@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod poller;
 pub mod runner;
 pub mod running;
+pub mod workdirs;
 
 use std::{ffi::OsString, path::PathBuf, sync::Arc, time::Duration};
 
@@ -45,6 +46,8 @@ pub(crate) struct Agent {
     config: Config,
     /// Absolute form of `config.work_dir`.
     work_dir: PathBuf,
+    /// Empty directories for attempts.
+    work_dirs: workdirs::WorkDirs,
     /// The agent's own `FERRY_*` variables, withheld from tasks.
     withheld_env: Vec<OsString>,
     client: Client,
@@ -105,8 +108,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
         work_dir = %work_dir.display(),
         "agent starting"
     );
+    let work_dirs =
+        workdirs::WorkDirs::new(work_dir.clone()).map_err(|source| AgentError::WorkDir {
+            path: work_dir.clone(),
+            source,
+        })?;
     let agent = Arc::new(Agent {
         work_dir,
+        work_dirs,
         withheld_env: runner::shell::agent_ferry_vars(),
         client,
         running: Arc::new(Running::default()),

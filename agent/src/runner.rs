@@ -53,21 +53,31 @@ async fn run_attempt(
 ) {
     info!(job_name = %assignment.job_name, "attempt started");
     let shipper = LogShipper::default();
+    let mut work_dir = None;
     let end = match assignment.task.as_ref().and_then(|t| t.kind.as_ref()) {
-        Some(Kind::Shell(shell)) => {
-            let timeout_ms = assignment.task.as_ref().map_or(0, |t| t.timeout_ms);
-            run_shell(
-                &agent,
-                &session,
-                &assignment,
-                &attempt,
-                &shell.command,
-                timeout_ms,
-                &shipper,
-                &kill,
-            )
-            .await
-        }
+        Some(Kind::Shell(shell)) => match agent.work_dirs.acquire() {
+            Ok(dir) => {
+                let timeout_ms = assignment.task.as_ref().map_or(0, |t| t.timeout_ms);
+                let end = run_shell(
+                    &agent,
+                    &session,
+                    &assignment,
+                    &attempt,
+                    &shell.command,
+                    &dir,
+                    timeout_ms,
+                    &shipper,
+                    &kill,
+                )
+                .await;
+                work_dir = Some(dir);
+                end
+            }
+            Err(e) => End::Finished(Report::failed(format!(
+                "cannot create a working directory under {}: {e}",
+                agent.work_dir.display()
+            ))),
+        },
         Some(Kind::Sql(_)) => End::Finished(Report::failed(
             "sql tasks are not supported by this agent yet",
         )),
@@ -77,17 +87,12 @@ async fn run_attempt(
         End::Finished(report) => report,
         End::Aborted => {
             info!("attempt stopped; nothing reported");
-            shell::remove_dir(
-                &agent.work_dir,
-                &attempt.job_id,
-                &attempt.task_id,
-                attempt.attempt,
-            )
-            .await;
+            if let Some(dir) = work_dir {
+                agent.work_dirs.release(dir).await;
+            }
             return;
         }
     };
-    let cleanup = attempt.clone();
     // Ask for the next task in the same call, unless this agent is winding down.
     let want = u32::from(
         !agent.drain.is_cancelled() && agent.lease.expired(crate::heartbeat::boot_now()).is_none(),
@@ -114,13 +119,9 @@ async fn run_attempt(
         crate::poller::accept(&agent, &session, next).await;
     }
     drop(guard);
-    shell::remove_dir(
-        &agent.work_dir,
-        &cleanup.job_id,
-        &cleanup.task_id,
-        cleanup.attempt,
-    )
-    .await;
+    if let Some(dir) = work_dir {
+        agent.work_dirs.release(dir).await;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -130,23 +131,15 @@ async fn run_shell(
     assignment: &Assignment,
     attempt: &AttemptRef,
     command: &str,
+    dir: &std::path::Path,
     timeout_ms: u64,
     shipper: &LogShipper,
     kill: &KillSwitch,
 ) -> End {
-    let dir = match shell::prepare_dir(
-        &agent.work_dir,
-        &attempt.job_id,
-        &attempt.task_id,
-        attempt.attempt,
-    ) {
-        Ok(dir) => dir,
-        Err(e) => return End::Finished(Report::failed(e)),
-    };
     let job = ShellJob {
         command: command.to_owned(),
-        env: task_env(assignment, attempt, &dir),
-        dir,
+        env: task_env(assignment, attempt, dir),
+        dir: dir.to_path_buf(),
         withhold: agent.withheld_env.clone(),
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
         kill_grace: agent.config.kill_grace,
@@ -205,13 +198,10 @@ async fn complete(
     let mut backoff = Backoff::default();
     let mut failures = FailureLog::new("complete");
     loop {
-        let result = tokio::select! {
-            r = agent.client.complete(req.clone()) => r,
-            () = kill.abort.cancelled() => {
-                info!(outcome, "attempt stopped before its outcome was recorded; dropped");
-                return Vec::new();
-            }
-        };
+        // Not raced against a stop order: once the controller has recorded the outcome it
+        // also names the stale attempt to stop, and dropping the call here would lose the next
+        // attempts its answer carries. The call has its own deadline.
+        let result = agent.client.complete(req.clone()).await;
         match result {
             Ok(response) => {
                 info!(outcome, exit_code = req.exit_code, error = %req.error, "attempt completed");

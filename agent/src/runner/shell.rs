@@ -5,7 +5,7 @@ use std::{
     ffi::OsString,
     io,
     os::unix::process::ExitStatusExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{ExitStatus, Stdio},
     time::Duration,
 };
@@ -85,56 +85,6 @@ pub fn agent_ferry_vars() -> Vec<OsString> {
         .map(|(k, _)| k)
         .filter(|k| k.as_encoded_bytes().starts_with(b"FERRY_"))
         .collect()
-}
-
-/// True when `s` can be one directory name under the work dir.
-fn safe_component(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0'])
-}
-
-/// An attempt's working directory: one flat `<work_dir>/<job>_<attempt>_<task>` (job ids are
-/// fixed-length hex, so the name is unambiguous), so that an attempt costs one `mkdir`.
-pub fn attempt_dir(work_dir: &Path, job_id: &str, task_id: &str, attempt: u32) -> Option<PathBuf> {
-    (safe_component(job_id) && safe_component(task_id))
-        .then(|| work_dir.join(format!("{job_id}_{attempt}_{task_id}")))
-}
-
-/// Creates a fresh, empty working directory for the attempt, replacing any earlier one.
-pub fn prepare_dir(
-    work_dir: &Path,
-    job_id: &str,
-    task_id: &str,
-    attempt: u32,
-) -> Result<PathBuf, String> {
-    let dir = attempt_dir(work_dir, job_id, task_id, attempt).ok_or_else(|| {
-        format!("job id {job_id:?} or task id {task_id:?} cannot name a directory")
-    })?;
-    let fresh = match std::fs::create_dir(&dir) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            std::fs::remove_dir_all(&dir).and_then(|()| std::fs::create_dir(&dir))
-        }
-        other => other,
-    };
-    fresh.map_err(|e| format!("cannot create working directory {}: {e}", dir.display()))?;
-    Ok(dir)
-}
-
-/// Removes an attempt's working directory once it is over.
-pub async fn remove_dir(work_dir: &Path, job_id: &str, task_id: &str, attempt: u32) {
-    let Some(dir) = attempt_dir(work_dir, job_id, task_id, attempt) else {
-        return;
-    };
-    // Most attempts leave their directory empty: one rmdir, no blocking-pool round trip.
-    match std::fs::remove_dir(&dir) {
-        Ok(()) => return,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-        Err(_) => {}
-    }
-    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-        if e.kind() != io::ErrorKind::NotFound {
-            warn!(dir = %dir.display(), error = %e, "cannot remove the attempt's working directory");
-        }
-    }
 }
 
 fn signal_group(pgid: Pid, signal: Signal) {
@@ -309,7 +259,7 @@ mod tests {
 
     use super::*;
 
-    fn job(dir: &Path, command: &str) -> ShellJob {
+    fn job(dir: &std::path::Path, command: &str) -> ShellJob {
         ShellJob {
             command: command.to_owned(),
             dir: dir.to_owned(),
@@ -344,29 +294,6 @@ mod tests {
         assert_eq!(param_env_name("a b$c"), "FERRY_PARAM_A_B_C");
         assert_eq!(param_env_name("crème"), "FERRY_PARAM_CR_ME");
         assert_eq!(param_env_name("X_9"), "FERRY_PARAM_X_9");
-    }
-
-    #[test]
-    fn unsafe_ids_refused() {
-        assert!(safe_component("extract"));
-        assert!(!safe_component(".."));
-        assert!(!safe_component("a/b"));
-        assert!(!safe_component(""));
-    }
-
-    #[tokio::test]
-    async fn prepare_dir_is_fresh_and_removed_after() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = prepare_dir(tmp.path(), "j", "t", 1).unwrap();
-        std::fs::write(dir.join("old"), "x").unwrap();
-        let again = prepare_dir(tmp.path(), "j", "t", 1).unwrap();
-        assert_eq!(dir, again);
-        assert!(!dir.join("old").exists());
-        assert!(prepare_dir(tmp.path(), "..", "t", 1).is_err());
-        std::fs::write(dir.join("left-behind"), "x").unwrap();
-        remove_dir(tmp.path(), "j", "t", 1).await;
-        assert!(!dir.exists());
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]
