@@ -9,7 +9,9 @@ use super::{backend, jobs::from_json, transitions};
 use crate::model::{Assignment, AttemptKey, Millis, QueueStats, StopOrder, TaskSpec};
 use crate::store::{ClaimRequest, Claimed, Effects, StoreError};
 
-/// Candidates read per queue and round; label filtering happens in Rust.
+/// Candidates read per queue and round (the `LIMIT 256` of the claim queries, a literal: a
+/// bound `LIMIT ?` makes SQLite re-prepare the statement at every run); label filtering
+/// happens in Rust.
 const SCAN: i64 = 256;
 
 fn labels_match(required: &BTreeMap<String, String>, carried: &BTreeMap<String, String>) -> bool {
@@ -36,21 +38,34 @@ pub(super) fn claim(
     'queues: for queue in &req.queues {
         let mut after: Option<(i64, String, i64)> = None;
         loop {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT job_id, task_id, labels, spec, ready_at, seq FROM tasks
-                     WHERE state = 'queued' AND queue = ?1 AND ready_at <= ?2
-                       AND (?3 IS NULL OR (ready_at, job_id, seq) > (?3, ?4, ?5))
-                     ORDER BY ready_at, job_id, seq LIMIT ?6",
-                )
-                .map_err(backend)?;
-            let (a_ready, a_job, a_seq) = match &after {
-                Some((r, j, s)) => (Some(*r), Some(j.clone()), Some(*s)),
-                None => (None, None, None),
-            };
-            let mut rows = stmt
-                .query(params![queue, now, a_ready, a_job, a_seq, SCAN])
-                .map_err(backend)?;
+            // Two statements rather than one with `?3 IS NULL OR …`: a bound value that can
+            // change the plan makes SQLite re-prepare the statement on every new binding.
+            let (mut stmt, mut rows);
+            match &after {
+                None => {
+                    stmt = conn
+                        .prepare_cached(
+                            "SELECT job_id, task_id, labels, spec, ready_at, seq FROM tasks
+                             WHERE state = 'queued' AND queue = ?1 AND ready_at <= ?2
+                             ORDER BY ready_at, job_id, seq LIMIT 256",
+                        )
+                        .map_err(backend)?;
+                    rows = stmt.query(params![queue, now]).map_err(backend)?;
+                }
+                Some((a_ready, a_job, a_seq)) => {
+                    stmt = conn
+                        .prepare_cached(
+                            "SELECT job_id, task_id, labels, spec, ready_at, seq FROM tasks
+                             WHERE state = 'queued' AND queue = ?1 AND ready_at <= ?2
+                               AND (ready_at, job_id, seq) > (?3, ?4, ?5)
+                             ORDER BY ready_at, job_id, seq LIMIT 256",
+                        )
+                        .map_err(backend)?;
+                    rows = stmt
+                        .query(params![queue, now, a_ready, a_job, a_seq])
+                        .map_err(backend)?;
+                }
+            }
             let mut seen = 0;
             while let Some(r) = rows.next().map_err(backend)? {
                 seen += 1;
@@ -81,11 +96,15 @@ pub(super) fn claim(
     }
     let mut jobs: HashMap<String, (String, BTreeMap<String, String>)> = HashMap::new();
     for (job_id, task_id, spec) in picked {
+        // Not `UPDATE … RETURNING`: SQLite re-prepares such a statement on every run.
+        super::exec(
+            conn,
+            "UPDATE tasks SET state = 'running', attempts = attempts + 1
+             WHERE job_id = ?1 AND task_id = ?2",
+            params![job_id, task_id],
+        )?;
         let number: u32 = conn
-            .prepare_cached(
-                "UPDATE tasks SET state = 'running', attempts = attempts + 1
-                 WHERE job_id = ?1 AND task_id = ?2 RETURNING attempts",
-            )
+            .prepare_cached("SELECT attempts FROM tasks WHERE job_id = ?1 AND task_id = ?2")
             .map_err(backend)?
             .query_row(params![job_id, task_id], |r| r.get(0))
             .map_err(backend)?;

@@ -7,7 +7,7 @@ use super::backend;
 use crate::model::{AttemptKey, LogChunk};
 use crate::store::{LogPage, StoreError};
 
-/// Largest page `read` returns.
+/// Largest page `read` returns (the literal `LIMIT 256` of its query).
 const PAGE: i64 = 256;
 
 pub(super) fn append(
@@ -146,12 +146,12 @@ pub(super) fn read(
     let mut stmt = tx
         .prepare_cached(
             "SELECT seq, stderr, data FROM logs WHERE job_id = ?1 AND task_id = ?2 AND attempt = ?3 AND seq > ?4
-             ORDER BY seq LIMIT ?5",
+             ORDER BY seq LIMIT 256",
         )
         .map_err(backend)?;
     let rows = stmt
         .query_map(
-            params![key.job_id, key.task_id, key.attempt, after_seq, PAGE],
+            params![key.job_id, key.task_id, key.attempt, after_seq],
             |r| {
                 Ok((
                     r.get(0)?,

@@ -31,7 +31,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     max_delay_ms     INTEGER NOT NULL,
     PRIMARY KEY (job_id, task_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (queue, ready_at, job_id, seq) WHERE state = 'queued';
+-- Full rather than partial indexes: to use a partial index SQLite compares the query's bound
+-- values with the index's WHERE, and must then re-prepare the statement at every new binding.
+DROP INDEX IF EXISTS tasks_ready;
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state, queue, ready_at, job_id, seq);
 
 CREATE TABLE IF NOT EXISTS task_deps (
     job_id     TEXT NOT NULL,
@@ -56,9 +59,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     log_truncated INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, task_id, number)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS attempts_running_by_agent ON attempts (agent) WHERE state = 'running';
-CREATE INDEX IF NOT EXISTS attempts_deadline ON attempts (deadline_at)
-    WHERE state = 'running' AND deadline_at IS NOT NULL;
+DROP INDEX IF EXISTS attempts_running_by_agent;
+DROP INDEX IF EXISTS attempts_deadline;
+CREATE INDEX IF NOT EXISTS attempts_by_agent ON attempts (state, agent);
+CREATE INDEX IF NOT EXISTS attempts_by_deadline ON attempts (state, deadline_at);
 
 CREATE TABLE IF NOT EXISTS logs (
     job_id  TEXT NOT NULL,
