@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs a ferry agent on this host as a systemd service:
+#   sudo deploy/install-agent.sh --binary target/release/ferry-agent \
+#        --controller http://ferry-controller.internal:7070 --queue onprem --label site=dc1 \
+#        --token-file ./agent.token
+# Creates the `ferry` user, /etc/ferry/agent.toml (unless it exists) and starts the service.
+set -euo pipefail
+binary="" controller="" token="" queues=() labels=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --binary) binary="$2"; shift 2 ;;
+    --controller) controller="$2"; shift 2 ;;
+    --queue) queues+=("$2"); shift 2 ;;
+    --label) labels+=("$2"); shift 2 ;;
+    --token-file) token="$2"; shift 2 ;;
+    *) echo "install-agent: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$binary" ] && [ -x "$binary" ] || { echo "install-agent: --binary must name the ferry-agent executable" >&2; exit 2; }
+[ -n "$controller" ] || { echo "install-agent: --controller URL is required" >&2; exit 2; }
+[ ${#queues[@]} -gt 0 ] || queues=(default)
+here=$(cd "$(dirname "$0")" && pwd)
+
+id ferry >/dev/null 2>&1 || useradd --system --home-dir /var/lib/ferry-agent --shell /usr/sbin/nologin ferry
+install -m 0755 "$binary" /usr/local/bin/ferry-agent
+install -d -m 0750 -o root -g ferry /etc/ferry
+if [ -n "$token" ]; then
+  install -m 0640 -o root -g ferry "$token" /etc/ferry/agent.token
+fi
+if [ ! -f /etc/ferry/agent.toml ]; then
+  {
+    echo "controller = \"$controller\""
+    printf 'queues = ['; printf '"%s", ' "${queues[@]}" | sed 's/, $//'; echo ']'
+    echo 'work_dir = "/var/lib/ferry-agent/work"'
+    [ -n "$token" ] && echo 'token_file = "/etc/ferry/agent.token"'
+    if [ ${#labels[@]} -gt 0 ]; then
+      echo '[labels]'
+      for l in "${labels[@]}"; do echo "${l%%=*} = \"${l#*=}\""; done
+    fi
+  } > /etc/ferry/agent.toml
+  chmod 0640 /etc/ferry/agent.toml; chgrp ferry /etc/ferry/agent.toml
+fi
+install -m 0644 "$here/systemd/ferry-agent.service" /etc/systemd/system/ferry-agent.service
+systemctl daemon-reload
+systemctl enable --now ferry-agent
+echo "ferry-agent installed; see: journalctl -u ferry-agent -f"
