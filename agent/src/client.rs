@@ -8,8 +8,9 @@ use std::{
 
 use ferry_proto::v1::{
     agent_service_client::AgentServiceClient, AgentIdentity, AppendLogsRequest, AttemptRef,
-    CompleteRequest, CompleteResponse, DeregisterRequest, HeartbeatRequest, HeartbeatResponse,
-    PollRequest, PollResponse, RegisterRequest, RegisterResponse, ReleaseRequest,
+    CompleteRequest, CompleteResponse, DataChunk, DeregisterRequest, FetchInputRequest,
+    HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse, RegisterRequest,
+    RegisterResponse, ReleaseRequest, UploadChunk, UploadOutputResponse, UploadStatusRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -35,17 +36,30 @@ pub enum ClientError {
     /// Refused for good; retrying will not help.
     #[error("controller refused the call: {0}")]
     Rejected(String),
+    /// `FAILED_PRECONDITION`: what the call relies on does not hold (for `Complete`, an output
+    /// the controller could not verify). Carries the controller's own message.
+    #[error("{0}")]
+    Precondition(String),
+}
+
+fn status_text(status: &Status) -> String {
+    if status.message().is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        format!("{:?}: {}", status.code(), status.message())
+    }
 }
 
 impl ClientError {
     fn from_status(status: Status) -> Self {
-        let text = if status.message().is_empty() {
-            format!("{:?}", status.code())
-        } else {
-            format!("{:?}: {}", status.code(), status.message())
-        };
+        let text = status_text(&status);
         match status.code() {
-            Code::NotFound | Code::FailedPrecondition => ClientError::SessionLost(text),
+            Code::FailedPrecondition => ClientError::Precondition(if status.message().is_empty() {
+                text
+            } else {
+                status.message().to_owned()
+            }),
+            Code::NotFound => ClientError::SessionLost(text),
             Code::Aborted => ClientError::Fenced(text),
             Code::Unavailable
             | Code::DeadlineExceeded
@@ -58,10 +72,51 @@ impl ClientError {
     }
 }
 
+/// What a transfer (`UploadOutput`, `UploadStatus`, `FetchInput`) does about a failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// `ABORTED`: the attempt is no longer current; stop it and report nothing.
+    #[error("attempt fenced: {0}")]
+    Fenced(String),
+    /// `DATA_LOSS`: a chunk arrived damaged; ask where to resume and send it again.
+    #[error("chunk refused: {0}")]
+    Damaged(String),
+    /// Worth resuming after a backoff: unreachable, reset, deadline, a stalled stream.
+    #[error("transfer interrupted: {0}")]
+    Transient(String),
+    /// Refused for good (size limit, bad name, unverifiable file, missing input): the attempt
+    /// fails with the controller's message.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl TransferError {
+    pub fn from_status(status: &Status) -> Self {
+        let text = status_text(status);
+        match status.code() {
+            Code::Aborted => TransferError::Fenced(text),
+            Code::DataLoss => TransferError::Damaged(text),
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Internal => TransferError::Transient(text),
+            // The controller's message is for a person; the code adds nothing for them.
+            _ if !status.message().is_empty() => {
+                TransferError::Refused(status.message().to_owned())
+            }
+            _ => TransferError::Refused(text),
+        }
+    }
+}
+
 /// Client for `AgentService`; cheap to clone, all clones share the session.
 #[derive(Clone)]
 pub struct Client {
     inner: AgentServiceClient<Channel>,
+    /// A connection of its own for uploads and input fetches, so that gigabytes queued in one
+    /// TCP connection never delay a heartbeat.
+    bulk: AgentServiceClient<Channel>,
     /// `Bearer <token>`, sent on every call when the agent has a token.
     authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     identity: Arc<Mutex<AgentIdentity>>,
@@ -69,16 +124,26 @@ pub struct Client {
 
 /// Time allowed for a short RPC (everything but `Poll`).
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 receive window of one download stream.
+const BULK_STREAM_WINDOW: u32 = 8 << 20;
+/// Largest message the agent accepts on the bulk connection (a `DataChunk`).
+const MAX_BULK_MESSAGE: usize = 16 << 20;
 
 impl Client {
     /// A lazily connecting client: nothing is dialled until the first call, and the channel
     /// reconnects by itself. HTTP/2 keepalives find connections a network cut left half-open.
     pub fn new(config: &Config) -> Result<Client, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(config.controller.clone())?
+        let endpoint = Endpoint::from_shared(config.controller.clone())?
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let channel = endpoint.clone().connect_lazy();
+        // Downloads: windows wide enough for a fast link with some latency; the agent consumes
+        // as it writes, so at most a window of data waits in memory.
+        let bulk = endpoint
+            .initial_stream_window_size(Some(BULK_STREAM_WINDOW))
+            .initial_connection_window_size(Some(2 * BULK_STREAM_WINDOW))
             .connect_lazy();
         Ok(Client {
             authorization: config.token.as_ref().and_then(|t| {
@@ -88,6 +153,7 @@ impl Client {
                 Some(value)
             }),
             inner: AgentServiceClient::new(channel),
+            bulk: AgentServiceClient::new(bulk).max_decoding_message_size(MAX_BULK_MESSAGE),
             identity: Arc::new(Mutex::new(AgentIdentity {
                 name: config.name.clone(),
                 session: String::new(),
@@ -117,14 +183,83 @@ impl Client {
     {
         let mut request = tonic::Request::new(msg);
         request.set_timeout(timeout);
-        if let Some(auth) = &self.authorization {
-            request.metadata_mut().insert("authorization", auth.clone());
-        }
+        self.authorize(&mut request);
         match tokio::time::timeout(timeout, f(self.inner.clone(), request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(ClientError::from_status(status)),
             Err(_) => Err(ClientError::Transient(format!(
                 "no answer within {timeout:?}"
+            ))),
+        }
+    }
+
+    fn authorize<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(auth) = &self.authorization {
+            request.metadata_mut().insert("authorization", auth.clone());
+        }
+    }
+
+    /// The agent's identity, for messages that carry it inside (an upload's header).
+    pub fn agent_identity(&self) -> Option<AgentIdentity> {
+        self.identity()
+    }
+
+    /// Streams one output. No deadline: a large file takes what it takes; the caller watches
+    /// the stream's progress and drops the call when it stalls.
+    pub async fn upload_output(
+        &self,
+        chunks: impl tokio_stream::Stream<Item = UploadChunk> + Send + 'static,
+    ) -> Result<UploadOutputResponse, TransferError> {
+        let mut request = tonic::Request::new(chunks);
+        self.authorize(&mut request);
+        let mut client = self.bulk.clone();
+        client
+            .upload_output(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| TransferError::from_status(&s))
+    }
+
+    /// Bytes of `name` the controller holds for the attempt.
+    pub async fn upload_status(
+        &self,
+        attempt: &AttemptRef,
+        name: &str,
+    ) -> Result<u64, TransferError> {
+        let mut request = tonic::Request::new(UploadStatusRequest {
+            agent: self.identity(),
+            attempt: Some(attempt.clone()),
+            name: name.to_owned(),
+        });
+        request.set_timeout(RPC_TIMEOUT);
+        self.authorize(&mut request);
+        let mut client = self.bulk.clone();
+        match tokio::time::timeout(RPC_TIMEOUT, client.upload_status(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner().received),
+            // Nothing of that name yet (how a controller may say so): resume from the start.
+            Ok(Err(status)) if status.code() == Code::NotFound => Ok(0),
+            Ok(Err(status)) => Err(TransferError::from_status(&status)),
+            Err(_) => Err(TransferError::Transient(format!(
+                "no answer within {RPC_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Opens the stream of one input file from `req.offset`. No deadline: the caller watches
+    /// the stream for stalls.
+    pub async fn fetch_input(
+        &self,
+        mut req: FetchInputRequest,
+    ) -> Result<tonic::Streaming<DataChunk>, TransferError> {
+        req.agent = self.identity();
+        let mut request = tonic::Request::new(req);
+        self.authorize(&mut request);
+        let mut client = self.bulk.clone();
+        match tokio::time::timeout(RPC_TIMEOUT, client.fetch_input(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(TransferError::from_status(&status)),
+            Err(_) => Err(TransferError::Transient(format!(
+                "no answer within {RPC_TIMEOUT:?}"
             ))),
         }
     }
@@ -186,12 +321,14 @@ impl Client {
         mut req: CompleteRequest,
     ) -> Result<CompleteResponse, ClientError> {
         req.agent = self.identity();
-        self.call(
-            req,
-            RPC_TIMEOUT,
-            |mut c, r| async move { c.complete(r).await },
-        )
-        .await
+        // Publishing outputs moves files on the controller: give it more time.
+        let timeout = if req.outputs.is_empty() {
+            RPC_TIMEOUT
+        } else {
+            RPC_TIMEOUT * 6
+        };
+        self.call(req, timeout, |mut c, r| async move { c.complete(r).await })
+            .await
     }
 
     pub async fn release(&self, attempts: Vec<AttemptRef>) -> Result<(), ClientError> {
@@ -322,7 +459,7 @@ impl FailureLog {
         }
     }
 
-    pub fn failed(&mut self, error: &ClientError) {
+    pub fn failed(&mut self, error: &impl std::fmt::Display) {
         let text = error.to_string();
         self.count += 1;
         if self.last.as_deref() == Some(text.as_str()) {
@@ -368,10 +505,12 @@ mod tests {
     fn status_classes() {
         let c = |code| ClientError::from_status(Status::new(code, "x"));
         assert!(matches!(c(Code::NotFound), ClientError::SessionLost(_)));
-        assert!(matches!(
-            c(Code::FailedPrecondition),
-            ClientError::SessionLost(_)
-        ));
+        // An output the controller could not verify: the controller's message, as is.
+        assert_eq!(
+            c(Code::FailedPrecondition).to_string(),
+            "x",
+            "carries the message alone"
+        );
         assert!(matches!(c(Code::Aborted), ClientError::Fenced(_)));
         assert!(matches!(c(Code::Unavailable), ClientError::Transient(_)));
         assert!(matches!(
@@ -379,5 +518,38 @@ mod tests {
             ClientError::Transient(_)
         ));
         assert!(matches!(c(Code::InvalidArgument), ClientError::Rejected(_)));
+    }
+
+    #[test]
+    fn transfer_classes() {
+        let t = |code, msg: &str| TransferError::from_status(&Status::new(code, msg));
+        assert!(matches!(t(Code::Aborted, "x"), TransferError::Fenced(_)));
+        assert!(matches!(t(Code::DataLoss, "x"), TransferError::Damaged(_)));
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Unknown,
+            Code::Cancelled,
+        ] {
+            assert!(
+                matches!(t(code, "x"), TransferError::Transient(_)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::ResourceExhausted,
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::NotFound,
+        ] {
+            assert_eq!(
+                t(code, "output big.bin is over the limit"),
+                TransferError::Refused("output big.bin is over the limit".into())
+            );
+        }
+        assert_eq!(
+            t(Code::ResourceExhausted, ""),
+            TransferError::Refused("ResourceExhausted".into())
+        );
     }
 }

@@ -47,6 +47,10 @@ pub struct Cli {
     /// File holding the token this agent presents to join the controller.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Most bytes one attempt may upload as outputs, all files together; a number of bytes
+    /// or e.g. `500MiB`, `10GiB` [default: 10GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_output_bytes: Option<String>,
 }
 
 /// Settings that can be set in every layer; the names are the config-file keys and, uppercased
@@ -62,6 +66,7 @@ const KEYS: &[&str] = &[
     "drain_timeout",
     "kill_grace",
     "token_file",
+    "max_output_bytes",
 ];
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &["queues", "labels"];
@@ -107,6 +112,8 @@ pub struct RawConfig {
     pub kill_grace: Duration,
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    #[serde(default = "default_max_output_bytes", deserialize_with = "bytes_de")]
+    pub max_output_bytes: u64,
 }
 
 /// Labels as a list of `k=v` (flags, env) or as a TOML table (`[labels] site = "dc1"`).
@@ -145,6 +152,57 @@ fn default_kill_grace() -> Duration {
     Duration::from_secs(5)
 }
 
+fn default_max_output_bytes() -> u64 {
+    10 << 30
+}
+
+/// A byte count: a TOML integer, or text such as `1048576`, `512MiB`, `10GiB`, `2G`.
+fn bytes_de<'de, D: Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Bytes {
+        Number(u64),
+        Text(String),
+    }
+    match Bytes::deserialize(de)? {
+        Bytes::Number(n) => Ok(n),
+        Bytes::Text(text) => parse_bytes(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "bad size {text:?}; use a number of bytes or e.g. 500MiB, 10GiB"
+            ))
+        }),
+    }
+}
+
+/// Parses `123`, `123B`, `4KiB`/`4K`, `5MiB`/`5M`, `10GiB`/`10G`, `1TiB`/`1T` (powers of 1024).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
+/// `10 GiB`, `512 MiB`, `1536 bytes`: a byte count for people, exact when it is a round unit.
+pub fn format_bytes(n: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
+
 fn humantime_de<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(de)?;
     humantime::parse_duration(text.trim())
@@ -166,6 +224,8 @@ pub struct Config {
     pub kill_grace: Duration,
     /// Presented as `authorization: Bearer …` on every call; never logged.
     pub token: Option<Secret>,
+    /// Most bytes of outputs one attempt may upload.
+    pub max_output_bytes: u64,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -225,7 +285,8 @@ impl Config {
             .set_override_option(
                 "token_file",
                 cli.token_file.map(|p| p.to_string_lossy().into_owned()),
-            )?;
+            )?
+            .set_override_option("max_output_bytes", cli.max_output_bytes)?;
         if !cli.queues.is_empty() {
             builder = builder.set_override("queues", cli.queues)?;
         }
@@ -314,6 +375,9 @@ impl RawConfig {
         if self.heartbeat_interval < Duration::from_millis(100) {
             return Err(invalid("heartbeat_interval", "must be at least 100ms"));
         }
+        if self.max_output_bytes == 0 {
+            return Err(invalid("max_output_bytes", "must be more than 0"));
+        }
         let token = match &self.token_file {
             None => None,
             Some(path) => {
@@ -342,6 +406,7 @@ impl RawConfig {
             heartbeat_interval: self.heartbeat_interval,
             drain_timeout: self.drain_timeout,
             kill_grace: self.kill_grace,
+            max_output_bytes: self.max_output_bytes,
         })
     }
 }
@@ -392,6 +457,32 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.kill_grace, Duration::from_secs(5));
+        assert_eq!(c.max_output_bytes, 10 << 30);
+    }
+
+    #[test]
+    fn output_limit_layers_and_units() {
+        let c = Config::load_from(cli(&["--max-output-bytes", "512MiB"]), env(&[])).unwrap();
+        assert_eq!(c.max_output_bytes, 512 << 20);
+        let c =
+            Config::load_from(Cli::default(), env(&[("FERRY_MAX_OUTPUT_BYTES", "4096")])).unwrap();
+        assert_eq!(c.max_output_bytes, 4096);
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        writeln!(file, "max_output_bytes = 1000").unwrap();
+        let path = file.path().to_str().unwrap().to_owned();
+        let c = Config::load_from(cli(&["--config", &path]), env(&[])).unwrap();
+        assert_eq!(c.max_output_bytes, 1000);
+        let e = load_err(&["--max-output-bytes", "lots"], &[]);
+        assert!(e.contains("max_output_bytes") && e.contains("lots"), "{e}");
+        let e = load_err(&["--max-output-bytes", "0"], &[]);
+        assert!(e.contains("max_output_bytes"), "{e}");
+        assert_eq!(parse_bytes("2G"), Some(2 << 30));
+        assert_eq!(parse_bytes(" 7 kib"), Some(7 << 10));
+        assert_eq!(parse_bytes("1.5G"), None);
+        assert_eq!(parse_bytes("99999999999TiB"), None);
+        assert_eq!(format_bytes(10 << 30), "10 GiB");
+        assert_eq!(format_bytes(1536), "1536 bytes");
+        assert_eq!(format_bytes(3 << 20), "3 MiB");
     }
 
     #[test]

@@ -5,11 +5,16 @@ pub mod client;
 pub mod config;
 pub mod drain;
 pub mod heartbeat;
+pub mod inputs;
 pub mod logs;
 pub mod metrics;
+pub mod outputs;
 pub mod poller;
 pub mod runner;
 pub mod running;
+#[cfg(test)]
+mod testing;
+pub mod upload;
 pub mod workdirs;
 
 use std::{ffi::OsString, path::PathBuf, sync::Arc, time::Duration};

@@ -171,7 +171,7 @@ impl LogShipper {
                     failures.failed(&e);
                     self.lock().restore(req.chunks, req.dropped_bytes);
                 }
-                Err(e @ ClientError::Rejected(_)) => {
+                Err(e @ (ClientError::Rejected(_) | ClientError::Precondition(_))) => {
                     let bytes: usize = req.chunks.iter().map(|c| c.data.len()).sum();
                     warn!(error = %e, bytes, "controller refused log output; dropped it");
                     self.lock().dropped += req.dropped_bytes + bytes as u64;

@@ -1,18 +1,24 @@
-//! Runs one assigned attempt from start to its report: picks the runner for the task's kind,
-//! ships its logs and sends `Complete`, retrying while the controller is unreachable.
+//! Runs one assigned attempt from start to its report: stages its inputs, picks the runner for
+//! the task's kind, ships its logs, uploads its outputs and sends `Complete`, retrying while
+//! the controller is unreachable.
 
 pub mod shell;
 
 use std::{sync::Arc, time::Duration};
 
-use ferry_proto::v1::{task_spec::Kind, Assignment, AttemptRef, CompleteRequest, LogStream};
+use ferry_proto::v1::{
+    task_spec::Kind, Assignment, AttemptRef, CompleteRequest, LogStream, Outcome, OutputFile,
+};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, instrument};
+use tracing::{error, info, instrument, warn};
 
 use crate::{
     client::{Backoff, ClientError, FailureLog},
+    inputs,
     logs::LogShipper,
+    outputs,
     running::{AttemptGuard, KillSwitch},
+    upload::{self, Stop},
     Agent, Session,
 };
 
@@ -58,18 +64,26 @@ async fn run_attempt(
         Some(Kind::Shell(shell)) => match agent.work_dirs.acquire() {
             Ok(dir) => {
                 let timeout_ms = assignment.task.as_ref().map_or(0, |t| t.timeout_ms);
-                let end = run_shell(
-                    &agent,
-                    &session,
-                    &assignment,
-                    &attempt,
-                    &shell.command,
-                    &dir,
-                    timeout_ms,
-                    &shipper,
-                    &kill,
-                )
-                .await;
+                let staged =
+                    inputs::stage(&agent.client, &attempt, &kill, &dir, &assignment.inputs).await;
+                let end = match staged {
+                    Ok(()) => {
+                        run_shell(
+                            &agent,
+                            &session,
+                            &assignment,
+                            &attempt,
+                            &shell.command,
+                            &dir,
+                            timeout_ms,
+                            &shipper,
+                            &kill,
+                        )
+                        .await
+                    }
+                    Err(Stop::Failed(error)) => End::Finished(Report::failed(error)),
+                    Err(Stop::Aborted) => End::Aborted,
+                };
                 work_dir = Some(dir);
                 end
             }
@@ -83,7 +97,7 @@ async fn run_attempt(
         )),
         None => End::Finished(Report::failed("the task names no kind this agent knows")),
     };
-    let report = match end {
+    let mut report = match end {
         End::Finished(report) => report,
         End::Aborted => {
             info!("attempt stopped; nothing reported");
@@ -93,6 +107,25 @@ async fn run_attempt(
             return;
         }
     };
+    // A success counts only once every output is stored; the attempt keeps its slot meanwhile.
+    let mut outputs = Vec::new();
+    if let (Outcome::Succeeded, Some(dir)) = (report.outcome, &work_dir) {
+        let declared = assignment.task.as_ref().map_or(&[][..], |t| &t.outputs[..]);
+        match publish(&agent, &attempt, &kill, dir, declared).await {
+            Ok(uploaded) => outputs = uploaded,
+            Err(Stop::Failed(error)) => {
+                report.outcome = Outcome::Failed;
+                report.error = error;
+            }
+            Err(Stop::Aborted) => {
+                info!("attempt stopped while uploading its outputs; nothing reported");
+                if let Some(dir) = work_dir {
+                    agent.work_dirs.release(dir).await;
+                }
+                return;
+            }
+        }
+    }
     // Ask for the next task in the same call, unless this agent is winding down.
     let want = u32::from(
         !agent.drain.is_cancelled() && agent.lease.expired(crate::heartbeat::boot_now()).is_none(),
@@ -110,8 +143,30 @@ async fn run_attempt(
         logs,
         dropped_bytes,
         want,
+        outputs,
     };
-    let next = complete(&agent, &session, &kill, req).await;
+    let next = match complete(&agent, &session, &kill, req.clone()).await {
+        Completed::Next(next) => next,
+        // An output the controller could not verify: the attempt failed, and the task is
+        // retried per its policy.
+        Completed::Unverified(error) if req.outcome() == Outcome::Succeeded => {
+            warn!(error = %error, "controller could not verify the outputs; reporting a failure");
+            let failed = CompleteRequest {
+                outcome: Outcome::Failed as i32,
+                error,
+                outputs: Vec::new(),
+                ..req
+            };
+            match complete(&agent, &session, &kill, failed).await {
+                Completed::Next(next) => next,
+                Completed::Unverified(_) => Vec::new(),
+            }
+        }
+        Completed::Unverified(e) => {
+            error!(error = %e, "controller refused the outcome; dropped");
+            Vec::new()
+        }
+    };
     if next.is_empty() {
         guard.process_ended();
     } else {
@@ -122,6 +177,29 @@ async fn run_attempt(
     if let Some(dir) = work_dir {
         agent.work_dirs.release(dir).await;
     }
+}
+
+/// Resolves the declared outputs and uploads them; what `Complete` declares.
+async fn publish(
+    agent: &Agent,
+    attempt: &AttemptRef,
+    kill: &KillSwitch,
+    dir: &std::path::Path,
+    declared: &[String],
+) -> Result<Vec<OutputFile>, Stop> {
+    if declared.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resolved = {
+        let dir = dir.to_owned();
+        let declared = declared.to_vec();
+        let limit = agent.config.max_output_bytes;
+        tokio::task::spawn_blocking(move || outputs::resolve(&dir, &declared, limit))
+            .await
+            .map_err(|e| Stop::Failed(format!("resolving outputs failed: {e}")))?
+            .map_err(|e| Stop::Failed(e.to_string()))?
+    };
+    upload::upload_all(&agent.client, attempt, kill, &resolved).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -185,15 +263,36 @@ fn task_env(
     env
 }
 
+/// How a completion ended.
+enum Completed {
+    /// Recorded (with the next attempts the answer carried), or dropped for good.
+    Next(Vec<Assignment>),
+    /// `FAILED_PRECONDITION`: an output the controller could not verify; its message.
+    Unverified(String),
+}
+
 /// Sends the outcome until it is recorded, refused, or the attempt is stopped (lost lease,
 /// drain): a stopped attempt's outcome is no longer ours to report.
-/// Returns the next attempts the controller handed over with the acknowledgement.
 async fn complete(
     agent: &Agent,
     session: &Session,
     kill: &KillSwitch,
     req: CompleteRequest,
-) -> Vec<Assignment> {
+) -> Completed {
+    Completed::Next(match complete_once(agent, session, kill, req).await {
+        Ok(next) => next,
+        Err(error) => return Completed::Unverified(error),
+    })
+}
+
+/// The next attempts the controller handed over with the acknowledgement; `Err` with the
+/// controller's message on `FAILED_PRECONDITION`.
+async fn complete_once(
+    agent: &Agent,
+    session: &Session,
+    kill: &KillSwitch,
+    req: CompleteRequest,
+) -> Result<Vec<Assignment>, String> {
     let outcome = req.outcome().as_str_name();
     let mut backoff = Backoff::default();
     let mut failures = FailureLog::new("complete");
@@ -205,19 +304,20 @@ async fn complete(
         match result {
             Ok(response) => {
                 info!(outcome, exit_code = req.exit_code, error = %req.error, "attempt completed");
-                return response.assignments;
+                return Ok(response.assignments);
             }
             Err(ClientError::Fenced(e)) => {
                 info!(outcome, error = %e, "attempt no longer current; outcome not recorded");
-                return Vec::new();
+                return Ok(Vec::new());
             }
             Err(e @ ClientError::SessionLost(_)) => {
                 session.lose(&e);
-                return Vec::new();
+                return Ok(Vec::new());
             }
+            Err(ClientError::Precondition(e)) => return Err(e),
             Err(e @ ClientError::Rejected(_)) => {
                 error!(outcome, error = %e, "controller refused the outcome; dropped");
-                return Vec::new();
+                return Ok(Vec::new());
             }
             Err(e @ ClientError::Transient(_)) => failures.failed(&e),
         }
@@ -226,7 +326,7 @@ async fn complete(
                 outcome,
                 "attempt stopped before its outcome was recorded; dropped"
             );
-            return Vec::new();
+            return Ok(Vec::new());
         }
     }
 }
@@ -249,6 +349,7 @@ mod tests {
             job_name: "etl".into(),
             task: None,
             params: HashMap::from([("day".to_owned(), "$(reboot)".to_owned())]),
+            inputs: Vec::new(),
         };
         let env: HashMap<_, _> = task_env(&assignment, &a, std::path::Path::new("/w/j1/t1/2"))
             .into_iter()

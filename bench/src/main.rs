@@ -9,6 +9,7 @@ mod reassign;
 mod report;
 mod store;
 mod throughput;
+mod upload;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -39,6 +40,8 @@ enum Bench {
     AgentIdle(agent_idle::Args),
     /// Durable transitions per second of the SQLite store, in-process.
     Store(store::Args),
+    /// MB/s of a 2 GiB output uploaded into the data-directory store, beside raw loopback TCP.
+    Upload(upload::Args),
     /// Every benchmark in sequence, with its defaults.
     All,
 }
@@ -51,6 +54,7 @@ impl Bench {
             Self::Reassign(_) => "reassign",
             Self::AgentIdle(_) => "agent-idle",
             Self::Store(_) => "store",
+            Self::Upload(_) => "upload",
             Self::All => "all",
         }
     }
@@ -66,6 +70,7 @@ impl Bench {
             Self::Reassign(args) => reassign::run(args).await,
             Self::AgentIdle(args) => agent_idle::run(args).await,
             Self::Store(args) => store::run(args).await,
+            Self::Upload(args) => upload::run(args).await,
             Self::All => unreachable!("`all` is expanded before running"),
         }
     }
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
             Bench::Reassign(defaults()),
             Bench::AgentIdle(defaults()),
             Bench::Store(defaults()),
+            Bench::Upload(defaults()),
         ],
         one => vec![one],
     };
@@ -241,6 +247,8 @@ mod tests {
         assert_eq!((s.seconds, s.workers), (10, 64));
         let r: reassign::Args = defaults();
         assert_eq!(r.runs, 3);
+        let u: upload::Args = defaults();
+        assert_eq!((u.size_mib, u.timeout), (2048, 300));
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub enum Command {
     /// List queues
     #[command(subcommand)]
     Queues(QueuesCommand),
+    /// List and download the published outputs (results) of a job's tasks
+    #[command(subcommand)]
+    Results(ResultsCommand),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -126,6 +129,40 @@ pub enum AgentsCommand {
 pub enum QueuesCommand {
     /// List queues with their queued and running tasks and live agents
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResultsCommand {
+    /// List the published outputs of a job, or of one of its tasks
+    List {
+        /// Job id
+        job: String,
+        /// Task id (default: every task of the job)
+        task: Option<String>,
+    },
+    /// Download the published outputs of a task, verifying each one's size and SHA-256
+    #[command(
+        after_help = "Each file is written to NAME.part, verified, then renamed; on a \
+                            failure no partial file is left behind. Exit codes: 0 every file \
+                            saved, 1 a checksum mismatch or a local write error, 2 bad input \
+                            (a bad flag, an unwritable DIR, an unknown --name), 3 the \
+                            controller could not be reached or refused the call."
+    )]
+    Get(ResultsGetArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ResultsGetArgs {
+    /// Job id
+    pub job: String,
+    /// Task id
+    pub task: String,
+    /// Folder to save the files in, keeping their relative names (created if missing)
+    #[arg(short = 'o', long = "dir", value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Download only this output (repeatable; default: every output of the task)
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -222,5 +259,45 @@ mod tests {
         assert!(err.use_stderr());
         assert!(Args::try_parse_from(["ferry", "jobs"]).is_err());
         assert!(Args::try_parse_from(["ferry", "logs", "j", "t", "--attempt", "0"]).is_err());
+        assert!(Args::try_parse_from(["ferry", "results", "get", "j"]).is_err());
+        assert!(Args::try_parse_from(["ferry", "results", "get", "j", "t", "--nope"]).is_err());
+    }
+
+    #[test]
+    fn results_verbs_parse() {
+        let args = Args::try_parse_from(["ferry", "results", "list", "job-1"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Command::Results(ResultsCommand::List { ref job, task: None }) if job == "job-1"
+        ));
+        let args = Args::try_parse_from([
+            "ferry",
+            "results",
+            "get",
+            "job-1",
+            "extract",
+            "-o",
+            "out",
+            "--name",
+            "a.csv",
+            "--name",
+            "parts/b.csv",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(args.output, Format::Json);
+        let Command::Results(ResultsCommand::Get(get)) = args.command else {
+            panic!("not results get")
+        };
+        assert_eq!((get.job.as_str(), get.task.as_str()), ("job-1", "extract"));
+        assert_eq!(get.dir, PathBuf::from("out"));
+        assert_eq!(get.names, ["a.csv", "parts/b.csv"]);
+        let args = Args::try_parse_from(["ferry", "results", "get", "j", "t"]).unwrap();
+        let Command::Results(ResultsCommand::Get(get)) = args.command else {
+            panic!("not results get")
+        };
+        assert_eq!(get.dir, PathBuf::from("."));
+        assert!(get.names.is_empty());
     }
 }

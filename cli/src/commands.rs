@@ -4,10 +4,11 @@ mod agents;
 mod jobs;
 mod logs;
 mod queues;
+mod results;
 mod submit;
 
 use crate::{
-    args::{AgentsCommand, Args, Command, JobsCommand, QueuesCommand},
+    args::{AgentsCommand, Args, Command, JobsCommand, QueuesCommand, ResultsCommand},
     client::Controller,
     exit::{CliError, Outcome},
 };
@@ -30,5 +31,9 @@ pub async fn run(args: Args) -> Result<Outcome, CliError> {
             agents::drain(&controller, format, &name).await
         }
         Command::Queues(QueuesCommand::List) => queues::list(&controller, format).await,
+        Command::Results(ResultsCommand::List { job, task }) => {
+            results::list(&controller, format, &job, task.as_deref()).await
+        }
+        Command::Results(ResultsCommand::Get(get)) => results::get(&controller, format, get).await,
     }
 }

@@ -13,6 +13,8 @@ pub const SUCCESS: u8 = 0;
 pub const JOB_FAILED: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 pub const CONTROLLER: u8 = 3;
+/// 128 + SIGINT, as a shell reports a command stopped by Ctrl-C.
+pub const INTERRUPTED: u8 = 130;
 
 /// How a command that ran to its end came out. A failed job is an outcome, not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,17 @@ pub enum CliError {
     /// Writing to standard output or standard error failed.
     #[error("writing output: {0}")]
     Output(io::Error),
+    /// The controller answered something that breaks the protocol (a chunk at the wrong
+    /// offset, an unsafe output name, more bytes than announced).
+    #[error("{0}")]
+    Protocol(String),
+    /// What was received is not what was published (checksum or size mismatch), or it could
+    /// not be saved here.
+    #[error("{0}")]
+    Failed(String),
+    /// Interrupted by the user (Ctrl-C); whatever was partial has been removed.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl CliError {
@@ -71,8 +84,11 @@ impl CliError {
             CliError::BadInput(_) | CliError::InvalidJobFile(_) | CliError::Rejected { .. } => {
                 BAD_INPUT
             }
-            CliError::Unreachable { .. } | CliError::Refused { .. } => CONTROLLER,
-            CliError::Output(_) => JOB_FAILED,
+            CliError::Unreachable { .. } | CliError::Refused { .. } | CliError::Protocol(_) => {
+                CONTROLLER
+            }
+            CliError::Output(_) | CliError::Failed(_) => JOB_FAILED,
+            CliError::Interrupted => INTERRUPTED,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod download;
 pub mod exit;
 pub mod jobfile;
 pub mod output;

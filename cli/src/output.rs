@@ -14,7 +14,9 @@ use clap::ValueEnum;
 use ferry_proto::v1::{AgentState, AttemptState, JobState, TaskState};
 use serde::Serialize;
 
-pub use views::{AgentView, CancelView, DrainView, JobSummaryView, JobView, QueueView};
+pub use views::{
+    AgentView, CancelView, DrainView, JobSummaryView, JobView, QueueView, ResultView, SavedView,
+};
 
 use crate::exit::CliError;
 

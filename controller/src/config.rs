@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::artifacts::ArtifactConfig;
 use crate::engine::EngineConfig;
 
 /// Command-line flags; each also has a config-file key and a `FERRY_` variable.
@@ -40,6 +41,14 @@ pub struct Flags {
     /// env: FERRY_TIMEOUT_GRACE].
     #[arg(long, value_name = "DURATION")]
     pub timeout_grace: Option<String>,
+    /// Bytes all outputs of one attempt may hold together [default: 10737418240 (10 GiB);
+    /// env: FERRY_MAX_OUTPUT_BYTES].
+    #[arg(long, value_name = "BYTES")]
+    pub max_output_bytes: Option<String>,
+    /// Artifacts of jobs that ended longer ago than this are removed [default: 7d;
+    /// env: FERRY_ARTIFACT_RETENTION].
+    #[arg(long, value_name = "DURATION")]
+    pub artifact_retention: Option<String>,
     /// File holding the token agents must present to join [env: FERRY_AGENT_TOKEN_FILE].
     #[arg(long, value_name = "FILE")]
     pub agent_token_file: Option<String>,
@@ -58,6 +67,8 @@ struct Raw {
     agent_timeout: String,
     log_limit: u64,
     timeout_grace: String,
+    max_output_bytes: u64,
+    artifact_retention: String,
     agent_token_file: Option<String>,
     client_token_file: Option<String>,
 }
@@ -69,6 +80,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub store_url: String,
     pub engine: EngineConfig,
+    pub artifacts: ArtifactConfig,
     /// Token agents must present; `None` leaves `AgentService` open.
     pub agent_token: Option<Secret>,
     /// Token clients must present; `None` leaves `JobService` open.
@@ -93,14 +105,19 @@ pub enum ConfigError {
     Invalid { key: &'static str, problem: String },
 }
 
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 8] = [
     "listen",
     "data_dir",
     "store",
     "agent_timeout",
     "log_limit",
     "timeout_grace",
+    "max_output_bytes",
+    "artifact_retention",
 ];
+
+/// Default of `max_output_bytes`: 10 GiB.
+const DEFAULT_MAX_OUTPUT_BYTES: u64 = 10 << 30;
 
 impl Config {
     pub fn load(flags: Flags) -> Result<Self, ConfigError> {
@@ -109,7 +126,9 @@ impl Config {
             .set_default("data_dir", "./ferry-data")?
             .set_default("agent_timeout", "15s")?
             .set_default("log_limit", 1_048_576)?
-            .set_default("timeout_grace", "10s")?;
+            .set_default("timeout_grace", "10s")?
+            .set_default("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)?
+            .set_default("artifact_retention", "7d")?;
         if let Some(path) = &flags.config {
             builder = builder
                 .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
@@ -127,6 +146,8 @@ impl Config {
             ("agent_timeout", flags.agent_timeout),
             ("log_limit", flags.log_limit),
             ("timeout_grace", flags.timeout_grace),
+            ("max_output_bytes", flags.max_output_bytes),
+            ("artifact_retention", flags.artifact_retention),
             ("agent_token_file", flags.agent_token_file),
             ("client_token_file", flags.client_token_file),
         ];
@@ -205,6 +226,17 @@ impl Raw {
                 ),
             });
         }
+        if self.max_output_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_output_bytes",
+                problem: "must be at least 1 byte".into(),
+            });
+        }
+        let artifacts = ArtifactConfig {
+            root: data_dir.join("artifacts"),
+            max_output_bytes: self.max_output_bytes,
+            retention: duration("artifact_retention", &self.artifact_retention)?,
+        };
         let agent_token = read_token("agent_token_file", self.agent_token_file.as_deref())?;
         let client_token = read_token("client_token_file", self.client_token_file.as_deref())?;
         Ok(Config {
@@ -213,6 +245,7 @@ impl Raw {
             listen,
             data_dir,
             store_url,
+            artifacts,
             engine: EngineConfig {
                 agent_timeout,
                 log_limit: self.log_limit,
@@ -236,6 +269,8 @@ mod tests {
             agent_timeout: None,
             log_limit: None,
             timeout_grace: None,
+            max_output_bytes: None,
+            artifact_retention: None,
             agent_token_file: None,
             client_token_file: None,
         }
@@ -259,6 +294,33 @@ mod tests {
         assert_eq!(config.engine.agent_timeout, Duration::from_secs(3));
         assert_eq!(config.listen, "127.0.0.1:9001".parse().unwrap());
         assert_eq!(config.store_url, "sqlite://./ferry-data/ferry.db");
+        assert_eq!(config.artifacts.max_output_bytes, 10 << 30);
+        assert_eq!(
+            config.artifacts.retention,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(
+            config.artifacts.root,
+            PathBuf::from("./ferry-data/artifacts")
+        );
+    }
+
+    #[test]
+    fn artifact_limits_come_from_flags() {
+        let config = Config::load(Flags {
+            max_output_bytes: Some("1048576".into()),
+            artifact_retention: Some("1h".into()),
+            ..flags()
+        })
+        .unwrap();
+        assert_eq!(config.artifacts.max_output_bytes, 1 << 20);
+        assert_eq!(config.artifacts.retention, Duration::from_secs(3600));
+        let err = Config::load(Flags {
+            artifact_retention: Some("forever".into()),
+            ..flags()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("artifact_retention"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! state lives behind the `Store` trait.
 
 pub mod liveness;
+mod outputs;
 pub mod reaper;
 pub mod retry;
 pub mod validate;
@@ -16,12 +17,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::artifacts::{ArtifactError, Artifacts};
 use crate::model::{
     now_ms, AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, HostMetrics, JobRecord,
-    JobState, JobSummary, LogChunk, Millis, NewJob, QueueStats, StopOrder, Submitted,
+    JobState, JobSummary, LogChunk, Millis, NewJob, Outcome, OutputFile, QueueStats, StopOrder,
+    Submitted,
 };
 use crate::store::{
-    AgentRegistration, Cancelled, ClaimRequest, Effects, LogPage, Store, StoreError,
+    AgentRegistration, Cancelled, ClaimRequest, Completion, Effects, LogPage, Store, StoreError,
 };
 use liveness::{Liveness, UnknownSession};
 use watchers::Watchers;
@@ -45,10 +48,16 @@ pub enum EngineError {
     InvalidJob(Vec<String>),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0} not found")]
+    NotFound(String),
     #[error(transparent)]
     UnknownSession(#[from] UnknownSession),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
 }
 
 /// An agent's identity on every call after `Register`.
@@ -85,6 +94,7 @@ pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) liveness: Liveness,
+    pub(crate) artifacts: Arc<Artifacts>,
     watchers: Watchers,
     /// Woken whenever tasks become queued.
     work: Notify,
@@ -96,6 +106,7 @@ impl Engine {
     pub async fn new(
         config: EngineConfig,
         store: Arc<dyn Store>,
+        artifacts: Arc<Artifacts>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let agents = store.list_agents().await?;
@@ -103,6 +114,7 @@ impl Engine {
             config,
             liveness: Liveness::from_records(&agents),
             store,
+            artifacts,
             watchers: Watchers::default(),
             work: Notify::new(),
             shutdown,
@@ -353,39 +365,68 @@ impl Engine {
     }
 
     /// Records an attempt's end; with `want > 0`, also hands the agent its next attempts in
-    /// the same transaction, so that a busy agent needs one call per task.
+    /// the same transaction, so that a busy agent needs one call per task. A success publishes
+    /// its `outputs`: each is checked against what was received, the attempt's files are moved
+    /// to the published area, and their rows are written in the finishing transaction; if that
+    /// transaction is refused, the files are taken back. Nothing is published otherwise.
     #[tracing::instrument(skip_all, fields(job = %finish.attempt.job_id, task = %finish.attempt.task_id, attempt = finish.attempt.attempt))]
     pub async fn complete(
         &self,
         who: &Identity,
         finish: AttemptFinish,
+        outputs: Vec<OutputFile>,
         logs: Vec<LogChunk>,
         dropped_bytes: u64,
         want: u32,
     ) -> Result<Vec<Assignment>, EngineError> {
         self.touch_for(who, &finish.attempt)?;
         let outcome = finish.outcome;
+        let key = finish.attempt.clone();
         let view = self.liveness.touch(&who.name, &who.session)?;
-        let limit = self.config.log_limit;
-        let (effects, assignments) = if want > 0 && !view.draining {
-            let claim = ClaimRequest {
-                agent: who.name.clone(),
-                session: who.session.clone(),
-                queues: view.queues,
-                labels: view.labels,
-                max: want,
-            };
-            self.store
-                .finish_and_claim(finish, logs, dropped_bytes, limit, claim, now_ms())
-                .await?
+        let publication = if outcome == Outcome::Succeeded && !outputs.is_empty() {
+            if let Err(e) = self.artifacts.verify(&key, &outputs).await {
+                // A fenced attempt hears that it is fenced rather than about its files.
+                self.store.check_attempt(&who.name, &key).await?;
+                tracing::warn!(error = %e, "completion refused: outputs do not check out");
+                return Err(e.into());
+            }
+            Some(self.artifacts.publish(&key).await?)
         } else {
-            let effects = self
-                .store
-                .finish_attempt(finish, logs, dropped_bytes, limit, now_ms())
-                .await?;
-            (effects, Vec::new())
+            None
         };
-        tracing::debug!(agent = %who.name, ?outcome, next = assignments.len(), "attempt completed");
+        let published = outputs.len();
+        let bytes: u64 = outputs.iter().map(|o| o.size).sum();
+        let claim = (want > 0 && !view.draining).then(|| ClaimRequest {
+            agent: who.name.clone(),
+            session: who.session.clone(),
+            queues: view.queues,
+            labels: view.labels,
+            max: want,
+        });
+        let completion = Completion {
+            finish,
+            outputs,
+            logs,
+            dropped_bytes,
+            log_limit: self.config.log_limit,
+        };
+        let result = self.store.complete(completion, claim, now_ms()).await;
+        let undone = match (&result, publication) {
+            (Ok(_), Some(publication)) => {
+                publication.commit();
+                Ok(())
+            }
+            (Err(StoreError::Fenced { .. }), Some(publication)) => publication.remove().await,
+            (Err(_), Some(publication)) => publication.restore().await,
+            // Not a success (or a success without outputs): its staging is of no more use.
+            (Ok(_) | Err(StoreError::Fenced { .. }), None) => self.artifacts.discard(&key).await,
+            (Err(_), None) => Ok(()),
+        };
+        if let Err(e) = undone {
+            tracing::warn!(error = %e, "cleaning the attempt's artifacts failed");
+        }
+        let (effects, assignments) = result?;
+        tracing::debug!(agent = %who.name, ?outcome, published, bytes, next = assignments.len(), "attempt completed");
         for a in &assignments {
             self.watchers.changed(&a.attempt.job_id);
         }
@@ -396,7 +437,11 @@ impl Engine {
     /// Like `touch`, for a call about one attempt: a session that is gone (its agent declared
     /// dead or replaced) can hold no current attempt, so the call is fenced, not merely
     /// refused, and the agent stops that process.
-    fn touch_for(&self, who: &Identity, attempt: &AttemptKey) -> Result<(), EngineError> {
+    pub(crate) fn touch_for(
+        &self,
+        who: &Identity,
+        attempt: &AttemptKey,
+    ) -> Result<(), EngineError> {
         self.liveness
             .touch(&who.name, &who.session)
             .map(drop)

@@ -1,6 +1,7 @@
 //! Ferry controller: keeps durable queues of jobs, hands tasks to long-polling agents, holds
 //! their leases, advances DAGs, retries, and reaps dead agents. `run` is the whole server.
 
+pub mod artifacts;
 pub mod config;
 pub mod engine;
 pub mod model;
@@ -23,6 +24,8 @@ pub use config::Config;
 pub enum RunError {
     #[error("opening the store: {0}")]
     Store(#[from] store::StoreError),
+    #[error("opening the artifact store: {0}")]
+    Artifacts(#[from] artifacts::ArtifactError),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -38,10 +41,27 @@ pub enum RunError {
 /// and waits for its tasks.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let store = store::open(&config.store_url).await?;
-    let engine =
-        Arc::new(engine::Engine::new(config.engine.clone(), store, shutdown.clone()).await?);
+    let artifacts = Arc::new(artifacts::Artifacts::open(
+        &config.artifacts.root,
+        config.artifacts.max_output_bytes,
+    )?);
+    let engine = Arc::new(
+        engine::Engine::new(
+            config.engine.clone(),
+            store.clone(),
+            artifacts.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+    );
     let tracker = TaskTracker::new();
     tracker.spawn(engine::reaper::run(engine.clone(), shutdown.clone()));
+    tracker.spawn(artifacts::retention::run(
+        store,
+        artifacts,
+        config.artifacts.retention,
+        shutdown.clone(),
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -72,10 +92,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        // Room for 4 MiB upload chunks in flight without waiting on window updates.
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AgentServiceServer::with_interceptor(
-            service::agent::AgentApi::new(engine.clone()),
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            AgentServiceServer::new(service::agent::AgentApi::new(
+                engine.clone(),
+                tracker.clone(),
+                shutdown.clone(),
+            ))
+            .max_decoding_message_size(service::agent::MAX_MESSAGE_BYTES),
             TokenCheck::new(config.agent_token.clone().map(|t| t.0), "agent"),
         ))
         .add_service(JobServiceServer::with_interceptor(

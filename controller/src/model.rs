@@ -220,6 +220,29 @@ pub struct Assignment {
     pub job_name: String,
     pub task: TaskSpec,
     pub params: BTreeMap<String, String>,
+    /// The published outputs of the task's dependencies.
+    pub inputs: Vec<ResultFile>,
+}
+
+/// One output of an attempt, as its agent declares it on completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Relative, '/'-separated path (see `artifacts::check_name`).
+    pub name: String,
+    pub size: u64,
+    /// SHA-256 of the whole file, lowercase hex.
+    pub sha256: String,
+}
+
+/// A published output, as readers (downstream tasks, `ferry results`) see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultFile {
+    pub task_id: String,
+    pub attempt: u32,
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub created_at: Millis,
 }
 
 /// An agent's registration, as the store keeps it.

@@ -8,9 +8,12 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+use std::collections::HashMap;
+
 use crate::model::{
     AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, JobRecord, JobState,
-    JobSummary, LogChunk, Millis, NewJob, PlacedAttempt, QueueStats, StopOrder, Submitted,
+    JobSummary, LogChunk, Millis, NewJob, OutputFile, PlacedAttempt, QueueStats, ResultFile,
+    StopOrder, Submitted,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,18 @@ pub struct Effects {
     pub stop: Vec<PlacedAttempt>,
 }
 
+/// The end of an attempt as its agent reports it, with what the transaction records beside it.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub finish: AttemptFinish,
+    /// With `Outcome::Succeeded`: the attempt's outputs, already verified and moved to the
+    /// published area. Their rows are written in the finishing transaction (invariant 2).
+    pub outputs: Vec<OutputFile>,
+    pub logs: Vec<LogChunk>,
+    pub dropped_bytes: u64,
+    pub log_limit: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Accepts a validated job; with an idempotency key already used, returns that job.
@@ -148,7 +163,16 @@ pub trait Store: Send + Sync + 'static {
         dropped_bytes: u64,
         limit: u64,
     ) -> Result<(), StoreError>;
-    /// Ends the current attempt and advances the DAG in one transaction (invariant 2).
+    /// Fences the attempt, records its end and logs, publishes its outputs (a succeeded
+    /// attempt's rows replace any earlier rows of the task), advances the DAG and, with
+    /// `claim`, claims the agent's next attempts: one transaction (invariant 2).
+    async fn complete(
+        &self,
+        completion: Completion,
+        claim: Option<ClaimRequest>,
+        now: Millis,
+    ) -> Result<(Effects, Vec<Assignment>), StoreError>;
+    /// Ends the current attempt (no outputs) and advances the DAG in one transaction.
     async fn finish_attempt(
         &self,
         finish: AttemptFinish,
@@ -156,7 +180,16 @@ pub trait Store: Send + Sync + 'static {
         dropped_bytes: u64,
         log_limit: u64,
         now: Millis,
-    ) -> Result<Effects, StoreError>;
+    ) -> Result<Effects, StoreError> {
+        let completion = Completion {
+            finish,
+            outputs: Vec::new(),
+            logs,
+            dropped_bytes,
+            log_limit,
+        };
+        Ok(self.complete(completion, None, now).await?.0)
+    }
     /// `finish_attempt`, then a claim for the slots the agent wants filled, in one transaction.
     async fn finish_and_claim(
         &self,
@@ -166,7 +199,44 @@ pub trait Store: Send + Sync + 'static {
         log_limit: u64,
         claim: ClaimRequest,
         now: Millis,
-    ) -> Result<(Effects, Vec<Assignment>), StoreError>;
+    ) -> Result<(Effects, Vec<Assignment>), StoreError> {
+        let completion = Completion {
+            finish,
+            outputs: Vec::new(),
+            logs,
+            dropped_bytes,
+            log_limit,
+        };
+        self.complete(completion, Some(claim), now).await
+    }
+    /// Fails with `Fenced` unless `attempt` is its task's current, running attempt on `agent`
+    /// (a read: uploads and input fetches check it without writing).
+    async fn check_attempt(&self, agent: &str, attempt: &AttemptKey) -> Result<(), StoreError>;
+    /// Of these attempts, those still running.
+    async fn running_attempts(
+        &self,
+        attempts: Vec<AttemptKey>,
+    ) -> Result<Vec<AttemptKey>, StoreError>;
+    /// A task's dependencies (`NotFound` for an unknown task).
+    async fn task_dependencies(
+        &self,
+        job_id: &str,
+        task_id: &str,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Published outputs of a job, or of one of its tasks, by task then name. `NotFound` for
+    /// an unknown job or task.
+    async fn list_outputs(
+        &self,
+        job_id: &str,
+        task_id: Option<&str>,
+    ) -> Result<Vec<ResultFile>, StoreError>;
+    /// When each known job of `job_ids` ended (`None`: still going); unknown jobs are absent.
+    async fn job_ends(
+        &self,
+        job_ids: Vec<String>,
+    ) -> Result<HashMap<String, Option<Millis>>, StoreError>;
+    /// Forgets a job's published outputs (retention); returns how many rows went.
+    async fn delete_outputs(&self, job_id: &str) -> Result<u64, StoreError>;
     /// Hands attempts back from a draining agent: queued again at once, not a failure.
     async fn release_attempts(
         &self,

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use ferry_proto::v1::{AgentInfo, Attempt, CancelJobResponse, Job, JobSummary, QueueInfo, Task};
+use ferry_proto::v1::{
+    AgentInfo, Attempt, CancelJobResponse, Job, JobSummary, QueueInfo, ResultFile, Task,
+};
 use serde::Serialize;
 
 use super::{
@@ -391,6 +393,74 @@ impl CancelView {
     }
 }
 
+/// One published output, in `results list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultView {
+    pub task: String,
+    pub attempt: u32,
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// SHA-256 of the whole file, lowercase hex.
+    pub sha256: String,
+    pub created_at: Option<String>,
+    #[serde(skip)]
+    created_ms: i64,
+}
+
+/// Hex digits of a checksum shown in tables.
+const SHORT_SHA: usize = 12;
+
+impl From<&ResultFile> for ResultView {
+    fn from(file: &ResultFile) -> Self {
+        ResultView {
+            task: file.task_id.clone(),
+            attempt: file.attempt,
+            name: file.name.clone(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            created_at: timestamp(file.created_at_ms),
+            created_ms: file.created_at_ms,
+        }
+    }
+}
+
+impl ResultView {
+    pub fn table(results: &[ResultView]) -> String {
+        let mut table = Table::new(&["TASK", "ATTEMPT", "NAME", "SIZE", "SHA256", "CREATED"]);
+        for file in results {
+            table.row(vec![
+                file.task.clone(),
+                file.attempt.to_string(),
+                file.name.clone(),
+                bytes(file.size),
+                file.sha256.chars().take(SHORT_SHA).collect(),
+                short_timestamp(file.created_ms),
+            ]);
+        }
+        table.render()
+    }
+}
+
+/// One file saved by `results get`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SavedView {
+    pub task: String,
+    pub attempt: u32,
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Where it was saved.
+    pub path: String,
+}
+
+impl SavedView {
+    /// The saved paths, one a line.
+    pub fn table(saved: &[SavedView]) -> String {
+        saved.iter().map(|s| format!("{}\n", s.path)).collect()
+    }
+}
+
 /// `agents drain`.
 #[derive(Debug, Serialize)]
 pub struct DrainView {
@@ -529,6 +599,60 @@ transform  failed     shell  cloud   -         extract
 TASK       ATTEMPT  AGENT    STATE      EXIT  STARTED               DURATION  ERROR
 extract    1        agent-a  succeeded  0     2026-11-18T11:06:40Z  500ms
 transform  1        agent-b  timed_out  -     2026-11-18T11:06:41Z  3.0s      timed out after 10s
+"
+        );
+    }
+
+    fn result_file(name: &str, size: u64) -> ResultFile {
+        ResultFile {
+            task_id: "extract".into(),
+            attempt: 2,
+            name: name.into(),
+            size,
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            created_at_ms: 1_795_000_000_123,
+        }
+    }
+
+    #[test]
+    fn results_list_json_shape() {
+        let views: Vec<ResultView> = [result_file("parts/a.csv", 0)]
+            .iter()
+            .map(ResultView::from)
+            .collect();
+        assert_eq!(
+            serde_json::to_value(&views).unwrap(),
+            json!([{
+                "task": "extract", "attempt": 2, "name": "parts/a.csv", "size": 0,
+                "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "created_at": "2026-11-18T11:06:40.123Z"
+            }])
+        );
+        let unknown_time = ResultFile {
+            created_at_ms: 0,
+            ..result_file("x", 1)
+        };
+        assert_eq!(
+            serde_json::to_value(ResultView::from(&unknown_time)).unwrap()["created_at"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn results_list_table() {
+        let views: Vec<ResultView> = [
+            result_file("out.csv", 1_073_741_829),
+            result_file("parts/a.csv", 512),
+        ]
+        .iter()
+        .map(ResultView::from)
+        .collect();
+        assert_eq!(
+            ResultView::table(&views),
+            "\
+TASK     ATTEMPT  NAME         SIZE     SHA256        CREATED
+extract  2        out.csv      1.0 GiB  e3b0c44298fc  2026-11-18T11:06:40Z
+extract  2        parts/a.csv  512 B    e3b0c44298fc  2026-11-18T11:06:40Z
 "
         );
     }

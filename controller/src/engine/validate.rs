@@ -27,6 +27,9 @@ pub fn problems(job: &NewJob) -> Vec<String> {
                 "task id {:?} may hold only letters, digits, '_', '.' and '-'",
                 task.id
             ));
+        } else if task.id == "." || task.id == ".." {
+            // It names directories of the artifact store.
+            problems.push(format!("task id {:?} is reserved", task.id));
         }
         if !ids.insert(task.id.as_str()) {
             problems.push(format!("duplicate task id {:?}", task.id));

@@ -4,19 +4,67 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::v1::{self as pb, agent_service_server::AgentService};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
-use super::{convert, identity};
+use super::{convert, identity, Stream};
+use crate::artifacts::UploadHeader;
 use crate::engine::{AgentOrders, Engine};
 use crate::model::AttemptFinish;
 
+/// Largest message an agent may send: an upload chunk of 4 MiB with its header, with room.
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
 pub struct AgentApi {
     engine: Arc<Engine>,
+    /// Owns the tasks that feed server streams (inputs); they end at shutdown.
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
 }
 
 impl AgentApi {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    pub fn new(engine: Arc<Engine>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+        Self {
+            engine,
+            tracker,
+            shutdown,
+        }
+    }
+
+    /// Receives one upload stream whose first message is `first`.
+    async fn receive(
+        &self,
+        first: pb::UploadChunk,
+        header: pb::UploadHeader,
+        mut stream: tonic::Streaming<pb::UploadChunk>,
+    ) -> Result<u64, Status> {
+        let who = identity(header.agent)?;
+        let attempt = convert::attempt_key(header.attempt)?;
+        let mut upload = self
+            .engine
+            .begin_upload(
+                &who,
+                &attempt,
+                UploadHeader {
+                    name: header.name,
+                    size: header.size,
+                    sha256: header.sha256,
+                },
+            )
+            .await?;
+        tracing::debug!(
+            size = header.size,
+            from = upload.resumed_at(),
+            "upload stream started"
+        );
+        let mut next = Some(first);
+        while let Some(chunk) = next {
+            upload.write(chunk.offset, chunk.data, chunk.crc32c).await?;
+            next = stream.message().await?;
+        }
+        Ok(upload.finish().await?)
     }
 }
 
@@ -37,6 +85,7 @@ fn assignment(a: &crate::model::Assignment) -> pb::Assignment {
         job_name: a.job_name.clone(),
         task: Some(convert::task_spec(&a.task)),
         params: a.params.clone().into_iter().collect(),
+        inputs: a.inputs.iter().map(convert::result_file).collect(),
     }
 }
 
@@ -140,6 +189,7 @@ impl AgentService for AgentApi {
             .complete(
                 &who,
                 finish,
+                convert::output_files(r.outputs),
                 convert::log_chunks(r.logs),
                 r.dropped_bytes,
                 r.want,
@@ -169,5 +219,59 @@ impl AgentService for AgentApi {
         let who = identity(request.into_inner().agent)?;
         self.engine.deregister(&who).await?;
         Ok(Response::new(pb::DeregisterResponse {}))
+    }
+
+    async fn upload_output(
+        &self,
+        request: Request<tonic::Streaming<pb::UploadChunk>>,
+    ) -> Result<Response<pb::UploadOutputResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("upload stream is empty"))?;
+        let header = first.header.take().ok_or_else(|| {
+            Status::invalid_argument("the first message of an upload carries no header")
+        })?;
+        let (job, task, number) = header
+            .attempt
+            .as_ref()
+            .map(|a| (a.job_id.clone(), a.task_id.clone(), a.attempt))
+            .unwrap_or_default();
+        let span = tracing::debug_span!("upload", job = %job, task = %task, attempt = number, name = %header.name);
+        let received = self.receive(first, header, stream).instrument(span).await?;
+        Ok(Response::new(pb::UploadOutputResponse { received }))
+    }
+
+    async fn upload_status(
+        &self,
+        request: Request<pb::UploadStatusRequest>,
+    ) -> Result<Response<pb::UploadStatusResponse>, Status> {
+        let r = request.into_inner();
+        let who = identity(r.agent)?;
+        let attempt = convert::attempt_key(r.attempt)?;
+        let received = self.engine.upload_status(&who, &attempt, &r.name).await?;
+        Ok(Response::new(pb::UploadStatusResponse { received }))
+    }
+
+    type FetchInputStream = Stream<pb::DataChunk>;
+
+    async fn fetch_input(
+        &self,
+        request: Request<pb::FetchInputRequest>,
+    ) -> Result<Response<Self::FetchInputStream>, Status> {
+        let r = request.into_inner();
+        let who = identity(r.agent)?;
+        let consumer = convert::attempt_key(r.attempt)?;
+        let (file, reader) = self
+            .engine
+            .fetch_input(&who, &consumer, &r.task_id, &r.name, r.offset)
+            .await?;
+        tracing::debug!(attempt = %consumer, from = %r.task_id, name = %r.name, offset = r.offset, size = file.size, "input fetch started");
+        Ok(Response::new(super::stream_file(
+            reader,
+            &self.tracker,
+            self.shutdown.clone(),
+        )))
     }
 }

@@ -6,7 +6,8 @@ use tonic::Status;
 use crate::engine::{AgentView, QueueView};
 use crate::model::{
     AgentState, AttemptKey, AttemptRecord, AttemptState, HostMetrics, JobRecord, JobState,
-    JobSummary, LogChunk, NewJob, Outcome, RetryPolicy, TaskKind, TaskRecord, TaskSpec, TaskState,
+    JobSummary, LogChunk, NewJob, Outcome, OutputFile, ResultFile, RetryPolicy, TaskKind,
+    TaskRecord, TaskSpec, TaskState,
 };
 
 pub fn attempt_key(r: Option<pb::AttemptRef>) -> Result<AttemptKey, Status> {
@@ -308,4 +309,26 @@ pub fn queue(q: &QueueView) -> pb::QueueInfo {
         running: q.stats.running,
         agents: q.agents,
     }
+}
+
+pub fn result_file(f: &ResultFile) -> pb::ResultFile {
+    pb::ResultFile {
+        task_id: f.task_id.clone(),
+        attempt: f.attempt,
+        name: f.name.clone(),
+        size: f.size,
+        sha256: f.sha256.clone(),
+        created_at_ms: f.created_at,
+    }
+}
+
+pub fn output_files(files: Vec<pb::OutputFile>) -> Vec<OutputFile> {
+    files
+        .into_iter()
+        .map(|f| OutputFile {
+            name: f.name,
+            size: f.size,
+            sha256: f.sha256,
+        })
+        .collect()
 }

@@ -1,6 +1,5 @@
 //! `ferry.v1.JobService`: what people and programs call through the `ferry` CLI.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use super::convert;
 use crate::engine::Engine;
 use crate::model::AttemptKey;
 
-type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+use super::Stream;
 
 pub struct JobApi {
     engine: Arc<Engine>,
@@ -239,5 +238,36 @@ impl JobService for JobApi {
         Ok(Response::new(pb::ListQueuesResponse {
             queues: queues.iter().map(convert::queue).collect(),
         }))
+    }
+
+    async fn list_results(
+        &self,
+        request: Request<pb::ListResultsRequest>,
+    ) -> Result<Response<pb::ListResultsResponse>, Status> {
+        let r = request.into_inner();
+        let task = (!r.task_id.is_empty()).then_some(r.task_id.as_str());
+        let files = self.engine.results(&r.job_id, task).await?;
+        Ok(Response::new(pb::ListResultsResponse {
+            files: files.iter().map(convert::result_file).collect(),
+        }))
+    }
+
+    type DownloadResultStream = Stream<pb::DataChunk>;
+
+    async fn download_result(
+        &self,
+        request: Request<pb::DownloadResultRequest>,
+    ) -> Result<Response<Self::DownloadResultStream>, Status> {
+        let r = request.into_inner();
+        let (file, reader) = self
+            .engine
+            .result(&r.job_id, &r.task_id, &r.name, r.offset)
+            .await?;
+        tracing::debug!(job = %r.job_id, task = %r.task_id, name = %r.name, offset = r.offset, size = file.size, "download started");
+        Ok(Response::new(super::stream_file(
+            reader,
+            &self.tracker,
+            self.shutdown.clone(),
+        )))
     }
 }

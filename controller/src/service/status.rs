@@ -2,6 +2,7 @@
 
 use tonic::Status;
 
+use crate::artifacts::ArtifactError;
 use crate::engine::EngineError;
 use crate::store::StoreError;
 
@@ -11,8 +12,37 @@ impl From<EngineError> for Status {
             EngineError::InvalidJob(_) | EngineError::InvalidArgument(_) => {
                 Status::invalid_argument(e.to_string())
             }
-            EngineError::UnknownSession(_) => Status::not_found(e.to_string()),
+            EngineError::UnknownSession(_) | EngineError::NotFound(_) => {
+                Status::not_found(e.to_string())
+            }
+            EngineError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             EngineError::Store(e) => e.into(),
+            EngineError::Artifact(e) => e.into(),
+        }
+    }
+}
+
+impl From<ArtifactError> for Status {
+    fn from(e: ArtifactError) -> Self {
+        use ArtifactError as E;
+        let message = e.to_string();
+        match e {
+            E::InvalidName { .. }
+            | E::InvalidId { .. }
+            | E::PastSize { .. }
+            | E::Duplicate { .. } => Status::invalid_argument(message),
+            E::Crc { .. } | E::Corrupt { .. } => Status::data_loss(message),
+            E::Offset { .. } | E::NotStaged { .. } | E::Incomplete { .. } | E::Mismatch { .. } => {
+                Status::failed_precondition(message)
+            }
+            E::TooLarge { .. } => Status::resource_exhausted(message),
+            E::Closed { .. } => Status::aborted(message),
+            E::NotFound(_) => Status::not_found(message),
+            E::PastEnd { .. } => Status::out_of_range(message),
+            E::Io { .. } => {
+                tracing::error!(error = %message, "artifact store failure");
+                Status::internal(message)
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ mod agents;
 mod dispatch;
 mod jobs;
 mod logs;
+mod outputs;
 mod transitions;
 mod writer;
 
@@ -16,11 +17,12 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{
-    AgentRegistration, Cancelled, ClaimRequest, Claimed, Effects, LogPage, Store, StoreError,
+    AgentRegistration, Cancelled, ClaimRequest, Claimed, Completion, Effects, LogPage, Store,
+    StoreError,
 };
 use crate::model::{
-    AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, JobRecord, JobState,
-    JobSummary, LogChunk, Millis, NewJob, QueueStats, StopOrder, Submitted,
+    AgentRecord, AgentState, Assignment, AttemptKey, JobRecord, JobState, JobSummary, LogChunk,
+    Millis, NewJob, Outcome, QueueStats, ResultFile, StopOrder, Submitted,
 };
 
 const SCHEMA: &str = include_str!("sqlite/schema.sql");
@@ -257,40 +259,78 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_attempt(
+    async fn complete(
         &self,
-        finish: AttemptFinish,
-        logs: Vec<LogChunk>,
-        dropped_bytes: u64,
-        log_limit: u64,
-        now: Millis,
-    ) -> Result<Effects, StoreError> {
-        self.writer
-            .write(move |conn| {
-                transitions::fence(conn, &finish.agent, &finish.attempt)?;
-                logs::append(conn, &finish.attempt, &logs, dropped_bytes, log_limit)?;
-                transitions::finish(conn, &finish, now)
-            })
-            .await
-    }
-
-    async fn finish_and_claim(
-        &self,
-        finish: AttemptFinish,
-        logs: Vec<LogChunk>,
-        dropped_bytes: u64,
-        log_limit: u64,
-        claim: ClaimRequest,
+        c: Completion,
+        claim: Option<ClaimRequest>,
         now: Millis,
     ) -> Result<(Effects, Vec<Assignment>), StoreError> {
         self.writer
             .write(move |conn| {
-                transitions::fence(conn, &finish.agent, &finish.attempt)?;
-                logs::append(conn, &finish.attempt, &logs, dropped_bytes, log_limit)?;
-                let effects = transitions::finish(conn, &finish, now)?;
-                let claimed = dispatch::claim(conn, &claim, now)?;
-                Ok((effects, claimed.assignments))
+                let key = &c.finish.attempt;
+                transitions::fence(conn, &c.finish.agent, key)?;
+                logs::append(conn, key, &c.logs, c.dropped_bytes, c.log_limit)?;
+                if c.finish.outcome == Outcome::Succeeded {
+                    outputs::publish(conn, key, &c.outputs, now)?;
+                }
+                let effects = transitions::finish(conn, &c.finish, now)?;
+                let assignments = match &claim {
+                    Some(claim) => dispatch::claim(conn, claim, now)?.assignments,
+                    None => Vec::new(),
+                };
+                Ok((effects, assignments))
             })
+            .await
+    }
+
+    async fn check_attempt(&self, agent: &str, attempt: &AttemptKey) -> Result<(), StoreError> {
+        let agent = agent.to_string();
+        let attempt = attempt.clone();
+        self.read(move |conn| transitions::fence(conn, &agent, &attempt))
+            .await
+    }
+
+    async fn running_attempts(
+        &self,
+        attempts: Vec<AttemptKey>,
+    ) -> Result<Vec<AttemptKey>, StoreError> {
+        self.read(move |conn| outputs::running(conn, attempts))
+            .await
+    }
+
+    async fn task_dependencies(
+        &self,
+        job_id: &str,
+        task_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (job_id, task_id) = (job_id.to_string(), task_id.to_string());
+        self.read(move |conn| outputs::dependencies(conn, &job_id, &task_id))
+            .await
+    }
+
+    async fn list_outputs(
+        &self,
+        job_id: &str,
+        task_id: Option<&str>,
+    ) -> Result<Vec<ResultFile>, StoreError> {
+        let job_id = job_id.to_string();
+        let task_id = task_id.map(str::to_string);
+        self.read(move |conn| outputs::list(conn, &job_id, task_id.as_deref()))
+            .await
+    }
+
+    async fn job_ends(
+        &self,
+        job_ids: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, Option<Millis>>, StoreError> {
+        self.read(move |conn| outputs::job_ends(conn, &job_ids))
+            .await
+    }
+
+    async fn delete_outputs(&self, job_id: &str) -> Result<u64, StoreError> {
+        let job_id = job_id.to_string();
+        self.writer
+            .write(move |conn| outputs::delete(conn, &job_id))
             .await
     }
 

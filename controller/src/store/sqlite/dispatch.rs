@@ -133,6 +133,11 @@ pub(super) fn claim(
             jobs.insert(job_id.clone(), (name, from_json(&params_json)?));
         }
         let (job_name, job_params) = &jobs[&job_id];
+        let inputs = if spec.depends_on.is_empty() {
+            Vec::new()
+        } else {
+            super::outputs::inputs(conn, &job_id, &spec)?
+        };
         claimed.assignments.push(Assignment {
             attempt: AttemptKey {
                 job_id,
@@ -142,6 +147,7 @@ pub(super) fn claim(
             job_name: job_name.clone(),
             task: spec,
             params: job_params.clone(),
+            inputs,
         });
     }
     if claimed.assignments.is_empty() {

@@ -85,3 +85,16 @@ CREATE TABLE IF NOT EXISTS agents (
     version       TEXT NOT NULL,
     registered_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Published outputs: the files of each task's successful attempt, written in the transaction
+-- that records the success. Readers see an attempt's outputs only through these rows.
+CREATE TABLE IF NOT EXISTS outputs (
+    job_id     TEXT NOT NULL,
+    task_id    TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (job_id, task_id, name)
+) WITHOUT ROWID;

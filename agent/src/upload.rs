@@ -1,0 +1,610 @@
+//! Upload of an attempt's outputs: a SHA-256 pass over each file, then a client stream of
+//! 1 MiB CRC32C-checked chunks read with bounded memory, resumed from `UploadStatus` after an
+//! interruption, while the attempt's lease holds.
+
+use std::{
+    fs::File,
+    io::{self, Read},
+    os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use ferry_proto::v1::{AttemptRef, OutputFile, UploadChunk, UploadHeader};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    client::{Backoff, Client, FailureLog, TransferError},
+    outputs::Output,
+    running::KillSwitch,
+};
+
+/// Bytes of file data per upload message.
+pub const CHUNK: usize = 1 << 20;
+/// Chunks read ahead of the transport, at most: with the one being read and the one being
+/// encoded, an upload holds a few MiB whatever the file's size.
+const IN_FLIGHT: usize = 2;
+/// An upload whose chunks the transport has not taken for this long (or, once all are sent,
+/// that has no answer) is dropped and resumed.
+const STALL: Duration = Duration::from_secs(60);
+/// Damaged-chunk refusals in a row, with no progress between them, before giving up.
+const MAX_DAMAGED: u32 = 5;
+
+/// Why the uploads stopped short.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The attempt fails with this message.
+    Failed(String),
+    /// The attempt was stopped or fenced: report nothing.
+    Aborted,
+}
+
+/// What to send: one output, its checksum, and where it goes.
+#[derive(Clone)]
+struct Upload {
+    header: UploadHeader,
+    file: Arc<File>,
+}
+
+impl Upload {
+    fn name(&self) -> &str {
+        &self.header.name
+    }
+    fn size(&self) -> u64 {
+        self.header.size
+    }
+}
+
+/// Uploads every output in turn; the list to put in `CompleteRequest.outputs`.
+pub(crate) async fn upload_all(
+    client: &Client,
+    attempt: &AttemptRef,
+    kill: &KillSwitch,
+    outputs: &[Output],
+) -> Result<Vec<OutputFile>, Stop> {
+    let mut done = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        done.push(upload_one(client, attempt, kill, output).await?);
+    }
+    Ok(done)
+}
+
+async fn upload_one(
+    client: &Client,
+    attempt: &AttemptRef,
+    kill: &KillSwitch,
+    output: &Output,
+) -> Result<OutputFile, Stop> {
+    let started = Instant::now();
+    let (file, sha256) = {
+        let checked = output.clone();
+        let cancel = kill.abort.child_token();
+        let _stop_hashing = cancel.clone().drop_guard();
+        let hashing = tokio::task::spawn_blocking(move || open_and_hash(&checked, &cancel));
+        tokio::select! {
+            r = hashing => match r {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err(Stop::Failed(format!("output {}: {e}", output.name))),
+                Err(e) => return Err(Stop::Failed(format!("output {}: hashing failed: {e}", output.name))),
+            },
+            () = kill.abort.cancelled() => return Err(Stop::Aborted),
+        }
+    };
+    let hashed = started.elapsed();
+    let upload = Upload {
+        header: UploadHeader {
+            agent: client.agent_identity(),
+            attempt: Some(attempt.clone()),
+            name: output.name.clone(),
+            size: output.size,
+            sha256: sha256.clone(),
+        },
+        file: Arc::new(file),
+    };
+    send_resuming(client, attempt, kill, &upload).await?;
+    let elapsed = started.elapsed();
+    info!(
+        output = %output.name,
+        size = output.size,
+        mb_per_s = format!("{:.1}", mb_per_s(output.size, elapsed)),
+        elapsed_ms = elapsed.as_millis() as u64,
+        hash_ms = hashed.as_millis() as u64,
+        "output uploaded"
+    );
+    Ok(OutputFile {
+        name: output.name.clone(),
+        size: output.size,
+        sha256,
+    })
+}
+
+fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-6)
+}
+
+/// Sends the file, resuming from what the controller holds after each interruption, until the
+/// controller holds it whole, refuses it, or the attempt stops.
+async fn send_resuming(
+    client: &Client,
+    attempt: &AttemptRef,
+    kill: &KillSwitch,
+    upload: &Upload,
+) -> Result<(), Stop> {
+    let name = upload.name();
+    let refused = |message: String| Stop::Failed(refusal(name, &message));
+    let mut backoff = Backoff::default();
+    let mut failures = FailureLog::new("upload_output");
+    let mut damaged = 0;
+    // A new attempt's upload starts from nothing; afterwards the controller says where.
+    let mut offset = 0;
+    loop {
+        let failure = match send_from(client, upload, offset, kill).await {
+            Ok(received) if received == upload.size() => {
+                failures.recovered();
+                return Ok(());
+            }
+            Ok(received) => TransferError::Transient(format!(
+                "the controller holds {received} of {} bytes after the stream",
+                upload.size()
+            )),
+            Err(Sent::Transfer(e)) => e,
+            Err(Sent::Local(message)) => {
+                return Err(Stop::Failed(format!("output {name}: {message}")))
+            }
+            Err(Sent::Aborted) => return Err(Stop::Aborted),
+        };
+        match failure {
+            TransferError::Fenced(e) => {
+                info!(output = %name, error = %e, "attempt fenced during upload; stopping it");
+                return Err(Stop::Aborted);
+            }
+            TransferError::Refused(message) => return Err(refused(message)),
+            TransferError::Damaged(e) => {
+                damaged += 1;
+                warn!(output = %name, offset, error = %e, "controller refused a damaged chunk; sending again");
+                if damaged > MAX_DAMAGED {
+                    return Err(Stop::Failed(format!(
+                        "output {name}: the controller refused damaged chunks {MAX_DAMAGED} times in a row ({e})"
+                    )));
+                }
+            }
+            TransferError::Transient(e) => failures.failed(&e),
+        }
+        // Resume from what the controller holds, asking until it answers.
+        let received = loop {
+            if !backoff.sleep(&kill.abort).await {
+                return Err(Stop::Aborted);
+            }
+            let status = tokio::select! {
+                r = client.upload_status(attempt, name) => r,
+                () = kill.abort.cancelled() => return Err(Stop::Aborted),
+            };
+            match status {
+                Ok(received) => break received,
+                Err(TransferError::Fenced(e)) => {
+                    info!(output = %name, error = %e, "attempt fenced during upload; stopping it");
+                    return Err(Stop::Aborted);
+                }
+                Err(TransferError::Refused(message)) => return Err(refused(message)),
+                Err(e) => failures.failed(&e),
+            }
+        };
+        match next_offset(offset, received, upload.size()) {
+            Resume::From {
+                offset: next,
+                progress,
+            } => {
+                if progress {
+                    backoff.reset();
+                    damaged = 0;
+                }
+                debug!(output = %name, from = next, "resuming upload");
+                offset = next;
+            }
+            Resume::Invalid(message) => {
+                return Err(Stop::Failed(format!("output {name}: {message}")))
+            }
+        }
+    }
+}
+
+/// The controller's message, naming the output unless it already does.
+fn refusal(name: &str, message: &str) -> String {
+    if message.contains(name) {
+        message.to_owned()
+    } else {
+        format!("output {name}: {message}")
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Resume {
+    /// Send from `offset`; `progress` when the controller holds more than at the last try.
+    From {
+        offset: u64,
+        progress: bool,
+    },
+    Invalid(String),
+}
+
+/// Where to resume, given where the last stream started and what the controller now holds.
+/// Never before what the controller holds, never past the end of the file.
+fn next_offset(last_start: u64, received: u64, size: u64) -> Resume {
+    if received > size {
+        return Resume::Invalid(format!(
+            "the controller reports {received} bytes received of a {size}-byte file"
+        ));
+    }
+    Resume::From {
+        offset: received,
+        progress: received > last_start,
+    }
+}
+
+enum Sent {
+    Transfer(TransferError),
+    /// Reading the file failed: the attempt fails.
+    Local(String),
+    Aborted,
+}
+
+/// One `UploadOutput` stream from `offset` to the end; the bytes the controller then holds.
+async fn send_from(
+    client: &Client,
+    upload: &Upload,
+    offset: u64,
+    kill: &KillSwitch,
+) -> Result<u64, Sent> {
+    let (tx, rx) = mpsc::channel(IN_FLIGHT);
+    let base = Instant::now();
+    // Milliseconds after `base` at which the transport last took a chunk.
+    let last_taken = Arc::new(AtomicU64::new(0));
+    let stream = {
+        let last_taken = Arc::clone(&last_taken);
+        ReceiverStream::new(rx).map(move |chunk: UploadChunk| {
+            last_taken.store(base.elapsed().as_millis() as u64, Ordering::Relaxed);
+            chunk
+        })
+    };
+    let call = client.upload_output(stream);
+    let produce = produce(upload.clone(), offset, tx);
+    tokio::pin!(call, produce);
+    let mut produced = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = &mut call => return r.map(|resp| resp.received).map_err(Sent::Transfer),
+            r = &mut produce, if !produced => {
+                produced = true;
+                if let Err(e) = r {
+                    return Err(Sent::Local(e));
+                }
+            }
+            _ = tick.tick() => {
+                let idle = base.elapsed().saturating_sub(Duration::from_millis(last_taken.load(Ordering::Relaxed)));
+                if idle >= STALL {
+                    return Err(Sent::Transfer(TransferError::Transient(format!(
+                        "upload made no progress for {}s", idle.as_secs()
+                    ))));
+                }
+            }
+            () = kill.abort.cancelled() => return Err(Sent::Aborted),
+        }
+    }
+}
+
+/// Reads the file from `offset` in [`CHUNK`]s and feeds them to the stream; the first carries
+/// the header. Ends (closing the stream) after the last byte, or when the stream is dropped.
+async fn produce(upload: Upload, offset: u64, tx: mpsc::Sender<UploadChunk>) -> Result<(), String> {
+    let size = upload.size();
+    let mut header = Some(upload.header.clone());
+    let mut at = offset;
+    loop {
+        let len = chunk_len(at, size);
+        let data = if len == 0 {
+            Vec::new()
+        } else {
+            let file = Arc::clone(&upload.file);
+            tokio::task::spawn_blocking(move || read_chunk(&file, at, len))
+                .await
+                .map_err(|e| format!("reading failed: {e}"))?
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => {
+                        "the file shrank while being uploaded".to_owned()
+                    }
+                    _ => format!("cannot read: {e}"),
+                })?
+        };
+        let chunk = make_chunk(header.take(), at, data);
+        if tx.send(chunk).await.is_err() {
+            // The call ended (refused or interrupted); it reports why.
+            return Ok(());
+        }
+        at += len as u64;
+        if at >= size {
+            return Ok(());
+        }
+    }
+}
+
+/// Bytes in the chunk at `at`: a full [`CHUNK`] or what is left. Zero only for the single
+/// message of an empty file, or of a file the controller already holds whole.
+fn chunk_len(at: u64, size: u64) -> usize {
+    size.saturating_sub(at).min(CHUNK as u64) as usize
+}
+
+fn make_chunk(header: Option<UploadHeader>, offset: u64, data: Vec<u8>) -> UploadChunk {
+    UploadChunk {
+        header,
+        offset,
+        crc32c: crc32c::crc32c(&data),
+        data,
+    }
+}
+
+fn read_chunk(file: &File, at: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, at)?;
+    Ok(buf)
+}
+
+/// Opens the file the resolver checked (refusing a swap for a symlink or another file) and
+/// computes its SHA-256, lowercase hex, reading it once with bounded memory.
+fn open_and_hash(output: &Output, cancel: &CancellationToken) -> Result<(File, String), String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&output.path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if meta.dev() != output.dev || meta.ino() != output.ino || meta.len() != output.size {
+        return Err("the file changed after the task ended".to_owned());
+    }
+    let sha = hash_prefix(&file, output.size, cancel).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => "the file shrank while being hashed".to_owned(),
+        io::ErrorKind::Interrupted => "hashing stopped".to_owned(),
+        _ => format!("cannot read: {e}"),
+    })?;
+    Ok((file, sha))
+}
+
+/// SHA-256 of the first `size` bytes of `file`, lowercase hex.
+fn hash_prefix(file: &File, size: u64, cancel: &CancellationToken) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut reader = file.take(size);
+    let mut left = size;
+    while left > 0 {
+        if cancel.is_cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{outputs, testing::Fake};
+
+    #[test]
+    fn chunks_cover_the_file_and_carry_crc32c() {
+        assert_eq!(
+            chunk_len(0, 0),
+            0,
+            "an empty file is one message without data"
+        );
+        let size = 2 * CHUNK as u64 + 123;
+        let lens: Vec<usize> = (0..3).map(|i| chunk_len(i * CHUNK as u64, size)).collect();
+        assert_eq!(lens, [CHUNK, CHUNK, 123]);
+        assert_eq!(
+            chunk_len(size, size),
+            0,
+            "a file held whole: the header alone"
+        );
+        let c = make_chunk(None, 7, b"123456789".to_vec());
+        // The CRC32C (Castagnoli) check value.
+        assert_eq!(c.crc32c, 0xE306_9283);
+        assert_eq!(c.offset, 7);
+        assert_eq!(make_chunk(None, 0, Vec::new()).crc32c, 0);
+    }
+
+    #[test]
+    fn resume_offsets() {
+        // The controller holds a prefix: resume there, never from 0.
+        assert_eq!(
+            next_offset(0, 5 << 20, 8 << 20),
+            Resume::From {
+                offset: 5 << 20,
+                progress: true
+            }
+        );
+        // It holds less than where the last stream started (it lost an unsynced tail).
+        assert_eq!(
+            next_offset(5 << 20, 4 << 20, 8 << 20),
+            Resume::From {
+                offset: 4 << 20,
+                progress: false
+            }
+        );
+        assert_eq!(
+            next_offset(8 << 20, 8 << 20, 8 << 20),
+            Resume::From {
+                offset: 8 << 20,
+                progress: false
+            }
+        );
+        assert!(matches!(next_offset(0, 9, 8), Resume::Invalid(_)));
+    }
+
+    #[test]
+    fn hashes_known_vectors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        let never = CancellationToken::new();
+        std::fs::write(&path, b"abc").unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            hash_prefix(&file, 3, &never).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        std::fs::write(&path, b"").unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            hash_prefix(&file, 0, &never).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let file = File::open(&path).unwrap();
+        assert!(
+            hash_prefix(&file, 1, &never).is_err(),
+            "a short file is an error"
+        );
+    }
+
+    fn attempt() -> AttemptRef {
+        AttemptRef {
+            job_id: "j".into(),
+            task_id: "t".into(),
+            attempt: 1,
+        }
+    }
+
+    /// Files of these sizes (bytes derived from their position), resolved as outputs.
+    fn files(sizes: &[(&str, usize)]) -> (tempfile::TempDir, Vec<Output>, Vec<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut contents = Vec::new();
+        for (name, size) in sizes {
+            let data: Vec<u8> = (0..*size).map(|i| (i % 251) as u8).collect();
+            std::fs::write(dir.path().join(name), &data).unwrap();
+            contents.push(data);
+        }
+        let names: Vec<String> = sizes.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let outputs = outputs::resolve(dir.path(), &names, u64::MAX).unwrap();
+        (dir, outputs, contents)
+    }
+
+    #[tokio::test]
+    async fn uploads_whole_files_in_chunks() {
+        let fake = Fake::default();
+        let client = fake.start().await;
+        let (_dir, outs, data) = files(&[("a.bin", 0), ("b.bin", 5), ("c.bin", 2 * CHUNK + 17)]);
+        let done = upload_all(&client, &attempt(), &KillSwitch::default(), &outs)
+            .await
+            .unwrap();
+        let st = fake.state();
+        let names: Vec<&str> = done.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["a.bin", "b.bin", "c.bin"]);
+        for (out, data) in done.iter().zip(&data) {
+            assert_eq!(out.size, data.len() as u64);
+            assert_eq!(out.sha256, crate::testing::sha256_hex(data));
+            assert_eq!(&st.uploads[&out.name], data);
+            assert_eq!(st.finished[&out.name], out.sha256);
+        }
+        assert_eq!(st.stream_starts, [0, 0, 0], "one stream per file");
+        assert_eq!(st.status_calls, 0);
+    }
+
+    #[tokio::test]
+    async fn interrupted_upload_resumes_from_what_the_controller_holds() {
+        let fake = Fake::default();
+        fake.state().faults.cut_upload_at = Some(CHUNK as u64 + 1);
+        let client = fake.start().await;
+        let (_dir, outs, data) = files(&[("big.bin", 3 * CHUNK + 5)]);
+        let done = upload_all(&client, &attempt(), &KillSwitch::default(), &outs)
+            .await
+            .unwrap();
+        let st = fake.state();
+        assert_eq!(st.stream_starts, [0, 2 * CHUNK as u64]);
+        assert_eq!(st.status_calls, 1);
+        assert_eq!(st.uploads["big.bin"], data[0]);
+        assert_eq!(done[0].sha256, crate::testing::sha256_hex(&data[0]));
+    }
+
+    #[tokio::test]
+    async fn damaged_chunk_is_sent_again() {
+        let fake = Fake::default();
+        fake.state().faults.damage_at = Some(CHUNK as u64);
+        let client = fake.start().await;
+        let (_dir, outs, data) = files(&[("big.bin", 2 * CHUNK + 5)]);
+        upload_all(&client, &attempt(), &KillSwitch::default(), &outs)
+            .await
+            .unwrap();
+        let st = fake.state();
+        assert_eq!(st.stream_starts, [0, CHUNK as u64]);
+        assert_eq!(st.uploads["big.bin"], data[0]);
+    }
+
+    #[tokio::test]
+    async fn fenced_upload_stops_and_refused_upload_fails() {
+        let fake = Fake::default();
+        fake.state().faults.fenced = true;
+        let client = fake.start().await;
+        let (_dir, outs, _) = files(&[("a.bin", 10)]);
+        let r = upload_all(&client, &attempt(), &KillSwitch::default(), &outs).await;
+        assert_eq!(r, Err(Stop::Aborted));
+
+        let fake = Fake::default();
+        fake.state().faults.limit = Some(5);
+        let client = fake.start().await;
+        let r = upload_all(&client, &attempt(), &KillSwitch::default(), &outs).await;
+        assert_eq!(
+            r,
+            Err(Stop::Failed(
+                "output a.bin is over the controller's limit".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_controller_is_retried_until_the_attempt_stops() {
+        // A port nobody listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let cli = crate::config::Cli {
+            controller: Some(format!("http://127.0.0.1:{port}")),
+            ..Default::default()
+        };
+        let client =
+            Client::new(&crate::config::Config::load_from(cli, Vec::new()).unwrap()).unwrap();
+        let (_dir, outs, _) = files(&[("a.bin", 10)]);
+        let kill = KillSwitch::default();
+        let abort = kill.abort.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            abort.cancel();
+        });
+        let r = upload_all(&client, &attempt(), &kill, &outs).await;
+        assert_eq!(r, Err(Stop::Aborted));
+    }
+}

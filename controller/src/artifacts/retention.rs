@@ -1,0 +1,152 @@
+//! Retention of artifacts: every minute (and once at start) removes the published outputs,
+//! files and rows, of jobs that ended longer ago than `artifact_retention`, and the staged
+//! files of attempts that no longer run (lost, failed, cancelled, superseded).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{ArtifactError, Artifacts};
+use crate::model::{now_ms, Millis};
+use crate::store::{Store, StoreError};
+
+const TICK: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(transparent)]
+    Artifacts(#[from] ArtifactError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a round removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub jobs: usize,
+    pub rows: u64,
+    pub attempts: usize,
+}
+
+/// Of the jobs that have artifacts, those whose artifacts go: ended before `now - retention`,
+/// or unknown to the store. A job still going keeps its artifacts.
+pub fn expired_jobs(
+    now: Millis,
+    retention: Duration,
+    jobs: &[String],
+    ends: &HashMap<String, Option<Millis>>,
+) -> Vec<String> {
+    let cutoff = now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    jobs.iter()
+        .filter(|job| match ends.get(*job) {
+            None => true,
+            Some(None) => false,
+            Some(Some(end)) => *end < cutoff,
+        })
+        .cloned()
+        .collect()
+}
+
+/// One round of retention at `now`.
+pub async fn round(
+    store: &dyn Store,
+    artifacts: &Artifacts,
+    retention: Duration,
+    now: Millis,
+) -> Result<Round, RetentionError> {
+    let mut done = Round::default();
+    let jobs = artifacts.job_dirs().await?;
+    let ends = store.job_ends(jobs.clone()).await?;
+    let expired = expired_jobs(now, retention, &jobs, &ends);
+    for job in &expired {
+        // Rows first: from then on no reader finds the files.
+        done.rows += store.delete_outputs(job).await?;
+        artifacts.remove_job(job).await?;
+        done.jobs += 1;
+    }
+    // Listed before the store is asked: an attempt not running then never runs again.
+    let expired: HashSet<&String> = expired.iter().collect();
+    let staged: Vec<_> = artifacts
+        .staged_attempts()
+        .await?
+        .into_iter()
+        .filter(|k| !expired.contains(&k.job_id))
+        .collect();
+    if !staged.is_empty() {
+        let running: HashSet<_> = store
+            .running_attempts(staged.clone())
+            .await?
+            .into_iter()
+            .collect();
+        for key in staged.into_iter().filter(|k| !running.contains(k)) {
+            artifacts.discard(&key).await?;
+            done.attempts += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Runs rounds until `shutdown`; a failed round is logged and the next one tried.
+pub async fn run(
+    store: Arc<dyn Store>,
+    artifacts: Arc<Artifacts>,
+    retention: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match round(store.as_ref(), &artifacts, retention, now_ms()).await {
+            Ok(done) if done != Round::default() => tracing::info!(
+                jobs = done.jobs,
+                rows = done.rows,
+                attempts = done.attempts,
+                "retention removed artifacts"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention round failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Millis = 86_400_000;
+
+    #[test]
+    fn selects_jobs_that_ended_before_the_cutoff_and_unknown_ones() {
+        let now = 100 * DAY;
+        let week = Duration::from_secs(7 * 86_400);
+        let jobs: Vec<String> = ["old", "recent", "edge", "running", "unknown"]
+            .map(String::from)
+            .into();
+        let ends: HashMap<String, Option<Millis>> = [
+            ("old".to_string(), Some(now - 8 * DAY)),
+            ("recent".to_string(), Some(now - DAY)),
+            ("edge".to_string(), Some(now - 7 * DAY)),
+            ("running".to_string(), None),
+        ]
+        .into();
+        assert_eq!(
+            expired_jobs(now, week, &jobs, &ends),
+            vec!["old".to_string(), "unknown".to_string()]
+        );
+        assert_eq!(
+            expired_jobs(now, Duration::ZERO, &jobs, &ends),
+            vec![
+                "old".to_string(),
+                "recent".to_string(),
+                "edge".to_string(),
+                "unknown".to_string()
+            ]
+        );
+    }
+}
