@@ -77,6 +77,19 @@ pub fn shell_job(name: &str, tasks: Vec<(String, &str)>, max_attempts: u32) -> J
 }
 
 /// The job state of a wire enum value.
+/// Submits a job and returns its id.
+pub async fn submit(client: &mut Client, spec: JobSpec) -> Result<String> {
+    Ok(client
+        .submit_job(ferry_proto::v1::SubmitJobRequest {
+            spec: Some(spec),
+            idempotency_key: String::new(),
+        })
+        .await
+        .context("SubmitJob")?
+        .into_inner()
+        .job_id)
+}
+
 pub fn job_state(raw: i32) -> JobState {
     JobState::try_from(raw).unwrap_or(JobState::Unspecified)
 }

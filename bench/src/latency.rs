@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use ferry_proto::v1::{JobState, SubmitJobRequest, WatchJobRequest};
+use ferry_proto::v1::{JobState, WatchJobRequest};
 
 use crate::{
     common::{self, job_ended_badly, job_state, ms, Client},
@@ -117,15 +117,7 @@ struct Timing {
 async fn one_job(client: &mut Client, limit: Duration, trace: bool) -> Result<Timing> {
     let spec = common::shell_job("latency", vec![("t".into(), "true")], 1);
     let start = Instant::now();
-    let job_id = client
-        .submit_job(SubmitJobRequest {
-            spec: Some(spec),
-            idempotency_key: String::new(),
-        })
-        .await
-        .context("SubmitJob")?
-        .into_inner()
-        .job_id;
+    let job_id = common::submit(client, spec).await?;
     let submit = start.elapsed();
     let mut timeline = vec![format!("submitted {:.1}", ms(submit))];
     let mut stream = client

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ferry_proto::v1::{AttemptState, CancelJobRequest, GetJobRequest, Job, SubmitJobRequest};
+use ferry_proto::v1::{AttemptState, CancelJobRequest, GetJobRequest, Job};
 use ferry_tests::now_ms;
 
 use crate::{
@@ -63,15 +63,7 @@ async fn one_run(run: usize, args: &Args) -> Result<f64> {
     let mut a = common::agent(&controller, "bench-a", 1, HEARTBEAT).await?;
     let mut client = controller.job_client().await?;
     let spec = common::shell_job("reassign", vec![("sleep".into(), "sleep 60")], 3);
-    let job_id = client
-        .submit_job(SubmitJobRequest {
-            spec: Some(spec),
-            idempotency_key: String::new(),
-        })
-        .await
-        .context("SubmitJob")?
-        .into_inner()
-        .job_id;
+    let job_id = common::submit(&mut client, spec).await?;
 
     let deadline = Deadline::after(limit);
     loop {

@@ -135,15 +135,7 @@ async fn one_job(args: &Args) -> Result<()> {
     let spec = common::shell_job("throughput-one-job", tasks, 1);
     eprintln!("[throughput] A: submitting one job of {} tasks", args.tasks);
     let start = Instant::now();
-    let job_id = client
-        .submit_job(SubmitJobRequest {
-            spec: Some(spec),
-            idempotency_key: String::new(),
-        })
-        .await
-        .context("SubmitJob")?
-        .into_inner()
-        .job_id;
+    let job_id = common::submit(&mut client, spec).await?;
     let submit_s = secs(start.elapsed());
     eprintln!("[throughput] A: submitted in {submit_s:.2} s; waiting for it to succeed");
     let deadline = Deadline::after(Duration::from_secs(args.timeout));

@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use ferry_proto::v1::{GetJobRequest, Job, JobState, SubmitJobRequest};
+use ferry_proto::v1::{GetJobRequest, Job, JobState};
 use ferry_tests::TestDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -73,15 +73,7 @@ pub async fn run(args: &Args) -> Result<()> {
         "[upload] one task writing a {} MiB output, then uploading it",
         args.size_mib
     );
-    let job_id = client
-        .submit_job(SubmitJobRequest {
-            spec: Some(spec),
-            idempotency_key: String::new(),
-        })
-        .await
-        .context("SubmitJob")?
-        .into_inner()
-        .job_id;
+    let job_id = common::submit(&mut client, spec).await?;
 
     let deadline = Deadline::after(Duration::from_secs(args.timeout));
     let mut rss_max: f64 = 0.0;

@@ -157,6 +157,7 @@ pub async fn run(
             TimedOut,
             Aborted,
         }
+        debug!("process started");
         let why = tokio::select! {
             status = child.wait() => Why::Exited(status),
             () = deadline => Why::TimedOut,
@@ -192,6 +193,7 @@ pub async fn run(
     };
 
     let (end, ()) = tokio::join!(supervise, pumps);
+    debug!("process ended and its output drained");
     // Stopped while finishing: the report is no longer wanted.
     if kill.abort.is_cancelled() {
         return End::Aborted;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{backend, jobs::from_json, transitions};
-use crate::model::{Assignment, AttemptKey, Millis, QueueStats, StopOrder, TaskSpec};
+use crate::model::{Assignment, AttemptKey, AttemptState, Millis, QueueStats, StopOrder, TaskSpec};
 use crate::store::{ClaimRequest, Claimed, Effects, StoreError};
 
 /// Candidates read per queue and round (the `LIMIT 256` of the claim queries, a literal: a
@@ -221,7 +221,7 @@ pub(super) fn reconcile(
         if !reported.contains(&key) {
             let why =
                 format!("agent {agent} does not run this attempt: its assignment never arrived");
-            transitions::lose(conn, &key, &why, now, &mut effects)?;
+            transitions::end_and_retry(conn, &key, AttemptState::Lost, &why, now, &mut effects)?;
         }
     }
     Ok(effects)
@@ -236,7 +236,7 @@ pub(super) fn lose_all(
 ) -> Result<Effects, StoreError> {
     let mut effects = Effects::default();
     for key in running_on(conn, agent, i64::MAX)? {
-        transitions::lose(conn, &key, why, now, &mut effects)?;
+        transitions::end_and_retry(conn, &key, AttemptState::Lost, why, now, &mut effects)?;
     }
     Ok(effects)
 }
@@ -289,7 +289,7 @@ pub(super) fn expire(conn: &Connection, now: Millis, grace_ms: i64) -> Result<Ef
                 (deadline - started) as u64
             ))
         );
-        transitions::time_out(conn, &key, &why, now, &mut effects)?;
+        transitions::end_and_retry(conn, &key, AttemptState::TimedOut, &why, now, &mut effects)?;
         effects.stop.push(crate::model::PlacedAttempt {
             agent,
             attempt: key,

@@ -78,30 +78,23 @@ pub(super) fn finish(
     Ok(effects)
 }
 
-/// Ends a running attempt as `lost` (its agent died or never got it) and retries its task.
-pub(super) fn lose(
+/// Ends a running attempt without success, as `lost` (its agent died or never got it: retried
+/// at once) or `timed_out` on the controller's own clock (retried after a backoff).
+pub(super) fn end_and_retry(
     conn: &Connection,
     key: &AttemptKey,
+    state: AttemptState,
     why: &str,
     now: Millis,
     effects: &mut Effects,
 ) -> Result<(), StoreError> {
-    end_attempt(conn, key, AttemptState::Lost, why, now)?;
-    task_attempt_failed(conn, key, Failure::Lost, now, effects)?;
-    effects.jobs.push(key.job_id.clone());
-    Ok(())
-}
-
-/// Ends a running attempt as `timed_out` on the controller's own clock.
-pub(super) fn time_out(
-    conn: &Connection,
-    key: &AttemptKey,
-    why: &str,
-    now: Millis,
-    effects: &mut Effects,
-) -> Result<(), StoreError> {
-    end_attempt(conn, key, AttemptState::TimedOut, why, now)?;
-    task_attempt_failed(conn, key, Failure::Task, now, effects)?;
+    let failure = if state == AttemptState::Lost {
+        Failure::Lost
+    } else {
+        Failure::Task
+    };
+    end_attempt(conn, key, state, why, now)?;
+    task_attempt_failed(conn, key, failure, now, effects)?;
     effects.jobs.push(key.job_id.clone());
     Ok(())
 }
