@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod config;
 pub mod engine;
 pub mod model;
+pub mod s3;
 pub mod service;
 pub mod store;
 

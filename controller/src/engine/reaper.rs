@@ -11,8 +11,12 @@ use super::Engine;
 use crate::model::now_ms;
 
 pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
-    let period =
-        (engine.config.agent_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    // Silence is checked often (in memory), so that a dead agent's tasks move within a small
+    // fraction of the agent timeout; timeouts, which cost a store round, once a second.
+    let period = (engine.config.agent_timeout / 10)
+        .clamp(Duration::from_millis(50), Duration::from_millis(500));
+    let expire_every = Duration::from_secs(1).max(period);
+    let mut last_expiry = Instant::now() - expire_every;
     // A round later than this after the previous one means the controller itself stalled.
     let stall = period + engine.config.agent_timeout / 4;
     let mut tick = tokio::time::interval(period);
@@ -33,13 +37,19 @@ pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
             engine.liveness.forgive_all();
             continue;
         }
-        if let Err(e) = round(&engine).await {
+        if let Err(e) = reap_silent(&engine).await {
             tracing::warn!(error = %e, "reaper round failed; will retry");
+        }
+        if last_expiry.elapsed() >= expire_every {
+            last_expiry = Instant::now();
+            if let Err(e) = expire(&engine).await {
+                tracing::warn!(error = %e, "timing out overdue attempts failed; will retry");
+            }
         }
     }
 }
 
-async fn round(engine: &Engine) -> Result<(), crate::store::StoreError> {
+async fn reap_silent(engine: &Engine) -> Result<(), crate::store::StoreError> {
     for (name, session) in engine.liveness.silent(engine.config.agent_timeout) {
         if !engine.liveness.remove_session(&name, &session) {
             continue;
@@ -53,6 +63,10 @@ async fn round(engine: &Engine) -> Result<(), crate::store::StoreError> {
         );
         engine.publish(effects);
     }
+    Ok(())
+}
+
+async fn expire(engine: &Engine) -> Result<(), crate::store::StoreError> {
     let grace = engine.config.timeout_grace.as_millis() as i64;
     let effects = engine.store.expire_attempts(now_ms(), grace).await?;
     for placed in &effects.stop {
