@@ -7,7 +7,7 @@
 mod handles;
 pub mod retention;
 
-pub use handles::{Publication, Reader, Upload};
+pub use handles::{Pipeline, Publication, Reader, Upload};
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -164,6 +164,8 @@ fn hex(digest: &[u8]) -> String {
 pub struct UploadHeader {
     pub name: String,
     pub size: u64,
+    /// Empty when the agent declares it with the stream's last chunk instead (it hashes the
+    /// file while sending it), or only in its completion.
     pub sha256: String,
 }
 
@@ -174,6 +176,7 @@ struct Staged {
     hasher: Sha256,
     /// Declared by the latest header.
     size: u64,
+    /// Declared by the latest header or the last chunk of a stream; empty when neither did.
     sha256: String,
 }
 
@@ -843,6 +846,78 @@ mod tests {
         let err = up.finish().await.unwrap_err();
         assert!(matches!(err, ArtifactError::Corrupt { .. }), "{err}");
         assert_eq!(store.received(&key(1), "out").await.unwrap(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pipelined_stream_checks_the_sha_its_last_chunk_declares() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 1 << 30);
+        let data: Vec<u8> = (0..(42 << 20) + 7).map(|i| (i % 251) as u8).collect();
+        let unsigned = |d: &[u8]| UploadHeader {
+            sha256: String::new(),
+            ..header("big", d)
+        };
+        for (declared, whole) in [(sha(b"other"), false), (sha(&data), true)] {
+            let mut up = store.begin(key(1), unsigned(&data)).await.unwrap();
+            assert_eq!(up.resumed_at(), 0);
+            let pipeline = up.pipeline();
+            let mut chunks = data.chunks(1 << 20).enumerate().peekable();
+            while let Some((i, chunk)) = chunks.next() {
+                let last = chunks.peek().is_none();
+                let sha = if last {
+                    declared.clone()
+                } else {
+                    String::new()
+                };
+                let offset = (i << 20) as u64;
+                let crc = crc32c::crc32c(chunk);
+                assert!(pipeline.push(offset, chunk.to_vec(), crc, sha).await);
+            }
+            up.wrote(pipeline.close().await.unwrap());
+            if whole {
+                assert_eq!(up.finish().await.unwrap(), data.len() as u64);
+            } else {
+                let err = up.finish().await.unwrap_err();
+                assert!(matches!(err, ArtifactError::Corrupt { .. }), "{err}");
+                assert_eq!(store.received(&key(1), "big").await.unwrap(), 0);
+            }
+        }
+        let declared = OutputFile {
+            name: "big".into(),
+            size: data.len() as u64,
+            sha256: sha(&data),
+        };
+        store.verify(&key(1), &[declared]).await.unwrap();
+        let staged = std::fs::read(dir.path().join("artifacts/staging/j1/extract/1/big")).unwrap();
+        assert!(staged == data, "the staged file holds the data");
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_stops_at_a_damaged_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 1 << 20);
+        let data = vec![3u8; 300];
+        let mut h = header("out", &data);
+        h.sha256 = String::new();
+        let up = store.begin(key(1), h).await.unwrap();
+        let pipeline = up.pipeline();
+        let crc = crc32c::crc32c(&data[..100]);
+        pipeline
+            .push(0, data[..100].to_vec(), crc, String::new())
+            .await;
+        pipeline
+            .push(100, data[100..200].to_vec(), crc ^ 1, String::new())
+            .await;
+        // Queued or refused: either way nothing past the damaged chunk is written.
+        pipeline
+            .push(200, data[200..].to_vec(), crc, String::new())
+            .await;
+        let err = pipeline.close().await.unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::Crc { offset: 100, .. }),
+            "{err}"
+        );
+        assert_eq!(up.finish().await.unwrap(), 100);
     }
 
     #[tokio::test]

@@ -376,6 +376,7 @@ shell = "echo real > out.csv"
         offset: 0,
         crc32c: crc32c(&data),
         data,
+        sha256: String::new(),
     };
     let mut wrong = Vec::new();
     match agents

@@ -40,42 +40,45 @@ impl Upload {
         let entry = self.entry.clone();
         let name = self.name.clone();
         let n = data.len() as u64;
-        blocking(move || {
-            let mut slot = entry.lock().expect("upload poisoned");
-            let Slot::Open(staged) = &mut *slot else {
-                return Err(ArtifactError::Closed { name });
-            };
-            if offset != staged.len {
-                return Err(ArtifactError::Offset {
-                    name,
-                    expected: staged.len,
-                    got: offset,
-                });
-            }
-            if offset.saturating_add(n) > staged.size {
-                return Err(ArtifactError::PastSize {
-                    name,
-                    offset,
-                    size: staged.size,
-                });
-            }
-            if crc32c::crc32c(&data) != crc {
-                return Err(ArtifactError::Crc { name, offset });
-            }
-            staged
-                .file
-                .write_all_at(&data, offset)
-                .map_err(|source| ArtifactError::Io {
-                    what: format!("writing {name}"),
-                    source,
-                })?;
-            staged.hasher.update(&data);
-            staged.len += n;
-            Ok(())
-        })
-        .await?;
+        blocking(move || write_chunk(&entry, &name, offset, &data, crc, None)).await?;
         self.written += n;
         Ok(())
+    }
+
+    /// A writer for this stream's chunks on a thread of its own, fed through a bounded queue,
+    /// so that receiving the next chunks overlaps checking, writing and hashing this one.
+    /// Close it (which waits for it) before `finish`.
+    pub fn pipeline(&self) -> Pipeline {
+        keep_chunk_memory();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(PIPELINE_DEPTH);
+        let (entry, name, from) = (self.entry.clone(), self.name.clone(), self.resumed_at);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut behind = WriteBehind::new(from);
+            let mut written = 0;
+            while let Some(chunk) = rx.blocking_recv() {
+                if !chunk.data.is_empty() {
+                    write_chunk(
+                        &entry,
+                        &name,
+                        chunk.offset,
+                        &chunk.data,
+                        chunk.crc,
+                        Some(&mut behind),
+                    )?;
+                    written += chunk.data.len() as u64;
+                }
+                if !chunk.sha256.is_empty() {
+                    declare_sha256(&entry, &name, chunk.sha256)?;
+                }
+            }
+            Ok(written)
+        });
+        Pipeline { tx, task }
+    }
+
+    /// Adds what a closed [`Pipeline`] wrote to this stream's count.
+    pub fn wrote(&mut self, bytes: u64) {
+        self.written += bytes;
     }
 
     /// Ends the stream: fsyncs the file and answers its length. A file received whole whose
@@ -95,7 +98,9 @@ impl Upload {
                     what: format!("syncing {name}"),
                     source,
                 })?;
-            if staged.len == staged.size {
+            // A SHA-256 declared by the header or the stream's last chunk; otherwise only
+            // the completion's declaration checks the file (`verify`).
+            if staged.len == staged.size && !staged.sha256.is_empty() {
                 let actual = hex(&staged.hasher.clone().finalize());
                 if !actual.eq_ignore_ascii_case(&staged.sha256) {
                     let size = staged.len;
@@ -126,6 +131,248 @@ impl Upload {
             "upload stream ended"
         );
         Ok(received)
+    }
+}
+
+/// Chunks queued between the receiving task and the writer thread: a few MiB.
+const PIPELINE_DEPTH: usize = 4;
+
+/// One chunk for the writer thread.
+struct Chunk {
+    offset: u64,
+    data: Vec<u8>,
+    crc: u32,
+    sha256: String,
+}
+
+/// The writer thread of one upload stream (see [`Upload::pipeline`]).
+pub struct Pipeline {
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    task: tokio::task::JoinHandle<Result<u64, ArtifactError>>,
+}
+
+impl Pipeline {
+    /// Queues a chunk (checked like [`Upload::write`]); a non-empty `sha256` declares the
+    /// whole file's, once the chunk is written. `false` when the writer has stopped on an
+    /// error, which [`Pipeline::close`] returns.
+    pub async fn push(&self, offset: u64, data: Vec<u8>, crc: u32, sha256: String) -> bool {
+        let chunk = Chunk {
+            offset,
+            data,
+            crc,
+            sha256,
+        };
+        self.tx.send(chunk).await.is_ok()
+    }
+
+    /// Waits for the queued chunks to be written; the bytes written, or the first error.
+    pub async fn close(self) -> Result<u64, ArtifactError> {
+        drop(self.tx);
+        self.task.await.map_err(|e| ArtifactError::Io {
+            what: "upload writer".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+}
+
+/// Keeps the memory of freed chunk buffers in the process. Every chunk received allocates
+/// MiB-sized buffers (hyper's and tonic's read buffers, the message's `Vec`) and frees them;
+/// with glibc's default, sliding thresholds the freed top of a heap goes back to the kernel
+/// and is faulted in, zeroed, for the next chunk. Measured receiving 2 GiB (perf): 11% of
+/// the controller's CPU in page faults under `memmove`, `_copy_to_iter`, `sysmalloc` and
+/// `_int_realloc` with the defaults. Memory kept is bounded by `TRIM` per arena, and only
+/// ever what the process used at its peak.
+fn keep_chunk_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            use std::os::raw::c_int;
+            const M_TRIM_THRESHOLD: c_int = -1;
+            const M_MMAP_THRESHOLD: c_int = -3;
+            /// Allocations below this come from a heap, not a `mmap` of their own.
+            const MMAP: c_int = 8 << 20;
+            /// Free memory at the top of a heap beyond this goes back to the kernel.
+            const TRIM: c_int = 32 << 20;
+            extern "C" {
+                fn mallopt(param: c_int, value: c_int) -> c_int;
+            }
+            // SAFETY: `mallopt` only sets allocator thresholds; glibc makes it thread-safe.
+            unsafe {
+                mallopt(M_MMAP_THRESHOLD, MMAP);
+                mallopt(M_TRIM_THRESHOLD, TRIM);
+            }
+        });
+    }
+}
+
+/// Checks and appends one chunk to a staged file, and feeds its running SHA-256.
+fn write_chunk(
+    entry: &Entry,
+    name: &str,
+    offset: u64,
+    data: &[u8],
+    crc: u32,
+    behind: Option<&mut WriteBehind>,
+) -> Result<(), ArtifactError> {
+    let n = data.len() as u64;
+    // Checked before taking the lock: a reader of `received` never waits for it.
+    let crc_ok = crc32c::crc32c(data) == crc;
+    let mut slot = entry.lock().expect("upload poisoned");
+    let Slot::Open(staged) = &mut *slot else {
+        return Err(ArtifactError::Closed { name: name.into() });
+    };
+    if offset != staged.len {
+        return Err(ArtifactError::Offset {
+            name: name.into(),
+            expected: staged.len,
+            got: offset,
+        });
+    }
+    if offset.saturating_add(n) > staged.size {
+        return Err(ArtifactError::PastSize {
+            name: name.into(),
+            offset,
+            size: staged.size,
+        });
+    }
+    if !crc_ok {
+        return Err(ArtifactError::Crc {
+            name: name.into(),
+            offset,
+        });
+    }
+    let failed = |what: &str| {
+        let what = format!("{what} {name}");
+        move |source| ArtifactError::Io { what, source }
+    };
+    staged
+        .file
+        .write_all_at(data, offset)
+        .map_err(failed("writing"))?;
+    staged.len += n;
+    if let Some(behind) = behind {
+        behind
+            .written(&staged.file, staged.len)
+            .map_err(failed("writing back"))?;
+    }
+    staged.hasher.update(data);
+    Ok(())
+}
+
+/// Records the SHA-256 the agent declares for the whole file at the end of its stream.
+fn declare_sha256(entry: &Entry, name: &str, sha256: String) -> Result<(), ArtifactError> {
+    let mut slot = entry.lock().expect("upload poisoned");
+    let Slot::Open(staged) = &mut *slot else {
+        return Err(ArtifactError::Closed { name: name.into() });
+    };
+    staged.sha256 = sha256;
+    Ok(())
+}
+
+/// Write-behind of a file written sequentially: every `WINDOW` written is handed to the
+/// disk at once (`sync_file_range`), and what lies `KEEP` behind is waited for and dropped
+/// from the page cache. The dirty pages of an upload thus stay a few tens of MiB whatever
+/// the file's size (no dirty-page throttling, a cheap final fsync), and the page-cache pages
+/// are recycled while still warm. Measured on this 2-core VM, writing 2 GiB in 1 MiB
+/// `pwrite`s: 0.5 GB/s and 4 s of system time into fresh page-cache pages (each one the
+/// first touch of guest memory the host had reclaimed), 3-3.7 GB/s and 0.5 s with this.
+struct WriteBehind {
+    /// Handed to the disk up to here.
+    submitted: u64,
+    /// Dropped from the page cache up to here.
+    dropped: u64,
+}
+
+impl WriteBehind {
+    const WINDOW: u64 = 8 << 20;
+    const KEEP: u64 = 32 << 20;
+
+    fn new(from: u64) -> Self {
+        Self {
+            submitted: from,
+            dropped: from,
+        }
+    }
+
+    /// The file now holds `len` bytes.
+    fn written(&mut self, file: &File, len: u64) -> std::io::Result<()> {
+        while len.saturating_sub(self.submitted) >= Self::WINDOW {
+            page_cache::start_writeback(file, self.submitted, Self::WINDOW)?;
+            self.submitted += Self::WINDOW;
+        }
+        while self.submitted.saturating_sub(self.dropped) >= Self::KEEP + Self::WINDOW {
+            page_cache::write_and_drop(file, self.dropped, Self::WINDOW)?;
+            self.dropped += Self::WINDOW;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod page_cache {
+    //! `sync_file_range(2)` and `posix_fadvise(2)`, declared here: glibc has them, and
+    //! the controller needs no more of `libc`.
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::os::raw::{c_int, c_uint};
+
+    const SYNC_FILE_RANGE_WAIT_BEFORE: c_uint = 1;
+    const SYNC_FILE_RANGE_WRITE: c_uint = 2;
+    const SYNC_FILE_RANGE_WAIT_AFTER: c_uint = 4;
+    const POSIX_FADV_DONTNEED: c_int = 4;
+
+    extern "C" {
+        fn sync_file_range(fd: c_int, offset: i64, nbytes: i64, flags: c_uint) -> c_int;
+        fn posix_fadvise(fd: c_int, offset: i64, len: i64, advice: c_int) -> c_int;
+    }
+
+    fn range(file: &File, offset: u64, len: u64, flags: c_uint) -> io::Result<()> {
+        let (offset, len) = (offset as i64, len as i64);
+        // SAFETY: a plain system call on an open descriptor; no memory is passed.
+        if unsafe { sync_file_range(file.as_raw_fd(), offset, len, flags) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Starts writing the range's dirty pages to disk, without waiting.
+    pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+        range(file, offset, len, SYNC_FILE_RANGE_WRITE)
+    }
+
+    /// Waits until the range is written, then drops it from the page cache.
+    pub fn write_and_drop(file: &File, offset: u64, len: u64) -> io::Result<()> {
+        range(
+            file,
+            offset,
+            len,
+            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER,
+        )?;
+        // SAFETY: as above. Advice only: a failure leaves the pages cached, nothing more.
+        unsafe {
+            posix_fadvise(
+                file.as_raw_fd(),
+                offset as i64,
+                len as i64,
+                POSIX_FADV_DONTNEED,
+            )
+        };
+        Ok(())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod page_cache {
+    use std::{fs::File, io};
+
+    pub fn start_writeback(_: &File, _: u64, _: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn write_and_drop(_: &File, _: u64, _: u64) -> io::Result<()> {
+        Ok(())
     }
 }
 

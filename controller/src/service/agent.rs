@@ -59,10 +59,31 @@ impl AgentApi {
             from = upload.resumed_at(),
             "upload stream started"
         );
+        // Receiving overlaps the writer thread's checks, writes and hashing: the next
+        // chunks arrive while one is written.
+        let pipeline = upload.pipeline();
         let mut next = Some(first);
+        let mut interrupted = None;
         while let Some(chunk) = next {
-            upload.write(chunk.offset, chunk.data, chunk.crc32c).await?;
-            next = stream.message().await?;
+            if !pipeline
+                .push(chunk.offset, chunk.data, chunk.crc32c, chunk.sha256)
+                .await
+            {
+                break;
+            }
+            match stream.message().await {
+                Ok(message) => next = message,
+                Err(status) => {
+                    interrupted = Some(status);
+                    break;
+                }
+            }
+        }
+        // Always waits for the writer, so that no chunk of this stream lands after a
+        // resumed stream has begun.
+        upload.wrote(pipeline.close().await?);
+        if let Some(status) = interrupted {
+            return Err(status);
         }
         Ok(upload.finish().await?)
     }
