@@ -10,7 +10,7 @@ use ferry_proto::v1::{
     task_spec::Kind, Assignment, AttemptRef, CompleteRequest, LogStream, Outcome, OutputFile,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, instrument, warn};
+use tracing::{debug, error, info, instrument, warn};
 
 use crate::{
     client::{Backoff, ClientError, FailureLog},
@@ -57,7 +57,7 @@ async fn run_attempt(
     guard: AttemptGuard,
     kill: KillSwitch,
 ) {
-    info!(job_name = %assignment.job_name, "attempt started");
+    debug!(job_name = %assignment.job_name, "attempt started");
     let shipper = LogShipper::default();
     let mut work_dir = None;
     let end = match assignment.task.as_ref().and_then(|t| t.kind.as_ref()) {

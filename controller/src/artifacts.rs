@@ -374,16 +374,19 @@ impl Artifacts {
     }
 
     /// Closes and forgets every upload state of an attempt.
-    fn close_attempt(&self, key: &AttemptKey) {
+    /// Closes and forgets the attempt's upload states; false when it had none.
+    fn close_attempt(&self, key: &AttemptKey) -> bool {
         let closed: Vec<Entry> = {
             let mut uploads = self.uploads.lock().expect("uploads poisoned");
             let names: Vec<_> = uploads.keys().filter(|(k, _)| k == key).cloned().collect();
             names.iter().filter_map(|n| uploads.remove(n)).collect()
         };
+        let had_any = !closed.is_empty();
         for entry in closed {
             // Waits for a chunk being written; later writes through a held handle fail.
             *entry.lock().expect("upload poisoned") = Slot::Closed;
         }
+        had_any
     }
 
     /// Closes and forgets the upload states of every attempt of a job.
@@ -602,7 +605,12 @@ impl Artifacts {
     /// Removes an attempt's staged files and forgets its uploads (it will not publish).
     pub async fn discard(&self, key: &AttemptKey) -> Result<(), ArtifactError> {
         check_key(key)?;
-        self.close_attempt(key);
+        if !self.close_attempt(key) {
+            // Nothing uploaded since this process started (the common case: a task without
+            // outputs): no file-system round trip per task. Staging left from before a restart
+            // goes with the retention loop's next round.
+            return Ok(());
+        }
         let dir = self.staging_dir(key);
         blocking(move || remove_dir(&dir)).await
     }

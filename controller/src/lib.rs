@@ -93,6 +93,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        // Large frames: an upload chunk of 1 MiB in one frame rather than 64.
+        .max_frame_size(Some(1 << 20))
         // Room for 4 MiB upload chunks in flight without waiting on window updates.
         .initial_stream_window_size(Some(8 << 20))
         .initial_connection_window_size(Some(16 << 20))
