@@ -1,0 +1,69 @@
+//! Names and ids that become paths under the artifact store: output names (relative,
+//! '/'-separated, never escaping), job and task ids, and the hex form of digests.
+
+use super::*;
+
+pub(super) fn io(
+    what: impl std::fmt::Display,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> ArtifactError {
+    let what = format!("{what} {}", path.display());
+    move |source| ArtifactError::Io { what, source }
+}
+
+/// Checks an output name: a relative, '/'-separated path that stays inside its directory.
+pub fn check_name(name: &str) -> Result<(), ArtifactError> {
+    let problem = if name.is_empty() {
+        Some("empty")
+    } else if name.contains('\0') {
+        Some("contains NUL")
+    } else if name.contains('\\') {
+        Some("contains a backslash (use '/')")
+    } else if name.starts_with('/') {
+        Some("absolute (must be relative to the working directory)")
+    } else if name.split('/').any(|c| c == "..") {
+        Some("contains '..'")
+    } else if name.split('/').any(|c| c.is_empty() || c == ".") {
+        Some("has an empty or '.' component")
+    } else if name.len() > 4096 {
+        Some("longer than 4096 bytes")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ArtifactError::InvalidName {
+            name: name.to_string(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks that a job or task id is one safe path component.
+pub(super) fn check_id(what: &'static str, value: &str) -> Result<(), ArtifactError> {
+    if value.is_empty()
+        || value == "."
+        || value == ".."
+        || value.contains(['/', '\\', '\0'])
+        || value.len() > 255
+    {
+        return Err(ArtifactError::InvalidId {
+            what,
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn check_key(key: &AttemptKey) -> Result<(), ArtifactError> {
+    check_id("job id", &key.job_id)?;
+    check_id("task id", &key.task_id)
+}
+
+pub(super) fn hex(digest: &[u8]) -> String {
+    use std::fmt::Write;
+    digest.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
