@@ -1,17 +1,16 @@
 //! An agent that dies mid-task: its attempt is `lost`, the task runs again elsewhere, and
 //! whatever the dead agent says afterwards about the old attempt is refused (fencing).
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use ferry_proto::v1::{
-    AgentIdentity, AgentState, AppendLogsRequest, Assignment, CompleteRequest, ListAgentsRequest,
-    LogChunk, LogStream, Outcome, PollRequest, RegisterRequest,
+    AgentState, AppendLogsRequest, CompleteRequest, ListAgentsRequest, LogChunk, LogStream, Outcome,
 };
 use ferry_tests::{
     eventually,
     job::{attempts, state, task_state},
     procs::read_pids,
-    Agent, AgentOpts, Controller, ControllerOpts, TestDir,
+    Agent, AgentOpts, Controller, ControllerOpts, FakeAgent, TestDir,
 };
 use serde_json::Value;
 
@@ -126,27 +125,17 @@ async fn a_dead_agents_late_completion_is_refused() {
     let controller = Controller::start(ControllerOpts::default().agent_timeout(AGENT_TIMEOUT))
         .await
         .unwrap();
-    let mut agents = controller.agent_client().await.unwrap();
     let jobs = controller.job_client().await.unwrap();
-
     // A fake agent that claims the task, then goes silent.
-    let session = agents
-        .register(RegisterRequest {
-            name: "fake-agent".into(),
-            queues: vec!["etl".into()],
-            labels: HashMap::new(),
-            max_tasks: 1,
-            hostname: "nowhere".into(),
-            version: "test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session;
-    let me = AgentIdentity {
-        name: "fake-agent".into(),
-        session,
-    };
+    let fake = FakeAgent::register(
+        controller.agent_client().await.unwrap(),
+        "fake-agent",
+        "etl",
+    )
+    .await
+    .unwrap();
+    let mut agents = fake.client.clone();
+    let me = fake.identity.clone();
     let job = r#"
 name = "fenced"
 
@@ -159,28 +148,7 @@ shell = "echo real run"
     let cli = controller.cli();
     let id = cli.submit(job).await.unwrap();
 
-    let assignment: Assignment = eventually(
-        "the fake agent to get the task",
-        Duration::from_secs(10),
-        || {
-            let mut agents = agents.clone();
-            let me = me.clone();
-            async move {
-                let resp = agents
-                    .poll(PollRequest {
-                        agent: Some(me),
-                        free_slots: 1,
-                        wait_ms: 1000,
-                        running: Vec::new(),
-                    })
-                    .await?
-                    .into_inner();
-                Ok(resp.assignments.into_iter().next())
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let assignment = fake.claim_one(Duration::from_secs(10)).await.unwrap();
     let stale = assignment
         .attempt
         .clone()

@@ -9,14 +9,13 @@ use std::{
 };
 
 use ferry_proto::v1::{
-    task_spec::Kind, AgentIdentity, AgentState, Assignment, JobSpec, ListAgentsRequest,
-    PollRequest, RegisterRequest, RetryPolicy, ShellTask, SubmitJobRequest, TaskSpec, UploadChunk,
-    UploadHeader, UploadStatusRequest,
+    task_spec::Kind, AgentState, JobSpec, ListAgentsRequest, RetryPolicy, ShellTask,
+    SubmitJobRequest, TaskSpec, UploadChunk, UploadHeader, UploadStatusRequest,
 };
 use ferry_tests::{
     eventually,
     job::{attempts, last_agent, state, task_state},
-    Agent, AgentOpts, Cli, Controller, ControllerOpts, TestDir,
+    Agent, AgentOpts, Cli, Controller, ControllerOpts, FakeAgent, TestDir,
 };
 use serde_json::Value;
 
@@ -286,25 +285,17 @@ async fn a_lost_attempts_upload_is_refused() {
         Controller::start(ControllerOpts::default().agent_timeout(Duration::from_secs(2)))
             .await
             .unwrap();
-    let mut agents = controller.agent_client().await.unwrap();
     let jobs = controller.job_client().await.unwrap();
-    let session = agents
-        .register(RegisterRequest {
-            name: "fake-agent".into(),
-            queues: vec!["etl".into()],
-            labels: HashMap::new(),
-            max_tasks: 1,
-            hostname: "nowhere".into(),
-            version: "test".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .session;
-    let me = AgentIdentity {
-        name: "fake-agent".into(),
-        session,
-    };
+    // A fake agent that claims the task, then goes silent.
+    let fake = FakeAgent::register(
+        controller.agent_client().await.unwrap(),
+        "fake-agent",
+        "etl",
+    )
+    .await
+    .unwrap();
+    let mut agents = fake.client.clone();
+    let me = fake.identity.clone();
     let job = r#"
 name = "fenced-upload"
 
@@ -317,28 +308,7 @@ shell = "echo real > out.csv"
 "#;
     let cli = controller.cli();
     let id = cli.submit(job).await.unwrap();
-    let assignment: Assignment = eventually(
-        "the fake agent to get the task",
-        Duration::from_secs(10),
-        || {
-            let mut agents = agents.clone();
-            let me = me.clone();
-            async move {
-                let resp = agents
-                    .poll(PollRequest {
-                        agent: Some(me),
-                        free_slots: 1,
-                        wait_ms: 1000,
-                        running: Vec::new(),
-                    })
-                    .await?
-                    .into_inner();
-                Ok(resp.assignments.into_iter().next())
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let assignment = fake.claim_one(Duration::from_secs(10)).await.unwrap();
     let stale = assignment
         .attempt
         .clone()
