@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ferry_proto::v1::{
-    agent_service_client::AgentServiceClient, AgentIdentity, Assignment, PollRequest,
-    RegisterRequest,
+    agent_service_client::AgentServiceClient, job_service_client::JobServiceClient, AgentIdentity,
+    AgentState, Assignment, ListAgentsRequest, PollRequest, RegisterRequest,
 };
 use tonic::transport::Channel;
 
@@ -63,6 +63,32 @@ impl FakeAgent {
                     .await?
                     .into_inner();
                 Ok(resp.assignments.into_iter().next())
+            }
+        })
+        .await
+    }
+
+    /// Waits, silent, until the controller lists this agent `dead` (its agent timeout passed).
+    pub async fn wait_until_dead(
+        &self,
+        jobs: &JobServiceClient<Channel>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let name = self.identity.name.clone();
+        eventually("the fake agent to be dead", timeout, || {
+            let mut jobs = jobs.clone();
+            let name = name.clone();
+            async move {
+                let listed = jobs
+                    .list_agents(ListAgentsRequest {})
+                    .await?
+                    .into_inner()
+                    .agents;
+                Ok(listed
+                    .iter()
+                    .find(|a| a.name == name)
+                    .filter(|a| a.state == AgentState::Dead as i32)
+                    .map(drop))
             }
         })
         .await

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use ferry_proto::v1::{
-    AgentState, AppendLogsRequest, CompleteRequest, ListAgentsRequest, LogChunk, LogStream, Outcome,
-};
+use ferry_proto::v1::{AppendLogsRequest, CompleteRequest, LogChunk, LogStream, Outcome};
 use ferry_tests::{
     eventually,
     job::{attempts, state, task_state},
@@ -158,23 +156,9 @@ shell = "echo real run"
     assert_eq!(stale.attempt, 1);
 
     // No heartbeat, no poll: the controller declares it dead after the agent timeout.
-    eventually("the fake agent to be dead", Duration::from_secs(15), || {
-        let mut jobs = jobs.clone();
-        async move {
-            let listed = jobs
-                .list_agents(ListAgentsRequest {})
-                .await?
-                .into_inner()
-                .agents;
-            Ok(listed
-                .iter()
-                .find(|a| a.name == "fake-agent")
-                .filter(|a| a.state == AgentState::Dead as i32)
-                .map(drop))
-        }
-    })
-    .await
-    .unwrap();
+    fake.wait_until_dead(&jobs, Duration::from_secs(15))
+        .await
+        .unwrap();
 
     let complete = |outcome: Outcome| CompleteRequest {
         agent: Some(me.clone()),

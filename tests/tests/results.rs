@@ -9,11 +9,10 @@ use std::{
 };
 
 use ferry_proto::v1::{
-    task_spec::Kind, AgentState, JobSpec, ListAgentsRequest, RetryPolicy, ShellTask,
-    SubmitJobRequest, TaskSpec, UploadChunk, UploadHeader, UploadStatusRequest,
+    task_spec::Kind, JobSpec, RetryPolicy, ShellTask, SubmitJobRequest, TaskSpec, UploadChunk,
+    UploadHeader, UploadStatusRequest,
 };
 use ferry_tests::{
-    eventually,
     job::{attempts, last_agent, state, task_state},
     Agent, AgentOpts, Cli, Controller, ControllerOpts, FakeAgent, TestDir,
 };
@@ -316,23 +315,9 @@ shell = "echo real > out.csv"
     assert_eq!((stale.job_id.as_str(), stale.attempt), (id.as_str(), 1));
 
     // No heartbeat: dead after the agent timeout, its attempt lost.
-    eventually("the fake agent to be dead", Duration::from_secs(15), || {
-        let mut jobs = jobs.clone();
-        async move {
-            let listed = jobs
-                .list_agents(ListAgentsRequest {})
-                .await?
-                .into_inner()
-                .agents;
-            Ok(listed
-                .iter()
-                .find(|a| a.name == "fake-agent")
-                .filter(|a| a.state == AgentState::Dead as i32)
-                .map(drop))
-        }
-    })
-    .await
-    .unwrap();
+    fake.wait_until_dead(&jobs, Duration::from_secs(15))
+        .await
+        .unwrap();
 
     let data = b"stale output\n".to_vec();
     let chunk = UploadChunk {
