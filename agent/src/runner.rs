@@ -144,6 +144,7 @@ async fn run_attempt(
         dropped_bytes,
         want,
         outputs,
+        extract: None,
     };
     let next = match complete(&agent, &session, &kill, req.clone()).await {
         Completed::Next(next) => next,
@@ -350,6 +351,7 @@ mod tests {
             task: None,
             params: HashMap::from([("day".to_owned(), "$(reboot)".to_owned())]),
             inputs: Vec::new(),
+            extract_range: None,
         };
         let env: HashMap<_, _> = task_env(&assignment, &a, std::path::Path::new("/w/j1/t1/2"))
             .into_iter()

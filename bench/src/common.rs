@@ -83,6 +83,7 @@ pub async fn submit(client: &mut Client, spec: JobSpec) -> Result<String> {
         .submit_job(ferry_proto::v1::SubmitJobRequest {
             spec: Some(spec),
             idempotency_key: String::new(),
+            ..Default::default()
         })
         .await
         .context("SubmitJob")?

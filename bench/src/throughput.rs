@@ -213,6 +213,7 @@ async fn many_jobs(args: &Args) -> Result<()> {
                     .submit_job(SubmitJobRequest {
                         spec: Some(spec),
                         idempotency_key: String::new(),
+                        ..Default::default()
                     })
                     .await
                     .with_context(|| format!("SubmitJob #{i}"))?;

@@ -212,7 +212,31 @@ impl JobService for Fake {
                 created_at_ms: 1_795_000_000_000,
             })
             .collect();
-        Ok(Response::new(ListResultsResponse { files }))
+        Ok(Response::new(ListResultsResponse {
+            files,
+            extracts: Vec::new(),
+        }))
+    }
+
+    async fn list_watermarks(
+        &self,
+        _: Request<ferry_proto::v1::ListWatermarksRequest>,
+    ) -> Result<Response<ferry_proto::v1::ListWatermarksResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
+    async fn set_watermark(
+        &self,
+        _: Request<ferry_proto::v1::SetWatermarkRequest>,
+    ) -> Result<Response<ferry_proto::v1::Watermark>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
+
+    async fn reset_watermark(
+        &self,
+        _: Request<ferry_proto::v1::ResetWatermarkRequest>,
+    ) -> Result<Response<ferry_proto::v1::ResetWatermarkResponse>, Status> {
+        Err(Status::unimplemented("not scripted"))
     }
 
     type DownloadResultStream = Boxed<DataChunk>;

@@ -173,6 +173,7 @@ shell = "echo real run"
         dropped_bytes: 0,
         want: 1,
         outputs: vec![],
+        extract: None,
     };
     // Wrong codes are collected and reported at the end, so that the rest still runs.
     let mut wrong_codes = Vec::new();

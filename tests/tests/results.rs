@@ -464,6 +464,7 @@ shell = "echo x > ../escape.txt"
                 &["../escape.txt"],
             )),
             idempotency_key: String::new(),
+            ..Default::default()
         })
         .await;
     let escape_job = match escape {

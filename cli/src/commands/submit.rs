@@ -20,6 +20,7 @@ pub async fn run(controller: &Controller, args: SubmitArgs) -> Result<Outcome, C
         .submit_job(SubmitJobRequest {
             spec: Some(spec),
             idempotency_key: idempotency_key.clone(),
+            backfill: Default::default(),
         })
         .await
         .map_err(|status| controller.error("submit job", &status))?

@@ -66,6 +66,7 @@ fn design_example_parses_to_its_job_spec() {
                     query: "select * from orders where day = :day".into(),
                     format: "csv".into(),
                     incremental_column: String::new(),
+                    ..SqlTask::default()
                 })),
                 outputs: vec![],
                 timeout_ms: 0,
@@ -113,6 +114,7 @@ sql = { datasource = "db", query = "select 1", incremental = { column = "updated
             query: "select 1".into(),
             format: "csv".into(),
             incremental_column: "updated_at".into(),
+            ..SqlTask::default()
         }))
     );
 }

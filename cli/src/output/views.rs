@@ -512,6 +512,7 @@ mod tests {
                         logs_truncated: false,
                     }],
                     ready_at_ms: 0,
+                    extract: None,
                 },
                 Task {
                     id: "transform".into(),
@@ -531,6 +532,7 @@ mod tests {
                         logs_truncated: true,
                     }],
                     ready_at_ms: 0,
+                    extract: None,
                 },
             ],
         }

@@ -107,6 +107,7 @@ fn assignment(a: &crate::model::Assignment) -> pb::Assignment {
         task: Some(convert::task_spec(&a.task)),
         params: a.params.clone().into_iter().collect(),
         inputs: a.inputs.iter().map(convert::result_file).collect(),
+        extract_range: None,
     }
 }
 

@@ -121,6 +121,7 @@ pub fn task_spec(t: &TaskSpec) -> pb::TaskSpec {
                 query: query.clone(),
                 format: format.clone(),
                 incremental_column: incremental_column.clone(),
+                ..Default::default()
             }),
         }),
         outputs: t.outputs.clone(),
@@ -251,6 +252,7 @@ fn task(t: &TaskRecord) -> pb::Task {
         kind: t.spec.kind.name().to_string(),
         attempts: t.attempts.iter().map(attempt).collect(),
         ready_at_ms: t.ready_at,
+        extract: None,
     }
 }
 

@@ -249,7 +249,36 @@ impl JobService for JobApi {
         let files = self.engine.results(&r.job_id, task).await?;
         Ok(Response::new(pb::ListResultsResponse {
             files: files.iter().map(convert::result_file).collect(),
+            extracts: Vec::new(),
         }))
+    }
+
+    // Watermarks are being built (issue 4): until then the calls say so.
+    async fn list_watermarks(
+        &self,
+        _request: Request<pb::ListWatermarksRequest>,
+    ) -> Result<Response<pb::ListWatermarksResponse>, Status> {
+        Err(Status::unimplemented(
+            "watermarks are not available in this build",
+        ))
+    }
+
+    async fn set_watermark(
+        &self,
+        _request: Request<pb::SetWatermarkRequest>,
+    ) -> Result<Response<pb::Watermark>, Status> {
+        Err(Status::unimplemented(
+            "watermarks are not available in this build",
+        ))
+    }
+
+    async fn reset_watermark(
+        &self,
+        _request: Request<pb::ResetWatermarkRequest>,
+    ) -> Result<Response<pb::ResetWatermarkResponse>, Status> {
+        Err(Status::unimplemented(
+            "watermarks are not available in this build",
+        ))
     }
 
     type DownloadResultStream = Stream<pb::DataChunk>;
