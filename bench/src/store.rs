@@ -207,5 +207,6 @@ fn job(worker: &str) -> NewJob {
             },
         }],
         idempotency_key: None,
+        backfill: Default::default(),
     }
 }

@@ -9,6 +9,7 @@ pub mod reaper;
 pub mod retry;
 pub mod validate;
 pub mod watchers;
+mod watermarks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{ArtifactError, Artifacts};
 use crate::model::{
-    now_ms, AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, HostMetrics, JobRecord,
-    JobState, JobSummary, LogChunk, Millis, NewJob, Outcome, OutputFile, QueueStats, StopOrder,
-    Submitted,
+    now_ms, AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, ExtractInfo,
+    HostMetrics, JobRecord, JobState, JobSummary, LogChunk, Millis, NewJob, Outcome, OutputFile,
+    QueueStats, StopOrder, Submitted,
 };
 use crate::store::{
     AgentRegistration, Cancelled, ClaimRequest, Completion, Effects, LogPage, Store, StoreError,
@@ -370,11 +371,13 @@ impl Engine {
     /// to the published area, and their rows are written in the finishing transaction; if that
     /// transaction is refused, the files are taken back. Nothing is published otherwise.
     #[tracing::instrument(skip_all, fields(job = %finish.attempt.job_id, task = %finish.attempt.task_id, attempt = finish.attempt.attempt))]
+    #[allow(clippy::too_many_arguments)]
     pub async fn complete(
         &self,
         who: &Identity,
         finish: AttemptFinish,
         outputs: Vec<OutputFile>,
+        extract: Option<ExtractInfo>,
         logs: Vec<LogChunk>,
         dropped_bytes: u64,
         want: u32,
@@ -403,9 +406,15 @@ impl Engine {
             labels: view.labels,
             max: want,
         });
+        // Only a success records what was extracted.
+        let extract = extract.filter(|_| outcome == Outcome::Succeeded);
+        if let Some(e) = &extract {
+            tracing::debug!(rows = e.rows, bytes = e.bytes, files = e.files.len(), watermark = ?e.watermark, backfill = e.backfill, "extract reported");
+        }
         let completion = Completion {
             finish,
             outputs,
+            extract,
             logs,
             dropped_bytes,
             log_limit: self.config.log_limit,

@@ -126,8 +126,16 @@ pub enum TaskKind {
     Sql {
         datasource: String,
         query: String,
+        /// `csv`, `jsonl` or `parquet`.
         format: String,
+        /// Empty for a full extract.
         incremental_column: String,
+        /// Empty: the format's default (csv/jsonl: none, parquet: zstd).
+        #[serde(default)]
+        compression: String,
+        /// 0: one file; otherwise a new numbered file every this many rows.
+        #[serde(default)]
+        max_rows_per_file: u64,
     },
 }
 
@@ -138,7 +146,29 @@ impl TaskKind {
             Self::Sql { .. } => "sql",
         }
     }
+
+    /// The incremental column of an incremental sql task.
+    pub fn incremental_column(&self) -> Option<&str> {
+        match self {
+            Self::Sql {
+                incremental_column, ..
+            } if !incremental_column.is_empty() => Some(incremental_column),
+            _ => None,
+        }
+    }
 }
+
+/// The compressions each sql format accepts (the empty string is the format's default).
+pub fn sql_compressions(format: &str) -> Option<&'static [&'static str]> {
+    match format {
+        "csv" | "jsonl" => Some(&["none", "gzip"]),
+        "parquet" => Some(&["zstd", "snappy", "none"]),
+        _ => None,
+    }
+}
+
+/// The sql formats.
+pub const SQL_FORMATS: &[&str] = &["csv", "jsonl", "parquet"];
 
 /// One task as submitted; stored whole and handed to the agent that claims it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +190,71 @@ pub struct NewJob {
     pub params: BTreeMap<String, String>,
     pub tasks: Vec<TaskSpec>,
     pub idempotency_key: Option<String>,
+    /// Backfills of incremental sql tasks, by task id.
+    #[serde(default)]
+    pub backfill: BTreeMap<String, Backfill>,
+}
+
+/// An explicit range an incremental sql task extracts instead of reading or moving its
+/// stored watermark: rows with `from < column <= until` (`from` unset: from the start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backfill {
+    pub from: Option<String>,
+    pub until: String,
+}
+
+/// What an attempt of an incremental sql task extracts, fixed when it is handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExtractRange {
+    /// The stored high watermark (or the backfill's `from`); `None`: from the start.
+    pub after: Option<String>,
+    /// A backfill's upper bound; `None`: the agent fixes it when the attempt starts.
+    pub until: Option<String>,
+    /// A backfill never moves the stored watermark.
+    pub backfill: bool,
+}
+
+/// One column of an extract's schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractColumn {
+    pub name: String,
+    pub source_type: String,
+    pub file_type: String,
+    pub nullable: bool,
+}
+
+/// What a successful sql attempt extracted, as its agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExtractInfo {
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: Vec<String>,
+    pub columns: Vec<ExtractColumn>,
+    /// The upper bound extracted to (text form); `None` when not incremental or no rows.
+    pub watermark: Option<String>,
+    pub incremental_column: String,
+    pub backfill: bool,
+}
+
+/// The extract of a task's successful attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskExtract {
+    pub task_id: String,
+    pub attempt: u32,
+    pub extract: ExtractInfo,
+}
+
+/// The high watermark of an incremental sql task, per job name and task id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    pub job_name: String,
+    pub task_id: String,
+    pub column: String,
+    pub value: String,
+    pub updated_at: Millis,
+    /// The job and attempt whose success set it; `None` when set by hand.
+    pub job_id: Option<String>,
+    pub attempt: u32,
 }
 
 /// The answer to a submit.
@@ -188,6 +283,8 @@ pub struct TaskRecord {
     pub state: TaskState,
     pub ready_at: Millis,
     pub attempts: Vec<AttemptRecord>,
+    /// Sql tasks that succeeded: what the successful attempt extracted.
+    pub extract: Option<ExtractInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,6 +319,8 @@ pub struct Assignment {
     pub params: BTreeMap<String, String>,
     /// The published outputs of the task's dependencies.
     pub inputs: Vec<ResultFile>,
+    /// Incremental sql tasks: what to extract.
+    pub extract_range: Option<ExtractRange>,
 }
 
 /// One output of an attempt, as its agent declares it on completion.

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use crate::model::{
-    AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, JobRecord, JobState,
-    JobSummary, LogChunk, Millis, NewJob, OutputFile, PlacedAttempt, QueueStats, ResultFile,
-    StopOrder, Submitted,
+    AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, ExtractInfo, JobRecord,
+    JobState, JobSummary, LogChunk, Millis, NewJob, OutputFile, PlacedAttempt, QueueStats,
+    ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,10 @@ pub enum StoreError {
     Fenced { attempt: AttemptKey, reason: String },
     #[error("{0}")]
     Conflict(String),
+    /// The request names something of the wrong kind (a watermark for a task that is not an
+    /// incremental sql task).
+    #[error("{0}")]
+    Invalid(String),
     #[error("unsupported store url {0:?}: use sqlite://PATH")]
     UnsupportedUrl(String),
     #[error("store backend: {0}")]
@@ -102,6 +106,9 @@ pub struct Completion {
     /// With `Outcome::Succeeded`: the attempt's outputs, already verified and moved to the
     /// published area. Their rows are written in the finishing transaction (invariant 2).
     pub outputs: Vec<OutputFile>,
+    /// With `Outcome::Succeeded`, for sql tasks: what was extracted. Recorded in the finishing
+    /// transaction, and its watermark (incremental, not a backfill) becomes the stored one.
+    pub extract: Option<ExtractInfo>,
     pub logs: Vec<LogChunk>,
     pub dropped_bytes: u64,
     pub log_limit: u64,
@@ -164,8 +171,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u64,
     ) -> Result<(), StoreError>;
     /// Fences the attempt, records its end and logs, publishes its outputs (a succeeded
-    /// attempt's rows replace any earlier rows of the task), advances the DAG and, with
-    /// `claim`, claims the agent's next attempts: one transaction (invariant 2).
+    /// attempt's rows replace any earlier rows of the task) and its extract (moving the
+    /// watermark), advances the DAG and, with `claim`, claims the agent's next attempts: one
+    /// transaction (invariant 2).
     async fn complete(
         &self,
         completion: Completion,
@@ -184,6 +192,7 @@ pub trait Store: Send + Sync + 'static {
         let completion = Completion {
             finish,
             outputs: Vec::new(),
+            extract: None,
             logs,
             dropped_bytes,
             log_limit,
@@ -203,6 +212,7 @@ pub trait Store: Send + Sync + 'static {
         let completion = Completion {
             finish,
             outputs: Vec::new(),
+            extract: None,
             logs,
             dropped_bytes,
             log_limit,
@@ -230,6 +240,26 @@ pub trait Store: Send + Sync + 'static {
         job_id: &str,
         task_id: Option<&str>,
     ) -> Result<Vec<ResultFile>, StoreError>;
+    /// Extract metadata of a job's sql tasks (or of one task) that succeeded, by task id.
+    /// `NotFound` for an unknown job or task.
+    async fn list_extracts(
+        &self,
+        job_id: &str,
+        task_id: Option<&str>,
+    ) -> Result<Vec<TaskExtract>, StoreError>;
+    /// Watermarks of every job name, or of one (`NotFound` when no job has that name).
+    async fn list_watermarks(&self, job_name: Option<&str>) -> Result<Vec<Watermark>, StoreError>;
+    /// Sets a watermark by hand. The task must be an incremental sql task of the latest job of
+    /// that name (`NotFound` / `Invalid` otherwise).
+    async fn set_watermark(
+        &self,
+        job_name: &str,
+        task_id: &str,
+        value: &str,
+        now: Millis,
+    ) -> Result<Watermark, StoreError>;
+    /// Forgets a watermark; false when there was none.
+    async fn reset_watermark(&self, job_name: &str, task_id: &str) -> Result<bool, StoreError>;
     /// When each known job of `job_ids` ended (`None`: still going); unknown jobs are absent.
     async fn job_ends(
         &self,

@@ -23,7 +23,15 @@ const TASK_KEYS: &[&str] = &[
     "timeout",
     "retry",
 ];
-const SQL_KEYS: &[&str] = &["datasource", "query", "format", "incremental"];
+const SQL_KEYS: &[&str] = &[
+    "datasource",
+    "query",
+    "format",
+    "compression",
+    "max_rows_per_file",
+    "incremental",
+];
+const SQL_FORMATS: &[&str] = &["csv", "jsonl", "parquet"];
 const INCREMENTAL_KEYS: &[&str] = &["column"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay", "max_delay"];
 
@@ -192,6 +200,7 @@ impl Reader<'_> {
         }
         let label = meta.label();
         let (mut shell, mut sql) = (false, false);
+        let mut outputs_at = None;
         for (key, value) in table.iter() {
             match &**key.get_ref() {
                 "id" => {}
@@ -222,7 +231,10 @@ impl Reader<'_> {
                         task.kind = Some(Kind::Sql(query));
                     }
                 }
-                "outputs" => task.outputs = self.outputs(value),
+                "outputs" => {
+                    task.outputs = self.outputs(value);
+                    outputs_at = Some(value.span().start);
+                }
                 "timeout" => task.timeout_ms = self.duration_ms(value, "timeout").unwrap_or(0),
                 "retry" => task.retry = self.retry(value, &label),
                 _ => self.unknown_key(key, &format!("in {label}"), TASK_KEYS),
@@ -239,6 +251,14 @@ impl Reader<'_> {
             ),
             _ => {}
         }
+        if let (true, Some(at)) = (sql && !task.outputs.is_empty(), outputs_at) {
+            self.push(
+                at,
+                format!(
+                    "{label} is an sql task: its extract files are its outputs; remove \"outputs\""
+                ),
+            );
+        }
         (task, meta)
     }
 
@@ -249,6 +269,7 @@ impl Reader<'_> {
             ..SqlTask::default()
         };
         let (mut datasource, mut query) = (false, false);
+        let mut compression = None;
         for (key, value) in table.iter() {
             match &**key.get_ref() {
                 "datasource" => {
@@ -263,13 +284,50 @@ impl Reader<'_> {
                 }
                 "format" => {
                     if let Some(format) = self.nonempty_string(value, "sql.format") {
-                        sql.format = format;
+                        if SQL_FORMATS.contains(&format.as_str()) {
+                            sql.format = format;
+                        } else {
+                            self.push(
+                                value.span().start,
+                                format!(
+                                    "unknown sql.format {format:?} in {label}; use {}",
+                                    SQL_FORMATS.join(", ")
+                                ),
+                            );
+                        }
                     }
+                }
+                "compression" => {
+                    compression = self
+                        .nonempty_string(value, "sql.compression")
+                        .map(|c| (c, value.span().start));
+                }
+                "max_rows_per_file" => {
+                    sql.max_rows_per_file = self.max_rows(value).unwrap_or(0);
                 }
                 "incremental" => {
                     sql.incremental_column = self.incremental(value, label).unwrap_or_default();
                 }
                 _ => self.unknown_key(key, &format!("in sql of {label}"), SQL_KEYS),
+            }
+        }
+        if let Some((c, at)) = compression {
+            let allowed: &[&str] = match sql.format.as_str() {
+                "parquet" => &["zstd", "snappy", "none"],
+                _ => &["none", "gzip"],
+            };
+            if !allowed.contains(&c.as_str()) {
+                self.push(
+                    at,
+                    format!(
+                        "sql.compression {c:?} does not apply to format {} in {label}; use {}",
+                        sql.format,
+                        allowed.join(", ")
+                    ),
+                );
+            } else if c != "none" || sql.format == "parquet" {
+                // csv and jsonl spell "none" as the empty (default) compression on the wire.
+                sql.compression = c;
             }
         }
         let start = value.span().start;
@@ -359,6 +417,23 @@ impl Reader<'_> {
             },
             Err(_) => {
                 self.push(at, "retry.max_attempts is too large");
+                None
+            }
+        }
+    }
+
+    fn max_rows(&mut self, value: &Value<'_>) -> Option<u64> {
+        let Some(int) = value.get_ref().as_integer() else {
+            self.wrong_type(value, "sql.max_rows_per_file", "a positive integer");
+            return None;
+        };
+        match i64::from_str_radix(int.as_str(), int.radix()) {
+            Ok(n) if n >= 1 => Some(n as u64),
+            _ => {
+                self.push(
+                    value.span().start,
+                    "sql.max_rows_per_file must be a positive integer",
+                );
                 None
             }
         }

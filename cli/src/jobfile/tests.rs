@@ -120,6 +120,97 @@ sql = { datasource = "db", query = "select 1", incremental = { column = "updated
 }
 
 #[test]
+fn sql_formats_compressions_and_file_sizes() {
+    let spec = parse(
+        "job.toml",
+        r#"
+name = "x"
+[[tasks]]
+id = "a"
+sql = { datasource = "db", query = "q", format = "parquet", compression = "snappy", max_rows_per_file = 1_000_000 }
+[[tasks]]
+id = "b"
+sql = { compression = "gzip", datasource = "db", query = "q", format = "jsonl" }
+[[tasks]]
+id = "c"
+sql = { datasource = "db", query = "q", compression = "none" }
+[[tasks]]
+id = "d"
+sql = { datasource = "db", query = "q", format = "parquet", compression = "none" }
+"#,
+    )
+    .unwrap();
+    let sql = |i: usize| match &spec.tasks[i].kind {
+        Some(Kind::Sql(sql)) => sql.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (
+            sql(0).format.as_str(),
+            sql(0).compression.as_str(),
+            sql(0).max_rows_per_file
+        ),
+        ("parquet", "snappy", 1_000_000)
+    );
+    assert_eq!(
+        (
+            sql(1).format.as_str(),
+            sql(1).compression.as_str(),
+            sql(1).max_rows_per_file
+        ),
+        ("jsonl", "gzip", 0)
+    );
+    // csv and jsonl say "none" with the empty compression; parquet's default is zstd.
+    assert_eq!(
+        (sql(2).format.as_str(), sql(2).compression.as_str()),
+        ("csv", "")
+    );
+    assert_eq!(
+        (sql(3).format.as_str(), sql(3).compression.as_str()),
+        ("parquet", "none")
+    );
+}
+
+#[test]
+fn bad_sql_formats_compressions_file_sizes_and_outputs_are_named() {
+    check(
+        r#"name = "x"
+[[tasks]]
+id = "a"
+sql = { datasource = "d", query = "q", format = "xml" }
+[[tasks]]
+id = "b"
+sql = { datasource = "d", query = "q", compression = "zstd" }
+[[tasks]]
+id = "c"
+sql = { datasource = "d", query = "q", format = "parquet", compression = "gzip" }
+[[tasks]]
+id = "d"
+sql = { datasource = "d", query = "q", max_rows_per_file = 0 }
+[[tasks]]
+id = "e"
+sql = { datasource = "d", query = "q", max_rows_per_file = "10" }
+[[tasks]]
+id = "f"
+sql = { datasource = "d", query = "q" }
+outputs = ["x.csv"]
+"#,
+        &[
+            "job.toml:4:49: unknown sql.format \"xml\" in task \"a\"; use csv, jsonl, parquet",
+            "job.toml:7:54: sql.compression \"zstd\" does not apply to format csv in task \"b\"; \
+             use none, gzip",
+            "job.toml:10:74: sql.compression \"gzip\" does not apply to format parquet in task \
+             \"c\"; use zstd, snappy, none",
+            "job.toml:13:60: sql.max_rows_per_file must be a positive integer",
+            "job.toml:16:60: wrong type for sql.max_rows_per_file: expected a positive integer, \
+             found string",
+            "job.toml:20:11: task \"f\" is an sql task: its extract files are its outputs; \
+             remove \"outputs\"",
+        ],
+    );
+}
+
+#[test]
 fn params_accept_scalars_and_are_overridden() {
     let mut spec = parse(
         "job.toml",
@@ -206,7 +297,7 @@ sql = { datasource = "d", query = "q", fmt = "csv", incremental = { col = "c" } 
             "job.toml:7:29: unknown key \"delay\" in retry of task \"a\"; allowed: \
              max_attempts, initial_delay, max_delay",
             "job.toml:10:40: unknown key \"fmt\" in sql of task \"b\"; allowed: datasource, \
-             query, format, incremental",
+             query, format, compression, max_rows_per_file, incremental",
             "job.toml:10:67: missing \"column\" in sql.incremental of task \"b\"",
             "job.toml:10:69: unknown key \"col\" in sql.incremental of task \"b\"; allowed: \
              column",

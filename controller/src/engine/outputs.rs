@@ -173,6 +173,7 @@ mod tests {
                 params: Default::default(),
                 tasks,
                 idempotency_key: None,
+                backfill: Default::default(),
             })
             .await
             .unwrap()
@@ -247,6 +248,7 @@ mod tests {
                 &who,
                 finish(&who, &key, Outcome::Succeeded),
                 vec![out.clone()],
+                None,
                 vec![],
                 0,
                 0,
@@ -271,6 +273,7 @@ mod tests {
                 &who,
                 finish(&who, &key, Outcome::Succeeded),
                 vec![out],
+                None,
                 vec![],
                 0,
                 0,
@@ -315,6 +318,7 @@ mod tests {
                 &who,
                 finish(&who, &key, Outcome::Succeeded),
                 outputs.clone(),
+                None,
                 vec![],
                 0,
                 1,
@@ -384,6 +388,7 @@ mod tests {
                 &who,
                 finish(&who, &load, Outcome::Succeeded),
                 vec![],
+                None,
                 vec![],
                 0,
                 0,

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::model::NewJob;
+use crate::model::{sql_compressions, NewJob, TaskKind, TaskSpec, SQL_FORMATS};
 
 /// Every problem with the job, in task order; empty when it is valid.
 pub fn problems(job: &NewJob) -> Vec<String> {
@@ -37,6 +37,7 @@ pub fn problems(job: &NewJob) -> Vec<String> {
         if task.queue.is_empty() {
             problems.push(format!("task {:?} has an empty queue", task.id));
         }
+        sql_problems(task, &mut problems);
     }
     for task in &job.tasks {
         for dep in &task.depends_on {
@@ -53,7 +54,61 @@ pub fn problems(job: &NewJob) -> Vec<String> {
     if let Some(cycle) = find_cycle(job) {
         problems.push(format!("dependency cycle: {}", cycle.join(" -> ")));
     }
+    for (task_id, range) in &job.backfill {
+        match job.tasks.iter().find(|t| &t.id == task_id) {
+            None => problems.push(format!("backfill names unknown task {task_id:?}")),
+            Some(t) if t.kind.incremental_column().is_none() => problems.push(format!(
+                "backfill of task {task_id:?}: it is not an incremental sql task"
+            )),
+            Some(_) => {}
+        }
+        if range.until.is_empty() {
+            problems.push(format!(
+                "backfill of task {task_id:?} has an empty upper bound (until)"
+            ));
+        }
+    }
     problems
+}
+
+/// Checks of an sql task: datasource and query given, a known format, a compression that
+/// format takes, and no declared outputs (its extract files are its outputs).
+fn sql_problems(task: &TaskSpec, problems: &mut Vec<String>) {
+    let TaskKind::Sql {
+        datasource,
+        query,
+        format,
+        compression,
+        ..
+    } = &task.kind
+    else {
+        return;
+    };
+    let id = &task.id;
+    if datasource.trim().is_empty() {
+        problems.push(format!("sql task {id:?} has no datasource"));
+    }
+    if query.trim().is_empty() {
+        problems.push(format!("sql task {id:?} has no query"));
+    }
+    match sql_compressions(format) {
+        None => problems.push(format!(
+            "sql task {id:?}: unknown format {format:?}; use {}",
+            SQL_FORMATS.join(", ")
+        )),
+        Some(allowed) if !compression.is_empty() && !allowed.contains(&compression.as_str()) => {
+            problems.push(format!(
+                "sql task {id:?}: compression {compression:?} does not apply to {format}; use {}",
+                allowed.join(", ")
+            ))
+        }
+        Some(_) => {}
+    }
+    if !task.outputs.is_empty() {
+        problems.push(format!(
+            "sql task {id:?} declares outputs: its extract files are its outputs"
+        ));
+    }
 }
 
 /// A cycle among the tasks' dependencies, as the ids along it (first repeated at the end).
@@ -139,7 +194,89 @@ mod tests {
             params: Default::default(),
             tasks,
             idempotency_key: None,
+            backfill: Default::default(),
         }
+    }
+
+    fn sql(id: &str, format: &str, compression: &str, incremental: &str) -> TaskSpec {
+        TaskSpec {
+            kind: TaskKind::Sql {
+                datasource: "orders".into(),
+                query: "select 1".into(),
+                format: format.into(),
+                incremental_column: incremental.into(),
+                compression: compression.into(),
+                max_rows_per_file: 0,
+            },
+            ..task(id, &[])
+        }
+    }
+
+    #[test]
+    fn sql_tasks_need_a_known_format_a_fitting_compression_and_no_outputs() {
+        assert!(problems(&job(vec![
+            sql("a", "csv", "", ""),
+            sql("b", "csv", "gzip", ""),
+            sql("c", "jsonl", "none", ""),
+            sql("d", "parquet", "snappy", "id"),
+            sql("e", "parquet", "zstd", ""),
+        ]))
+        .is_empty());
+        let mut with_outputs = sql("f", "csv", "", "");
+        with_outputs.outputs = vec!["x.csv".into()];
+        let mut empty = sql("g", "csv", "", "");
+        if let TaskKind::Sql {
+            datasource, query, ..
+        } = &mut empty.kind
+        {
+            datasource.clear();
+            query.clear();
+        }
+        assert_eq!(
+            problems(&job(vec![
+                sql("a", "xml", "", ""),
+                sql("b", "csv", "zstd", ""),
+                sql("c", "parquet", "gzip", ""),
+                with_outputs,
+                empty,
+            ])),
+            vec![
+                "sql task \"a\": unknown format \"xml\"; use csv, jsonl, parquet",
+                "sql task \"b\": compression \"zstd\" does not apply to csv; use none, gzip",
+                "sql task \"c\": compression \"gzip\" does not apply to parquet; use zstd, snappy, none",
+                "sql task \"f\" declares outputs: its extract files are its outputs",
+                "sql task \"g\" has no datasource",
+                "sql task \"g\" has no query",
+            ]
+        );
+    }
+
+    #[test]
+    fn backfills_name_incremental_sql_tasks_and_an_upper_bound() {
+        let mut j = job(vec![
+            sql("inc", "csv", "", "updated_at"),
+            sql("full", "csv", "", ""),
+            task("sh", &[]),
+        ]);
+        let range = |from: Option<&str>, until: &str| crate::model::Backfill {
+            from: from.map(str::to_string),
+            until: until.into(),
+        };
+        j.backfill.insert("inc".into(), range(None, "2026-01-01"));
+        assert!(problems(&j).is_empty());
+        j.backfill.insert("full".into(), range(Some("1"), "2"));
+        j.backfill.insert("sh".into(), range(None, "2"));
+        j.backfill.insert("nope".into(), range(None, "2"));
+        j.backfill.insert("inc".into(), range(Some("1"), ""));
+        assert_eq!(
+            problems(&j),
+            vec![
+                "backfill of task \"full\": it is not an incremental sql task",
+                "backfill of task \"inc\" has an empty upper bound (until)",
+                "backfill names unknown task \"nope\"",
+                "backfill of task \"sh\": it is not an incremental sql task",
+            ]
+        );
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn assignment(a: &crate::model::Assignment) -> pb::Assignment {
         task: Some(convert::task_spec(&a.task)),
         params: a.params.clone().into_iter().collect(),
         inputs: a.inputs.iter().map(convert::result_file).collect(),
-        extract_range: None,
+        extract_range: a.extract_range.as_ref().map(convert::extract_range),
     }
 }
 
@@ -212,6 +212,7 @@ impl AgentService for AgentApi {
                 &who,
                 finish,
                 convert::output_files(r.outputs),
+                convert::extract_from_agent(r.extract),
                 convert::log_chunks(r.logs),
                 r.dropped_bytes,
                 r.want,

@@ -5,9 +5,10 @@ use tonic::Status;
 
 use crate::engine::{AgentView, QueueView};
 use crate::model::{
-    AgentState, AttemptKey, AttemptRecord, AttemptState, HostMetrics, JobRecord, JobState,
-    JobSummary, LogChunk, NewJob, Outcome, OutputFile, ResultFile, RetryPolicy, TaskKind,
-    TaskRecord, TaskSpec, TaskState,
+    AgentState, AttemptKey, AttemptRecord, AttemptState, Backfill, ExtractColumn, ExtractInfo,
+    ExtractRange, HostMetrics, JobRecord, JobState, JobSummary, LogChunk, NewJob, Outcome,
+    OutputFile, ResultFile, RetryPolicy, TaskExtract, TaskKind, TaskRecord, TaskSpec, TaskState,
+    Watermark,
 };
 
 pub fn attempt_key(r: Option<pb::AttemptRef>) -> Result<AttemptKey, Status> {
@@ -54,19 +55,41 @@ fn retry_policy(r: Option<pb::RetryPolicy>) -> RetryPolicy {
     }
 }
 
-pub fn new_job(spec: Option<pb::JobSpec>, idempotency_key: String) -> Result<NewJob, Status> {
+/// The format an sql task names, `csv` when it names none; `none` stands for the empty
+/// (default, uncompressed) compression of csv and jsonl, as the wire contract spells it.
+fn sql_kind(s: pb::SqlTask) -> TaskKind {
+    let format = if s.format.is_empty() {
+        "csv".to_string()
+    } else {
+        s.format
+    };
+    let compression = if s.compression == "none" && format != "parquet" {
+        String::new()
+    } else {
+        s.compression
+    };
+    TaskKind::Sql {
+        datasource: s.datasource,
+        query: s.query,
+        format,
+        incremental_column: s.incremental_column,
+        compression,
+        max_rows_per_file: s.max_rows_per_file,
+    }
+}
+
+pub fn new_job(
+    spec: Option<pb::JobSpec>,
+    idempotency_key: String,
+    backfill: std::collections::HashMap<String, pb::BackfillRange>,
+) -> Result<NewJob, Status> {
     let spec = spec.ok_or_else(|| Status::invalid_argument("job spec is missing"))?;
     let mut problems = Vec::new();
     let mut tasks = Vec::with_capacity(spec.tasks.len());
     for t in spec.tasks {
         let kind = match t.kind {
             Some(pb::task_spec::Kind::Shell(s)) => TaskKind::Shell { command: s.command },
-            Some(pb::task_spec::Kind::Sql(s)) => TaskKind::Sql {
-                datasource: s.datasource,
-                query: s.query,
-                format: s.format,
-                incremental_column: s.incremental_column,
-            },
+            Some(pb::task_spec::Kind::Sql(s)) => sql_kind(s),
             None => {
                 problems.push(format!("task {:?} has no kind (shell or sql)", t.id));
                 continue;
@@ -98,6 +121,18 @@ pub fn new_job(spec: Option<pb::JobSpec>, idempotency_key: String) -> Result<New
         params: spec.params.into_iter().collect(),
         tasks,
         idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
+        backfill: backfill
+            .into_iter()
+            .map(|(task, r)| {
+                (
+                    task,
+                    Backfill {
+                        from: r.from,
+                        until: r.until,
+                    },
+                )
+            })
+            .collect(),
     })
 }
 
@@ -116,12 +151,15 @@ pub fn task_spec(t: &TaskSpec) -> pb::TaskSpec {
                 query,
                 format,
                 incremental_column,
+                compression,
+                max_rows_per_file,
             } => pb::task_spec::Kind::Sql(pb::SqlTask {
                 datasource: datasource.clone(),
                 query: query.clone(),
                 format: format.clone(),
                 incremental_column: incremental_column.clone(),
-                ..Default::default()
+                compression: compression.clone(),
+                max_rows_per_file: *max_rows_per_file,
             }),
         }),
         outputs: t.outputs.clone(),
@@ -252,7 +290,7 @@ fn task(t: &TaskRecord) -> pb::Task {
         kind: t.spec.kind.name().to_string(),
         attempts: t.attempts.iter().map(attempt).collect(),
         ready_at_ms: t.ready_at,
-        extract: None,
+        extract: t.extract.as_ref().map(extract_info),
     }
 }
 
@@ -333,4 +371,76 @@ pub fn output_files(files: Vec<pb::OutputFile>) -> Vec<OutputFile> {
             sha256: f.sha256,
         })
         .collect()
+}
+
+pub fn extract_range(r: &ExtractRange) -> pb::ExtractRange {
+    pb::ExtractRange {
+        after: r.after.clone(),
+        until: r.until.clone(),
+        backfill: r.backfill,
+    }
+}
+
+pub fn extract_info(e: &ExtractInfo) -> pb::ExtractInfo {
+    pb::ExtractInfo {
+        rows: e.rows,
+        bytes: e.bytes,
+        files: e.files.clone(),
+        columns: e
+            .columns
+            .iter()
+            .map(|c| pb::ExtractColumn {
+                name: c.name.clone(),
+                source_type: c.source_type.clone(),
+                file_type: c.file_type.clone(),
+                nullable: c.nullable,
+            })
+            .collect(),
+        watermark: e.watermark.clone(),
+        incremental_column: e.incremental_column.clone(),
+        backfill: e.backfill,
+    }
+}
+
+/// What an agent reports with a success; an empty watermark is no watermark.
+pub fn extract_from_agent(e: Option<pb::ExtractInfo>) -> Option<ExtractInfo> {
+    let e = e?;
+    Some(ExtractInfo {
+        rows: e.rows,
+        bytes: e.bytes,
+        files: e.files,
+        columns: e
+            .columns
+            .into_iter()
+            .map(|c| ExtractColumn {
+                name: c.name,
+                source_type: c.source_type,
+                file_type: c.file_type,
+                nullable: c.nullable,
+            })
+            .collect(),
+        watermark: e.watermark.filter(|w| !w.is_empty()),
+        incremental_column: e.incremental_column,
+        backfill: e.backfill,
+    })
+}
+
+pub fn task_extract(t: &TaskExtract) -> pb::TaskExtract {
+    pb::TaskExtract {
+        task_id: t.task_id.clone(),
+        attempt: t.attempt,
+        extract: Some(extract_info(&t.extract)),
+    }
+}
+
+pub fn watermark(w: &Watermark) -> pb::Watermark {
+    pb::Watermark {
+        job_name: w.job_name.clone(),
+        task_id: w.task_id.clone(),
+        column: w.column.clone(),
+        value: w.value.clone(),
+        updated_at_ms: w.updated_at,
+        job_id: w.job_id.clone().unwrap_or_default(),
+        attempt: w.attempt,
+    }
 }

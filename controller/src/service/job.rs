@@ -122,7 +122,7 @@ impl JobService for JobApi {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let r = request.into_inner();
-        let job = convert::new_job(r.spec, r.idempotency_key)?;
+        let job = convert::new_job(r.spec, r.idempotency_key, r.backfill)?;
         let submitted = self.engine.submit(job).await?;
         Ok(Response::new(pb::SubmitJobResponse {
             job_id: submitted.job_id,
@@ -247,38 +247,44 @@ impl JobService for JobApi {
         let r = request.into_inner();
         let task = (!r.task_id.is_empty()).then_some(r.task_id.as_str());
         let files = self.engine.results(&r.job_id, task).await?;
+        let extracts = self.engine.extracts(&r.job_id, task).await?;
         Ok(Response::new(pb::ListResultsResponse {
             files: files.iter().map(convert::result_file).collect(),
-            extracts: Vec::new(),
+            extracts: extracts.iter().map(convert::task_extract).collect(),
         }))
     }
 
-    // Watermarks are being built (issue 4): until then the calls say so.
     async fn list_watermarks(
         &self,
-        _request: Request<pb::ListWatermarksRequest>,
+        request: Request<pb::ListWatermarksRequest>,
     ) -> Result<Response<pb::ListWatermarksResponse>, Status> {
-        Err(Status::unimplemented(
-            "watermarks are not available in this build",
-        ))
+        let r = request.into_inner();
+        let name = (!r.job_name.is_empty()).then_some(r.job_name.as_str());
+        let marks = self.engine.watermarks(name).await?;
+        Ok(Response::new(pb::ListWatermarksResponse {
+            watermarks: marks.iter().map(convert::watermark).collect(),
+        }))
     }
 
     async fn set_watermark(
         &self,
-        _request: Request<pb::SetWatermarkRequest>,
+        request: Request<pb::SetWatermarkRequest>,
     ) -> Result<Response<pb::Watermark>, Status> {
-        Err(Status::unimplemented(
-            "watermarks are not available in this build",
-        ))
+        let r = request.into_inner();
+        let mark = self
+            .engine
+            .set_watermark(&r.job_name, &r.task_id, &r.value)
+            .await?;
+        Ok(Response::new(convert::watermark(&mark)))
     }
 
     async fn reset_watermark(
         &self,
-        _request: Request<pb::ResetWatermarkRequest>,
+        request: Request<pb::ResetWatermarkRequest>,
     ) -> Result<Response<pb::ResetWatermarkResponse>, Status> {
-        Err(Status::unimplemented(
-            "watermarks are not available in this build",
-        ))
+        let r = request.into_inner();
+        let existed = self.engine.reset_watermark(&r.job_name, &r.task_id).await?;
+        Ok(Response::new(pb::ResetWatermarkResponse { existed }))
     }
 
     type DownloadResultStream = Stream<pb::DataChunk>;

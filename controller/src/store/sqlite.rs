@@ -4,10 +4,12 @@
 
 mod agents;
 mod dispatch;
+mod extracts;
 mod jobs;
 mod logs;
 mod outputs;
 mod transitions;
+mod watermarks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use super::{
 };
 use crate::model::{
     AgentRecord, AgentState, Assignment, AttemptKey, JobRecord, JobState, JobSummary, LogChunk,
-    Millis, NewJob, Outcome, QueueStats, ResultFile, StopOrder, Submitted,
+    Millis, NewJob, Outcome, QueueStats, ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
 };
 
 const SCHEMA: &str = include_str!("sqlite/schema.sql");
@@ -272,6 +274,9 @@ impl Store for SqliteStore {
                 logs::append(conn, key, &c.logs, c.dropped_bytes, c.log_limit)?;
                 if c.finish.outcome == Outcome::Succeeded {
                     outputs::publish(conn, key, &c.outputs, now)?;
+                    if let Some(extract) = &c.extract {
+                        extracts::record(conn, key, extract, now)?;
+                    }
                 }
                 let effects = transitions::finish(conn, &c.finish, now)?;
                 let assignments = match &claim {
@@ -316,6 +321,44 @@ impl Store for SqliteStore {
         let job_id = job_id.to_string();
         let task_id = task_id.map(str::to_string);
         self.read(move |conn| outputs::list(conn, &job_id, task_id.as_deref()))
+            .await
+    }
+
+    async fn list_extracts(
+        &self,
+        job_id: &str,
+        task_id: Option<&str>,
+    ) -> Result<Vec<TaskExtract>, StoreError> {
+        let job_id = job_id.to_string();
+        let task_id = task_id.map(str::to_string);
+        self.read(move |conn| extracts::list(conn, &job_id, task_id.as_deref()))
+            .await
+    }
+
+    async fn list_watermarks(&self, job_name: Option<&str>) -> Result<Vec<Watermark>, StoreError> {
+        let job_name = job_name.map(str::to_string);
+        self.read(move |conn| watermarks::list(conn, job_name.as_deref()))
+            .await
+    }
+
+    async fn set_watermark(
+        &self,
+        job_name: &str,
+        task_id: &str,
+        value: &str,
+        now: Millis,
+    ) -> Result<Watermark, StoreError> {
+        let (job_name, task_id, value) =
+            (job_name.to_string(), task_id.to_string(), value.to_string());
+        self.writer
+            .write(move |conn| watermarks::set(conn, &job_name, &task_id, &value, now))
+            .await
+    }
+
+    async fn reset_watermark(&self, job_name: &str, task_id: &str) -> Result<bool, StoreError> {
+        let (job_name, task_id) = (job_name.to_string(), task_id.to_string());
+        self.writer
+            .write(move |conn| watermarks::reset(conn, &job_name, &task_id))
             .await
     }
 
@@ -406,6 +449,7 @@ mod tests {
                 retry: Default::default(),
             }],
             idempotency_key: None,
+            backfill: Default::default(),
         };
         let id = {
             let store = super::SqliteStore::open(&path).await.unwrap();

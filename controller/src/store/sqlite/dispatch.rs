@@ -138,6 +138,11 @@ pub(super) fn claim(
         } else {
             super::outputs::inputs(conn, &job_id, &spec)?
         };
+        // Only incremental sql tasks look up a range (two primary-key reads).
+        let extract_range = match spec.kind.incremental_column() {
+            Some(_) => Some(super::extracts::range(conn, &job_id, job_name, &task_id)?),
+            None => None,
+        };
         claimed.assignments.push(Assignment {
             attempt: AttemptKey {
                 job_id,
@@ -148,6 +153,7 @@ pub(super) fn claim(
             task: spec,
             params: job_params.clone(),
             inputs,
+            extract_range,
         });
     }
     if claimed.assignments.is_empty() {

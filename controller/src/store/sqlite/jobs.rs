@@ -22,7 +22,12 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T,
 /// A stable 64-bit FNV-1a digest of the job's canonical JSON, to tell an idempotent retry of
 /// the same submit from a different job reusing the key.
 fn spec_hash(job: &NewJob) -> Result<String, StoreError> {
-    let text = to_json(&(&job.name, &job.params, &job.tasks))?;
+    // A backfill is part of the spec; without one the digest is what it always was.
+    let text = if job.backfill.is_empty() {
+        to_json(&(&job.name, &job.params, &job.tasks))?
+    } else {
+        to_json(&(&job.name, &job.params, &job.tasks, &job.backfill))?
+    };
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);
@@ -103,6 +108,7 @@ pub(super) fn submit(
                 .map_err(backend)?;
         }
     }
+    super::extracts::save_backfills(conn, &id, &job.backfill)?;
     Ok(Submitted {
         job_id: id,
         existing: false,
@@ -162,6 +168,7 @@ pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreErr
                 });
         }
     }
+    let mut extracts = super::extracts::by_task(&tx, job_id)?;
     let mut tasks = Vec::new();
     {
         let mut stmt = tx
@@ -180,6 +187,7 @@ pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreErr
                     .ok_or_else(|| StoreError::Backend(format!("unknown task state {state:?}")))?,
                 ready_at: r.get(3).map_err(backend)?,
                 attempts: attempts.remove(&task_id).unwrap_or_default(),
+                extract: extracts.remove(&task_id),
             });
         }
     }

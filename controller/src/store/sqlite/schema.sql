@@ -98,3 +98,39 @@ CREATE TABLE IF NOT EXISTS outputs (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (job_id, task_id, name)
 ) WITHOUT ROWID;
+
+-- Jobs by name: watermarks are kept per job name.
+CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name, created_at);
+
+-- What each sql task's successful attempt extracted (ExtractInfo as JSON), written in the
+-- transaction that records the success.
+CREATE TABLE IF NOT EXISTS extracts (
+    job_id  TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    info    TEXT NOT NULL,
+    PRIMARY KEY (job_id, task_id)
+) WITHOUT ROWID;
+
+-- Backfill ranges submitted with a job: its incremental sql task extracts this range instead
+-- of reading or moving the stored watermark.
+CREATE TABLE IF NOT EXISTS backfills (
+    job_id      TEXT NOT NULL,
+    task_id     TEXT NOT NULL,
+    from_value  TEXT,
+    until_value TEXT NOT NULL,
+    PRIMARY KEY (job_id, task_id)
+) WITHOUT ROWID;
+
+-- High watermarks of incremental sql tasks, per job name and task id. Moved only by the
+-- transaction that records a (non-backfill) attempt's success, or by hand.
+CREATE TABLE IF NOT EXISTS watermarks (
+    job_name    TEXT NOT NULL,
+    task_id     TEXT NOT NULL,
+    column_name TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    job_id      TEXT,
+    attempt     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_name, task_id)
+) WITHOUT ROWID;
