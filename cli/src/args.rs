@@ -67,6 +67,9 @@ pub enum Command {
     /// List and download the published outputs (results) of a job's tasks
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// List, set and reset the high watermarks of incremental sql tasks
+    #[command(subcommand)]
+    Watermarks(WatermarksCommand),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -82,6 +85,44 @@ pub struct SubmitArgs {
     /// Wait for the job to end, showing progress on standard error; exit 0 only if it succeeded
     #[arg(long)]
     pub wait: bool,
+    /// Extract an incremental sql task over an explicit range (FROM < column <= TO; FROM may
+    /// be empty: from the start) without reading or moving its stored watermark
+    #[arg(long = "backfill", value_name = "TASK=FROM..TO", value_parser = parse_backfill)]
+    pub backfill: Vec<BackfillArg>,
+}
+
+/// `--backfill TASK=FROM..TO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillArg {
+    pub task: String,
+    /// `None`: from the start.
+    pub from: Option<String>,
+    pub until: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WatermarksCommand {
+    /// List the stored high watermarks, of every job name or of one
+    List {
+        /// Job name (default: every job)
+        job_name: Option<String>,
+    },
+    /// Set a task's watermark: its next run extracts the rows past VALUE
+    Set {
+        /// Job name
+        job_name: String,
+        /// Task id of an incremental sql task of that job
+        task: String,
+        /// The new watermark, in the incremental column's text form
+        value: String,
+    },
+    /// Forget a task's watermark: its next run extracts from the start
+    Reset {
+        /// Job name
+        job_name: String,
+        /// Task id
+        task: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +227,28 @@ impl From<StateFilter> for JobState {
     }
 }
 
+/// Parses `--backfill TASK=FROM..TO` (`TASK=..TO`: from the start).
+pub fn parse_backfill(text: &str) -> Result<BackfillArg, String> {
+    let expected = || format!("expected TASK=FROM..TO (FROM may be empty), got {text:?}");
+    let (task, range) = text.split_once('=').ok_or_else(expected)?;
+    if !crate::jobfile::is_task_id(task) {
+        return Err(format!(
+            "bad task id {task:?}: use only letters, digits, '_', '.' and '-'"
+        ));
+    }
+    let (from, until) = range.split_once("..").ok_or_else(expected)?;
+    if until.is_empty() {
+        return Err(format!(
+            "the backfill of task {task} needs an upper bound: TASK=FROM..TO, got {text:?}"
+        ));
+    }
+    Ok(BackfillArg {
+        task: task.to_owned(),
+        from: (!from.is_empty()).then(|| from.to_owned()),
+        until: until.to_owned(),
+    })
+}
+
 /// Parses `--param KEY=VALUE`.
 pub fn parse_param(text: &str) -> Result<(String, String), String> {
     let Some((key, value)) = text.split_once('=') else {
@@ -261,6 +324,82 @@ mod tests {
         assert!(Args::try_parse_from(["ferry", "logs", "j", "t", "--attempt", "0"]).is_err());
         assert!(Args::try_parse_from(["ferry", "results", "get", "j"]).is_err());
         assert!(Args::try_parse_from(["ferry", "results", "get", "j", "t", "--nope"]).is_err());
+    }
+
+    #[test]
+    fn backfills_parse() {
+        assert_eq!(
+            parse_backfill("extract=2026-01-01..2026-02-01"),
+            Ok(BackfillArg {
+                task: "extract".into(),
+                from: Some("2026-01-01".into()),
+                until: "2026-02-01".into(),
+            })
+        );
+        assert_eq!(
+            parse_backfill("extract=..100"),
+            Ok(BackfillArg {
+                task: "extract".into(),
+                from: None,
+                until: "100".into(),
+            })
+        );
+        // Only the first ".." splits: a timestamp may hold dots.
+        assert_eq!(
+            parse_backfill("e=1.5..2.5").map(|b| (b.from, b.until)),
+            Ok((Some("1.5".into()), "2.5".into()))
+        );
+        assert_eq!(
+            parse_backfill("extract"),
+            Err("expected TASK=FROM..TO (FROM may be empty), got \"extract\"".to_owned())
+        );
+        assert!(parse_backfill("extract=5").is_err());
+        assert_eq!(
+            parse_backfill("extract=5.."),
+            Err(
+                "the backfill of task extract needs an upper bound: TASK=FROM..TO, got \
+                 \"extract=5..\""
+                    .to_owned()
+            )
+        );
+        assert!(parse_backfill("a b=1..2").is_err());
+        assert!(parse_backfill("=1..2").is_err());
+        let args = Args::try_parse_from([
+            "ferry",
+            "submit",
+            "j.toml",
+            "--backfill",
+            "a=..2",
+            "--backfill",
+            "b=1..3",
+        ])
+        .unwrap();
+        let Command::Submit(submit) = args.command else {
+            panic!("not submit")
+        };
+        assert_eq!(submit.backfill.len(), 2);
+        let err =
+            Args::try_parse_from(["ferry", "submit", "j.toml", "--backfill", "a=1"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("--backfill"), "{err}");
+    }
+
+    #[test]
+    fn watermarks_verbs_parse() {
+        let args = Args::try_parse_from(["ferry", "watermarks", "list"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Command::Watermarks(WatermarksCommand::List { job_name: None })
+        ));
+        let args =
+            Args::try_parse_from(["ferry", "watermarks", "set", "etl", "extract", "42"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Command::Watermarks(WatermarksCommand::Set { ref job_name, ref task, ref value })
+                if job_name == "etl" && task == "extract" && value == "42"
+        ));
+        assert!(Args::try_parse_from(["ferry", "watermarks", "set", "etl", "extract"]).is_err());
+        assert!(Args::try_parse_from(["ferry", "watermarks", "reset", "etl"]).is_err());
     }
 
     #[test]

@@ -6,9 +6,12 @@ mod logs;
 mod queues;
 mod results;
 mod submit;
+mod watermarks;
 
 use crate::{
-    args::{AgentsCommand, Args, Command, JobsCommand, QueuesCommand, ResultsCommand},
+    args::{
+        AgentsCommand, Args, Command, JobsCommand, QueuesCommand, ResultsCommand, WatermarksCommand,
+    },
     client::Controller,
     exit::{CliError, Outcome},
 };
@@ -35,5 +38,16 @@ pub async fn run(args: Args) -> Result<Outcome, CliError> {
             results::list(&controller, format, &job, task.as_deref()).await
         }
         Command::Results(ResultsCommand::Get(get)) => results::get(&controller, format, get).await,
+        Command::Watermarks(WatermarksCommand::List { job_name }) => {
+            watermarks::list(&controller, format, job_name.as_deref()).await
+        }
+        Command::Watermarks(WatermarksCommand::Set {
+            job_name,
+            task,
+            value,
+        }) => watermarks::set(&controller, format, &job_name, &task, &value).await,
+        Command::Watermarks(WatermarksCommand::Reset { job_name, task }) => {
+            watermarks::reset(&controller, format, &job_name, &task).await
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! In JSON mode every command prints exactly one JSON document on standard output, except
 //! `submit`, which prints only the job id in every mode, and `logs`, which prints raw bytes.
 
+mod extracts;
 mod views;
 
 use std::{
@@ -14,6 +15,7 @@ use clap::ValueEnum;
 use ferry_proto::v1::{AgentState, AttemptState, JobState, TaskState};
 use serde::Serialize;
 
+pub use extracts::{ColumnView, ExtractView, ResetView, WatermarkView};
 pub use views::{
     AgentView, CancelView, DrainView, JobSummaryView, JobView, QueueView, ResultView, SavedView,
 };

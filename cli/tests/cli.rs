@@ -336,6 +336,55 @@ async fn submit_prints_only_the_id_and_sends_overridden_params() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn submit_sends_backfills_and_refuses_bad_ones_before_any_call() {
+    let (url, fake) = start(Script::default()).await;
+    let hello = example("hello.toml");
+    let run = ferry(
+        &url,
+        &[
+            "submit",
+            &hello,
+            "--backfill",
+            "greet=2026-01-01..2026-02-01",
+            "--backfill",
+            "other=..7",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "job-1\n"),
+        "{}",
+        run.stderr
+    );
+    {
+        let script = fake.0.lock().unwrap();
+        let backfill = &script.submits[0].backfill;
+        assert_eq!(backfill.len(), 2);
+        assert_eq!(backfill["greet"].from.as_deref(), Some("2026-01-01"));
+        assert_eq!(backfill["greet"].until, "2026-02-01");
+        assert_eq!(backfill["other"].from, None);
+        assert_eq!(backfill["other"].until, "7");
+    }
+    for bad in [
+        "greet",
+        "greet=5",
+        "greet=5..",
+        "greet=1..2 --backfill greet=3..4",
+    ] {
+        let mut args = vec!["submit", hello.as_str()];
+        for part in format!("--backfill {bad}").split(' ') {
+            args.push(Box::leak(part.to_owned().into_boxed_str()));
+        }
+        let run = ferry(&url, &args).await;
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains("--backfill"), "{bad}: {}", run.stderr);
+        assert_eq!(run.stdout, "");
+    }
+    assert_eq!(fake.0.lock().unwrap().submits.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn submit_wait_reports_progress_on_stderr_and_exits_by_outcome() {
     let (url, _) = start(Script::default()).await;
     let hello = example("hello.toml");

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ferry_proto::v1::{DownloadResultRequest, ListResultsRequest, ResultFile};
+use ferry_proto::v1::{DownloadResultRequest, ListResultsRequest, ResultFile, TaskExtract};
 
 use crate::{
     args::ResultsGetArgs,
@@ -33,8 +33,8 @@ pub async fn list(
     job: &str,
     task: Option<&str>,
 ) -> Result<Outcome, CliError> {
-    let files = list_files(controller, job, task.unwrap_or_default()).await?;
-    let views: Vec<ResultView> = files.iter().map(ResultView::from).collect();
+    let (files, extracts) = list_with_extracts(controller, job, task.unwrap_or_default()).await?;
+    let views = ResultView::list(&files, &extracts);
     output::emit(format, views.as_slice(), ResultView::table)?;
     Ok(Outcome::Success)
 }
@@ -44,21 +44,30 @@ async fn list_files(
     job: &str,
     task: &str,
 ) -> Result<Vec<ResultFile>, CliError> {
+    Ok(list_with_extracts(controller, job, task).await?.0)
+}
+
+/// The published files of a job (or task), by task and name, with the extracts among them.
+async fn list_with_extracts(
+    controller: &Controller,
+    job: &str,
+    task: &str,
+) -> Result<(Vec<ResultFile>, Vec<TaskExtract>), CliError> {
     let mut client = controller.connect().await?;
-    let mut files = client
+    let response = client
         .list_results(ListResultsRequest {
             job_id: job.to_owned(),
             task_id: task.to_owned(),
         })
         .await
         .map_err(|status| controller.error("list results", &status))?
-        .into_inner()
-        .files;
+        .into_inner();
+    let mut files = response.files;
     if !task.is_empty() {
         files.retain(|f| f.task_id == task);
     }
     files.sort_by(|a, b| (&a.task_id, &a.name).cmp(&(&b.task_id, &b.name)));
-    Ok(files)
+    Ok((files, response.extracts))
 }
 
 pub async fn get(

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use ferry_proto::v1::{
     AgentInfo, Attempt, CancelJobResponse, Job, JobSummary, QueueInfo, ResultFile, Task,
+    TaskExtract,
 };
 use serde::Serialize;
 
 use super::{
-    agent_state, attempt_state, bytes, job_state, now_ms, short_timestamp, span, task_state,
-    timestamp, Table,
+    agent_state, attempt_state, bytes, extracts::ExtractView, job_state, now_ms, short_timestamp,
+    span, task_state, timestamp, Table,
 };
 
 fn sorted(map: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
@@ -58,6 +59,9 @@ pub struct TaskView {
     /// When a queued task becomes eligible again (retry backoff).
     pub ready_at: Option<String>,
     pub attempts: Vec<AttemptView>,
+    /// Sql tasks that succeeded: what was extracted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extract: Option<ExtractView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +108,7 @@ impl From<&Task> for TaskView {
             depends_on: task.depends_on.clone(),
             ready_at: timestamp(task.ready_at_ms),
             attempts: task.attempts.iter().map(AttemptView::from).collect(),
+            extract: task.extract.as_ref().map(ExtractView::from),
         }
     }
 }
@@ -185,6 +190,15 @@ impl JobView {
         if self.tasks.iter().any(|t| !t.attempts.is_empty()) {
             out.push('\n');
             out.push_str(&attempts.render());
+        }
+        let extracts: Vec<_> = self
+            .tasks
+            .iter()
+            .filter_map(|t| Some((t.id.as_str(), None, t.extract.as_ref()?)))
+            .collect();
+        if !extracts.is_empty() {
+            out.push('\n');
+            out.push_str(&ExtractView::table(&extracts));
         }
         out
     }
@@ -404,6 +418,9 @@ pub struct ResultView {
     /// SHA-256 of the whole file, lowercase hex.
     pub sha256: String,
     pub created_at: Option<String>,
+    /// The files of an sql task: what its attempt extracted (rows, schema…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extract: Option<ExtractView>,
     #[serde(skip)]
     created_ms: i64,
 }
@@ -420,12 +437,29 @@ impl From<&ResultFile> for ResultView {
             size: file.size,
             sha256: file.sha256.clone(),
             created_at: timestamp(file.created_at_ms),
+            extract: None,
             created_ms: file.created_at_ms,
         }
     }
 }
 
 impl ResultView {
+    /// The files of a listing, each file of an sql task with its task's extract.
+    pub fn list(files: &[ResultFile], extracts: &[TaskExtract]) -> Vec<ResultView> {
+        files
+            .iter()
+            .map(|file| {
+                let mut view = ResultView::from(file);
+                view.extract = extracts
+                    .iter()
+                    .find(|e| e.task_id == file.task_id && e.attempt == file.attempt)
+                    .and_then(|e| e.extract.as_ref())
+                    .map(ExtractView::from);
+                view
+            })
+            .collect()
+    }
+
     pub fn table(results: &[ResultView]) -> String {
         let mut table = Table::new(&["TASK", "ATTEMPT", "NAME", "SIZE", "SHA256", "CREATED"]);
         for file in results {
@@ -438,7 +472,23 @@ impl ResultView {
                 short_timestamp(file.created_ms),
             ]);
         }
-        table.render()
+        let mut out = table.render();
+        let mut extracts: Vec<(&str, Option<u32>, &ExtractView)> = Vec::new();
+        for file in results {
+            if let Some(e) = &file.extract {
+                if !extracts
+                    .iter()
+                    .any(|(t, a, _)| *t == file.task && *a == Some(file.attempt))
+                {
+                    extracts.push((&file.task, Some(file.attempt), e));
+                }
+            }
+        }
+        if !extracts.is_empty() {
+            out.push('\n');
+            out.push_str(&ExtractView::table(&extracts));
+        }
+        out
     }
 }
 
@@ -602,6 +652,82 @@ TASK       ATTEMPT  AGENT    STATE      EXIT  STARTED               DURATION  ER
 extract    1        agent-a  succeeded  0     2026-11-18T11:06:40Z  500ms
 transform  1        agent-b  timed_out  -     2026-11-18T11:06:41Z  3.0s      timed out after 10s
 "
+        );
+    }
+
+    #[test]
+    fn jobs_show_carries_each_sql_tasks_extract() {
+        let mut job = job();
+        job.tasks[0].extract = Some(ferry_proto::v1::ExtractInfo {
+            rows: 3,
+            bytes: 2048,
+            files: vec!["extract.csv".into()],
+            columns: vec![ferry_proto::v1::ExtractColumn {
+                name: "id".into(),
+                source_type: "INTEGER".into(),
+                file_type: "int64".into(),
+                nullable: false,
+            }],
+            watermark: Some("3".into()),
+            incremental_column: "id".into(),
+            backfill: false,
+        });
+        let view = JobView::from(&job);
+        let doc = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            doc["tasks"][0]["extract"],
+            json!({
+                "rows": 3, "bytes": 2048, "files": ["extract.csv"],
+                "columns": [{"name": "id", "source_type": "INTEGER", "file_type": "int64",
+                             "nullable": false}],
+                "watermark": "3", "incremental_column": "id", "backfill": false
+            })
+        );
+        assert!(doc["tasks"][1].get("extract").is_none(), "{doc:#}");
+        assert!(
+            view.table().ends_with(
+                "\n\
+TASK     ROWS  SIZE     FILES  WATERMARK  SCHEMA
+extract  3     2.0 KiB  1      3          id INTEGER→int64
+"
+            ),
+            "{}",
+            view.table()
+        );
+    }
+
+    #[test]
+    fn results_list_shows_the_extract_of_sql_files() {
+        let files = [result_file("extract.csv", 10), {
+            let mut other = result_file("x", 1);
+            other.task_id = "other".into();
+            other
+        }];
+        let extracts = [TaskExtract {
+            task_id: "extract".into(),
+            attempt: 2,
+            extract: Some(ferry_proto::v1::ExtractInfo {
+                rows: 7,
+                bytes: 10,
+                files: vec!["extract.csv".into()],
+                ..Default::default()
+            }),
+        }];
+        let views = ResultView::list(&files, &extracts);
+        assert_eq!(views[0].extract.as_ref().map(|e| e.rows), Some(7));
+        assert!(views[1].extract.is_none());
+        let json = serde_json::to_value(&views).unwrap();
+        assert_eq!(json[0]["extract"]["rows"], 7);
+        assert!(json[1].get("extract").is_none());
+        assert!(
+            ResultView::table(&views).ends_with(
+                "\n\
+TASK       ROWS  SIZE  FILES  WATERMARK  SCHEMA
+extract#2  7     10 B  1      -          -
+"
+            ),
+            "{}",
+            ResultView::table(&views)
         );
     }
 
