@@ -79,6 +79,8 @@ pub enum ConfigError {
     NonUnicodeEnv(String),
     #[error("invalid {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("invalid datasources.{name}: {message}")]
+    Datasource { name: String, message: String },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -114,6 +116,30 @@ pub struct RawConfig {
     pub token_file: Option<PathBuf>,
     #[serde(default = "default_max_output_bytes", deserialize_with = "bytes_de")]
     pub max_output_bytes: u64,
+    /// `[datasources.NAME]` tables (config file only: URLs and secrets stay out of flags).
+    #[serde(default)]
+    pub datasources: BTreeMap<String, RawDatasource>,
+}
+
+/// One `[datasources.NAME]` table as written in the config file.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatasource {
+    pub url: String,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl std::fmt::Debug for RawDatasource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDatasource")
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Labels as a list of `k=v` (flags, env) or as a TOML table (`[labels] site = "dc1"`).
@@ -226,6 +252,8 @@ pub struct Config {
     pub token: Option<Secret>,
     /// Most bytes of outputs one attempt may upload.
     pub max_output_bytes: u64,
+    /// Datasources of sql tasks, by name; their URLs and passwords never leave the agent.
+    pub datasources: BTreeMap<String, crate::sql::Datasource>,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -394,7 +422,24 @@ impl RawConfig {
                 Some(Secret(token.to_owned()))
             }
         };
+        let mut datasources = BTreeMap::new();
+        for (name, raw) in &self.datasources {
+            let ds = crate::sql::Datasource::new(
+                name,
+                &raw.url,
+                raw.password_env.as_deref(),
+                raw.password_file.as_deref(),
+                raw.read_only,
+                |var| std::env::var(var).ok(),
+            )
+            .map_err(|message| ConfigError::Datasource {
+                name: name.clone(),
+                message,
+            })?;
+            datasources.insert(name.clone(), ds);
+        }
         Ok(Config {
+            datasources,
             token,
             controller,
             name,
@@ -576,6 +621,49 @@ site = "dc1"
         assert!(e.contains("controller"), "{e}");
         let e = load_err(&[], &[("FERRY_MAX_TASKS", "many")]);
         assert!(e.contains("max_tasks"), "{e}");
+    }
+
+    #[test]
+    fn datasources_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[datasources.Orders]
+url = "postgres://app@db/orders"
+password_file = "{}"
+read_only = true
+
+[datasources.local]
+url = "sqlite:///tmp/x.db"
+"#,
+                pw.display()
+            ),
+        )
+        .unwrap();
+        let c = Config::load_from(cli(&["--config", path.to_str().unwrap()]), env(&[])).unwrap();
+        let names: Vec<_> = c.datasources.keys().map(String::as_str).collect();
+        assert_eq!(names, ["Orders", "local"]);
+        let orders = &c.datasources["Orders"];
+        assert!(orders.read_only);
+        assert_eq!(orders.password.as_ref().unwrap().0, "from-file");
+        assert!(!format!("{c:?}").contains("from-file"));
+        assert!(!format!("{c:?}").contains("app@db"));
+
+        std::fs::write(&path, "[datasources.x]\nurl = \"ftp://h\"\n").unwrap();
+        let e = load_err(&["--config", path.to_str().unwrap()], &[]);
+        assert!(e.contains("datasources.x") && e.contains("ftp"), "{e}");
+        std::fs::write(
+            &path,
+            "[datasources.x]\nurl = \"postgres://h/d\"\npasword = 1\n",
+        )
+        .unwrap();
+        let e = load_err(&["--config", path.to_str().unwrap()], &[]);
+        assert!(e.contains("pasword"), "{e}");
     }
 
     #[test]

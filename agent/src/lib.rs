@@ -12,6 +12,7 @@ pub mod outputs;
 pub mod poller;
 pub mod runner;
 pub mod running;
+pub mod sql;
 #[cfg(test)]
 mod testing;
 pub mod upload;

@@ -7,7 +7,8 @@ pub mod shell;
 use std::{sync::Arc, time::Duration};
 
 use ferry_proto::v1::{
-    task_spec::Kind, Assignment, AttemptRef, CompleteRequest, LogStream, Outcome, OutputFile,
+    task_spec::Kind, Assignment, AttemptRef, CompleteRequest, ExtractInfo, LogStream, Outcome,
+    OutputFile, SqlTask,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
@@ -18,6 +19,7 @@ use crate::{
     logs::LogShipper,
     outputs,
     running::{AttemptGuard, KillSwitch},
+    sql,
     upload::{self, Stop},
     Agent, Session,
 };
@@ -60,6 +62,7 @@ async fn run_attempt(
     debug!(job_name = %assignment.job_name, "attempt started");
     let shipper = LogShipper::default();
     let mut work_dir = None;
+    let mut extract: Option<ExtractInfo> = None;
     let end = match assignment.task.as_ref().and_then(|t| t.kind.as_ref()) {
         Some(Kind::Shell(shell)) => match agent.work_dirs.acquire() {
             Ok(dir) => {
@@ -92,9 +95,29 @@ async fn run_attempt(
                 agent.work_dir.display()
             ))),
         },
-        Some(Kind::Sql(_)) => End::Finished(Report::failed(
-            "sql tasks are not supported by this agent yet",
-        )),
+        Some(Kind::Sql(sql)) => match agent.work_dirs.acquire() {
+            Ok(dir) => {
+                let staged =
+                    inputs::stage(&agent.client, &attempt, &kill, &dir, &assignment.inputs).await;
+                let end = match staged {
+                    Ok(()) => {
+                        let (end, info) =
+                            run_sql(&agent, &assignment, &attempt, sql, &dir, &shipper, &kill)
+                                .await;
+                        extract = info;
+                        end
+                    }
+                    Err(Stop::Failed(error)) => End::Finished(Report::failed(error)),
+                    Err(Stop::Aborted) => End::Aborted,
+                };
+                work_dir = Some(dir);
+                end
+            }
+            Err(e) => End::Finished(Report::failed(format!(
+                "cannot create a working directory under {}: {e}",
+                agent.work_dir.display()
+            ))),
+        },
         None => End::Finished(Report::failed("the task names no kind this agent knows")),
     };
     let mut report = match end {
@@ -110,8 +133,16 @@ async fn run_attempt(
     // A success counts only once every output is stored; the attempt keeps its slot meanwhile.
     let mut outputs = Vec::new();
     if let (Outcome::Succeeded, Some(dir)) = (report.outcome, &work_dir) {
-        let declared = assignment.task.as_ref().map_or(&[][..], |t| &t.outputs[..]);
-        match publish(&agent, &attempt, &kill, dir, declared).await {
+        let mut declared: Vec<String> = assignment
+            .task
+            .as_ref()
+            .map_or_else(Vec::new, |t| t.outputs.clone());
+        // An extract's files are its outputs, first and in order.
+        if let Some(info) = &extract {
+            declared.retain(|d| !info.files.contains(d));
+            declared.splice(0..0, info.files.iter().cloned());
+        }
+        match publish(&agent, &attempt, &kill, dir, &declared).await {
             Ok(uploaded) => outputs = uploaded,
             Err(Stop::Failed(error)) => {
                 report.outcome = Outcome::Failed;
@@ -134,6 +165,7 @@ async fn run_attempt(
         guard.process_ended();
     }
     let (logs, dropped_bytes) = shipper.finish();
+    let succeeded = report.outcome == Outcome::Succeeded;
     let req = CompleteRequest {
         agent: None,
         attempt: Some(attempt),
@@ -144,7 +176,7 @@ async fn run_attempt(
         dropped_bytes,
         want,
         outputs,
-        extract: None,
+        extract: if succeeded { extract } else { None },
     };
     let next = match complete(&agent, &session, &kill, req.clone()).await {
         Completed::Next(next) => next,
@@ -233,6 +265,88 @@ async fn run_shell(
     let flush = shipper.flush_loop(&agent.client, attempt, &flush_stop, kill, session);
     let (end, ()) = tokio::join!(work, flush);
     end
+}
+
+/// Runs an sql attempt: the extract's files land in `dir`; a line per event goes to its log.
+async fn run_sql(
+    agent: &Agent,
+    assignment: &Assignment,
+    attempt: &AttemptRef,
+    task: &SqlTask,
+    dir: &std::path::Path,
+    shipper: &LogShipper,
+    kill: &KillSwitch,
+) -> (End, Option<ExtractInfo>) {
+    let timeout_ms = assignment.task.as_ref().map_or(0, |t| t.timeout_ms);
+    let deadline = (timeout_ms > 0).then(|| {
+        let timeout = Duration::from_millis(timeout_ms);
+        (tokio::time::Instant::now() + timeout, timeout)
+    });
+    let log = |line: String| shipper.push(LogStream::Stdout, format!("{line}\n").as_bytes());
+    log(format!(
+        "extracting from datasource {} as {}",
+        task.datasource,
+        if task.format.is_empty() {
+            "csv"
+        } else {
+            &task.format
+        }
+    ));
+    let started = std::time::Instant::now();
+    let req = sql::Request {
+        task_id: &attempt.task_id,
+        task,
+        params: &assignment.params,
+        range: assignment.extract_range.as_ref(),
+        dir,
+        abort: &kill.abort,
+        deadline,
+    };
+    match sql::run(&agent.config.datasources, req).await {
+        Ok(info) => {
+            let secs = started.elapsed().as_secs_f64();
+            info!(
+                datasource = %task.datasource,
+                rows = info.rows,
+                bytes = info.bytes,
+                files = info.files.len(),
+                watermark = info.watermark.as_deref().unwrap_or(""),
+                seconds = secs,
+                "extract written"
+            );
+            log(format!(
+                "extracted {} rows, {} bytes into {} in {secs:.2}s{}",
+                info.rows,
+                info.bytes,
+                info.files.join(", "),
+                info.watermark
+                    .as_deref()
+                    .map(|w| format!("; watermark {w}"))
+                    .unwrap_or_default()
+            ));
+            let report = Report {
+                outcome: Outcome::Succeeded,
+                exit_code: None,
+                error: String::new(),
+            };
+            (End::Finished(report), Some(info))
+        }
+        Err(sql::SqlError::Aborted) => (End::Aborted, None),
+        Err(e @ sql::SqlError::TimedOut(_)) => {
+            log(e.to_string());
+            let report = Report {
+                outcome: Outcome::TimedOut,
+                exit_code: None,
+                error: e.to_string(),
+            };
+            (End::Finished(report), None)
+        }
+        Err(e) => {
+            warn!(datasource = %task.datasource, error = %e, "extract failed");
+            log(format!("extract failed: {e}"));
+            (End::Finished(Report::failed(e.to_string())), None)
+        }
+    }
 }
 
 /// The variables a task gets besides the agent's (non-`FERRY_`) environment. Parameter values
