@@ -76,6 +76,15 @@ impl ExtractView {
         }
     }
 
+    /// The files cell: their names, or the first ones and how many there are.
+    pub fn files_cell(&self) -> String {
+        match self.files.len() {
+            0 => "-".to_owned(),
+            1..=3 => self.files.join(","),
+            n => format!("{},{},… ({n} files)", self.files[0], self.files[1]),
+        }
+    }
+
     /// A table of extracts, one row per task: `(task, attempt, extract)`.
     pub fn table(rows: &[(&str, Option<u32>, &ExtractView)]) -> String {
         let mut table = Table::new(&["TASK", "ROWS", "SIZE", "FILES", "WATERMARK", "SCHEMA"]);
@@ -88,7 +97,7 @@ impl ExtractView {
                 task,
                 e.rows.to_string(),
                 bytes(e.bytes),
-                e.files.len().to_string(),
+                e.files_cell(),
                 e.watermark_cell(),
                 e.schema(),
             ]);
@@ -241,11 +250,20 @@ mod tests {
         assert_eq!(
             ExtractView::table(&[("extract", None, &view), ("old", Some(2), &backfill)]),
             "\
-TASK     ROWS  SIZE     FILES  WATERMARK      SCHEMA
-extract  200   5.2 KiB  1      200            id INTEGER→int64, amount REAL→float64?
-old#2    200   5.2 KiB  1      50 (backfill)  -
+TASK     ROWS  SIZE     FILES        WATERMARK      SCHEMA
+extract  200   5.2 KiB  extract.csv  200            id INTEGER→int64, amount REAL→float64?
+old#2    200   5.2 KiB  extract.csv  50 (backfill)  -
 "
         );
+    }
+
+    #[test]
+    fn many_files_are_summed_up() {
+        let view = ExtractView::from(&ExtractInfo {
+            files: (1..=5).map(|i| format!("t-{i:05}.csv")).collect(),
+            ..info()
+        });
+        assert_eq!(view.files_cell(), "t-00001.csv,t-00002.csv,… (5 files)");
     }
 
     #[test]

@@ -687,8 +687,8 @@ transform  1        agent-b  timed_out  -     2026-11-18T11:06:41Z  3.0s      ti
         assert!(
             view.table().ends_with(
                 "\n\
-TASK     ROWS  SIZE     FILES  WATERMARK  SCHEMA
-extract  3     2.0 KiB  1      3          id INTEGER→int64
+TASK     ROWS  SIZE     FILES        WATERMARK  SCHEMA
+extract  3     2.0 KiB  extract.csv  3          id INTEGER→int64
 "
             ),
             "{}",
@@ -722,8 +722,8 @@ extract  3     2.0 KiB  1      3          id INTEGER→int64
         assert!(
             ResultView::table(&views).ends_with(
                 "\n\
-TASK       ROWS  SIZE  FILES  WATERMARK  SCHEMA
-extract#2  7     10 B  1      -          -
+TASK       ROWS  SIZE  FILES        WATERMARK  SCHEMA
+extract#2  7     10 B  extract.csv  -          -
 "
             ),
             "{}",
