@@ -10,6 +10,7 @@ mod agent;
 mod bin;
 mod cli;
 mod controller;
+pub mod databases;
 mod fake_agent;
 mod grpc;
 pub mod job;
