@@ -4,6 +4,7 @@
 
 mod agent_idle;
 mod common;
+mod extract;
 mod latency;
 mod reassign;
 mod report;
@@ -42,6 +43,9 @@ enum Bench {
     Store(store::Args),
     /// MB/s of a 2 GiB output uploaded into the data-directory store, beside raw loopback TCP.
     Upload(upload::Args),
+    /// SQL extraction rows/s (PostgreSQL csv/parquet, MariaDB csv) beside psql, ConnectorX
+    /// and the mariadb client; agent peak RSS.
+    Extract(extract::Args),
     /// Every benchmark in sequence, with its defaults.
     All,
 }
@@ -55,6 +59,7 @@ impl Bench {
             Self::AgentIdle(_) => "agent-idle",
             Self::Store(_) => "store",
             Self::Upload(_) => "upload",
+            Self::Extract(_) => "extract",
             Self::All => "all",
         }
     }
@@ -71,6 +76,7 @@ impl Bench {
             Self::AgentIdle(args) => agent_idle::run(args).await,
             Self::Store(args) => store::run(args).await,
             Self::Upload(args) => upload::run(args).await,
+            Self::Extract(args) => extract::run(args).await,
             Self::All => unreachable!("`all` is expanded before running"),
         }
     }
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
             Bench::AgentIdle(defaults()),
             Bench::Store(defaults()),
             Bench::Upload(defaults()),
+            Bench::Extract(defaults()),
         ],
         one => vec![one],
     };
