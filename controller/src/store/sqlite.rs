@@ -162,6 +162,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn submit_and_claim(
+        &self,
+        job: NewJob,
+        claims: Vec<ClaimRequest>,
+        now: Millis,
+    ) -> Result<(Submitted, Vec<Claimed>), StoreError> {
+        self.writer
+            .write(move |conn| {
+                let submitted = jobs::submit(conn, &job, now)?;
+                let claimed = claims
+                    .iter()
+                    .map(|claim| dispatch::claim(conn, claim, now))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((submitted, claimed))
+            })
+            .await
+    }
+
     async fn get_job(&self, job_id: &str) -> Result<JobRecord, StoreError> {
         let job_id = job_id.to_string();
         self.read(move |conn| jobs::get(conn, &job_id)).await
