@@ -5,6 +5,7 @@
 
 pub mod liveness;
 mod outputs;
+mod parked;
 pub mod reaper;
 pub mod retry;
 pub mod validate;
@@ -28,6 +29,7 @@ use crate::store::{
     AgentRegistration, Cancelled, ClaimRequest, Completion, Effects, LogPage, Store, StoreError,
 };
 use liveness::{Liveness, UnknownSession};
+use parked::ParkedPolls;
 use watchers::Watchers;
 
 /// Settings the engine runs by.
@@ -99,6 +101,8 @@ pub struct Engine {
     watchers: Watchers,
     /// Woken whenever tasks become queued.
     work: Notify,
+    /// Polls parked for work, which a submit serves in its own transaction.
+    parked: ParkedPolls,
     shutdown: CancellationToken,
 }
 
@@ -118,6 +122,7 @@ impl Engine {
             artifacts,
             watchers: Watchers::default(),
             work: Notify::new(),
+            parked: ParkedPolls::default(),
             shutdown,
         })
     }
@@ -147,12 +152,56 @@ impl Engine {
             return Err(EngineError::InvalidJob(problems));
         }
         let tasks = job.tasks.len();
-        let submitted = self.store.submit_job(job, now_ms()).await?;
+        let offers = if self.parked.is_empty() {
+            Vec::new()
+        } else {
+            self.parked.take_all()
+        };
+        let submitted = if offers.is_empty() {
+            self.store.submit_job(job, now_ms()).await?
+        } else {
+            let claims = offers.iter().map(|o| o.claim.clone()).collect();
+            match self.store.submit_and_claim(job, claims, now_ms()).await {
+                Ok((submitted, claimed)) => {
+                    for (offer, claimed) in offers.into_iter().zip(claimed) {
+                        self.answer_parked(offer, claimed.assignments).await;
+                    }
+                    submitted
+                }
+                Err(e) => {
+                    // Nothing was claimed: the polls go back to waiting.
+                    for offer in offers {
+                        let _ = offer.answer(Vec::new());
+                    }
+                    return Err(e.into());
+                }
+            }
+        };
         if !submitted.existing {
             tracing::info!(job_id = %submitted.job_id, tasks, "job accepted");
             self.work.notify_waiters();
         }
         Ok(submitted)
+    }
+
+    /// Hands a parked poll what a submit claimed for it; if the poll is gone (its agent hung
+    /// up meanwhile), the attempts go back to the queue at once.
+    async fn answer_parked(&self, offer: parked::Offer, assignments: Vec<Assignment>) {
+        let agent = offer.claim.agent.clone();
+        let Err(unsent) = offer.answer(assignments) else {
+            return;
+        };
+        if unsent.is_empty() {
+            return;
+        }
+        let keys: Vec<AttemptKey> = unsent.into_iter().map(|a| a.attempt).collect();
+        match self.store.release_attempts(&agent, &keys, now_ms()).await {
+            Ok(effects) => self.publish(effects),
+            Err(e) => {
+                // The agent never learns of them; the reaper or reconciliation takes them back.
+                tracing::warn!(agent = %agent, error = %e, "handing back unsent assignments failed");
+            }
+        }
     }
 
     pub async fn job(&self, job_id: &str) -> Result<JobRecord, EngineError> {
@@ -306,11 +355,48 @@ impl Engine {
                 let delay = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
                 until = until.min(now + delay);
             }
-            tokio::select! {
-                _ = &mut work, if free_slots > 0 => {}
-                _ = &mut woken => last_round = true,
-                _ = tokio::time::sleep_until(until.into()) => {}
-                _ = self.shutdown.cancelled() => return Ok(AgentOrders::default()),
+            // Parked with what it would claim, so that a submit can claim for it directly.
+            let mut ticket = (free_slots > 0 && !draining).then(|| {
+                self.parked.park(ClaimRequest {
+                    agent: who.name.clone(),
+                    session: who.session.clone(),
+                    queues: view.queues.clone(),
+                    labels: view.labels.clone(),
+                    max: free_slots,
+                })
+            });
+            let served = async {
+                match ticket.as_mut() {
+                    Some(t) => (&mut t.answer).await.unwrap_or_default(),
+                    None => std::future::pending().await,
+                }
+            };
+            let (mut shutdown, mut answered) = (false, false);
+            let mut assignments = tokio::select! {
+                served = served => { answered = true; served }
+                _ = &mut work, if free_slots > 0 => Vec::new(),
+                _ = &mut woken => { last_round = true; Vec::new() }
+                _ = tokio::time::sleep_until(until.into()) => Vec::new(),
+                _ = self.shutdown.cancelled() => { shutdown = true; Vec::new() }
+            };
+            if let Some(ticket) = ticket {
+                // A submit that took this poll is claiming for it: its answer must be heard.
+                if !self.parked.leave(&ticket) && !answered {
+                    assignments = ticket.answer.await.unwrap_or_default();
+                }
+            }
+            if !assignments.is_empty() {
+                for a in &assignments {
+                    tracing::debug!(agent = %who.name, attempt = %a.attempt, "attempt assigned");
+                    self.watchers.changed(&a.attempt.job_id);
+                }
+                return Ok(AgentOrders {
+                    assignments,
+                    ..AgentOrders::default()
+                });
+            }
+            if shutdown {
+                return Ok(AgentOrders::default());
             }
         }
     }

@@ -118,6 +118,14 @@ pub struct Completion {
 pub trait Store: Send + Sync + 'static {
     /// Accepts a validated job; with an idempotency key already used, returns that job.
     async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError>;
+    /// Accepts a job like `submit_job` and, in the same transaction, claims work for each of
+    /// `claims` in turn (polls parked waiting for work), one `Claimed` per claim.
+    async fn submit_and_claim(
+        &self,
+        job: NewJob,
+        claims: Vec<ClaimRequest>,
+        now: Millis,
+    ) -> Result<(Submitted, Vec<Claimed>), StoreError>;
     async fn get_job(&self, job_id: &str) -> Result<JobRecord, StoreError>;
     async fn list_jobs(
         &self,

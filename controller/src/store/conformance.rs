@@ -85,6 +85,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
         store.register_agent(registration(agent), T0).await.unwrap();
     }
     claims_need_a_live_session(&store).await;
+    submit_serves_parked_claims(&store).await;
     dag_runs_in_order(&store).await;
     failure_skips_downstream_and_fails_job(&store).await;
     retries_after_backoff(&store).await;
@@ -388,6 +389,58 @@ async fn claims_need_a_live_session(store: &Arc<dyn Store>) {
         )
         .await
         .unwrap();
+}
+
+async fn submit_serves_parked_claims(store: &Arc<dyn Store>) {
+    let mut elsewhere = claim_req("other", 1);
+    elsewhere.queues = vec!["elsewhere".into()];
+    let (submitted, claimed) = store
+        .submit_and_claim(
+            job("parked", vec![task("a", &[]), task("b", &[])]),
+            vec![elsewhere, claim_req("w", 1), claim_req("w2", 4)],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(!submitted.existing);
+    assert_eq!(claimed.len(), 3, "one answer per claim, in order");
+    assert!(
+        claimed[0].assignments.is_empty(),
+        "another queue gets nothing"
+    );
+    assert_eq!(claimed[1].assignments.len(), 1, "at most `max`");
+    assert_eq!(claimed[2].assignments.len(), 1, "what is left");
+    let mut tasks: Vec<_> = claimed[1..]
+        .iter()
+        .map(|c| c.assignments[0].attempt.clone())
+        .collect();
+    tasks.sort_by(|x, y| x.task_id.cmp(&y.task_id));
+    assert_eq!(tasks[0].job_id, submitted.job_id);
+    assert_eq!(
+        (tasks[0].task_id.as_str(), tasks[1].task_id.as_str()),
+        ("a", "b")
+    );
+    for (agent, key) in [("w", &claimed[1]), ("w2", &claimed[2])] {
+        let key = &key.assignments[0].attempt;
+        assert_eq!(
+            task_state(store, &submitted.job_id, &key.task_id).await,
+            TaskState::Running
+        );
+        store
+            .finish_attempt(
+                finish(agent, key, Outcome::Succeeded),
+                vec![],
+                0,
+                1 << 20,
+                T0,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.get_job(&submitted.job_id).await.unwrap().state,
+        JobState::Succeeded
+    );
 }
 
 async fn dag_runs_in_order(store: &Arc<dyn Store>) {
