@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::engine::Engine;
-use crate::model::AttemptKey;
+use crate::model::{AttemptKey, JobRecord};
 
 use super::Stream;
 
@@ -36,20 +36,14 @@ impl JobApi {
 /// Sends the job after every change until it ends or the client goes away.
 async fn feed_watch(
     engine: Arc<Engine>,
-    job_id: String,
+    first: JobRecord,
+    mut changes: tokio::sync::watch::Receiver<u64>,
     tx: mpsc::Sender<Result<pb::Job, Status>>,
     shutdown: CancellationToken,
 ) {
-    let mut changes = engine.watch(&job_id);
+    let job_id = first.id.clone();
+    let mut job = first;
     loop {
-        changes.mark_unchanged();
-        let job = match engine.job(&job_id).await {
-            Ok(job) => job,
-            Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
-                return;
-            }
-        };
         let done = job.state.is_terminal();
         if tx.send(Ok(convert::job(&job))).await.is_err() || done {
             return;
@@ -59,6 +53,14 @@ async fn feed_watch(
             _ = tx.closed() => return,
             _ = shutdown.cancelled() => return,
         }
+        changes.mark_unchanged();
+        job = match engine.job(&job_id).await {
+            Ok(job) => job,
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
     }
 }
 
@@ -178,12 +180,16 @@ impl JobService for JobApi {
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let job_id = request.into_inner().job_id;
-        // Fail fast on an unknown id, before the stream starts.
-        self.engine.job(&job_id).await?;
+        // Subscribed before the first read, so that no change falls between the two.
+        let changes = self.engine.watch(&job_id);
+        // Fail fast on an unknown id, before the stream starts; the job read is the first
+        // message.
+        let first = self.engine.job(&job_id).await?;
         let (tx, rx) = mpsc::channel(4);
         self.tracker.spawn(feed_watch(
             self.engine.clone(),
-            job_id,
+            first,
+            changes,
             tx,
             self.shutdown.clone(),
         ));
