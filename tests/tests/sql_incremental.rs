@@ -4,7 +4,8 @@
 //! lost, never twice; a failed attempt and a lost agent (kill -9 mid-extract) leave the
 //! watermark where it was and the retry extracts the same range; a backfill extracts an
 //! explicit range without moving the watermark; after `watermarks reset` the next run takes
-//! everything. PostgreSQL (`FERRY_TEST_POSTGRES_URL`) and an SQLite file.
+//! everything; a controller killed with -9 keeps it. PostgreSQL (`FERRY_TEST_POSTGRES_URL`)
+//! and an SQLite file.
 
 use std::{path::Path, time::Duration};
 
@@ -314,7 +315,7 @@ async fn sqlite_incremental_runs_take_each_row_once() {
         &[DatasourceConfig::new("lite", format!("sqlite://{}", file.display())).read_only()],
     )
     .unwrap();
-    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let mut controller = Controller::start(ControllerOpts::default()).await.unwrap();
     let cli = controller.cli();
     let _agent = agent(&controller, "lite-a", &config).await;
     let name = "lite-orders";
@@ -330,6 +331,10 @@ async fn sqlite_incremental_runs_take_each_row_once() {
     let (two, doc) = run(&cli, &job, &[]).await;
     succeeded(&doc);
     assert_eq!(extracted(&cli, &two).await, range(4..=6));
+    assert_eq!(mark(&cli, name).await.as_deref(), Some("6"));
+
+    // The watermark was on disk with the success: a kill -9 of the controller keeps it.
+    controller.restart().await.unwrap();
     assert_eq!(mark(&cli, name).await.as_deref(), Some("6"));
 
     // Nothing new: no rows, and the watermark stays.
