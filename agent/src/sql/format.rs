@@ -94,7 +94,7 @@ pub trait RowWriter: Send {
             "raw rows can only be written to csv",
         )))
     }
-    /// Flushes everything and syncs the file.
+    /// Flushes everything into the file.
     fn finish(self: Box<Self>) -> Result<(), WriteError>;
 }
 
@@ -117,14 +117,15 @@ impl Out {
         }
     }
 
-    /// Writes the gzip trailer, flushes and fsyncs.
+    /// Writes the gzip trailer and flushes. No fsync: the files are made durable by their
+    /// upload, and an agent that crashes before it loses the attempt with them.
     pub fn finish(self) -> io::Result<()> {
         let buffered = match self {
             Out::Plain(w) => w,
             Out::Gzip(gz) => gz.finish()?,
         };
-        let file = buffered.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
+        buffered.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
     }
 }
 

@@ -362,8 +362,13 @@ async fn plan(client: &Client, job: &Job<'_>) -> Result<Plan, SqlError> {
                 None => (Decode::Text, Some(format!("{q}::text"))),
             }
         };
+        let typmod = numeric_typmod(c.type_modifier());
+        let decode = match (decode, typmod) {
+            (Decode::Numeric, Some((_, scale))) => Decode::NumericScaled(scale),
+            (d, _) => d,
+        };
         let kind = match (decode, ty) {
-            (Decode::Numeric, _) => match numeric_typmod(c.type_modifier()) {
+            (Decode::Numeric | Decode::NumericScaled(_), _) => match typmod {
                 Some((precision, scale)) => Kind::Decimal { precision, scale },
                 None => Kind::Text,
             },

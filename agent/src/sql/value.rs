@@ -72,6 +72,11 @@ pub enum Value<'a> {
     Double(f64),
     /// A decimal in plain text form (`-12.50`, `NaN`): exact.
     Decimal(Cow<'a, str>),
+    /// A decimal as its unscaled integer: `unscaled × 10^-scale`.
+    Scaled {
+        unscaled: i128,
+        scale: u8,
+    },
     Text(Cow<'a, str>),
     Bytes(&'a [u8]),
     Json(Cow<'a, str>),
@@ -159,6 +164,27 @@ pub fn write_uuid(out: &mut String, u: &[u8; 16]) {
     }
 }
 
+/// `unscaled × 10^-scale` in plain notation with exactly `scale` decimals.
+fn write_scaled(out: &mut String, unscaled: i128, scale: u8) {
+    let digits = unscaled.unsigned_abs().to_string();
+    if unscaled < 0 {
+        out.push('-');
+    }
+    let scale = usize::from(scale);
+    if scale == 0 {
+        out.push_str(&digits);
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        out.push_str(&digits);
+    }
+}
+
 fn write_f64(out: &mut String, f: f64) {
     if f.is_nan() {
         out.push_str("NaN");
@@ -195,6 +221,7 @@ impl Value<'_> {
             }
             Value::Double(f) => write_f64(out, *f),
             Value::Decimal(s) | Value::Text(s) | Value::Json(s) => out.push_str(s),
+            Value::Scaled { unscaled, scale } => write_scaled(out, *unscaled, *scale),
             Value::Bytes(b) => base64::engine::general_purpose::STANDARD.encode_string(b, out),
             Value::Date(d) => write_date(out, i64::from(*d)),
             Value::Time(t) => write_time(out, *t),
@@ -308,6 +335,12 @@ mod tests {
         assert_eq!(text(Value::Uuid(u)), "ab000000-0000-0000-0000-000000000001");
         assert_eq!(text(Value::Null), "");
         assert_eq!(text(Value::Infinity(false)), "-infinity");
+        let scaled = |unscaled, scale| text(Value::Scaled { unscaled, scale });
+        assert_eq!(scaled(12345, 2), "123.45");
+        assert_eq!(scaled(-5, 3), "-0.005");
+        assert_eq!(scaled(7, 0), "7");
+        assert_eq!(scaled(0, 2), "0.00");
+        assert_eq!(scaled(-120, 2), "-1.20");
     }
 
     #[test]

@@ -21,6 +21,8 @@ use crate::sql::value::{unscaled, Column, Kind, Value};
 
 /// Rows per row group at most.
 const GROUP_ROWS: usize = 128 * 1024;
+/// Dictionary page size past which a column chunk is written plain.
+const DICTIONARY_BYTES: usize = 64 << 10;
 /// Buffered bytes (all columns) that close a row group early: wide text columns.
 const GROUP_BYTES: usize = 64 << 20;
 
@@ -153,6 +155,10 @@ impl ParquetWriter {
                 ParquetCompression::None => Compression::UNCOMPRESSED,
             })
             .set_created_by(format!("ferry-agent {}", env!("CARGO_PKG_VERSION")))
+            // A column whose dictionary passes this falls back to plain encoding: columns of
+            // unique values (ids, hashes) stop paying for hashing early, while low-cardinality
+            // ones keep their dictionary.
+            .set_dictionary_page_size_limit(DICTIONARY_BYTES)
             .build();
         let writer = SerializedFileWriter::new(file, Arc::new(schema), Arc::new(props))?;
         let cols = columns
@@ -290,10 +296,20 @@ impl Col {
             (Buf::F64(v), _, Value::Double(f)) => v.push(*f),
             (Buf::F64(v), _, Value::Float(f)) => v.push(f64::from(*f)),
             (Buf::F64(v), _, Value::Int(i)) => v.push(*i as f64),
+            (buf, Kind::Decimal { scale, .. }, Value::Scaled { unscaled, scale: s })
+                if *s == scale =>
+            {
+                match buf {
+                    Buf::I32(v) => v.push(*unscaled as i32),
+                    Buf::I64(v) => v.push(*unscaled as i64),
+                    Buf::Fixed16(v) => v.extend_from_slice(&unscaled.to_be_bytes()),
+                    _ => return Err(mismatch(self, value)),
+                }
+            }
             (buf, Kind::Decimal { scale, .. }, _) => {
                 let text: &str = match value {
                     Value::Decimal(s) | Value::Text(s) => s,
-                    Value::Int(_) | Value::UInt(_) => {
+                    Value::Int(_) | Value::UInt(_) | Value::Scaled { .. } => {
                         self.text.clear();
                         value.write_text(&mut self.text);
                         &self.text
@@ -351,8 +367,7 @@ impl RowWriter for ParquetWriter {
 
     fn finish(mut self: Box<Self>) -> Result<(), WriteError> {
         self.flush_group()?;
-        let file = self.writer.into_inner()?;
-        file.sync_all()?;
+        self.writer.into_inner()?;
         Ok(())
     }
 }

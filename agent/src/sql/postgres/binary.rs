@@ -16,6 +16,8 @@ pub enum Decode {
     Float4,
     Float8,
     Numeric,
+    /// A `numeric(p,s)` read straight into its unscaled integer at scale `s`.
+    NumericScaled(u8),
     Text,
     Bytea,
     Date,
@@ -104,6 +106,38 @@ pub fn numeric_text(b: &[u8]) -> Result<String, String> {
     Ok(out)
 }
 
+/// A `numeric` as its unscaled integer at `scale`; `None` for NaN, infinities, values that do
+/// not fit, or more decimals than `scale` (the text path then names the problem).
+pub fn numeric_scaled(b: &[u8], scale: u8) -> Option<i128> {
+    if b.len() < 8 {
+        return None;
+    }
+    let ndigits = usize::try_from(be_i16(b)).ok()?;
+    let weight = i32::from(be_i16(&b[2..]));
+    let sign = u16::from_be_bytes([b[4], b[5]]);
+    if b.len() < 8 + 2 * ndigits || !(sign == 0 || sign == 0x4000) {
+        return None;
+    }
+    let mut d: i128 = 0;
+    for i in 0..ndigits {
+        d = d
+            .checked_mul(10_000)?
+            .checked_add(i128::from(be_i16(&b[8 + 2 * i..])))?;
+    }
+    // d × 10^(4 × (weight − ndigits + 1)) is the value; × 10^scale is the unscaled integer.
+    let exp = 4 * (weight - ndigits as i32 + 1) + i32::from(scale);
+    let value = if exp >= 0 {
+        d.checked_mul(10i128.checked_pow(u32::try_from(exp).ok()?)?)?
+    } else {
+        let div = 10i128.checked_pow(u32::try_from(-exp).ok()?)?;
+        if d % div != 0 {
+            return None;
+        }
+        d / div
+    };
+    Some(if sign == 0x4000 { -value } else { value })
+}
+
 fn time_value(micros: i64, make: fn(i64) -> Value<'static>) -> Value<'static> {
     match micros {
         i64::MAX => Value::Infinity(true),
@@ -122,6 +156,10 @@ impl Decode {
             Decode::Float4 => Kind::Float,
             Decode::Float8 => Kind::Double,
             Decode::Numeric | Decode::Text => Kind::Text,
+            Decode::NumericScaled(scale) => Kind::Decimal {
+                precision: 38,
+                scale,
+            },
             Decode::Bytea => Kind::Bytes,
             Decode::Date => Kind::Date,
             Decode::Time => Kind::Time,
@@ -176,6 +214,10 @@ impl Decode {
                 Value::Double(f64::from_bits(be_i64(b) as u64))
             }
             Decode::Numeric => Value::Decimal(Cow::Owned(numeric_text(b)?)),
+            Decode::NumericScaled(scale) => match numeric_scaled(b, scale) {
+                Some(unscaled) => Value::Scaled { unscaled, scale },
+                None => Value::Decimal(Cow::Owned(numeric_text(b)?)),
+            },
             Decode::Text => Value::Text(text(b)?),
             Decode::Json => Value::Json(text(b)?),
             Decode::Jsonb => match b.split_first() {
@@ -380,6 +422,20 @@ mod tests {
         assert_eq!(numeric_text(&numeric(0, 0, 0, 2, &[])).unwrap(), "0.00");
         assert_eq!(numeric_text(&numeric(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");
         assert!(numeric_text(&[0, 5]).is_err());
+        let n = numeric(3, 1, 0, 3, &[1, 2345, 6780]);
+        assert_eq!(numeric_scaled(&n, 3), Some(12_345_678));
+        assert_eq!(numeric_scaled(&n, 5), Some(1_234_567_800));
+        assert_eq!(numeric_scaled(&n, 2), None, "12345.678 has 3 decimals");
+        assert_eq!(
+            numeric_scaled(&numeric(1, -1, 0x4000, 4, &[1]), 4),
+            Some(-1)
+        );
+        assert_eq!(
+            numeric_scaled(&numeric(1, 1, 0, 0, &[1]), 2),
+            Some(1_000_000)
+        );
+        assert_eq!(numeric_scaled(&numeric(0, 0, 0, 2, &[]), 2), Some(0));
+        assert_eq!(numeric_scaled(&numeric(0, 0, 0xC000, 0, &[]), 2), None);
     }
 
     #[test]

@@ -15,14 +15,29 @@ impl RowScanner {
     fn ends(&mut self, b: &[u8], n: u64) -> (usize, u64) {
         let mut found = 0;
         let mut past = 0;
-        for (i, &c) in b.iter().enumerate() {
-            if c == b'"' {
-                self.in_quotes = !self.in_quotes;
-            } else if c == b'\n' && !self.in_quotes {
-                found += 1;
-                past = i + 1;
-                if found == n {
-                    break;
+        let mut at = 0;
+        while found < n {
+            if self.in_quotes {
+                // Inside a quoted field only the closing quote matters.
+                match memchr::memchr(b'"', &b[at..]) {
+                    Some(i) => {
+                        self.in_quotes = false;
+                        at += i + 1;
+                    }
+                    None => break,
+                }
+            } else {
+                match memchr::memchr2(b'"', b'\n', &b[at..]) {
+                    Some(i) if b[at + i] == b'"' => {
+                        self.in_quotes = true;
+                        at += i + 1;
+                    }
+                    Some(i) => {
+                        found += 1;
+                        at += i + 1;
+                        past = at;
+                    }
+                    None => break,
                 }
             }
         }
