@@ -23,7 +23,8 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(90);
 const SECRET: &str = "s3cret-ferry-pw-5521";
 
 /// A controller and one agent serving queue `sql` with datasources `pg`, `pg_ro`, `my`,
-/// `my_ro` and `lite` (a fresh SQLite file), the PostgreSQL ones with [`SECRET`] as password.
+/// `my_ro`, `lite` and `lite_ro` (a fresh SQLite file); `pg` has [`SECRET`] as its password,
+/// in its URL and in its `password_file`.
 struct Setup {
     controller: Controller,
     agent: Agent,
@@ -52,6 +53,7 @@ async fn setup(label: &str) -> Setup {
             DatasourceConfig::new("my", databases::mysql_url()),
             DatasourceConfig::new("my_ro", databases::mysql_url()).read_only(),
             DatasourceConfig::new("lite", format!("sqlite://{}", sqlite.display())),
+            DatasourceConfig::new("lite_ro", format!("sqlite://{}", sqlite.display())).read_only(),
         ],
     )
     .unwrap();
@@ -702,7 +704,7 @@ async fn bad_input_is_named_and_secrets_stay_on_the_agent() {
         ))
         .await;
     assert!(
-        error.contains("\"nope\"") && error.contains("lite, my, my_ro, pg, pg_ro"),
+        error.contains("\"nope\"") && error.contains("lite, lite_ro, my, my_ro, pg, pg_ro"),
         "{error}"
     );
 
@@ -786,6 +788,23 @@ async fn bad_input_is_named_and_secrets_stay_on_the_agent() {
         .await
         .unwrap();
     assert_eq!(n, Some(1));
+    let lite = rusqlite::Connection::open(&s.sqlite).unwrap();
+    lite.execute_batch("CREATE TABLE ro (id INTEGER); INSERT INTO ro VALUES (1);")
+        .unwrap();
+    let error = s
+        .failure(&job(
+            "ro-lite",
+            r#"datasource = "lite_ro", query = "delete from ro returning id""#,
+        ))
+        .await;
+    assert!(
+        error.contains("datasource lite_ro") && error.contains("readonly"),
+        "{error}"
+    );
+    let n: i64 = lite
+        .query_row("select count(*) from ro", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
 
     // A successful extract through the datasource whose URL and file hold the password.
     let _ = s
