@@ -917,6 +917,72 @@ async fn a_connection_killed_mid_extract_fails_the_attempt_and_publishes_nothing
     assert_eq!(listed, json!([]), "nothing published");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_connection_killed_mid_extract_fails_the_attempt_and_publishes_nothing() {
+    let s = setup("sql-my-killed").await;
+    let marker = databases::unique_table("ferry_killed");
+    let toml = job(
+        "my-killed",
+        &format!(
+            r#"datasource = "my", format = "jsonl", query = "select seq, '{marker}' as m, sleep(0.0002) as z from seq_1_to_400000""#
+        ),
+    );
+    let id = s.cli.submit(&toml).await.unwrap();
+    let mut my = databases::mysql().await.unwrap();
+    let work = s.agent.work_dir();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let partial = loop {
+        let found = read_tree_names(&work).into_iter().find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .ends_with(".partial")
+        });
+        if let Some(p) = found {
+            if std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false) {
+                break p;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial file under {}",
+            work.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ids: Vec<u64> = my
+        .query(format!(
+            "select id from information_schema.processlist \
+             where info like '%{marker}%' and id <> connection_id()"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    my.query_drop(format!("KILL CONNECTION {}", ids[0]))
+        .await
+        .unwrap();
+    let done = s.cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
+    assert_eq!(state(&done), "failed", "{done:#}");
+    let error = attempts(&done, "extract").last().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("datasource my"), "{error}");
+    assert!(
+        !partial.exists(),
+        "the partial file is left: {}",
+        partial.display()
+    );
+    let left: Vec<_> = read_tree_names(&work)
+        .into_iter()
+        .filter(|p| p.to_str().unwrap().contains("extract"))
+        .collect();
+    assert!(left.is_empty(), "files left: {left:?}");
+    let listed = s.cli.json(["results", "list", &id]).await.unwrap();
+    assert_eq!(listed, json!([]), "nothing published");
+}
+
 fn read_tree_names(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
