@@ -863,27 +863,7 @@ async fn a_connection_killed_mid_extract_fails_the_attempt_and_publishes_nothing
     let pg = databases::postgres().await.unwrap();
     let work = s.agent.work_dir();
     // Wait until the extract is streaming and its partial file has data.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let partial = loop {
-        let found = read_tree_names(&work).into_iter().find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .ends_with(".partial")
-        });
-        if let Some(p) = found {
-            if std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false) {
-                break p;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no partial file under {}",
-            work.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let partial = partial_file_with_data(&work).await;
     let killed: i64 = pg
         .query_one(
             &format!(
@@ -930,27 +910,7 @@ async fn a_mariadb_connection_killed_mid_extract_fails_the_attempt_and_publishes
     let id = s.cli.submit(&toml).await.unwrap();
     let mut my = databases::mysql().await.unwrap();
     let work = s.agent.work_dir();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let partial = loop {
-        let found = read_tree_names(&work).into_iter().find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .ends_with(".partial")
-        });
-        if let Some(p) = found {
-            if std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false) {
-                break p;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no partial file under {}",
-            work.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let partial = partial_file_with_data(&work).await;
     let ids: Vec<u64> = my
         .query(format!(
             "select id from information_schema.processlist \
@@ -981,6 +941,29 @@ async fn a_mariadb_connection_killed_mid_extract_fails_the_attempt_and_publishes
     assert!(left.is_empty(), "files left: {left:?}");
     let listed = s.cli.json(["results", "list", &id]).await.unwrap();
     assert_eq!(listed, json!([]), "nothing published");
+}
+
+/// Waits (30 s at most) until an extract under `work` is streaming: its `.partial` file has data.
+async fn partial_file_with_data(work: &Path) -> PathBuf {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = read_tree_names(work).into_iter().find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".partial"))
+        });
+        if let Some(p) = found {
+            if std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false) {
+                return p;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial file under {}",
+            work.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn read_tree_names(dir: &Path) -> Vec<PathBuf> {
