@@ -11,7 +11,7 @@ mod time;
 mod xml;
 
 #[cfg(test)]
-mod moto;
+pub(crate) mod moto;
 #[cfg(test)]
 mod moto_tests;
 
