@@ -1,6 +1,7 @@
 //! `upload`: one task writes a 2 GiB output, the agent uploads it (checksummed, in chunks
-//! over gRPC) into the controller's data-directory store on loopback. Measured in the same
-//! run: the raw loopback TCP throughput (a tokio listener and a client writing the same
+//! over gRPC) into the controller's data-directory store on loopback, then the same into an
+//! S3-compatible store (moto's server on loopback, started here; the agent PUTs multipart
+//! parts itself with presigned URLs). Measured in the same run: the raw loopback TCP throughput (a tokio listener and a client writing the same
 //! number of bytes in 1 MiB writes), and the agent's peak RSS (`VmHWM`) over the upload.
 //!
 //! Upload MB/s = output size / the time from the command's end to the output being stored.
@@ -16,7 +17,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use ferry_proto::v1::{GetJobRequest, Job, JobState};
-use ferry_tests::TestDir;
+use ferry_tests::{Controller, ControllerOpts, Moto, TestDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
@@ -54,7 +55,70 @@ pub async fn run(args: &Args) -> Result<()> {
         tcp_time.as_secs_f64()
     );
 
-    let controller = common::controller(Duration::from_secs(15)).await?;
+    let data_dir = measure(
+        args,
+        "data directory",
+        ControllerOpts::default().agent_timeout(Duration::from_secs(15)),
+    )
+    .await
+    .context("uploading into the data directory")?;
+
+    // The same output into an S3-compatible store (moto's server on loopback): the agent PUTs
+    // the parts itself with presigned URLs; moto, a Python server, bounds the figure.
+    let moto = Moto::start().await.context("starting moto")?;
+    moto.create_bucket(BUCKET).await?;
+    let config = TestDir::new("bench-s3")?;
+    let opts = moto
+        .controller_opts(BUCKET, "bench", &config)
+        .agent_timeout(Duration::from_secs(15));
+    let s3 = measure(args, "S3 (moto)", opts)
+        .await
+        .context("uploading into the S3-compatible store")?;
+
+    emit(
+        BENCH,
+        "data_dir_mb_per_s",
+        data_dir.mb_per_s,
+        "MB/s",
+        1,
+        Some(Target::AtLeast(1000.0)),
+    );
+    emit(BENCH, "s3_moto_mb_per_s", s3.mb_per_s, "MB/s", 1, None);
+    emit(
+        BENCH,
+        "loopback_tcp_mb_per_s",
+        tcp_mb_per_s,
+        "MB/s",
+        1,
+        None,
+    );
+    emit(
+        BENCH,
+        "agent_peak_rss_mb",
+        data_dir.hwm,
+        "MiB",
+        1,
+        Some(Target::Below(64.0)),
+    );
+    emit(BENCH, "s3_agent_peak_rss_mb", s3.hwm, "MiB", 1, None);
+    Ok(())
+}
+
+const BUCKET: &str = "ferry-bench";
+
+/// What one store's run measured.
+struct Measured {
+    mb_per_s: f64,
+    /// The agent's peak RSS (`VmHWM`), MiB.
+    hwm: f64,
+}
+
+/// Starts a controller with `opts` and an agent, runs the upload job, and measures it.
+async fn measure(args: &Args, store: &str, opts: ControllerOpts) -> Result<Measured> {
+    let bytes = args.size_mib * MIB;
+    let controller = Controller::start(opts)
+        .await
+        .context("starting ferry-controller")?;
     let agent = common::agent(&controller, "bench-upload", 1, Duration::from_secs(5)).await?;
     let agent_pid = agent.pid().context("the agent has no pid")?;
     let (_, hwm_idle) = common::memory_mb(agent_pid)?;
@@ -70,7 +134,7 @@ pub async fn run(args: &Args) -> Result<()> {
     spec.tasks[0].outputs = vec![OUTPUT.to_owned()];
     let mut client = controller.job_client().await?;
     eprintln!(
-        "[upload] one task writing a {} MiB output, then uploading it",
+        "[upload] {store}: one task writing a {} MiB output, then uploading it",
         args.size_mib
     );
     let job_id = common::submit(&mut client, spec).await?;
@@ -130,43 +194,22 @@ pub async fn run(args: &Args) -> Result<()> {
             ),
         ),
     };
-    eprintln!("[upload] measured {how}");
+    eprintln!("[upload] {store}: measured {how}");
     eprintln!(
-        "[upload] cross-check: attempt finish - start - command time = {:.3} s ({:.1} MB/s, \
+        "[upload] {store}: cross-check: attempt finish - start - command time = {:.3} s ({:.1} MB/s, \
          includes the completion round trip)",
         from_attempt.as_secs_f64(),
         mb_per_s(size, from_attempt)
     );
     eprintln!(
-        "[upload] agent memory: VmHWM {hwm_idle:.1} MiB before the job, {hwm:.1} MiB after; \
+        "[upload] {store}: agent memory: VmHWM {hwm_idle:.1} MiB before the job, {hwm:.1} MiB after; \
          largest sampled RSS {rss_max:.1} MiB"
     );
 
-    emit(
-        BENCH,
-        "data_dir_mb_per_s",
-        upload_mb_per_s,
-        "MB/s",
-        1,
-        Some(Target::AtLeast(1000.0)),
-    );
-    emit(
-        BENCH,
-        "loopback_tcp_mb_per_s",
-        tcp_mb_per_s,
-        "MB/s",
-        1,
-        None,
-    );
-    emit(
-        BENCH,
-        "agent_peak_rss_mb",
+    Ok(Measured {
+        mb_per_s: upload_mb_per_s,
         hwm,
-        "MiB",
-        1,
-        Some(Target::Below(64.0)),
-    );
-    Ok(())
+    })
 }
 
 /// MB (10^6 bytes) per second.
