@@ -39,6 +39,9 @@ pub struct Args {
     /// Upper bound for the job, in seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Measure the data directory only (no moto).
+    #[arg(long)]
+    pub no_s3: bool,
 }
 
 pub async fn run(args: &Args) -> Result<()> {
@@ -65,15 +68,21 @@ pub async fn run(args: &Args) -> Result<()> {
 
     // The same output into an S3-compatible store (moto's server on loopback): the agent PUTs
     // the parts itself with presigned URLs; moto, a Python server, bounds the figure.
-    let moto = Moto::start().await.context("starting moto")?;
-    moto.create_bucket(BUCKET).await?;
-    let config = TestDir::new("bench-s3")?;
-    let opts = moto
-        .controller_opts(BUCKET, "bench", &config)
-        .agent_timeout(Duration::from_secs(15));
-    let s3 = measure(args, "S3 (moto)", opts)
-        .await
-        .context("uploading into the S3-compatible store")?;
+    let s3 = if args.no_s3 {
+        None
+    } else {
+        let moto = Moto::start().await.context("starting moto")?;
+        moto.create_bucket(BUCKET).await?;
+        let config = TestDir::new("bench-s3")?;
+        let opts = moto
+            .controller_opts(BUCKET, "bench", &config)
+            .agent_timeout(Duration::from_secs(15));
+        Some(
+            measure(args, "S3 (moto)", opts)
+                .await
+                .context("uploading into the S3-compatible store")?,
+        )
+    };
 
     emit(
         BENCH,
@@ -83,7 +92,25 @@ pub async fn run(args: &Args) -> Result<()> {
         1,
         Some(Target::AtLeast(1000.0)),
     );
-    emit(BENCH, "s3_moto_mb_per_s", s3.mb_per_s, "MB/s", 1, None);
+    emit(
+        BENCH,
+        "data_dir_agent_cpu_ms_per_mib",
+        data_dir.agent_cpu_ms_per_mib,
+        "ms",
+        1,
+        None,
+    );
+    emit(
+        BENCH,
+        "data_dir_controller_cpu_ms_per_mib",
+        data_dir.controller_cpu_ms_per_mib,
+        "ms",
+        1,
+        None,
+    );
+    if let Some(s3) = &s3 {
+        emit(BENCH, "s3_moto_mb_per_s", s3.mb_per_s, "MB/s", 1, None);
+    }
     emit(
         BENCH,
         "loopback_tcp_mb_per_s",
@@ -100,7 +127,9 @@ pub async fn run(args: &Args) -> Result<()> {
         1,
         Some(Target::Below(64.0)),
     );
-    emit(BENCH, "s3_agent_peak_rss_mb", s3.hwm, "MiB", 1, None);
+    if let Some(s3) = &s3 {
+        emit(BENCH, "s3_agent_peak_rss_mb", s3.hwm, "MiB", 1, None);
+    }
     Ok(())
 }
 
@@ -111,6 +140,28 @@ struct Measured {
     mb_per_s: f64,
     /// The agent's peak RSS (`VmHWM`), MiB.
     hwm: f64,
+    /// CPU time (user + system) each process spent over the job, per MiB of output.
+    agent_cpu_ms_per_mib: f64,
+    controller_cpu_ms_per_mib: f64,
+}
+
+/// CPU time (user + system) a process has used so far (`/proc/PID/stat`).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name (which may hold spaces) end with `)`.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no field {i} in {path}"))
+    };
+    // /proc counts in USER_HZ ticks, which Linux fixes at 100 a second.
+    let hz = 100;
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 1000 / hz))
 }
 
 /// Starts a controller with `opts` and an agent, runs the upload job, and measures it.
@@ -137,6 +188,8 @@ async fn measure(args: &Args, store: &str, opts: ControllerOpts) -> Result<Measu
         "[upload] {store}: one task writing a {} MiB output, then uploading it",
         args.size_mib
     );
+    let controller_pid = controller.pid().context("the controller has no pid")?;
+    let cpu_before = (cpu_time(agent_pid)?, cpu_time(controller_pid)?);
     let job_id = common::submit(&mut client, spec).await?;
 
     let deadline = Deadline::after(Duration::from_secs(args.timeout));
@@ -166,6 +219,15 @@ async fn measure(args: &Args, store: &str, opts: ControllerOpts) -> Result<Measu
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let (_, hwm) = common::memory_mb(agent_pid).context("the agent exited")?;
+    let per_mib = |after: Duration, before: Duration| {
+        after.saturating_sub(before).as_secs_f64() * 1000.0 / args.size_mib.max(1) as f64
+    };
+    let agent_cpu_ms_per_mib = per_mib(cpu_time(agent_pid)?, cpu_before.0);
+    let controller_cpu_ms_per_mib = per_mib(cpu_time(controller_pid)?, cpu_before.1);
+    eprintln!(
+        "[upload] {store}: CPU per MiB: agent {agent_cpu_ms_per_mib:.3} ms, controller \
+         {controller_cpu_ms_per_mib:.3} ms"
+    );
     let size = bytes + RANDOM_TAIL;
 
     let from_log = uploaded_line(agent.log_path())?;
@@ -209,6 +271,8 @@ async fn measure(args: &Args, store: &str, opts: ControllerOpts) -> Result<Measu
     Ok(Measured {
         mb_per_s: upload_mb_per_s,
         hwm,
+        agent_cpu_ms_per_mib,
+        controller_cpu_ms_per_mib,
     })
 }
 
