@@ -3,7 +3,7 @@
 //! moves the bytes itself over plain HTTP/1.1, so gigabytes never pass through the controller.
 //!
 //! Uploads: a single PUT for a small file; otherwise multipart, one part read (and hashed,
-//! SHA-256, in file order) while the previous one is sent, the parts the store already holds
+//! SHA-256, in file order) while the previous two are sent, the parts the store already holds
 //! (a resumed upload) read for the hash but not sent again, then `CompleteUpload`. Downloads:
 //! a GET resumed with `Range` from the bytes written. A URL refused as expired is asked for
 //! again; a fenced attempt stops.
@@ -25,6 +25,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use crate::{
@@ -223,6 +224,8 @@ pub(crate) async fn upload(
         })
     };
     let unreadable = |e: String| Stop::Failed(format!("{label}: cannot read: {e}"));
+    // Parts being sent, owned here: dropped (aborted) with this function.
+    let mut sending: JoinSet<Result<(u32, String), Stop>> = JoinSet::new();
     let mut next = Some(read(1, Sha256::new()));
     let mut sha256 = String::new();
     let mut sent = 0u32;
@@ -232,64 +235,61 @@ pub(crate) async fn upload(
             r = reading => r.map_err(|e| unreadable(e.to_string()))?.map_err(|e| unreadable(e.to_string()))?,
             () = kill.abort.cancelled() => return Err(Stop::Aborted),
         };
+        if etags.contains_key(&n) {
+            if n < part_count {
+                next = Some(read(n + 1, hasher));
+            } else {
+                sha256 = hex(&hasher.finalize());
+            }
+            continue;
+        }
+        // Room for this part: at most PARALLEL_PARTS in flight (memory stays bounded).
+        while sending.len() >= PARALLEL_PARTS {
+            let (number, etag) = joined(&mut sending, kill).await?;
+            etags.insert(number, etag);
+            sent += 1;
+        }
         if n < part_count {
             next = Some(read(n + 1, hasher));
         } else {
             sha256 = hex(&hasher.finalize());
         }
-        if etags.contains_key(&n) {
-            continue;
-        }
-        let data = Bytes::from(data);
-        let mut backoff = Backoff::default();
-        let mut failures = FailureLog::new("upload part");
-        let etag = loop {
-            let url = match urls.remove(&n) {
-                Some(url) => url,
-                None => {
-                    let more = ask(kill, "grant_upload", &label, || {
-                        client.grant_upload(request(n))
-                    })
-                    .await?;
-                    if more.upload_id != upload_id {
-                        // The controller started the upload over (its size changed?): fail
-                        // rather than mix two uploads.
-                        return Err(Stop::Failed(format!(
-                            "{label}: the controller changed the upload under way"
-                        )));
-                    }
-                    urls.extend(more.parts.into_iter().map(|p| (p.number, p.url)));
-                    match urls.remove(&n) {
-                        Some(url) => url,
-                        None => {
-                            return Err(Stop::Failed(format!(
-                                "{label}: the controller granted no URL for part {n}"
-                            )))
-                        }
-                    }
+        let url = match urls.remove(&n) {
+            Some(url) => url,
+            None => {
+                let more = ask(kill, "grant_upload", &label, || {
+                    client.grant_upload(request(n))
+                })
+                .await?;
+                if more.upload_id != upload_id {
+                    // The controller started the upload over (its size changed?): fail
+                    // rather than mix two uploads.
+                    return Err(Stop::Failed(format!(
+                        "{label}: the controller changed the upload under way"
+                    )));
                 }
-            };
-            let result = tokio::select! {
-                r = put(&http, &url, data.clone()) => r,
-                () = kill.abort.cancelled() => return Err(Stop::Aborted),
-            };
-            match result {
-                Ok(etag) if !etag.is_empty() => break etag,
-                Ok(_) => failures.failed(&format!("part {n}: the store answered no ETag")),
-                // The URL is dropped: the next turn asks for a fresh one.
-                Err(HttpFailure::Forbidden(e)) => failures.failed(&e),
-                Err(HttpFailure::Transient(e)) => {
-                    failures.failed(&e);
-                    urls.insert(n, url);
-                }
-                Err(HttpFailure::Refused(e)) => return Err(Stop::Failed(format!("{label}: {e}"))),
-            }
-            if !backoff.sleep(&kill.abort).await {
-                return Err(Stop::Aborted);
+                urls.extend(more.parts.into_iter().map(|p| (p.number, p.url)));
+                urls.remove(&n).ok_or_else(|| {
+                    Stop::Failed(format!(
+                        "{label}: the controller granted no URL for part {n}"
+                    ))
+                })?
             }
         };
-        failures.recovered();
-        etags.insert(n, etag);
+        let part = Part {
+            client: client.clone(),
+            http: http.clone(),
+            kill: kill.clone(),
+            label: label.clone(),
+            request: request(n),
+            number: n,
+            data: Bytes::from(data),
+        };
+        sending.spawn(part.send(url));
+    }
+    while !sending.is_empty() {
+        let (number, etag) = joined(&mut sending, kill).await?;
+        etags.insert(number, etag);
         sent += 1;
     }
     let parts: Vec<UploadedPart> = etags
@@ -318,6 +318,95 @@ pub(crate) async fn upload(
     }
     debug!(output = %name, parts = part_count, sent, "multipart upload complete");
     Ok(Some(sha256))
+}
+
+/// Parts of a multipart upload sent at once.
+const PARALLEL_PARTS: usize = 2;
+
+/// The next part sent, or why the upload stops.
+async fn joined(
+    sending: &mut JoinSet<Result<(u32, String), Stop>>,
+    kill: &KillSwitch,
+) -> Result<(u32, String), Stop> {
+    let joined = tokio::select! {
+        j = sending.join_next() => j,
+        () = kill.abort.cancelled() => return Err(Stop::Aborted),
+    };
+    match joined {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(Stop::Failed(format!("sending a part failed: {e}"))),
+        None => Err(Stop::Failed("no part in flight".to_owned())),
+    }
+}
+
+/// One part of a multipart upload and what it takes to send it again.
+struct Part {
+    client: Client,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+    kill: KillSwitch,
+    label: String,
+    /// Asks for this part's URL again when one expires.
+    request: GrantUploadRequest,
+    number: u32,
+    data: Bytes,
+}
+
+impl Part {
+    /// PUTs the part, again while it fails transiently, with a new URL when one is refused
+    /// (expired); the part's number and ETag.
+    async fn send(self, url: String) -> Result<(u32, String), Stop> {
+        let n = self.number;
+        let mut url = Some(url);
+        let mut backoff = Backoff::default();
+        let mut failures = FailureLog::new("upload part");
+        loop {
+            let target = match url.take() {
+                Some(url) => url,
+                None => {
+                    let more = ask(&self.kill, "grant_upload", &self.label, || {
+                        self.client.grant_upload(self.request.clone())
+                    })
+                    .await?;
+                    more.parts
+                        .into_iter()
+                        .find(|p| p.number == n)
+                        .map(|p| p.url)
+                        .ok_or_else(|| {
+                            Stop::Failed(format!(
+                                "{}: the controller granted no URL for part {n}",
+                                self.label
+                            ))
+                        })?
+                }
+            };
+            let result = tokio::select! {
+                r = put(&self.http, &target, self.data.clone()) => r,
+                () = self.kill.abort.cancelled() => return Err(Stop::Aborted),
+            };
+            match result {
+                Ok(etag) if !etag.is_empty() => {
+                    failures.recovered();
+                    return Ok((n, etag));
+                }
+                Ok(_) => {
+                    failures.failed(&format!("part {n}: the store answered no ETag"));
+                    url = Some(target);
+                }
+                // The URL is dropped: the next turn asks for a fresh one.
+                Err(HttpFailure::Forbidden(e)) => failures.failed(&e),
+                Err(HttpFailure::Transient(e)) => {
+                    failures.failed(&e);
+                    url = Some(target);
+                }
+                Err(HttpFailure::Refused(e)) => {
+                    return Err(Stop::Failed(format!("{}: {e}", self.label)))
+                }
+            }
+            if !backoff.sleep(&self.kill.abort).await {
+                return Err(Stop::Aborted);
+            }
+        }
+    }
 }
 
 /// A file small enough for one PUT: read whole, hashed, sent (again while it fails).
