@@ -3,7 +3,7 @@
 //! attempt; outputs round-trip through `ferry results get`; a task on one queue hands its
 //! outputs to a task on another; a lost attempt's grant is refused; an upload interrupted by
 //! a `kill -9` of the controller resumes without sending finished parts again; retention
-//! removes the objects of expired jobs.
+//! removes the objects of expired jobs; outputs over the limit fail the attempt.
 
 use std::{
     collections::BTreeMap,
@@ -413,4 +413,42 @@ shell = "echo a > a.txt && head -c 20000000 /dev/urandom > b.bin"
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(results(&cli, &id, None).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outputs_over_the_limit_fail_the_attempt_naming_it() {
+    let (moto, _config, opts) = store("limited").await;
+    let controller = Controller::start(opts.arg("--max-output-bytes").arg("1000"))
+        .await
+        .unwrap();
+    let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-a").queue("etl"))
+        .await
+        .unwrap();
+    let job = r#"
+name = "too-big"
+
+[[tasks]]
+id = "only"
+queue = "etl"
+retry = { max_attempts = 1 }
+outputs = ["big.bin"]
+shell = "head -c 2000 /dev/urandom > big.bin"
+"#;
+    let cli = controller.cli();
+    let id = cli.submit(job).await.unwrap();
+    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
+    assert_eq!(state(&done), "failed", "{done:#}");
+    let error = attempts(&done, "only")[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("exceed the limit of 1000 bytes") && error.contains("big.bin"),
+        "{error}"
+    );
+    assert!(moto
+        .objects(BUCKET, &format!("limited/jobs/{id}/"))
+        .await
+        .unwrap()
+        .is_empty());
 }
