@@ -8,7 +8,8 @@ use std::{
 
 use ferry_proto::v1::{
     agent_service_client::AgentServiceClient, AgentIdentity, AppendLogsRequest, AttemptRef,
-    CompleteRequest, CompleteResponse, DataChunk, DeregisterRequest, FetchInputRequest,
+    CompleteRequest, CompleteResponse, CompleteUploadRequest, DataChunk, DeregisterRequest,
+    FetchInputRequest, GrantDownloadResponse, GrantUploadRequest, GrantUploadResponse,
     HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse, RegisterRequest,
     RegisterResponse, ReleaseRequest, UploadChunk, UploadOutputResponse, UploadStatusRequest,
 };
@@ -257,6 +258,72 @@ impl Client {
         let mut client = self.bulk.clone();
         match tokio::time::timeout(RPC_TIMEOUT, client.fetch_input(request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(TransferError::from_status(&status)),
+            Err(_) => Err(TransferError::Transient(format!(
+                "no answer within {RPC_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// URLs to PUT one output straight to the object store (`direct = false`: stream it).
+    pub async fn grant_upload(
+        &self,
+        mut req: GrantUploadRequest,
+    ) -> Result<GrantUploadResponse, TransferError> {
+        req.agent = self.identity();
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(RPC_TIMEOUT);
+        self.authorize(&mut request);
+        let mut client = self.inner.clone();
+        match tokio::time::timeout(RPC_TIMEOUT, client.grant_upload(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            // A controller from before object stores: stream to it.
+            Ok(Err(status)) if status.code() == Code::Unimplemented => {
+                Ok(GrantUploadResponse::default())
+            }
+            Ok(Err(status)) => Err(TransferError::from_status(&status)),
+            Err(_) => Err(TransferError::Transient(format!(
+                "no answer within {RPC_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Assembles a multipart upload; the object's size.
+    pub async fn complete_upload(
+        &self,
+        mut req: CompleteUploadRequest,
+    ) -> Result<u64, TransferError> {
+        req.agent = self.identity();
+        let mut request = tonic::Request::new(req);
+        // Assembling gigabytes takes the store a while.
+        let timeout = RPC_TIMEOUT * 12;
+        request.set_timeout(timeout);
+        self.authorize(&mut request);
+        let mut client = self.inner.clone();
+        match tokio::time::timeout(timeout, client.complete_upload(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner().size),
+            Ok(Err(status)) => Err(TransferError::from_status(&status)),
+            Err(_) => Err(TransferError::Transient(format!(
+                "no answer within {timeout:?}"
+            ))),
+        }
+    }
+
+    /// A presigned URL of one input (`direct = false`: fetch it with `fetch_input`).
+    pub async fn grant_download(
+        &self,
+        mut req: FetchInputRequest,
+    ) -> Result<GrantDownloadResponse, TransferError> {
+        req.agent = self.identity();
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(RPC_TIMEOUT);
+        self.authorize(&mut request);
+        let mut client = self.inner.clone();
+        match tokio::time::timeout(RPC_TIMEOUT, client.grant_download(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) if status.code() == Code::Unimplemented => {
+                Ok(GrantDownloadResponse::default())
+            }
             Ok(Err(status)) => Err(TransferError::from_status(&status)),
             Err(_) => Err(TransferError::Transient(format!(
                 "no answer within {RPC_TIMEOUT:?}"

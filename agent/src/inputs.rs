@@ -16,6 +16,7 @@ use tracing::{debug, info};
 
 use crate::{
     client::{Backoff, Client, FailureLog, TransferError},
+    direct::Sink,
     outputs::INPUTS_DIR,
     running::KillSwitch,
     upload::{hex, Stop},
@@ -89,13 +90,6 @@ pub(crate) async fn stage(
     Ok(())
 }
 
-/// The file being written and the hash of what it holds.
-struct Sink {
-    file: File,
-    hasher: Sha256,
-    written: u64,
-}
-
 async fn fetch_one(
     client: &Client,
     attempt: &AttemptRef,
@@ -118,11 +112,17 @@ async fn fetch_one(
         .map_err(|e| fail(e.to_string()))?
         .map_err(|e| fail(format!("cannot create: {e}")))?
     };
-    let mut sink = Some(Sink {
+    let sink = Sink {
         file,
         hasher: Sha256::new(),
         written: 0,
-    });
+    };
+    // With an object store, straight from there; otherwise streamed by the controller.
+    let sink = match crate::direct::download(client, attempt, kill, input, sink).await? {
+        Ok(done) => return verify(done, input).map_err(fail),
+        Err(sink) => sink,
+    };
+    let mut sink = Some(sink);
     let mut backoff = Backoff::default();
     let mut failures = FailureLog::new("fetch_input");
     loop {

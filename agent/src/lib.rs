@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod config;
+pub mod direct;
 pub mod drain;
 pub mod heartbeat;
 pub mod inputs;

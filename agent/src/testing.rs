@@ -224,6 +224,28 @@ impl AgentService for Fake {
 
     type FetchInputStream = DataStream;
 
+    async fn grant_upload(
+        &self,
+        _: Request<GrantUploadRequest>,
+    ) -> Result<Response<GrantUploadResponse>, Status> {
+        // A controller that keeps artifacts itself: stream them.
+        Ok(Response::new(GrantUploadResponse::default()))
+    }
+
+    async fn complete_upload(
+        &self,
+        _: Request<CompleteUploadRequest>,
+    ) -> Result<Response<CompleteUploadResponse>, Status> {
+        Err(Status::invalid_argument("no multipart uploads here"))
+    }
+
+    async fn grant_download(
+        &self,
+        _: Request<FetchInputRequest>,
+    ) -> Result<Response<GrantDownloadResponse>, Status> {
+        Ok(Response::new(GrantDownloadResponse::default()))
+    }
+
     async fn fetch_input(
         &self,
         request: Request<FetchInputRequest>,

@@ -97,6 +97,32 @@ async fn upload_one(
             () = kill.abort.cancelled() => return Err(Stop::Aborted),
         }
     };
+    let file = Arc::new(file);
+    // With an object store, straight there; otherwise streamed to the controller.
+    let direct = crate::direct::upload(
+        client,
+        attempt,
+        kill,
+        &output.name,
+        output.size,
+        Arc::clone(&file),
+    )
+    .await?;
+    if let Some(sha256) = direct {
+        let elapsed = started.elapsed();
+        info!(
+            output = %output.name,
+            size = output.size,
+            mb_per_s = format!("{:.1}", mb_per_s(output.size, elapsed)),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "output uploaded to the object store"
+        );
+        return Ok(OutputFile {
+            name: output.name.clone(),
+            size: output.size,
+            sha256,
+        });
+    }
     let upload = Upload {
         header: UploadHeader {
             agent: client.agent_identity(),
@@ -106,7 +132,7 @@ async fn upload_one(
             // Declared by the last chunk: known once the file is read.
             sha256: String::new(),
         },
-        file: Arc::new(file),
+        file,
     };
     let sha256 = send_resuming(client, attempt, kill, &upload).await?;
     let elapsed = started.elapsed();

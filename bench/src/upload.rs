@@ -1,6 +1,7 @@
 //! `upload`: one task writes a 2 GiB output, the agent uploads it (checksummed, in chunks
-//! over gRPC) into the controller's data-directory store on loopback. Measured in the same
-//! run: the raw loopback TCP throughput (a tokio listener and a client writing the same
+//! over gRPC) into the controller's data-directory store on loopback, then the same into an
+//! S3-compatible store (moto's server on loopback, started here; the agent PUTs multipart
+//! parts itself with presigned URLs). Measured in the same run: the raw loopback TCP throughput (a tokio listener and a client writing the same
 //! number of bytes in 1 MiB writes), and the agent's peak RSS (`VmHWM`) over the upload.
 //!
 //! Upload MB/s = output size / the time from the command's end to the output being stored.
@@ -16,7 +17,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use ferry_proto::v1::{GetJobRequest, Job, JobState};
-use ferry_tests::TestDir;
+use ferry_tests::{Controller, ControllerOpts, Moto, TestDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
@@ -38,6 +39,9 @@ pub struct Args {
     /// Upper bound for the job, in seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Measure the data directory only (no moto).
+    #[arg(long)]
+    pub no_s3: bool,
 }
 
 pub async fn run(args: &Args) -> Result<()> {
@@ -54,7 +58,118 @@ pub async fn run(args: &Args) -> Result<()> {
         tcp_time.as_secs_f64()
     );
 
-    let controller = common::controller(Duration::from_secs(15)).await?;
+    let data_dir = measure(
+        args,
+        "data directory",
+        ControllerOpts::default().agent_timeout(Duration::from_secs(15)),
+    )
+    .await
+    .context("uploading into the data directory")?;
+
+    // The same output into an S3-compatible store (moto's server on loopback): the agent PUTs
+    // the parts itself with presigned URLs; moto, a Python server, bounds the figure.
+    let s3 = if args.no_s3 {
+        None
+    } else {
+        let moto = Moto::start().await.context("starting moto")?;
+        moto.create_bucket(BUCKET).await?;
+        let config = TestDir::new("bench-s3")?;
+        let opts = moto
+            .controller_opts(BUCKET, "bench", &config)
+            .agent_timeout(Duration::from_secs(15));
+        Some(
+            measure(args, "S3 (moto)", opts)
+                .await
+                .context("uploading into the S3-compatible store")?,
+        )
+    };
+
+    emit(
+        BENCH,
+        "data_dir_mb_per_s",
+        data_dir.mb_per_s,
+        "MB/s",
+        1,
+        Some(Target::AtLeast(1000.0)),
+    );
+    emit(
+        BENCH,
+        "data_dir_agent_cpu_ms_per_mib",
+        data_dir.agent_cpu_ms_per_mib,
+        "ms",
+        1,
+        None,
+    );
+    emit(
+        BENCH,
+        "data_dir_controller_cpu_ms_per_mib",
+        data_dir.controller_cpu_ms_per_mib,
+        "ms",
+        1,
+        None,
+    );
+    if let Some(s3) = &s3 {
+        emit(BENCH, "s3_moto_mb_per_s", s3.mb_per_s, "MB/s", 1, None);
+    }
+    emit(
+        BENCH,
+        "loopback_tcp_mb_per_s",
+        tcp_mb_per_s,
+        "MB/s",
+        1,
+        None,
+    );
+    emit(
+        BENCH,
+        "agent_peak_rss_mb",
+        data_dir.hwm,
+        "MiB",
+        1,
+        Some(Target::Below(64.0)),
+    );
+    if let Some(s3) = &s3 {
+        emit(BENCH, "s3_agent_peak_rss_mb", s3.hwm, "MiB", 1, None);
+    }
+    Ok(())
+}
+
+const BUCKET: &str = "ferry-bench";
+
+/// What one store's run measured.
+struct Measured {
+    mb_per_s: f64,
+    /// The agent's peak RSS (`VmHWM`), MiB.
+    hwm: f64,
+    /// CPU time (user + system) each process spent over the job, per MiB of output.
+    agent_cpu_ms_per_mib: f64,
+    controller_cpu_ms_per_mib: f64,
+}
+
+/// CPU time (user + system) a process has used so far (`/proc/PID/stat`).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name (which may hold spaces) end with `)`.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no field {i} in {path}"))
+    };
+    // /proc counts in USER_HZ ticks, which Linux fixes at 100 a second.
+    let hz = 100;
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 1000 / hz))
+}
+
+/// Starts a controller with `opts` and an agent, runs the upload job, and measures it.
+async fn measure(args: &Args, store: &str, opts: ControllerOpts) -> Result<Measured> {
+    let bytes = args.size_mib * MIB;
+    let controller = Controller::start(opts)
+        .await
+        .context("starting ferry-controller")?;
     let agent = common::agent(&controller, "bench-upload", 1, Duration::from_secs(5)).await?;
     let agent_pid = agent.pid().context("the agent has no pid")?;
     let (_, hwm_idle) = common::memory_mb(agent_pid)?;
@@ -70,9 +185,11 @@ pub async fn run(args: &Args) -> Result<()> {
     spec.tasks[0].outputs = vec![OUTPUT.to_owned()];
     let mut client = controller.job_client().await?;
     eprintln!(
-        "[upload] one task writing a {} MiB output, then uploading it",
+        "[upload] {store}: one task writing a {} MiB output, then uploading it",
         args.size_mib
     );
+    let controller_pid = controller.pid().context("the controller has no pid")?;
+    let cpu_before = (cpu_time(agent_pid)?, cpu_time(controller_pid)?);
     let job_id = common::submit(&mut client, spec).await?;
 
     let deadline = Deadline::after(Duration::from_secs(args.timeout));
@@ -102,6 +219,15 @@ pub async fn run(args: &Args) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let (_, hwm) = common::memory_mb(agent_pid).context("the agent exited")?;
+    let per_mib = |after: Duration, before: Duration| {
+        after.saturating_sub(before).as_secs_f64() * 1000.0 / args.size_mib.max(1) as f64
+    };
+    let agent_cpu_ms_per_mib = per_mib(cpu_time(agent_pid)?, cpu_before.0);
+    let controller_cpu_ms_per_mib = per_mib(cpu_time(controller_pid)?, cpu_before.1);
+    eprintln!(
+        "[upload] {store}: CPU per MiB: agent {agent_cpu_ms_per_mib:.3} ms, controller \
+         {controller_cpu_ms_per_mib:.3} ms"
+    );
     let size = bytes + RANDOM_TAIL;
 
     let from_log = uploaded_line(agent.log_path())?;
@@ -130,43 +256,24 @@ pub async fn run(args: &Args) -> Result<()> {
             ),
         ),
     };
-    eprintln!("[upload] measured {how}");
+    eprintln!("[upload] {store}: measured {how}");
     eprintln!(
-        "[upload] cross-check: attempt finish - start - command time = {:.3} s ({:.1} MB/s, \
+        "[upload] {store}: cross-check: attempt finish - start - command time = {:.3} s ({:.1} MB/s, \
          includes the completion round trip)",
         from_attempt.as_secs_f64(),
         mb_per_s(size, from_attempt)
     );
     eprintln!(
-        "[upload] agent memory: VmHWM {hwm_idle:.1} MiB before the job, {hwm:.1} MiB after; \
+        "[upload] {store}: agent memory: VmHWM {hwm_idle:.1} MiB before the job, {hwm:.1} MiB after; \
          largest sampled RSS {rss_max:.1} MiB"
     );
 
-    emit(
-        BENCH,
-        "data_dir_mb_per_s",
-        upload_mb_per_s,
-        "MB/s",
-        1,
-        Some(Target::AtLeast(1000.0)),
-    );
-    emit(
-        BENCH,
-        "loopback_tcp_mb_per_s",
-        tcp_mb_per_s,
-        "MB/s",
-        1,
-        None,
-    );
-    emit(
-        BENCH,
-        "agent_peak_rss_mb",
+    Ok(Measured {
+        mb_per_s: upload_mb_per_s,
         hwm,
-        "MiB",
-        1,
-        Some(Target::Below(64.0)),
-    );
-    Ok(())
+        agent_cpu_ms_per_mib,
+        controller_cpu_ms_per_mib,
+    })
 }
 
 /// MB (10^6 bytes) per second.

@@ -272,6 +272,14 @@ impl JobService for Fake {
         }
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
+
+    async fn grant_result_download(
+        &self,
+        _: Request<DownloadResultRequest>,
+    ) -> Result<Response<ferry_proto::v1::GrantDownloadResponse>, Status> {
+        // A controller that streams its artifacts itself.
+        Ok(Response::new(Default::default()))
+    }
 }
 
 async fn start(script: Script) -> (String, Fake) {

@@ -3,10 +3,12 @@
 //! of the attempt's directory (`published/<job>/<task>/<attempt>/<name>`). Readers find files
 //! only through the store's `outputs` rows, written in the transaction that records the
 //! success, so they see all of an attempt's outputs or none. No SQL and no gRPC here.
+//! `object.rs` is the S3-compatible store, used instead when `--artifacts s3://…` is set.
 
 mod files;
 mod handles;
 mod names;
+pub mod object;
 pub mod retention;
 
 use files::*;
@@ -14,6 +16,7 @@ pub use names::check_name;
 use names::*;
 
 pub use handles::{Pipeline, Publication, Reader, Upload};
+pub use object::{ObjectArtifacts, UploadGrant};
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -95,6 +98,8 @@ pub enum ArtifactError {
         offset: u64,
         size: u64,
     },
+    #[error("{0}")]
+    Object(crate::s3::S3Error),
     #[error("{what}: {source}")]
     Io {
         what: String,

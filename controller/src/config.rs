@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::artifacts::ArtifactConfig;
 use crate::engine::EngineConfig;
+use crate::s3::{S3Config, S3ConfigError, S3Options};
 
 /// Command-line flags; each also has a config-file key and a `FERRY_` variable.
 #[derive(Debug, Parser)]
@@ -49,6 +50,19 @@ pub struct Flags {
     /// env: FERRY_ARTIFACT_RETENTION].
     #[arg(long, value_name = "DURATION")]
     pub artifact_retention: Option<String>,
+    /// Where artifacts live: the data directory (default) or an S3-compatible store,
+    /// s3://BUCKET/PREFIX [env: FERRY_ARTIFACTS]. Credentials come from the config file
+    /// (s3_access_key_id, s3_secret_access_key, s3_session_token) or the usual AWS variables.
+    #[arg(long, value_name = "URL")]
+    pub artifacts: Option<String>,
+    /// Endpoint of the S3-compatible store, e.g. http://127.0.0.1:9000 [default: AWS's for
+    /// the region; env: FERRY_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL].
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Region of the S3-compatible store [default: us-east-1; env: FERRY_S3_REGION,
+    /// AWS_REGION, AWS_DEFAULT_REGION].
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
     /// File holding the token agents must present to join [env: FERRY_AGENT_TOKEN_FILE].
     #[arg(long, value_name = "FILE")]
     pub agent_token_file: Option<String>,
@@ -71,6 +85,13 @@ struct Raw {
     artifact_retention: String,
     agent_token_file: Option<String>,
     client_token_file: Option<String>,
+    artifacts: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_session_token: Option<String>,
+    s3_path_style: Option<bool>,
 }
 
 /// Checked settings.
@@ -81,6 +102,8 @@ pub struct Config {
     pub store_url: String,
     pub engine: EngineConfig,
     pub artifacts: ArtifactConfig,
+    /// The S3-compatible artifact store, when `artifacts` names one.
+    pub objects: Option<S3Config>,
     /// Token agents must present; `None` leaves `AgentService` open.
     pub agent_token: Option<Secret>,
     /// Token clients must present; `None` leaves `JobService` open.
@@ -103,9 +126,11 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("config: {key}: {problem}")]
     Invalid { key: &'static str, problem: String },
+    #[error("config: artifacts: {0}")]
+    Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 15] = [
     "listen",
     "data_dir",
     "store",
@@ -114,6 +139,13 @@ const KEYS: [&str; 8] = [
     "timeout_grace",
     "max_output_bytes",
     "artifact_retention",
+    "artifacts",
+    "s3_endpoint",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_session_token",
+    "s3_path_style",
 ];
 
 /// Default of `max_output_bytes`: 10 GiB.
@@ -150,6 +182,9 @@ impl Config {
             ("artifact_retention", flags.artifact_retention),
             ("agent_token_file", flags.agent_token_file),
             ("client_token_file", flags.client_token_file),
+            ("artifacts", flags.artifacts),
+            ("s3_endpoint", flags.s3_endpoint),
+            ("s3_region", flags.s3_region),
         ];
         for (key, value) in flag_values {
             if let Some(value) = value {
@@ -237,6 +272,20 @@ impl Raw {
             max_output_bytes: self.max_output_bytes,
             retention: duration("artifact_retention", &self.artifact_retention)?,
         };
+        let objects = match self.artifacts.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => {
+                let options = S3Options {
+                    endpoint: self.s3_endpoint,
+                    region: self.s3_region,
+                    access_key_id: self.s3_access_key_id,
+                    secret_access_key: self.s3_secret_access_key.map(Secret),
+                    session_token: self.s3_session_token.map(Secret),
+                    path_style: self.s3_path_style,
+                };
+                Some(S3Config::from_env(url, &options)?)
+            }
+        };
         let agent_token = read_token("agent_token_file", self.agent_token_file.as_deref())?;
         let client_token = read_token("client_token_file", self.client_token_file.as_deref())?;
         Ok(Config {
@@ -246,6 +295,7 @@ impl Raw {
             data_dir,
             store_url,
             artifacts,
+            objects,
             engine: EngineConfig {
                 agent_timeout,
                 log_limit: self.log_limit,
@@ -273,7 +323,42 @@ mod tests {
             artifact_retention: None,
             agent_token_file: None,
             client_token_file: None,
+            artifacts: None,
+            s3_endpoint: None,
+            s3_region: None,
         }
+    }
+
+    #[test]
+    fn an_s3_artifact_store_comes_from_flags_file_and_never_shows_its_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "artifacts = \"s3://ferry-bkt/runs\"\ns3_access_key_id = \"AKIDFILE\"\n\
+             s3_secret_access_key = \"very-secret-value\"\ns3_region = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Flags {
+            config: Some(file),
+            s3_endpoint: Some("http://127.0.0.1:9000".into()),
+            ..flags()
+        })
+        .unwrap();
+        let objects = config.objects.clone().expect("an object store");
+        assert_eq!(objects.location.to_string(), "s3://ferry-bkt/runs");
+        assert_eq!(objects.endpoint.to_string(), "http://127.0.0.1:9000");
+        assert_eq!(objects.region, "eu-west-1");
+        assert_eq!(objects.credentials.access_key_id, "AKIDFILE");
+        assert!(objects.path_style);
+        assert!(!format!("{config:?}").contains("very-secret-value"));
+        assert!(Config::load(flags()).unwrap().objects.is_none());
+        let err = Config::load(Flags {
+            artifacts: Some("s3://".into()),
+            ..flags()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("artifacts"), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::artifacts::{ArtifactError, Artifacts};
+use crate::artifacts::{ArtifactError, Artifacts, ObjectArtifacts};
 use crate::model::{
     now_ms, AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, ExtractInfo,
     HostMetrics, JobRecord, JobState, JobSummary, LogChunk, Millis, NewJob, Outcome, OutputFile,
@@ -98,6 +98,8 @@ pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) liveness: Liveness,
     pub(crate) artifacts: Arc<Artifacts>,
+    /// The S3-compatible store, when artifacts live there rather than in `artifacts`.
+    pub(crate) objects: Option<Arc<ObjectArtifacts>>,
     watchers: Watchers,
     /// Woken whenever tasks become queued.
     work: Notify,
@@ -120,11 +122,18 @@ impl Engine {
             liveness: Liveness::from_records(&agents),
             store,
             artifacts,
+            objects: None,
             watchers: Watchers::default(),
             work: Notify::new(),
             parked: ParkedPolls::default(),
             shutdown,
         })
+    }
+
+    /// Keeps artifacts in an S3-compatible store instead of the data directory.
+    pub fn with_objects(mut self, objects: Arc<ObjectArtifacts>) -> Self {
+        self.objects = Some(objects);
+        self
     }
 
     /// Wakes whoever a transition concerns.
@@ -472,7 +481,16 @@ impl Engine {
         let outcome = finish.outcome;
         let key = finish.attempt.clone();
         let view = self.liveness.touch(&who.name, &who.session)?;
-        let publication = if outcome == Outcome::Succeeded && !outputs.is_empty() {
+        let succeeded = outcome == Outcome::Succeeded && !outputs.is_empty();
+        if let (Some(objects), true) = (&self.objects, succeeded) {
+            // Objects need no move: their rows, written below, make them results.
+            if let Err(e) = objects.verify(&key, &outputs).await {
+                self.store.check_attempt(&who.name, &key).await?;
+                tracing::warn!(error = %e, "completion refused: outputs do not check out");
+                return Err(e.into());
+            }
+        }
+        let publication = if succeeded && self.objects.is_none() {
             if let Err(e) = self.artifacts.verify(&key, &outputs).await {
                 // A fenced attempt hears that it is fenced rather than about its files.
                 self.store.check_attempt(&who.name, &key).await?;
@@ -506,16 +524,28 @@ impl Engine {
             log_limit: self.config.log_limit,
         };
         let result = self.store.complete(completion, claim, now_ms()).await;
-        let undone = match (&result, publication) {
-            (Ok(_), Some(publication)) => {
-                publication.commit();
+        let undone = match (&self.objects, &result, publication) {
+            (Some(objects), Ok(_), _) if succeeded => {
+                objects.published(&key);
                 Ok(())
             }
-            (Err(StoreError::Fenced { .. }), Some(publication)) => publication.remove().await,
-            (Err(_), Some(publication)) => publication.restore().await,
-            // Not a success (or a success without outputs): its staging is of no more use.
-            (Ok(_) | Err(StoreError::Fenced { .. }), None) => self.artifacts.discard(&key).await,
-            (Err(_), None) => Ok(()),
+            (Some(objects), Ok(_) | Err(StoreError::Fenced { .. }), _) => {
+                objects.discard(&key).await
+            }
+            (Some(_), Err(_), _) => Ok(()),
+            (None, result, publication) => match (result, publication) {
+                (Ok(_), Some(publication)) => {
+                    publication.commit();
+                    Ok(())
+                }
+                (Err(StoreError::Fenced { .. }), Some(publication)) => publication.remove().await,
+                (Err(_), Some(publication)) => publication.restore().await,
+                // Not a success (or a success without outputs): its staging is of no more use.
+                (Ok(_) | Err(StoreError::Fenced { .. }), None) => {
+                    self.artifacts.discard(&key).await
+                }
+                (Err(_), None) => Ok(()),
+            },
         };
         if let Err(e) = undone {
             tracing::warn!(error = %e, "cleaning the attempt's artifacts failed");

@@ -27,6 +27,8 @@ pub enum RunError {
     Store(#[from] store::StoreError),
     #[error("opening the artifact store: {0}")]
     Artifacts(#[from] artifacts::ArtifactError),
+    #[error("opening the artifact store: {0}")]
+    Objects(#[from] s3::S3Error),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -46,20 +48,37 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         &config.artifacts.root,
         config.artifacts.max_output_bytes,
     )?);
-    let engine = Arc::new(
-        engine::Engine::new(
-            config.engine.clone(),
-            store.clone(),
-            artifacts.clone(),
-            shutdown.clone(),
-        )
-        .await?,
-    );
+    let objects = match &config.objects {
+        Some(s3) => {
+            let client = s3::S3Client::new(s3.clone())?;
+            // Fails now, naming the problem, rather than at the first upload.
+            client
+                .list_objects_v2_page(&client.key("jobs/"), None, 1)
+                .await?;
+            let objects =
+                artifacts::ObjectArtifacts::new(client, config.artifacts.max_output_bytes);
+            tracing::info!(location = %objects.location(), endpoint = %s3.endpoint, region = %s3.region, "artifacts in an S3-compatible store");
+            Some(Arc::new(objects))
+        }
+        None => None,
+    };
+    let mut engine = engine::Engine::new(
+        config.engine.clone(),
+        store.clone(),
+        artifacts.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    if let Some(objects) = &objects {
+        engine = engine.with_objects(objects.clone());
+    }
+    let engine = Arc::new(engine);
     let tracker = TaskTracker::new();
     tracker.spawn(engine::reaper::run(engine.clone(), shutdown.clone()));
     tracker.spawn(artifacts::retention::run(
         store,
         artifacts,
+        objects,
         config.artifacts.retention,
         shutdown.clone(),
     ));

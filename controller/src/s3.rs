@@ -2,7 +2,7 @@
 //! (`sigv4`, header signing and presigned URLs) and the operations (`client`).
 //!
 //! Self-contained: plain `http://` endpoints over HTTP/1.1 (moto, MinIO on a private network);
-//! `https://` is refused with a clear error until TLS is added. Not yet used by the artifact flow.
+//! `https://` is refused with a clear error until TLS is added. Used by `artifacts::object`.
 
 pub mod client;
 pub mod location;
@@ -11,10 +11,10 @@ mod time;
 mod xml;
 
 #[cfg(test)]
-mod moto;
+pub(crate) mod moto;
 #[cfg(test)]
 mod moto_tests;
 
-pub use client::{ListedObject, ObjectMeta, S3Client, S3Error};
+pub use client::{ListedObject, ObjectMeta, S3Client, S3Error, MAX_PART_NUMBER};
 pub use location::{Credentials, Endpoint, S3Config, S3ConfigError, S3Location, S3Options};
 pub use sigv4::Signer;

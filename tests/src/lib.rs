@@ -14,6 +14,7 @@ pub mod databases;
 mod fake_agent;
 mod grpc;
 pub mod job;
+pub mod moto;
 mod process;
 pub mod procs;
 mod wait;
@@ -24,6 +25,7 @@ pub use cli::{job_id_of, Cli, CliOutput, TERMINAL_JOB_STATES};
 pub use controller::{free_port, Controller, ControllerOpts};
 pub use fake_agent::FakeAgent;
 pub use grpc::{agent_client, connect, job_client};
+pub use moto::Moto;
 pub use process::{log_tail, TestDir};
 pub use wait::{eventually, POLL_INTERVAL};
 

@@ -2,7 +2,10 @@
 //!
 //! `get` writes each file to `NAME.part`, resumes from that file's length when the stream
 //! breaks, verifies size and SHA-256, then renames it into place. On any failure (or Ctrl-C)
-//! the `.part` file is removed; files already saved and verified stay.
+//! the `.part` file is removed; files already saved and verified stay. With an S3-compatible
+//! artifact store the bytes come straight from the store through a presigned URL (`direct`).
+
+mod direct;
 
 use std::{
     collections::BTreeSet,
@@ -217,20 +220,42 @@ async fn fetch(
     let mut receiver = Receiver::new(file.size);
     let mut progress = Progress::new(name, file.size);
     let mut retry = Retry::new();
+    // From the object store when the controller grants a URL; else streamed by it.
+    let mut url = direct::grant(controller, job, file).await?;
+    let mut expired = false;
 
     loop {
         let offset = receiver.resume_offset();
-        let err = match stream_from(
-            controller,
-            job,
-            file,
-            offset,
-            &mut receiver,
-            &mut sink,
-            &mut progress,
-        )
-        .await
-        {
+        if expired {
+            url = direct::grant(controller, job, file).await?;
+            expired = false;
+        }
+        let result = match &url {
+            Some(url) => {
+                direct::get_from(
+                    url,
+                    offset,
+                    &mut receiver,
+                    &mut sink,
+                    &mut progress,
+                    &mut expired,
+                )
+                .await
+            }
+            None => {
+                stream_from(
+                    controller,
+                    job,
+                    file,
+                    offset,
+                    &mut receiver,
+                    &mut sink,
+                    &mut progress,
+                )
+                .await
+            }
+        };
+        let err = match result {
             Ok(()) if receiver.is_complete() => break,
             Ok(()) => CliError::Unreachable {
                 url: controller.url().to_owned(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ArtifactError, Artifacts};
+use super::{ArtifactError, Artifacts, ObjectArtifacts};
 use crate::model::{now_ms, Millis};
 use crate::store::{Store, StoreError};
 
@@ -88,10 +88,68 @@ pub async fn round(
     Ok(done)
 }
 
+/// One round of retention at `now` in the S3-compatible store: the objects (and multipart
+/// uploads) of expired jobs, rows first; those of attempts neither running nor published.
+pub async fn round_objects(
+    store: &dyn Store,
+    objects: &ObjectArtifacts,
+    retention: Duration,
+    now: Millis,
+) -> Result<Round, RetentionError> {
+    let mut done = Round::default();
+    let attempts = objects.attempts().await?;
+    let jobs: Vec<String> = attempts
+        .iter()
+        .map(|k| k.job_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if jobs.is_empty() {
+        return Ok(done);
+    }
+    let ends = store.job_ends(jobs.clone()).await?;
+    let expired = expired_jobs(now, retention, &jobs, &ends);
+    for job in &expired {
+        done.rows += store.delete_outputs(job).await?;
+        objects.remove_job(job).await?;
+        done.jobs += 1;
+    }
+    let expired: HashSet<&String> = expired.iter().collect();
+    let candidates: Vec<_> = attempts
+        .into_iter()
+        .filter(|k| !expired.contains(&k.job_id))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(done);
+    }
+    // Asked before the rows are read: an attempt not running then has committed its rows
+    // already, or never will.
+    let running: HashSet<_> = store
+        .running_attempts(candidates.clone())
+        .await?
+        .into_iter()
+        .collect();
+    let mut published = HashSet::new();
+    for job in candidates.iter().map(|k| &k.job_id).collect::<HashSet<_>>() {
+        for file in store.list_outputs(job, None).await? {
+            published.insert((job.clone(), file.task_id, file.attempt));
+        }
+    }
+    for key in candidates {
+        let id = (key.job_id.clone(), key.task_id.clone(), key.attempt);
+        if !running.contains(&key) && !published.contains(&id) {
+            objects.discard_all(&key).await?;
+            done.attempts += 1;
+        }
+    }
+    Ok(done)
+}
+
 /// Runs rounds until `shutdown`; a failed round is logged and the next one tried.
 pub async fn run(
     store: Arc<dyn Store>,
     artifacts: Arc<Artifacts>,
+    objects: Option<Arc<ObjectArtifacts>>,
     retention: Duration,
     shutdown: CancellationToken,
 ) {
@@ -102,7 +160,11 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        match round(store.as_ref(), &artifacts, retention, now_ms()).await {
+        let result = match &objects {
+            Some(objects) => round_objects(store.as_ref(), objects, retention, now_ms()).await,
+            None => round(store.as_ref(), &artifacts, retention, now_ms()).await,
+        };
+        match result {
             Ok(done) if done != Round::default() => tracing::info!(
                 jobs = done.jobs,
                 rows = done.rows,

@@ -1,7 +1,7 @@
 //! The engine's side of task outputs: uploads and input fetches fenced by the attempt, and
 //! the published results readers list and download. Files live in `artifacts`; rows in the store.
 
-use crate::artifacts::{Reader, Upload, UploadHeader};
+use crate::artifacts::{ArtifactError, Reader, Upload, UploadGrant, UploadHeader};
 use crate::model::{AttemptKey, ResultFile};
 
 use super::{Engine, EngineError, Identity};
@@ -45,6 +45,90 @@ impl Engine {
         offset: u64,
     ) -> Result<(ResultFile, Reader), EngineError> {
         self.fence(who, consumer).await?;
+        self.check_dependency(consumer, producer).await?;
+        self.result(&consumer.job_id, producer, name, offset).await
+    }
+
+    /// URLs to upload one output of the agent's current attempt straight to the object store;
+    /// `None` when artifacts live in the data directory (the agent streams them here).
+    pub async fn grant_upload(
+        &self,
+        who: &Identity,
+        attempt: &AttemptKey,
+        name: &str,
+        size: u64,
+        first_part: u32,
+    ) -> Result<Option<UploadGrant>, EngineError> {
+        self.fence(who, attempt).await?;
+        let Some(objects) = &self.objects else {
+            return Ok(None);
+        };
+        Ok(Some(
+            objects
+                .grant_upload(attempt, name, size, first_part)
+                .await?,
+        ))
+    }
+
+    /// Assembles a multipart upload of the agent's current attempt; the object's size.
+    pub async fn complete_upload(
+        &self,
+        who: &Identity,
+        attempt: &AttemptKey,
+        name: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<u64, EngineError> {
+        self.fence(who, attempt).await?;
+        let objects = self.objects.as_ref().ok_or_else(|| {
+            EngineError::InvalidArgument(
+                "this controller keeps artifacts in its data directory: no multipart uploads"
+                    .into(),
+            )
+        })?;
+        Ok(objects
+            .complete_upload(attempt, name, upload_id, parts)
+            .await?)
+    }
+
+    /// A presigned URL of a dependency's published output for the consuming attempt; `None`
+    /// when artifacts live in the data directory (use `fetch_input`).
+    pub async fn grant_download(
+        &self,
+        who: &Identity,
+        consumer: &AttemptKey,
+        producer: &str,
+        name: &str,
+    ) -> Result<Option<(ResultFile, String)>, EngineError> {
+        self.fence(who, consumer).await?;
+        if self.objects.is_none() {
+            return Ok(None);
+        }
+        self.check_dependency(consumer, producer).await?;
+        self.result_url(&consumer.job_id, producer, name).await
+    }
+
+    /// A presigned URL of one published output; `None` when artifacts live in the data
+    /// directory (use `result`).
+    pub async fn result_url(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        name: &str,
+    ) -> Result<Option<(ResultFile, String)>, EngineError> {
+        let Some(objects) = &self.objects else {
+            return Ok(None);
+        };
+        let file = self.published(job_id, task_id, name).await?;
+        let url = objects.download_url(job_id, task_id, file.attempt, name)?;
+        Ok(Some((file, url)))
+    }
+
+    async fn check_dependency(
+        &self,
+        consumer: &AttemptKey,
+        producer: &str,
+    ) -> Result<(), EngineError> {
         let deps = self
             .store
             .task_dependencies(&consumer.job_id, &consumer.task_id)
@@ -55,7 +139,24 @@ impl Engine {
                 consumer.task_id
             )));
         }
-        self.result(&consumer.job_id, producer, name, offset).await
+        Ok(())
+    }
+
+    async fn published(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        name: &str,
+    ) -> Result<ResultFile, EngineError> {
+        crate::artifacts::check_name(name)?;
+        self.store
+            .list_outputs(job_id, Some(task_id))
+            .await?
+            .into_iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| {
+                EngineError::NotFound(format!("output {name} of task {task_id} of job {job_id}"))
+            })
     }
 
     /// Published outputs of a job, or of one of its tasks.
@@ -75,16 +176,13 @@ impl Engine {
         name: &str,
         offset: u64,
     ) -> Result<(ResultFile, Reader), EngineError> {
-        crate::artifacts::check_name(name)?;
-        let file = self
-            .store
-            .list_outputs(job_id, Some(task_id))
-            .await?
-            .into_iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| {
-                EngineError::NotFound(format!("output {name} of task {task_id} of job {job_id}"))
-            })?;
+        if self.objects.is_some() {
+            return Err(ArtifactError::NotFound(format!(
+                "a stream of output {name} (artifacts live in an object store: ask for a URL)"
+            ))
+            .into());
+        }
+        let file = self.published(job_id, task_id, name).await?;
         let path = self
             .artifacts
             .published_path(job_id, task_id, file.attempt, name)?;

@@ -556,6 +556,97 @@ impl S3Client {
         Ok(ListPage { objects, next })
     }
 
+    /// The parts of a multipart upload the store holds: (number, ETag, size), in order.
+    /// `NoSuchUpload` when the upload was completed or aborted.
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<(u32, String, u64)>, S3Error> {
+        let op = "ListParts";
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("max-parts".to_string(), "1000".to_string()),
+                ("uploadId".to_string(), upload_id.to_string()),
+            ];
+            if let Some(marker) = &marker {
+                query.push(("part-number-marker".to_string(), marker.clone()));
+            }
+            let answer = self
+                .send(op, Method::GET, Some(key), &query, &[], Bytes::new())
+                .await?;
+            let text = String::from_utf8_lossy(&answer.body);
+            let malformed = |detail: &str| S3Error::Malformed {
+                op,
+                target: self.target(Some(key)),
+                detail: detail.to_string(),
+            };
+            for block in xml::blocks(&text, "Part") {
+                let number = xml::tag(block, "PartNumber")
+                    .and_then(|n| n.trim().parse().ok())
+                    .ok_or_else(|| malformed("a part has no PartNumber"))?;
+                let size = xml::tag(block, "Size")
+                    .and_then(|n| n.trim().parse().ok())
+                    .ok_or_else(|| malformed("a part has no Size"))?;
+                let etag =
+                    xml::tag(block, "ETag").ok_or_else(|| malformed("a part has no ETag"))?;
+                parts.push((number, etag, size));
+            }
+            let truncated = xml::tag(&text, "IsTruncated").is_some_and(|t| t.trim() == "true");
+            match xml::tag(&text, "NextPartNumberMarker").filter(|m| !m.is_empty()) {
+                Some(next) if truncated => marker = Some(next),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.0);
+        Ok(parts)
+    }
+
+    /// The multipart uploads in progress whose keys start with `prefix`: (key, upload id),
+    /// oldest first within a key.
+    pub async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, S3Error> {
+        let op = "ListMultipartUploads";
+        let mut uploads = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut query = vec![
+                ("prefix".to_string(), prefix.to_string()),
+                ("uploads".to_string(), String::new()),
+            ];
+            if let Some((key, id)) = &markers {
+                query.push(("key-marker".to_string(), key.clone()));
+                query.push(("upload-id-marker".to_string(), id.clone()));
+            }
+            let answer = self
+                .send(op, Method::GET, None, &query, &[], Bytes::new())
+                .await?;
+            let text = String::from_utf8_lossy(&answer.body);
+            for block in xml::blocks(&text, "Upload") {
+                if let (Some(key), Some(id)) = (xml::tag(block, "Key"), xml::tag(block, "UploadId"))
+                {
+                    // Some servers ignore `prefix` here: filter again.
+                    if key.starts_with(prefix) {
+                        uploads.push((key, id));
+                    }
+                }
+            }
+            let truncated = xml::tag(&text, "IsTruncated").is_some_and(|t| t.trim() == "true");
+            let next = (
+                xml::tag(&text, "NextKeyMarker").unwrap_or_default(),
+                xml::tag(&text, "NextUploadIdMarker").unwrap_or_default(),
+            );
+            if !truncated || next.0.is_empty() {
+                return Ok(uploads);
+            }
+            markers = Some(next);
+        }
+    }
+
     /// Every object whose key starts with `prefix`, following continuation tokens.
     pub async fn list_objects_v2(&self, prefix: &str) -> Result<Vec<ListedObject>, S3Error> {
         let mut all = Vec::new();

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{convert, identity, Stream};
-use crate::artifacts::UploadHeader;
+use crate::artifacts::{object::URL_LIFETIME, UploadGrant, UploadHeader};
 use crate::engine::{AgentOrders, Engine};
 use crate::model::AttemptFinish;
 
@@ -296,5 +296,100 @@ impl AgentService for AgentApi {
             &self.tracker,
             self.shutdown.clone(),
         )))
+    }
+
+    async fn grant_upload(
+        &self,
+        request: Request<pb::GrantUploadRequest>,
+    ) -> Result<Response<pb::GrantUploadResponse>, Status> {
+        let r = request.into_inner();
+        let who = identity(r.agent)?;
+        let attempt = convert::attempt_key(r.attempt)?;
+        let span = tracing::debug_span!("grant_upload", job = %attempt.job_id, task = %attempt.task_id, attempt = attempt.attempt, name = %r.name);
+        let grant = self
+            .engine
+            .grant_upload(&who, &attempt, &r.name, r.size, r.first_part)
+            .instrument(span)
+            .await?;
+        let expires_s = URL_LIFETIME.as_secs() as u32;
+        // The URLs carry signatures: never logged.
+        Ok(Response::new(match grant {
+            None => pb::GrantUploadResponse::default(),
+            Some(UploadGrant::Single { url }) => pb::GrantUploadResponse {
+                direct: true,
+                put_url: url,
+                expires_s,
+                ..Default::default()
+            },
+            Some(UploadGrant::Multipart {
+                upload_id,
+                part_size,
+                part_count,
+                parts,
+                done,
+            }) => pb::GrantUploadResponse {
+                direct: true,
+                put_url: String::new(),
+                upload_id,
+                part_size,
+                part_count,
+                parts: parts
+                    .into_iter()
+                    .map(|(number, url)| pb::PartUrl { number, url })
+                    .collect(),
+                done: done
+                    .into_iter()
+                    .map(|(number, etag, size)| pb::UploadedPart { number, etag, size })
+                    .collect(),
+                expires_s,
+            },
+        }))
+    }
+
+    async fn complete_upload(
+        &self,
+        request: Request<pb::CompleteUploadRequest>,
+    ) -> Result<Response<pb::CompleteUploadResponse>, Status> {
+        let r = request.into_inner();
+        let who = identity(r.agent)?;
+        let attempt = convert::attempt_key(r.attempt)?;
+        let parts: Vec<(u32, String)> = r.parts.into_iter().map(|p| (p.number, p.etag)).collect();
+        let span = tracing::debug_span!("complete_upload", job = %attempt.job_id, task = %attempt.task_id, attempt = attempt.attempt, name = %r.name);
+        let size = self
+            .engine
+            .complete_upload(&who, &attempt, &r.name, &r.upload_id, &parts)
+            .instrument(span)
+            .await?;
+        tracing::debug!(attempt = %attempt, name = %r.name, parts = parts.len(), size, "multipart upload assembled");
+        Ok(Response::new(pb::CompleteUploadResponse { size }))
+    }
+
+    async fn grant_download(
+        &self,
+        request: Request<pb::FetchInputRequest>,
+    ) -> Result<Response<pb::GrantDownloadResponse>, Status> {
+        let r = request.into_inner();
+        let who = identity(r.agent)?;
+        let consumer = convert::attempt_key(r.attempt)?;
+        let grant = self
+            .engine
+            .grant_download(&who, &consumer, &r.task_id, &r.name)
+            .await?;
+        Ok(Response::new(download_grant(grant)))
+    }
+}
+
+/// The answer to a download grant (`None`: artifacts live in the data directory).
+pub(super) fn download_grant(
+    grant: Option<(crate::model::ResultFile, String)>,
+) -> pb::GrantDownloadResponse {
+    match grant {
+        None => pb::GrantDownloadResponse::default(),
+        Some((file, url)) => pb::GrantDownloadResponse {
+            direct: true,
+            url,
+            size: file.size,
+            sha256: file.sha256,
+        },
     }
 }

@@ -311,4 +311,16 @@ impl JobService for JobApi {
             self.shutdown.clone(),
         )))
     }
+
+    async fn grant_result_download(
+        &self,
+        request: Request<pb::DownloadResultRequest>,
+    ) -> Result<Response<pb::GrantDownloadResponse>, Status> {
+        let r = request.into_inner();
+        let grant = self
+            .engine
+            .result_url(&r.job_id, &r.task_id, &r.name)
+            .await?;
+        Ok(Response::new(super::agent::download_grant(grant)))
+    }
 }

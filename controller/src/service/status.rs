@@ -39,6 +39,15 @@ impl From<ArtifactError> for Status {
             E::Closed { .. } => Status::aborted(message),
             E::NotFound(_) => Status::not_found(message),
             E::PastEnd { .. } => Status::out_of_range(message),
+            // The object store refused (a bad part, an upload gone): retrying the same will
+            // not help. Unreachable, timed out or failing (5xx): worth retrying.
+            E::Object(ref o) if o.status().is_some_and(|s| (400..500).contains(&s)) => {
+                Status::failed_precondition(message)
+            }
+            E::Object(_) => {
+                tracing::warn!(error = %message, "object store failure");
+                Status::unavailable(message)
+            }
             E::Io { .. } => {
                 tracing::error!(error = %message, "artifact store failure");
                 Status::internal(message)
