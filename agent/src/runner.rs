@@ -63,14 +63,22 @@ async fn run_attempt(
     let shipper = LogShipper::default();
     let mut work_dir = None;
     let mut extract: Option<ExtractInfo> = None;
+    // A working directory with the dependencies' outputs staged in it, then the task's kind.
     let end = match assignment.task.as_ref().and_then(|t| t.kind.as_ref()) {
-        Some(Kind::Shell(shell)) => match agent.work_dirs.acquire() {
+        None => End::Finished(Report::failed("the task names no kind this agent knows")),
+        Some(kind) => match agent.work_dirs.acquire() {
+            Err(e) => End::Finished(Report::failed(format!(
+                "cannot create a working directory under {}: {e}",
+                agent.work_dir.display()
+            ))),
             Ok(dir) => {
-                let timeout_ms = assignment.task.as_ref().map_or(0, |t| t.timeout_ms);
                 let staged =
                     inputs::stage(&agent.client, &attempt, &kill, &dir, &assignment.inputs).await;
-                let end = match staged {
-                    Ok(()) => {
+                let end = match (staged, kind) {
+                    (Err(Stop::Failed(error)), _) => End::Finished(Report::failed(error)),
+                    (Err(Stop::Aborted), _) => End::Aborted,
+                    (Ok(()), Kind::Shell(shell)) => {
+                        let timeout_ms = assignment.task.as_ref().map_or(0, |t| t.timeout_ms);
                         run_shell(
                             &agent,
                             &session,
@@ -84,41 +92,18 @@ async fn run_attempt(
                         )
                         .await
                     }
-                    Err(Stop::Failed(error)) => End::Finished(Report::failed(error)),
-                    Err(Stop::Aborted) => End::Aborted,
-                };
-                work_dir = Some(dir);
-                end
-            }
-            Err(e) => End::Finished(Report::failed(format!(
-                "cannot create a working directory under {}: {e}",
-                agent.work_dir.display()
-            ))),
-        },
-        Some(Kind::Sql(sql)) => match agent.work_dirs.acquire() {
-            Ok(dir) => {
-                let staged =
-                    inputs::stage(&agent.client, &attempt, &kill, &dir, &assignment.inputs).await;
-                let end = match staged {
-                    Ok(()) => {
+                    (Ok(()), Kind::Sql(sql)) => {
                         let (end, info) =
                             run_sql(&agent, &assignment, &attempt, sql, &dir, &shipper, &kill)
                                 .await;
                         extract = info;
                         end
                     }
-                    Err(Stop::Failed(error)) => End::Finished(Report::failed(error)),
-                    Err(Stop::Aborted) => End::Aborted,
                 };
                 work_dir = Some(dir);
                 end
             }
-            Err(e) => End::Finished(Report::failed(format!(
-                "cannot create a working directory under {}: {e}",
-                agent.work_dir.display()
-            ))),
         },
-        None => End::Finished(Report::failed("the task names no kind this agent knows")),
     };
     let mut report = match end {
         End::Finished(report) => report,
