@@ -1,0 +1,142 @@
+//! Long-polls of agents: a poll claims work at once or parks (see `parked.rs`) until work,
+//! a stop order, a drain order or its deadline; and the answer a submit gives parked polls.
+
+use std::time::{Duration, Instant};
+
+use super::{parked, AgentOrders, Engine, EngineError, Identity};
+use crate::model::{now_ms, Assignment, AttemptKey};
+use crate::store::ClaimRequest;
+
+impl Engine {
+    /// Long-poll: returns at once with work, stop orders or a drain order, else parks until
+    /// one of them appears, a slot of the agent frees up, or `wait` passes.
+    pub async fn poll(
+        &self,
+        who: &Identity,
+        free_slots: u32,
+        running: &[AttemptKey],
+        wait: Duration,
+    ) -> Result<AgentOrders, EngineError> {
+        let view = self.liveness.touch(&who.name, &who.session)?;
+        let deadline = Instant::now() + wait.min(self.config.max_poll_wait);
+        let mut last_round = false;
+        let mut first_round = true;
+        loop {
+            let work = self.work.notified();
+            let woken = view.wake.notified();
+            tokio::pin!(work, woken);
+            work.as_mut().enable();
+            woken.as_mut().enable();
+
+            // The session may have been declared dead while this poll was parked.
+            let draining = self.liveness.touch(&who.name, &who.session)?.draining;
+            // Stop orders are looked for when the poll starts and when the agent is woken for
+            // one, not on every new task.
+            let stop = if running.is_empty() || !(first_round || last_round) {
+                Vec::new()
+            } else {
+                self.store.stale_attempts(&who.name, running).await?
+            };
+            first_round = false;
+            let mut next_ready = None;
+            let mut assignments = Vec::new();
+            if free_slots > 0 && !draining {
+                let claim = ClaimRequest {
+                    agent: who.name.clone(),
+                    session: who.session.clone(),
+                    queues: view.queues.clone(),
+                    labels: view.labels.clone(),
+                    max: free_slots,
+                };
+                let claimed = self.store.claim(claim, now_ms()).await?;
+                next_ready = claimed.next_ready_at;
+                assignments = claimed.assignments;
+            }
+            if !assignments.is_empty() {
+                for a in &assignments {
+                    tracing::debug!(agent = %who.name, attempt = %a.attempt, "attempt assigned");
+                    self.watchers.changed(&a.attempt.job_id);
+                }
+            }
+            if draining || !stop.is_empty() || !assignments.is_empty() || last_round {
+                return Ok(AgentOrders {
+                    assignments,
+                    stop,
+                    drain: draining,
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(AgentOrders::default());
+            }
+            let mut until = deadline;
+            if let Some(ready_at) = next_ready {
+                let delay = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
+                until = until.min(now + delay);
+            }
+            // Parked with what it would claim, so that a submit can claim for it directly.
+            let mut ticket = (free_slots > 0 && !draining).then(|| {
+                self.parked.park(ClaimRequest {
+                    agent: who.name.clone(),
+                    session: who.session.clone(),
+                    queues: view.queues.clone(),
+                    labels: view.labels.clone(),
+                    max: free_slots,
+                })
+            });
+            let served = async {
+                match ticket.as_mut() {
+                    Some(t) => (&mut t.answer).await.unwrap_or_default(),
+                    None => std::future::pending().await,
+                }
+            };
+            let (mut shutdown, mut answered) = (false, false);
+            let mut assignments = tokio::select! {
+                served = served => { answered = true; served }
+                _ = &mut work, if free_slots > 0 => Vec::new(),
+                _ = &mut woken => { last_round = true; Vec::new() }
+                _ = tokio::time::sleep_until(until.into()) => Vec::new(),
+                _ = self.shutdown.cancelled() => { shutdown = true; Vec::new() }
+            };
+            if let Some(ticket) = ticket {
+                // A submit that took this poll is claiming for it: its answer must be heard.
+                if !self.parked.leave(&ticket) && !answered {
+                    assignments = ticket.answer.await.unwrap_or_default();
+                }
+            }
+            if !assignments.is_empty() {
+                for a in &assignments {
+                    tracing::debug!(agent = %who.name, attempt = %a.attempt, "attempt assigned");
+                    self.watchers.changed(&a.attempt.job_id);
+                }
+                return Ok(AgentOrders {
+                    assignments,
+                    ..AgentOrders::default()
+                });
+            }
+            if shutdown {
+                return Ok(AgentOrders::default());
+            }
+        }
+    }
+
+    /// Hands a parked poll what a submit claimed for it; if the poll is gone (its agent hung
+    /// up meanwhile), the attempts go back to the queue at once.
+    pub(super) async fn answer_parked(&self, offer: parked::Offer, assignments: Vec<Assignment>) {
+        let agent = offer.claim.agent.clone();
+        let Err(unsent) = offer.answer(assignments) else {
+            return;
+        };
+        if unsent.is_empty() {
+            return;
+        }
+        let keys: Vec<AttemptKey> = unsent.into_iter().map(|a| a.attempt).collect();
+        match self.store.release_attempts(&agent, &keys, now_ms()).await {
+            Ok(effects) => self.publish(effects),
+            Err(e) => {
+                // The agent never learns of them; the reaper or reconciliation takes them back.
+                tracing::warn!(agent = %agent, error = %e, "handing back unsent assignments failed");
+            }
+        }
+    }
+}
