@@ -171,21 +171,27 @@ impl Engine {
             self.store.submit_job(job, now_ms()).await?
         } else {
             let claims = offers.iter().map(|o| o.claim.clone()).collect();
-            match self.store.submit_and_claim(job, claims, now_ms()).await {
-                Ok((submitted, claimed)) => {
-                    for (offer, claimed) in offers.into_iter().zip(claimed) {
-                        self.answer_parked(offer, claimed.assignments).await;
+            let (written, claimed) = tokio::sync::oneshot::channel();
+            let submit = self.store.submit_and_claim(job, claims, now_ms(), written);
+            // The claims reach their agents as soon as the transaction is written, while the
+            // store makes it durable (see `Store::submit_and_claim`).
+            let deliver = async {
+                match claimed.await {
+                    Ok(claimed) => {
+                        for (offer, claimed) in offers.into_iter().zip(claimed) {
+                            self.answer_parked(offer, claimed.assignments).await;
+                        }
                     }
-                    submitted
-                }
-                Err(e) => {
                     // Nothing was claimed: the polls go back to waiting.
-                    for offer in offers {
-                        let _ = offer.answer(Vec::new());
+                    Err(_) => {
+                        for offer in offers {
+                            let _ = offer.answer(Vec::new());
+                        }
                     }
-                    return Err(e.into());
                 }
-            }
+            };
+            let (submitted, ()) = tokio::join!(submit, deliver);
+            submitted?
         };
         if !submitted.existing {
             tracing::info!(job_id = %submitted.job_id, tasks, "job accepted");

@@ -119,13 +119,18 @@ pub trait Store: Send + Sync + 'static {
     /// Accepts a validated job; with an idempotency key already used, returns that job.
     async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError>;
     /// Accepts a job like `submit_job` and, in the same transaction, claims work for each of
-    /// `claims` in turn (polls parked waiting for work), one `Claimed` per claim.
+    /// `claims` in turn (polls parked waiting for work). The claims, one `Claimed` per claim,
+    /// go to `claimed` as soon as the transaction is written, which may be before it is
+    /// durable against a power loss (never before a crash of the process could lose it); the
+    /// job's acceptance is answered once it is durable. When the transaction fails, `claimed`
+    /// is dropped unanswered.
     async fn submit_and_claim(
         &self,
         job: NewJob,
         claims: Vec<ClaimRequest>,
         now: Millis,
-    ) -> Result<(Submitted, Vec<Claimed>), StoreError>;
+        claimed: tokio::sync::oneshot::Sender<Vec<Claimed>>,
+    ) -> Result<Submitted, StoreError>;
     async fn get_job(&self, job_id: &str) -> Result<JobRecord, StoreError>;
     async fn list_jobs(
         &self,

@@ -130,6 +130,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     watermarks_move_only_with_a_current_success(&store).await;
     backfills_extract_a_range_and_leave_the_watermark(&store).await;
     watermarks_are_set_and_reset_by_hand(&store).await;
+    queue_stats_count_queued_and_running(&store).await;
 }
 
 async fn claims_need_a_live_session(store: &Arc<dyn Store>) {
@@ -184,14 +185,17 @@ async fn claims_need_a_live_session(store: &Arc<dyn Store>) {
 async fn submit_serves_parked_claims(store: &Arc<dyn Store>) {
     let mut elsewhere = claim_req("other", 1);
     elsewhere.queues = vec!["elsewhere".into()];
-    let (submitted, claimed) = store
+    let (written, claimed) = tokio::sync::oneshot::channel();
+    let submitted = store
         .submit_and_claim(
             job("parked", vec![task("a", &[]), task("b", &[])]),
             vec![elsewhere, claim_req("w", 1), claim_req("w2", 4)],
             T0,
+            written,
         )
         .await
         .unwrap();
+    let claimed = claimed.await.expect("the claims of a written submit");
     assert!(!submitted.existing);
     assert_eq!(claimed.len(), 3, "one answer per claim, in order");
     assert!(
@@ -686,4 +690,58 @@ async fn logs_keep_a_bounded_tail(store: &Arc<dyn Store>) {
     let page = store.read_logs(&a.attempt, 0).await.unwrap();
     assert!(page.finished);
     assert_eq!(page.chunks.last().unwrap().1.data, b"end");
+}
+
+async fn queue_stats_count_queued_and_running(store: &Arc<dyn Store>) {
+    let counts = |stats: Vec<crate::model::QueueStats>| -> Vec<(String, u32, u32)> {
+        stats
+            .into_iter()
+            .filter(|q| q.name.starts_with("stats-"))
+            .map(|q| (q.name, q.queued, q.running))
+            .collect()
+    };
+    store
+        .submit_job(
+            job(
+                "stats",
+                vec![
+                    on_queue(task("a", &[]), "stats-b"),
+                    on_queue(task("b", &[]), "stats-b"),
+                    on_queue(task("c", &[]), "stats-a"),
+                ],
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
+    let mut req = claim_req("w", 1);
+    req.queues = vec!["stats-b".into()];
+    let claimed = store.claim(req, T0).await.unwrap();
+    assert_eq!(claimed.assignments.len(), 1);
+    let expected = |b_running| {
+        vec![
+            ("stats-a".to_string(), 1, 0),
+            ("stats-b".to_string(), 1, b_running),
+        ]
+    };
+    assert_eq!(
+        counts(store.queue_stats().await.unwrap()),
+        expected(1),
+        "per queue, in name order"
+    );
+    store
+        .finish_attempt(
+            finish("w", &claimed.assignments[0].attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        counts(store.queue_stats().await.unwrap()),
+        expected(0),
+        "a finished task counts no more"
+    );
 }

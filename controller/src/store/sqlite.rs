@@ -1,6 +1,6 @@
-//! The embedded SQLite store: one file under the data directory, WAL journal, `synchronous =
-//! FULL`. All writes go through one writer thread with group commit (`writer`); reads use a
-//! small pool of read-only connections, which WAL lets run beside the writer.
+//! The embedded SQLite store: one file under the data directory, WAL journal. All writes go
+//! through one writer thread with group commit, which syncs the WAL itself (`writer`); reads
+//! use a small pool of read-only connections, which WAL lets run beside the writer.
 
 mod agents;
 mod dispatch;
@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
 
 use super::{
     AgentRegistration, Cancelled, ClaimRequest, Claimed, Completion, Effects, LogPage, Store,
@@ -99,7 +100,7 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
                 conn.execute_batch(
                     "PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = FULL;
+                     PRAGMA synchronous = NORMAL;
                      PRAGMA busy_timeout = 10000;
                      PRAGMA cache_size = -65536;
                      PRAGMA temp_store = MEMORY;",
@@ -112,7 +113,7 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
-        let (writer, _thread) = writer::Writer::start(conn)
+        let (writer, _thread) = writer::Writer::start(conn, &path)
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         Ok(Self {
             writer,
@@ -169,9 +170,10 @@ impl Store for SqliteStore {
         job: NewJob,
         claims: Vec<ClaimRequest>,
         now: Millis,
-    ) -> Result<(Submitted, Vec<Claimed>), StoreError> {
+        claimed: oneshot::Sender<Vec<Claimed>>,
+    ) -> Result<Submitted, StoreError> {
         self.writer
-            .write(move |conn| {
+            .write_early(claimed, move |conn| {
                 let submitted = jobs::submit(conn, &job, now)?;
                 let claimed = claims
                     .iter()

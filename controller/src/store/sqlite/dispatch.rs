@@ -304,23 +304,33 @@ pub(super) fn expire(conn: &Connection, now: Millis, grace_ms: i64) -> Result<Ef
     Ok(effects)
 }
 
+/// Tasks queued and running per queue. Grouped in the order of `tasks_by_state` (state, then
+/// queue), so SQLite counts along the index without sorting the tasks.
 pub(super) fn queue_stats(conn: &Connection) -> Result<Vec<QueueStats>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT queue, SUM(state = 'queued'), SUM(state = 'running') FROM tasks
-             WHERE state IN ('queued', 'running') GROUP BY queue ORDER BY queue",
+            "SELECT state, queue, COUNT(*) FROM tasks
+             WHERE state IN ('queued', 'running') GROUP BY state, queue",
         )
         .map_err(backend)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(QueueStats {
-                name: r.get(0)?,
-                queued: r.get(1)?,
-                running: r.get(2)?,
-            })
-        })
-        .map_err(backend)?;
-    rows.collect::<Result<_, _>>().map_err(backend)
+    let mut rows = stmt.query([]).map_err(backend)?;
+    let mut stats: BTreeMap<String, QueueStats> = BTreeMap::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        let state: String = row.get(0).map_err(backend)?;
+        let queue: String = row.get(1).map_err(backend)?;
+        let count: u32 = row.get(2).map_err(backend)?;
+        let entry = stats.entry(queue.clone()).or_insert_with(|| QueueStats {
+            name: queue,
+            queued: 0,
+            running: 0,
+        });
+        if state == "queued" {
+            entry.queued = count;
+        } else {
+            entry.running = count;
+        }
+    }
+    Ok(stats.into_values().collect())
 }
 
 #[cfg(test)]

@@ -2,12 +2,24 @@
 //! a commit is on its way to disk are run together in the next transaction, each inside its own
 //! savepoint, and all are answered once that transaction's commit (and fsync) returns.
 //!
-//! Durability is per operation. A `Durable` one is fsync'd before its answer (`synchronous =
-//! FULL`). A `Relaxed` one (a claim) is written to the WAL, which survives a crash of the
-//! controller process (`kill -9`), and reaches the disk with the next fsync; only a power loss in
-//! between can forget it, and then the task runs again under a new attempt while the forgotten
-//! attempt's reports are fenced as unknown. A batch holding any durable operation is fsync'd.
+//! The connection runs with `synchronous = NORMAL`: `COMMIT` appends the transaction to the WAL
+//! without syncing it, and the writer then syncs the WAL itself (`fdatasync` on its own handle
+//! of the `-wal` file) when the batch holds a durable operation. Between the two, an operation
+//! may hand part of its result out early ([`Writer::write_early`]): a submit gives the tasks it
+//! claimed for parked polls to their agents while the sync is under way. What is written to the
+//! WAL survives a crash of the controller process (`kill -9`), so only a power loss in that
+//! window can forget such a job — never one whose submit was answered — and then its attempts'
+//! reports are refused as unknown.
+//!
+//! Durability is per operation. A `Durable` one is answered after the sync. A `Relaxed` one (a
+//! claim) reaches the disk with the next sync; a power loss before it can forget it, and then
+//! the task runs again under a new attempt while the forgotten attempt's reports are fenced as
+//! unknown. A failed sync leaves the disk's state unknown: the writer then refuses every later
+//! operation until the controller restarts and recovers from what the disk holds.
 
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use rusqlite::Connection;
@@ -17,8 +29,15 @@ use crate::store::StoreError;
 
 /// Answers one operation once the fate of its transaction is known.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Hands out an operation's early part once its transaction is written.
+type Early = Box<dyn FnOnce() + Send>;
+/// How an operation that ran is answered.
+struct Answers {
+    written: Option<Early>,
+    done: Reply,
+}
 /// One operation: runs against the open transaction and returns how to answer it.
-type Op = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Op = Box<dyn FnOnce(&Connection) -> Answers + Send>;
 
 /// Whether an operation's answer waits for an fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +55,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on an open connection (WAL, synchronous=FULL).
-    pub fn start(conn: Connection) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+    /// Starts the writer thread on an open connection (WAL, `synchronous = NORMAL`) to the
+    /// database at `path`.
+    pub fn start(
+        conn: Connection,
+        path: &Path,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let wal = Wal::new(path);
         let (tx, rx) = mpsc::channel::<(Durability, Op)>();
         let handle = std::thread::Builder::new()
             .name("ferry-store-writer".into())
-            .spawn(move || serve(conn, rx))?;
+            .spawn(move || serve(conn, wal, rx))?;
         Ok((Self { ops: tx }, handle))
     }
 
@@ -62,20 +86,98 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |conn| {
-            let result = in_savepoint(conn, op);
-            Box::new(move |commit: Result<(), String>| {
-                let answer = match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Backend(e)),
-                };
-                let _ = tx.send(answer);
-            })
+        let op: Op = Box::new(move |conn| Answers {
+            written: None,
+            done: answer(tx, in_savepoint(conn, op)),
         });
         self.ops
             .send((durability, op))
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like `write` for an operation whose result has an early part `E`: it goes to `early`
+    /// once the transaction is written to the WAL, before the sync that makes it durable (see
+    /// the module's doc); `R` is answered after the sync. When the operation or its commit
+    /// fails, `early` is dropped unanswered.
+    pub async fn write_early<R, E, F>(
+        &self,
+        early: oneshot::Sender<E>,
+        op: F,
+    ) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&Connection) -> Result<(R, E), StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |conn| match in_savepoint(conn, op) {
+            Ok((result, part)) => Answers {
+                written: Some(Box::new(move || {
+                    let _ = early.send(part);
+                })),
+                done: answer(tx, Ok(result)),
+            },
+            Err(e) => Answers {
+                written: None,
+                done: answer(tx, Err(e)),
+            },
+        });
+        self.ops
+            .send((Durability::Durable, op))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The reply that sends an operation's result once its transaction's fate is known.
+fn answer<R: Send + 'static>(
+    tx: oneshot::Sender<Result<R, StoreError>>,
+    result: Result<R, StoreError>,
+) -> Reply {
+    Box::new(move |commit: Result<(), String>| {
+        let answer = match commit {
+            Ok(()) => result,
+            Err(e) => Err(StoreError::Backend(e)),
+        };
+        let _ = tx.send(answer);
+    })
+}
+
+/// The writer's own handle on the database's WAL file, to sync it after a commit. Opened on
+/// first use (SQLite creates the file with the first write) and again whenever the path
+/// names another file than the one held.
+struct Wal {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Wal {
+    fn new(db: &Path) -> Self {
+        let mut path = db.as_os_str().to_owned();
+        path.push("-wal");
+        Self {
+            path: PathBuf::from(path),
+            file: None,
+        }
+    }
+
+    /// Makes everything written to the WAL so far durable.
+    fn sync(&mut self) -> std::io::Result<()> {
+        let current = std::fs::metadata(&self.path)?;
+        let held = match &self.file {
+            Some(file) => file
+                .metadata()
+                .is_ok_and(|m| m.ino() == current.ino() && m.dev() == current.dev()),
+            None => false,
+        };
+        if !held {
+            self.file = Some(File::open(&self.path)?);
+        }
+        match &self.file {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -100,9 +202,10 @@ fn run(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         .map_err(super::backend)
 }
 
-fn serve(conn: Connection, ops: mpsc::Receiver<(Durability, Op)>) {
+fn serve(conn: Connection, mut wal: Wal, ops: mpsc::Receiver<(Durability, Op)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut synced = true;
+    // Set once a sync fails: what the disk holds is unknown from then on.
+    let mut failed: Option<String> = None;
     while let Ok((first, op)) = ops.recv() {
         let mut durable = first == Durability::Durable;
         batch.push(op);
@@ -115,45 +218,146 @@ fn serve(conn: Connection, ops: mpsc::Receiver<(Durability, Op)>) {
                 Err(_) => break,
             }
         }
-        if durable != synced {
-            let pragma = if durable {
-                "PRAGMA synchronous = FULL"
-            } else {
-                "PRAGMA synchronous = NORMAL"
-            };
-            if let Err(e) = run(&conn, pragma) {
-                tracing::error!(error = %e, "cannot set the store's durability");
-            } else {
-                synced = durable;
-            }
+        if let Some(why) = &failed {
+            // Dropping an operation unrun drops its reply: its caller sees the store closed.
+            batch.clear();
+            tracing::error!(error = %why, "store write refused: restart the controller");
+            continue;
         }
-        let replies: Vec<Reply>;
-        let commit = match run(&conn, "BEGIN IMMEDIATE") {
+        let answers: Vec<Answers>;
+        let mut commit = match run(&conn, "BEGIN IMMEDIATE") {
             Ok(()) => {
-                replies = batch.drain(..).map(|op| op(&conn)).collect();
+                answers = batch.drain(..).map(|op| op(&conn)).collect();
                 run(&conn, "COMMIT").map_err(|e| {
                     let _ = run(&conn, "ROLLBACK");
                     format!("commit failed: {e}")
                 })
             }
             Err(e) => {
-                replies = Vec::new();
+                answers = Vec::new();
                 let message = format!("cannot begin a transaction: {e}");
                 tracing::error!(error = %message, "store write failed");
-                for op in batch.drain(..) {
-                    // Answer without running: the op's reply is only reachable by running it,
-                    // so run it against a savepoint-less failure by dropping it; its caller
-                    // then sees the store as closed for this call.
-                    drop(op);
-                }
+                batch.clear();
                 Err(message)
             }
         };
-        if let Err(e) = &commit {
+        let mut replies = Vec::with_capacity(answers.len());
+        for Answers { written, done } in answers {
+            if let (Ok(()), Some(early)) = (&commit, written) {
+                early();
+            }
+            replies.push(done);
+        }
+        if commit.is_ok() && durable {
+            if let Err(e) = wal.sync() {
+                let why = format!("syncing {} failed: {e}", wal.path.display());
+                tracing::error!(error = %why, "store is no longer durable; refusing writes");
+                failed = Some(why.clone());
+                commit = Err(why);
+            }
+        }
+        if let (Err(e), None) = (&commit, &failed) {
             tracing::error!(error = %e, "store commit failed; operations rolled back");
         }
         for reply in replies {
             reply(commit.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> (Writer, PathBuf) {
+        let path = dir.join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+        )
+        .unwrap();
+        let (writer, _thread) = Writer::start(conn, &path).unwrap();
+        (writer, path)
+    }
+
+    fn insert(conn: &Connection, k: i64) -> Result<(), StoreError> {
+        conn.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])
+            .map(drop)
+            .map_err(super::super::backend)
+    }
+
+    #[tokio::test]
+    async fn the_early_part_comes_before_the_durable_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, path) = open(dir.path());
+        let (early, written) = oneshot::channel();
+        let result = writer
+            .write_early(early, |conn| {
+                insert(conn, 1)?;
+                Ok(("durable", "written"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(result, "durable");
+        assert_eq!(written.await.unwrap(), "written");
+        let reader = Connection::open(&path).unwrap();
+        let n: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "the row is committed");
+        assert!(Path::new(&format!("{}-wal", path.display())).exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_operation_drops_its_early_part_and_only_its_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, path) = open(dir.path());
+        writer.write(|conn| insert(conn, 1)).await.unwrap();
+        let (early, written) = oneshot::channel::<&str>();
+        let failed = writer
+            .write_early(early, |conn| {
+                insert(conn, 2)?;
+                // The primary key is taken: this operation fails after its first insert.
+                insert(conn, 1)?;
+                Ok(((), "never"))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(
+            written.await.is_err(),
+            "no early part of a failed operation"
+        );
+        writer.write(|conn| insert(conn, 3)).await.unwrap();
+        let reader = Connection::open(&path).unwrap();
+        let keys: Vec<i64> = reader
+            .prepare("SELECT k FROM t ORDER BY k")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            keys,
+            [1, 3],
+            "the failed operation's own insert is rolled back"
+        );
+    }
+
+    #[test]
+    fn the_wal_handle_follows_a_replaced_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let mut wal = Wal::new(&db);
+        assert!(wal.sync().is_err(), "no WAL file yet");
+        std::fs::write(&wal.path, b"one").unwrap();
+        wal.sync().unwrap();
+        let first = wal.file.as_ref().unwrap().metadata().unwrap().ino();
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"two").unwrap();
+        std::fs::rename(&other, &wal.path).unwrap();
+        wal.sync().unwrap();
+        let second = wal.file.as_ref().unwrap().metadata().unwrap().ino();
+        assert_ne!(first, second, "the new file is the one synced");
     }
 }
