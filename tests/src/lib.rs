@@ -17,6 +17,7 @@ pub mod job;
 pub mod moto;
 mod process;
 pub mod procs;
+pub mod results_fixture;
 mod wait;
 
 pub use agent::{Agent, AgentOpts};

@@ -14,26 +14,14 @@ use ferry_proto::v1::{
 };
 use ferry_tests::{
     job::{attempts, last_agent, state, task_state},
-    Agent, AgentOpts, Cli, Controller, ControllerOpts, FakeAgent, TestDir,
+    results_fixture::{
+        results_by_name, results_get as get, run_to_success, sha256_file, BigBin, FencedAttempt,
+    },
+    Agent, AgentOpts, Cli, Controller, ControllerOpts, TestDir,
 };
 use serde_json::Value;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
-const GIB: u64 = 1 << 30;
-
-/// SHA-256 of a file, lowercase hex, by `sha256sum` (fast, and independent of Ferry's code).
-fn sha256_file(path: &Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("running sha256sum");
-    assert!(
-        out.status.success(),
-        "sha256sum {}: {out:?}",
-        path.display()
-    );
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
-}
 
 fn sha256_bytes(data: &[u8]) -> String {
     let dir = TestDir::new("sha").unwrap();
@@ -42,33 +30,15 @@ fn sha256_bytes(data: &[u8]) -> String {
     sha256_file(&path)
 }
 
-/// `ferry --output json results list JOB [TASK]`, by name.
+/// `ferry --output json results list JOB [TASK]`, by name, each file with every field.
 async fn results(cli: &Cli, job: &str, task: Option<&str>) -> BTreeMap<String, Value> {
-    let mut args = vec!["results", "list", job];
-    args.extend(task);
-    let doc = cli.json(&args).await.unwrap();
-    let list = doc
-        .as_array()
-        .unwrap_or_else(|| panic!("results list --output json is a list: {doc:#}"));
-    list.iter()
-        .map(|f| {
-            for key in ["task", "attempt", "name", "size", "sha256", "created_at"] {
-                assert!(f.get(key).is_some(), "no {key:?} in {f:#}");
-            }
-            (f["name"].as_str().unwrap().to_owned(), f.clone())
-        })
-        .collect()
-}
-
-/// `ferry results get JOB TASK -o DIR [--name N]…`, which must succeed.
-async fn get(cli: &Cli, job: &str, task: &str, dir: &Path, names: &[&str]) {
-    let dir = dir.display().to_string();
-    let mut args = vec!["results", "get", job, task, "-o", &dir];
-    for name in names {
-        args.extend(["--name", name]);
+    let listed = results_by_name(cli, job, task).await;
+    for f in listed.values() {
+        for key in ["task", "attempt", "name", "size", "sha256", "created_at"] {
+            assert!(f.get(key).is_some(), "no {key:?} in {f:#}");
+        }
     }
-    let out = cli.run(&args).await.unwrap();
-    assert_eq!(out.code, 0, "ferry {args:?}: {out}");
+    listed
 }
 
 /// Files under `dir`, relative, sorted.
@@ -105,8 +75,7 @@ async fn outputs_round_trip_through_the_cli_including_1gib_and_empty_files() {
         .await
         .unwrap();
     let scratch = TestDir::new("results-round-trip").unwrap();
-    let sums = scratch.path().join("big.sha256");
-    // A sparse 1 GiB file is made in no time; the random tail makes its checksum meaningful.
+    let big = BigBin::new(&scratch);
     let job = format!(
         r#"
 name = "round-trip"
@@ -124,17 +93,12 @@ mkdir parts
 echo a > parts/a.csv
 echo b > parts/b.csv
 echo not-matched > parts/c.txt
-truncate -s {GIB} big.bin
-head -c 64 /dev/urandom >> big.bin
-sha256sum big.bin > {sums}
-'''
+{big_bin}'''
 "#,
-        sums = sums.display()
+        big_bin = big.shell()
     );
     let cli = controller.cli();
-    let id = cli.submit(&job).await.unwrap();
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "succeeded", "{done:#}");
+    let (id, _) = run_to_success(&cli, &job, JOB_TIMEOUT).await;
 
     let listed = results(&cli, &id, Some("produce")).await;
     assert_eq!(
@@ -148,9 +112,8 @@ sha256sum big.bin > {sums}
         ],
         "the glob takes parts/*.csv only: {listed:#?}"
     );
-    let big_sha = std::fs::read_to_string(&sums).unwrap()[..64].to_owned();
     let expected: [(&str, u64, String); 5] = [
-        ("big.bin", GIB + 64, big_sha.clone()),
+        ("big.bin", BigBin::SIZE, big.sha256()),
         ("empty.txt", 0, sha256_bytes(b"")),
         ("out.csv", 13, sha256_bytes(b"id,v\n1,a\n2,b\n")),
         ("parts/a.csv", 2, sha256_bytes(b"a\n")),
@@ -240,9 +203,7 @@ tr a-z A-Z < "$FERRY_INPUTS/extract/out.csv" > derived.csv
 '''
 "#;
     let cli = controller.cli();
-    let id = cli.submit(job).await.unwrap();
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "succeeded", "{done:#}");
+    let (id, done) = run_to_success(&cli, job, JOB_TIMEOUT).await;
     assert_eq!(last_agent(&done, "extract"), onprem.name(), "{done:#}");
     assert_eq!(last_agent(&done, "load"), cloud.name(), "{done:#}");
 
@@ -280,44 +241,16 @@ fn crc32c_matches_the_standard_check_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_attempts_upload_is_refused() {
-    let controller =
-        Controller::start(ControllerOpts::default().agent_timeout(Duration::from_secs(2)))
-            .await
-            .unwrap();
-    let jobs = controller.job_client().await.unwrap();
     // A fake agent that claims the task, then goes silent.
-    let fake = FakeAgent::register(
-        controller.agent_client().await.unwrap(),
-        "fake-agent",
-        "etl",
-    )
-    .await
-    .unwrap();
-    let mut agents = fake.client.clone();
-    let me = fake.identity.clone();
-    let job = r#"
-name = "fenced-upload"
-
-[[tasks]]
-id = "only"
-queue = "etl"
-retry = { max_attempts = 3, initial_delay = "100ms" }
-outputs = ["out.csv"]
-shell = "echo real > out.csv"
-"#;
-    let cli = controller.cli();
-    let id = cli.submit(job).await.unwrap();
-    let assignment = fake.claim_one(Duration::from_secs(10)).await.unwrap();
-    let stale = assignment
-        .attempt
-        .clone()
-        .expect("assignment names its attempt");
+    let fenced =
+        FencedAttempt::claimed(ControllerOpts::default(), "fake-agent", "fenced-upload").await;
+    let mut agents = fenced.fake.client.clone();
+    let me = fenced.fake.identity.clone();
+    let (cli, id, stale) = (&fenced.cli, &fenced.job_id, fenced.stale.clone());
     assert_eq!((stale.job_id.as_str(), stale.attempt), (id.as_str(), 1));
 
     // No heartbeat: dead after the agent timeout, its attempt lost.
-    fake.wait_until_dead(&jobs, Duration::from_secs(15))
-        .await
-        .unwrap();
+    fenced.until_lost().await;
 
     let data = b"stale output\n".to_vec();
     let chunk = UploadChunk {
@@ -360,18 +293,13 @@ shell = "echo real > out.csv"
     }
 
     // A real agent runs attempt 2; only its output is published.
-    let real = Agent::start(
-        &controller.addr(),
-        AgentOpts::new("agent-real").queue("etl"),
-    )
-    .await
-    .unwrap();
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "succeeded", "{done:#}");
+    let (real, done) = fenced
+        .retried_by_real_agent("agent-real", JOB_TIMEOUT)
+        .await;
     let tries = attempts(&done, "only");
     assert_eq!(state(&tries[0]), "lost", "{done:#}");
     assert_eq!(tries.last().unwrap()["agent"], real.name(), "{done:#}");
-    let listed = results(&cli, &id, Some("only")).await;
+    let listed = results(cli, id, Some("only")).await;
     let out = &listed["out.csv"];
     assert_eq!(
         out["attempt"],

@@ -5,48 +5,20 @@
 //! a `kill -9` of the controller resumes without sending finished parts again; retention
 //! removes the objects of expired jobs; outputs over the limit fail the attempt.
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use ferry_proto::v1::{FetchInputRequest, GrantUploadRequest};
 use ferry_tests::{
     job::{attempts, state},
     moto::SECRET_KEY,
-    Agent, AgentOpts, Cli, Controller, FakeAgent, Moto, TestDir,
+    results_fixture::{
+        results_by_name as results, results_get, run_to_success, sha256_file, BigBin, FencedAttempt,
+    },
+    Agent, AgentOpts, Controller, Moto, TestDir,
 };
-use serde_json::Value;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
-const GIB: u64 = 1 << 30;
 const BUCKET: &str = "ferry-results";
-
-fn sha256_file(path: &Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("running sha256sum");
-    assert!(
-        out.status.success(),
-        "sha256sum {}: {out:?}",
-        path.display()
-    );
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
-}
-
-/// `ferry --output json results list JOB [TASK]`, by name.
-async fn results(cli: &Cli, job: &str, task: Option<&str>) -> BTreeMap<String, Value> {
-    let mut args = vec!["results", "list", job];
-    args.extend(task);
-    let doc = cli.json(&args).await.unwrap();
-    doc.as_array()
-        .unwrap_or_else(|| panic!("results list --output json is a list: {doc:#}"))
-        .iter()
-        .map(|f| (f["name"].as_str().unwrap().to_owned(), f.clone()))
-        .collect()
-}
 
 /// moto, a bucket, and the controller's options to use it.
 async fn store(prefix: &str) -> (Moto, TestDir, ferry_tests::ControllerOpts) {
@@ -65,7 +37,7 @@ async fn s3_outputs_round_trip_through_the_cli_including_1gib_and_empty_files() 
         .await
         .unwrap();
     let scratch = TestDir::new("s3-round-trip").unwrap();
-    let sums = scratch.path().join("big.sha256");
+    let big = BigBin::new(&scratch);
     let job = format!(
         r#"
 name = "s3-round-trip"
@@ -79,23 +51,18 @@ shell = '''
 set -e
 printf 'id,v\n1,a\n2,b\n' > out.csv
 : > empty.txt
-truncate -s {GIB} big.bin
-head -c 64 /dev/urandom >> big.bin
-sha256sum big.bin > {sums}
-'''
+{big_bin}'''
 "#,
-        sums = sums.display()
+        big_bin = big.shell()
     );
     let cli = controller.cli();
-    let id = cli.submit(&job).await.unwrap();
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "succeeded", "{done:#}");
-    let big_sha = std::fs::read_to_string(&sums).unwrap()[..64].to_owned();
+    let (id, _) = run_to_success(&cli, &job, JOB_TIMEOUT).await;
+    let big_sha = big.sha256();
 
     let listed = results(&cli, &id, Some("produce")).await;
     let names: Vec<_> = listed.keys().cloned().collect();
     assert_eq!(names, ["big.bin", "empty.txt", "out.csv"], "{listed:#?}");
-    assert_eq!(listed["big.bin"]["size"], GIB + 64);
+    assert_eq!(listed["big.bin"]["size"], BigBin::SIZE);
     assert_eq!(listed["big.bin"]["sha256"], big_sha.as_str());
     assert_eq!(listed["empty.txt"]["size"], 0);
 
@@ -105,7 +72,7 @@ sha256sum big.bin > {sums}
         .objects(BUCKET, &format!("runs/jobs/{id}/"))
         .await
         .unwrap();
-    let expect: Vec<(String, u64)> = [("big.bin", GIB + 64), ("empty.txt", 0), ("out.csv", 13)]
+    let expect: Vec<(String, u64)> = [("big.bin", BigBin::SIZE), ("empty.txt", 0), ("out.csv", 13)]
         .iter()
         .map(|(n, s)| (format!("runs/jobs/{id}/produce/1/{n}"), *s))
         .collect();
@@ -120,12 +87,7 @@ sha256sum big.bin > {sums}
 
     // `ferry results get` downloads from the store with presigned URLs, checksums verified.
     let out_dir = scratch.path().join("got");
-    let dir = out_dir.display().to_string();
-    let got = cli
-        .run(["results", "get", &id, "produce", "-o", &dir])
-        .await
-        .unwrap();
-    assert_eq!(got.code, 0, "{got}");
+    results_get(&cli, &id, "produce", &out_dir, &[]).await;
     assert_eq!(sha256_file(&out_dir.join("big.bin")), big_sha);
     assert_eq!(std::fs::read(out_dir.join("empty.txt")).unwrap(), b"");
     assert_eq!(
@@ -194,9 +156,7 @@ sha256sum < "$FERRY_INPUTS/extract/big.bin" | cut -c1-64 > big.sha256
 '''
 "#;
     let cli = controller.cli();
-    let id = cli.submit(job).await.unwrap();
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "succeeded", "{done:#}");
+    let (id, done) = run_to_success(&cli, job, JOB_TIMEOUT).await;
     assert_eq!(attempts(&done, "extract")[0]["agent"], "onprem", "{done:#}");
     assert_eq!(
         attempts(&done, "transform")[0]["agent"],
@@ -206,12 +166,7 @@ sha256sum < "$FERRY_INPUTS/extract/big.bin" | cut -c1-64 > big.sha256
 
     let extracted = results(&cli, &id, Some("extract")).await;
     let out = TestDir::new("hand-off").unwrap();
-    let dir = out.path().display().to_string();
-    let got = cli
-        .run(["results", "get", &id, "transform", "-o", &dir])
-        .await
-        .unwrap();
-    assert_eq!(got.code, 0, "{got}");
+    results_get(&cli, &id, "transform", out.path(), &[]).await;
     assert_eq!(
         std::fs::read_to_string(out.path().join("total.txt")).unwrap(),
         "42\n"
@@ -236,28 +191,10 @@ sha256sum < "$FERRY_INPUTS/extract/big.bin" | cut -c1-64 > big.sha256
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_lost_attempts_grant_is_refused() {
     let (_moto, _config, opts) = store("fenced").await;
-    let controller = Controller::start(opts.agent_timeout(Duration::from_secs(2)))
-        .await
-        .unwrap();
-    let jobs = controller.job_client().await.unwrap();
-    let fake = FakeAgent::register(controller.agent_client().await.unwrap(), "fake", "etl")
-        .await
-        .unwrap();
+    let fenced = FencedAttempt::claimed(opts, "fake", "fenced-grant").await;
+    let fake = &fenced.fake;
     let mut agents = fake.client.clone();
-    let job = r#"
-name = "fenced-grant"
-
-[[tasks]]
-id = "only"
-queue = "etl"
-retry = { max_attempts = 3, initial_delay = "100ms" }
-outputs = ["out.csv"]
-shell = "echo real > out.csv"
-"#;
-    let cli = controller.cli();
-    let id = cli.submit(job).await.unwrap();
-    let assignment = fake.claim_one(Duration::from_secs(10)).await.unwrap();
-    let stale = assignment.attempt.clone().unwrap();
+    let stale = fenced.stale.clone();
 
     // While the attempt is current, it gets URLs: one PUT for a small file, parts for a big one.
     let grant = |size: u64| GrantUploadRequest {
@@ -278,9 +215,7 @@ shell = "echo real > out.csv"
     assert_eq!((big.part_size, big.part_count), (16 << 20, 7));
     assert_eq!(big.parts.len(), 7);
 
-    fake.wait_until_dead(&jobs, Duration::from_secs(15))
-        .await
-        .unwrap();
+    fenced.until_lost().await;
     let refused = agents.grant_upload(grant(10)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Aborted, "{refused:?}");
     let refused = agents
@@ -296,12 +231,8 @@ shell = "echo real > out.csv"
     assert_eq!(refused.code(), tonic::Code::Aborted, "{refused:?}");
 
     // A real agent runs attempt 2; only its output is published.
-    let _real = Agent::start(&controller.addr(), AgentOpts::new("real").queue("etl"))
-        .await
-        .unwrap();
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "succeeded", "{done:#}");
-    let listed = results(&cli, &id, Some("only")).await;
+    let (_real, _) = fenced.retried_by_real_agent("real", JOB_TIMEOUT).await;
+    let listed = results(&fenced.cli, &fenced.job_id, Some("only")).await;
     assert_eq!(listed["out.csv"]["attempt"], 2, "{listed:#?}");
 }
 
@@ -394,9 +325,7 @@ outputs = ["a.txt", "b.bin"]
 shell = "echo a > a.txt && head -c 20000000 /dev/urandom > b.bin"
 "#;
     let cli = controller.cli();
-    let id = cli.submit(job).await.unwrap();
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "succeeded", "{done:#}");
+    let (id, _) = run_to_success(&cli, job, JOB_TIMEOUT).await;
     let prefix = format!("kept/jobs/{id}/");
     assert_eq!(moto.objects(BUCKET, &prefix).await.unwrap().len(), 2);
 
