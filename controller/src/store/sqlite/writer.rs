@@ -344,6 +344,20 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn after_a_failed_sync_every_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, path) = open(dir.path());
+        writer.write(|conn| insert(conn, 1)).await.unwrap();
+        // The WAL vanishes under the store: its sync fails, and nothing said about the disk
+        // can be trusted any more.
+        std::fs::remove_file(format!("{}-wal", path.display())).unwrap();
+        let failed = writer.write(|conn| insert(conn, 2)).await.unwrap_err();
+        assert!(failed.to_string().contains("syncing"), "{failed}");
+        let refused = writer.write(|conn| insert(conn, 3)).await.unwrap_err();
+        assert!(matches!(refused, StoreError::Closed), "{refused}");
+    }
+
     #[test]
     fn the_wal_handle_follows_a_replaced_file() {
         let dir = tempfile::tempdir().unwrap();
