@@ -2,11 +2,15 @@
 //! with bounded memory by a thread that hashes the file (SHA-256) as it reads it, so each file
 //! is read once; the last chunk declares the SHA-256. Resumed from `UploadStatus` after an
 //! interruption (the skipped prefix is hashed, not sent), while the attempt's lease holds.
+//!
+//! Here the stream and resume protocol; `reader` reads, hashes and chunks the file.
+
+mod reader;
+#[cfg(test)]
+mod tests;
 
 use std::{
     fs::File,
-    io,
-    os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -15,11 +19,13 @@ use std::{
 };
 
 use ferry_proto::v1::{AttemptRef, OutputFile, UploadChunk, UploadHeader};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+pub use reader::{hex, CHUNK};
+use reader::{open_checked, produce};
 
 use crate::{
     client::{Backoff, Client, FailureLog, TransferError},
@@ -27,8 +33,6 @@ use crate::{
     running::KillSwitch,
 };
 
-/// Bytes of file data per upload message.
-pub const CHUNK: usize = 1 << 20;
 /// Chunks read ahead of the transport, at most: with the one being read and the one being
 /// encoded, an upload holds a few MiB whatever the file's size.
 const IN_FLIGHT: usize = 2;
@@ -354,138 +358,6 @@ async fn send_from(
     }
 }
 
-/// The reader thread of one stream: reads the file once from 0, hashing it; the prefix the
-/// controller already holds (before `offset`) is hashed only, the rest is fed to the stream
-/// in [`CHUNK`]s, the first carrying the header, the last the file's SHA-256. Returns the
-/// SHA-256 once the whole file is read and queued, `None` when the stream was given up first.
-fn produce(
-    upload: &Upload,
-    offset: u64,
-    tx: &mpsc::Sender<UploadChunk>,
-    stop: &CancellationToken,
-    runtime: &tokio::runtime::Handle,
-) -> Result<Option<String>, String> {
-    let size = upload.size();
-    let failed = |e: io::Error| match e.kind() {
-        io::ErrorKind::UnexpectedEof => "the file shrank while being uploaded".to_owned(),
-        _ => format!("cannot read: {e}"),
-    };
-    let send = |chunk: UploadChunk| {
-        runtime.block_on(async {
-            tokio::select! {
-                r = tx.send(chunk) => r.is_ok(),
-                () = stop.cancelled() => false,
-            }
-        })
-    };
-    let mut hasher = Sha256::new();
-    let offset = offset.min(size);
-    if !hash_range(&mut hasher, &upload.file, 0, offset, stop).map_err(failed)? {
-        return Ok(None);
-    }
-    let mut header = upload.header.clone();
-    if offset == size {
-        // Nothing left to send (an empty file, or one the controller holds whole): the header
-        // alone, declaring the SHA-256.
-        let sha256 = hex(&hasher.finalize());
-        header.sha256 = sha256.clone();
-        let chunk = make_chunk(Some(header), offset, Vec::new(), String::new());
-        return Ok(send(chunk).then_some(sha256));
-    }
-    let mut header = Some(header);
-    let mut at = offset;
-    loop {
-        if stop.is_cancelled() {
-            return Ok(None);
-        }
-        let len = chunk_len(at, size);
-        let data = read_chunk(&upload.file, at, len).map_err(failed)?;
-        hasher.update(&data);
-        let end = at + len as u64;
-        let sha256 = if end == size {
-            hex(&hasher.clone().finalize())
-        } else {
-            String::new()
-        };
-        let last = !sha256.is_empty();
-        if !send(make_chunk(header.take(), at, data, sha256.clone())) {
-            // The call ended (refused or interrupted); it reports why.
-            return Ok(None);
-        }
-        if last {
-            return Ok(Some(sha256));
-        }
-        at = end;
-    }
-}
-
-/// Bytes in the chunk at `at`: a full [`CHUNK`] or what is left. Zero only for the single
-/// message of an empty file, or of a file the controller already holds whole.
-fn chunk_len(at: u64, size: u64) -> usize {
-    size.saturating_sub(at).min(CHUNK as u64) as usize
-}
-
-fn make_chunk(
-    header: Option<UploadHeader>,
-    offset: u64,
-    data: Vec<u8>,
-    sha256: String,
-) -> UploadChunk {
-    UploadChunk {
-        header,
-        offset,
-        crc32c: crc32c::crc32c(&data),
-        data,
-        sha256,
-    }
-}
-
-fn read_chunk(file: &File, at: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0; len];
-    file.read_exact_at(&mut buf, at)?;
-    Ok(buf)
-}
-
-/// Opens the file the resolver checked, refusing a swap for a symlink or another file.
-fn open_checked(output: &Output) -> Result<File, String> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&output.path)
-        .map_err(|e| format!("cannot open: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    if meta.dev() != output.dev || meta.ino() != output.ino || meta.len() != output.size {
-        return Err("the file changed after the task ended".to_owned());
-    }
-    Ok(file)
-}
-
-/// Feeds bytes `from..to` of `file` to `hasher`, with bounded memory; `false` when stopped
-/// first.
-fn hash_range(
-    hasher: &mut Sha256,
-    file: &File,
-    from: u64,
-    to: u64,
-    stop: &CancellationToken,
-) -> io::Result<bool> {
-    if from >= to {
-        return Ok(true);
-    }
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = from;
-    while at < to {
-        if stop.is_cancelled() {
-            return Ok(false);
-        }
-        let n = (to - at).min(CHUNK as u64) as usize;
-        file.read_exact_at(&mut buf[..n], at)?;
-        hasher.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(true)
-}
-
 /// Keeps the memory of freed upload buffers in the process. An upload allocates and frees
 /// MiB-sized buffers for every chunk (the chunk, and tonic's buffer that encodes it); with
 /// glibc's default, sliding thresholds the freed top of a heap is handed back to the kernel
@@ -514,229 +386,5 @@ fn keep_chunk_memory() {
                 mallopt(M_TRIM_THRESHOLD, TRIM);
             }
         });
-    }
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::{outputs, testing::Fake};
-
-    #[test]
-    fn chunks_cover_the_file_and_carry_crc32c() {
-        assert_eq!(
-            chunk_len(0, 0),
-            0,
-            "an empty file is one message without data"
-        );
-        let size = 2 * CHUNK as u64 + 123;
-        let lens: Vec<usize> = (0..3).map(|i| chunk_len(i * CHUNK as u64, size)).collect();
-        assert_eq!(lens, [CHUNK, CHUNK, 123]);
-        assert_eq!(
-            chunk_len(size, size),
-            0,
-            "a file held whole: the header alone"
-        );
-        let c = make_chunk(None, 7, b"123456789".to_vec(), String::new());
-        // The CRC32C (Castagnoli) check value.
-        assert_eq!(c.crc32c, 0xE306_9283);
-        assert_eq!(c.offset, 7);
-        assert_eq!(make_chunk(None, 0, Vec::new(), String::new()).crc32c, 0);
-    }
-
-    #[test]
-    fn resume_offsets() {
-        // The controller holds a prefix: resume there, never from 0.
-        assert_eq!(
-            next_offset(0, 5 << 20, 8 << 20),
-            Resume::From {
-                offset: 5 << 20,
-                progress: true
-            }
-        );
-        // It holds less than where the last stream started (it lost an unsynced tail).
-        assert_eq!(
-            next_offset(5 << 20, 4 << 20, 8 << 20),
-            Resume::From {
-                offset: 4 << 20,
-                progress: false
-            }
-        );
-        assert_eq!(
-            next_offset(8 << 20, 8 << 20, 8 << 20),
-            Resume::From {
-                offset: 8 << 20,
-                progress: false
-            }
-        );
-        assert!(matches!(next_offset(0, 9, 8), Resume::Invalid(_)));
-    }
-
-    /// SHA-256 of the first `size` bytes of `file`, through `hash_range` in two pieces.
-    fn hash_prefix(file: &File, size: u64, stop: &CancellationToken) -> io::Result<String> {
-        let mut hasher = Sha256::new();
-        let half = size / 2;
-        assert!(hash_range(&mut hasher, file, 0, half, stop)?);
-        assert!(hash_range(&mut hasher, file, half, size, stop)?);
-        Ok(hex(&hasher.finalize()))
-    }
-
-    #[test]
-    fn hashes_known_vectors() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("f");
-        let never = CancellationToken::new();
-        std::fs::write(&path, b"abc").unwrap();
-        let file = File::open(&path).unwrap();
-        assert_eq!(
-            hash_prefix(&file, 3, &never).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        std::fs::write(&path, b"").unwrap();
-        let file = File::open(&path).unwrap();
-        assert_eq!(
-            hash_prefix(&file, 0, &never).unwrap(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        let file = File::open(&path).unwrap();
-        assert!(
-            hash_prefix(&file, 1, &never).is_err(),
-            "a short file is an error"
-        );
-        let stopped = CancellationToken::new();
-        stopped.cancel();
-        let mut hasher = Sha256::new();
-        assert!(!hash_range(&mut hasher, &file, 0, 1, &stopped).unwrap());
-    }
-
-    fn attempt() -> AttemptRef {
-        AttemptRef {
-            job_id: "j".into(),
-            task_id: "t".into(),
-            attempt: 1,
-        }
-    }
-
-    /// Files of these sizes (bytes derived from their position), resolved as outputs.
-    fn files(sizes: &[(&str, usize)]) -> (tempfile::TempDir, Vec<Output>, Vec<Vec<u8>>) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut contents = Vec::new();
-        for (name, size) in sizes {
-            let data: Vec<u8> = (0..*size).map(|i| (i % 251) as u8).collect();
-            std::fs::write(dir.path().join(name), &data).unwrap();
-            contents.push(data);
-        }
-        let names: Vec<String> = sizes.iter().map(|(n, _)| (*n).to_owned()).collect();
-        let outputs = outputs::resolve(dir.path(), &names, u64::MAX).unwrap();
-        (dir, outputs, contents)
-    }
-
-    #[tokio::test]
-    async fn uploads_whole_files_in_chunks() {
-        let fake = Fake::default();
-        let client = fake.start().await;
-        let (_dir, outs, data) = files(&[("a.bin", 0), ("b.bin", 5), ("c.bin", 2 * CHUNK + 17)]);
-        let done = upload_all(&client, &attempt(), &KillSwitch::default(), &outs)
-            .await
-            .unwrap();
-        let st = fake.state();
-        let names: Vec<&str> = done.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(names, ["a.bin", "b.bin", "c.bin"]);
-        for (out, data) in done.iter().zip(&data) {
-            assert_eq!(out.size, data.len() as u64);
-            assert_eq!(out.sha256, crate::testing::sha256_hex(data));
-            assert_eq!(&st.uploads[&out.name], data);
-            assert_eq!(st.finished[&out.name], out.sha256);
-        }
-        assert_eq!(st.stream_starts, [0, 0, 0], "one stream per file");
-        assert_eq!(st.status_calls, 0);
-    }
-
-    #[tokio::test]
-    async fn interrupted_upload_resumes_from_what_the_controller_holds() {
-        let fake = Fake::default();
-        fake.state().faults.cut_upload_at = Some(CHUNK as u64 + 1);
-        let client = fake.start().await;
-        let (_dir, outs, data) = files(&[("big.bin", 3 * CHUNK + 5)]);
-        let done = upload_all(&client, &attempt(), &KillSwitch::default(), &outs)
-            .await
-            .unwrap();
-        let st = fake.state();
-        assert_eq!(st.stream_starts, [0, 2 * CHUNK as u64]);
-        assert_eq!(st.status_calls, 1);
-        assert_eq!(st.uploads["big.bin"], data[0]);
-        assert_eq!(done[0].sha256, crate::testing::sha256_hex(&data[0]));
-    }
-
-    #[tokio::test]
-    async fn damaged_chunk_is_sent_again() {
-        let fake = Fake::default();
-        fake.state().faults.damage_at = Some(CHUNK as u64);
-        let client = fake.start().await;
-        let (_dir, outs, data) = files(&[("big.bin", 2 * CHUNK + 5)]);
-        upload_all(&client, &attempt(), &KillSwitch::default(), &outs)
-            .await
-            .unwrap();
-        let st = fake.state();
-        assert_eq!(st.stream_starts, [0, CHUNK as u64]);
-        assert_eq!(st.uploads["big.bin"], data[0]);
-    }
-
-    #[tokio::test]
-    async fn fenced_upload_stops_and_refused_upload_fails() {
-        let fake = Fake::default();
-        fake.state().faults.fenced = true;
-        let client = fake.start().await;
-        let (_dir, outs, _) = files(&[("a.bin", 10)]);
-        let r = upload_all(&client, &attempt(), &KillSwitch::default(), &outs).await;
-        assert_eq!(r, Err(Stop::Aborted));
-
-        let fake = Fake::default();
-        fake.state().faults.limit = Some(5);
-        let client = fake.start().await;
-        let r = upload_all(&client, &attempt(), &KillSwitch::default(), &outs).await;
-        assert_eq!(
-            r,
-            Err(Stop::Failed(
-                "output a.bin is over the controller's limit".into()
-            ))
-        );
-    }
-
-    #[tokio::test]
-    async fn unreachable_controller_is_retried_until_the_attempt_stops() {
-        // A port nobody listens on.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let cli = crate::config::Cli {
-            controller: Some(format!("http://127.0.0.1:{port}")),
-            ..Default::default()
-        };
-        let client =
-            Client::new(&crate::config::Config::load_from(cli, Vec::new()).unwrap()).unwrap();
-        let (_dir, outs, _) = files(&[("a.bin", 10)]);
-        let kill = KillSwitch::default();
-        let abort = kill.abort.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            abort.cancel();
-        });
-        let r = upload_all(&client, &attempt(), &kill, &outs).await;
-        assert_eq!(r, Err(Stop::Aborted));
     }
 }

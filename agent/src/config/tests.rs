@@ -1,0 +1,200 @@
+//! Unit tests of the agent's configuration: defaults, layering (file < env < flags),
+//! validation messages, datasources and unknown keys.
+
+use std::io::Write;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+    pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+}
+
+fn cli(args: &[&str]) -> Cli {
+    let mut argv = vec!["ferry-agent"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv).unwrap()
+}
+
+#[test]
+fn defaults() {
+    let c = Config::load_from(Cli::default(), env(&[])).unwrap();
+    assert_eq!(c.controller, "http://127.0.0.1:7070");
+    assert_eq!(c.name, c.hostname);
+    assert_eq!(c.queues, ["default"]);
+    assert!(c.labels.is_empty());
+    assert_eq!(c.max_tasks, 4);
+    assert_eq!(c.work_dir, PathBuf::from("./ferry-work"));
+    assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+    assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    assert_eq!(c.kill_grace, Duration::from_secs(5));
+    assert_eq!(c.max_output_bytes, 10 << 30);
+}
+
+#[test]
+fn output_limit_layers_and_units() {
+    let c = Config::load_from(cli(&["--max-output-bytes", "512MiB"]), env(&[])).unwrap();
+    assert_eq!(c.max_output_bytes, 512 << 20);
+    let c = Config::load_from(Cli::default(), env(&[("FERRY_MAX_OUTPUT_BYTES", "4096")])).unwrap();
+    assert_eq!(c.max_output_bytes, 4096);
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    writeln!(file, "max_output_bytes = 1000").unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    let c = Config::load_from(cli(&["--config", &path]), env(&[])).unwrap();
+    assert_eq!(c.max_output_bytes, 1000);
+    let e = load_err(&["--max-output-bytes", "lots"], &[]);
+    assert!(e.contains("max_output_bytes") && e.contains("lots"), "{e}");
+    let e = load_err(&["--max-output-bytes", "0"], &[]);
+    assert!(e.contains("max_output_bytes"), "{e}");
+    assert_eq!(parse_bytes("2G"), Some(2 << 30));
+    assert_eq!(parse_bytes(" 7 kib"), Some(7 << 10));
+    assert_eq!(parse_bytes("1.5G"), None);
+    assert_eq!(parse_bytes("99999999999TiB"), None);
+    assert_eq!(format_bytes(10 << 30), "10 GiB");
+    assert_eq!(format_bytes(1536), "1536 bytes");
+    assert_eq!(format_bytes(3 << 20), "3 MiB");
+}
+
+#[test]
+fn layering_file_env_flags() {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    writeln!(
+        file,
+        r#"
+controller = "http://file:1"
+name = "from-file"
+max_tasks = 2
+queues = ["a", "b"]
+heartbeat_interval = "2s"
+[labels]
+site = "dc1"
+"#
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+
+    let c = Config::load_from(cli(&["--config", &path]), env(&[])).unwrap();
+    assert_eq!(c.controller, "http://file:1");
+    assert_eq!(c.name, "from-file");
+    assert_eq!(c.max_tasks, 2);
+    assert_eq!(c.queues, ["a", "b"]);
+    assert_eq!(c.labels.get("site").map(String::as_str), Some("dc1"));
+    assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
+
+    let vars = env(&[
+        ("FERRY_NAME", "from-env"),
+        ("FERRY_MAX_TASKS", "3"),
+        ("FERRY_QUEUES", "x, y"),
+        ("FERRY_HEARTBEAT_INTERVAL", "750ms"),
+        // Not ours: must be ignored, not refused.
+        ("FERRY_LISTEN", "0.0.0.0:1"),
+        ("FERRY_JOB_ID", "j1"),
+    ]);
+    let c = Config::load_from(cli(&["--config", &path]), vars.clone()).unwrap();
+    assert_eq!(c.controller, "http://file:1");
+    assert_eq!(c.name, "from-env");
+    assert_eq!(c.max_tasks, 3);
+    assert_eq!(c.queues, ["x", "y"]);
+    assert_eq!(c.heartbeat_interval, Duration::from_millis(750));
+
+    let c = Config::load_from(
+        cli(&[
+            "--config",
+            &path,
+            "--name",
+            "from-flag",
+            "--max-tasks",
+            "9",
+            "--queue",
+            "q1",
+            "--queue",
+            "q2",
+            "--label",
+            "zone=z",
+            "--kill-grace",
+            "1s",
+        ]),
+        vars,
+    )
+    .unwrap();
+    assert_eq!(c.name, "from-flag");
+    assert_eq!(c.max_tasks, 9);
+    assert_eq!(c.queues, ["q1", "q2"]);
+    assert_eq!(c.labels.len(), 1);
+    assert_eq!(c.labels.get("zone").map(String::as_str), Some("z"));
+    assert_eq!(c.kill_grace, Duration::from_secs(1));
+}
+
+fn load_err(args: &[&str], vars: &[(&str, &str)]) -> String {
+    Config::load_from(cli(args), env(vars))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn validation_names_the_problem() {
+    let e = load_err(&["--max-tasks", "0"], &[]);
+    assert!(e.contains("max_tasks"), "{e}");
+    let e = load_err(&["--label", "nope"], &[]);
+    assert!(e.contains("labels") && e.contains("k=v"), "{e}");
+    let e = load_err(&["--heartbeat-interval", "soon"], &[]);
+    assert!(
+        e.contains("heartbeat_interval") && e.contains("soon"),
+        "{e}"
+    );
+    let e = load_err(&["--controller", "ftp://x"], &[]);
+    assert!(e.contains("controller"), "{e}");
+    let e = load_err(&[], &[("FERRY_MAX_TASKS", "many")]);
+    assert!(e.contains("max_tasks"), "{e}");
+}
+
+#[test]
+fn datasources_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "from-file\n").unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[datasources.Orders]
+url = "postgres://app@db/orders"
+password_file = "{}"
+read_only = true
+
+[datasources.local]
+url = "sqlite:///tmp/x.db"
+"#,
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let c = Config::load_from(cli(&["--config", path.to_str().unwrap()]), env(&[])).unwrap();
+    let names: Vec<_> = c.datasources.keys().map(String::as_str).collect();
+    assert_eq!(names, ["Orders", "local"]);
+    let orders = &c.datasources["Orders"];
+    assert!(orders.read_only);
+    assert_eq!(orders.password.as_ref().unwrap().0, "from-file");
+    assert!(!format!("{c:?}").contains("from-file"));
+    assert!(!format!("{c:?}").contains("app@db"));
+
+    std::fs::write(&path, "[datasources.x]\nurl = \"ftp://h\"\n").unwrap();
+    let e = load_err(&["--config", path.to_str().unwrap()], &[]);
+    assert!(e.contains("datasources.x") && e.contains("ftp"), "{e}");
+    std::fs::write(
+        &path,
+        "[datasources.x]\nurl = \"postgres://h/d\"\npasword = 1\n",
+    )
+    .unwrap();
+    let e = load_err(&["--config", path.to_str().unwrap()], &[]);
+    assert!(e.contains("pasword"), "{e}");
+}
+
+#[test]
+fn unknown_file_key_is_refused() {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    writeln!(file, "max_taks = 3").unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    let e = load_err(&["--config", &path], &[]);
+    assert!(e.contains("max_taks"), "{e}");
+}
