@@ -6,23 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ferry_tests::{job::state, Agent, AgentOpts, Controller, ControllerOpts, TestDir};
-
-const GIB: u64 = 1 << 30;
-
-/// SHA-256 of a file, lowercase hex, by `sha256sum`.
-fn sha256_file(path: &Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("running sha256sum");
-    assert!(
-        out.status.success(),
-        "sha256sum {}: {out:?}",
-        path.display()
-    );
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
-}
+use ferry_tests::{
+    job::state,
+    results_fixture::{sha256_file, GIB},
+    Agent, AgentOpts, Controller, ControllerOpts, TestDir,
+};
 
 /// Regular files under `dir` with their sizes (none when `dir` does not exist yet).
 fn files_with_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {

@@ -14,7 +14,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::json;
 
 use crate::files::read_tree_names;
-use crate::setup::{job, setup, JOB_TIMEOUT};
+use crate::setup::{job, setup, Setup, JOB_TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_killed_mid_extract_fails_the_attempt_and_publishes_nothing() {
@@ -45,25 +45,7 @@ async fn a_connection_killed_mid_extract_fails_the_attempt_and_publishes_nothing
         .unwrap()
         .get(0);
     assert_eq!(killed, 1);
-    let done = s.cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "failed", "{done:#}");
-    let error = attempts(&done, "extract").last().unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(error.contains("datasource pg"), "{error}");
-    assert!(
-        !partial.exists(),
-        "the partial file is left: {}",
-        partial.display()
-    );
-    let left: Vec<_> = read_tree_names(&work)
-        .into_iter()
-        .filter(|p| p.to_str().unwrap().contains("extract"))
-        .collect();
-    assert!(left.is_empty(), "files left: {left:?}");
-    let listed = s.cli.json(["results", "list", &id]).await.unwrap();
-    assert_eq!(listed, json!([]), "nothing published");
+    failed_leaving_nothing(&s, &id, &work, &partial, "datasource pg").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,24 +73,36 @@ async fn a_mariadb_connection_killed_mid_extract_fails_the_attempt_and_publishes
     my.query_drop(format!("KILL CONNECTION {}", ids[0]))
         .await
         .unwrap();
-    let done = s.cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
+    failed_leaving_nothing(&s, &id, &work, &partial, "datasource my").await;
+}
+
+/// The job failed naming `datasource`, its partial file is gone, no extract file is left in
+/// the agent's working dirs and nothing was published.
+async fn failed_leaving_nothing(
+    s: &Setup,
+    id: &str,
+    work: &std::path::Path,
+    partial: &std::path::Path,
+    datasource: &str,
+) {
+    let done = s.cli.wait_job(id, JOB_TIMEOUT).await.unwrap();
     assert_eq!(state(&done), "failed", "{done:#}");
     let error = attempts(&done, "extract").last().unwrap()["error"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(error.contains("datasource my"), "{error}");
+    assert!(error.contains(datasource), "{error}");
     assert!(
         !partial.exists(),
         "the partial file is left: {}",
         partial.display()
     );
-    let left: Vec<_> = read_tree_names(&work)
+    let left: Vec<_> = read_tree_names(work)
         .into_iter()
         .filter(|p| p.to_str().unwrap().contains("extract"))
         .collect();
     assert!(left.is_empty(), "files left: {left:?}");
-    let listed = s.cli.json(["results", "list", &id]).await.unwrap();
+    let listed = s.cli.json(["results", "list", id]).await.unwrap();
     assert_eq!(listed, json!([]), "nothing published");
 }
 
