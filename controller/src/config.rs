@@ -69,6 +69,12 @@ pub struct Flags {
     /// File holding the token clients (the CLI) must present [env: FERRY_CLIENT_TOKEN_FILE].
     #[arg(long, value_name = "FILE")]
     pub client_token_file: Option<String>,
+    /// Threads serving the gRPC services [default: 1; env: FERRY_ASYNC_THREADS]. On one
+    /// thread they spend less CPU than several threads stealing work from each other (the
+    /// store's writes, checksums and artifact writes have threads of their own); raise it for
+    /// a controller serving many agents on a large host.
+    #[arg(long, value_name = "N")]
+    pub async_threads: Option<String>,
 }
 
 /// The keys a config file may hold.
@@ -76,6 +82,7 @@ pub struct Flags {
 #[serde(deny_unknown_fields)]
 struct Raw {
     listen: String,
+    async_threads: usize,
     data_dir: String,
     store: Option<String>,
     agent_timeout: String,
@@ -108,6 +115,8 @@ pub struct Config {
     pub agent_token: Option<Secret>,
     /// Token clients must present; `None` leaves `JobService` open.
     pub client_token: Option<Secret>,
+    /// Threads of the async runtime; 1 is a single-threaded runtime.
+    pub async_threads: usize,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -130,8 +139,9 @@ pub enum ConfigError {
     Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 16] = [
     "listen",
+    "async_threads",
     "data_dir",
     "store",
     "agent_timeout",
@@ -148,6 +158,9 @@ const KEYS: [&str; 15] = [
     "s3_path_style",
 ];
 
+/// Most threads `async_threads` may ask for.
+const MAX_ASYNC_THREADS: usize = 1024;
+
 /// Default of `max_output_bytes`: 10 GiB.
 const DEFAULT_MAX_OUTPUT_BYTES: u64 = 10 << 30;
 
@@ -155,6 +168,7 @@ impl Config {
     pub fn load(flags: Flags) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder()
             .set_default("listen", "127.0.0.1:7070")?
+            .set_default("async_threads", 1)?
             .set_default("data_dir", "./ferry-data")?
             .set_default("agent_timeout", "15s")?
             .set_default("log_limit", 1_048_576)?
@@ -173,6 +187,7 @@ impl Config {
         }
         let flag_values = [
             ("listen", flags.listen),
+            ("async_threads", flags.async_threads),
             ("data_dir", flags.data_dir),
             ("store", flags.store),
             ("agent_timeout", flags.agent_timeout),
@@ -235,6 +250,15 @@ impl Raw {
                 self.listen
             ),
         })?;
+        if !(1..=MAX_ASYNC_THREADS).contains(&self.async_threads) {
+            return Err(ConfigError::Invalid {
+                key: "async_threads",
+                problem: format!(
+                    "{} is out of range: between 1 and {MAX_ASYNC_THREADS}",
+                    self.async_threads
+                ),
+            });
+        }
         let agent_timeout = duration("agent_timeout", &self.agent_timeout)?;
         if agent_timeout < Duration::from_millis(100) {
             return Err(ConfigError::Invalid {
@@ -289,6 +313,7 @@ impl Raw {
         let agent_token = read_token("agent_token_file", self.agent_token_file.as_deref())?;
         let client_token = read_token("client_token_file", self.client_token_file.as_deref())?;
         Ok(Config {
+            async_threads: self.async_threads,
             agent_token,
             client_token,
             listen,
@@ -326,6 +351,7 @@ mod tests {
             artifacts: None,
             s3_endpoint: None,
             s3_region: None,
+            async_threads: None,
         }
     }
 
@@ -429,5 +455,24 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("agent_timout"), "{err}");
+    }
+
+    #[test]
+    fn async_threads_default_to_one_and_are_bounded() {
+        assert_eq!(Config::load(flags()).unwrap().async_threads, 1);
+        let config = Config::load(Flags {
+            async_threads: Some("4".into()),
+            ..flags()
+        })
+        .unwrap();
+        assert_eq!(config.async_threads, 4);
+        for bad in ["0", "100000"] {
+            let err = Config::load(Flags {
+                async_threads: Some(bad.into()),
+                ..flags()
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains("async_threads"), "{bad}: {err}");
+        }
     }
 }

@@ -42,7 +42,19 @@ fn at(events: &[(u128, String, String)], event: &str, task: &str) -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dag_runs_in_dependency_order_across_queues() {
-    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    dag_in_order(ControllerOpts::default()).await;
+}
+
+/// The same on a controller whose services run on a multi-threaded runtime (the default is
+/// one thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dag_runs_in_order_on_a_controller_with_several_async_threads() {
+    dag_in_order(ControllerOpts::default().arg("--async-threads").arg("2")).await;
+}
+
+/// Two agents on two queues run an extract → validate, transform → load DAG in order.
+async fn dag_in_order(opts: ControllerOpts) {
+    let controller = Controller::start(opts).await.unwrap();
     let onprem = Agent::start(
         &controller.addr(),
         AgentOpts::new("agent-onprem").queue("onprem"),
