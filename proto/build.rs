@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
+        // An upload chunk's data stays a slice of the buffer it was received in (no copy).
+        .bytes(".ferry.v1.UploadChunk.data")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -218,6 +218,89 @@ tr a-z A-Z < "$FERRY_INPUTS/extract/out.csv" > derived.csv
     assert_eq!(all["derived.csv"]["task"], "load", "{all:#?}");
 }
 
+/// The controller records the SHA-256 the agent computed at the source and does not hash the
+/// bytes again; every reader verifies it. Bytes damaged on the controller's disk after
+/// publication are thus refused by `results get` (nothing left behind) and by the staging of a
+/// downstream task's inputs (the attempt fails naming the input).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_damaged_on_the_controllers_disk_are_refused_by_every_reader() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let _onprem = Agent::start(
+        &controller.addr(),
+        AgentOpts::new("agent-onprem").queue("onprem"),
+    )
+    .await
+    .unwrap();
+    let job = r#"
+name = "damaged"
+
+[[tasks]]
+id = "extract"
+queue = "onprem"
+retry = { max_attempts = 1 }
+outputs = ["out.csv"]
+shell = "printf 'id,city\n1,lyon\n' > out.csv"
+
+[[tasks]]
+id = "load"
+depends_on = ["extract"]
+queue = "cloud"
+retry = { max_attempts = 1 }
+shell = "cat \"$FERRY_INPUTS/extract/out.csv\""
+"#;
+    let cli = controller.cli();
+    let id = cli.submit(job).await.unwrap();
+    ferry_tests::eventually("extract to succeed", JOB_TIMEOUT, || async {
+        let doc = cli.show(&id).await?;
+        Ok((task_state(&doc, "extract") == "succeeded").then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Same size, one byte changed.
+    let published = controller
+        .data_dir()
+        .join("artifacts/published")
+        .join(&id)
+        .join("extract/1/out.csv");
+    let mut bytes = std::fs::read(&published).unwrap();
+    assert_eq!(bytes, b"id,city\n1,lyon\n");
+    bytes[0] = b'I';
+    std::fs::write(&published, &bytes).unwrap();
+
+    let scratch = TestDir::new("damaged").unwrap();
+    let into = scratch.path().join("downloads");
+    let dir = into.display().to_string();
+    let out = cli
+        .run(["results", "get", &id, "extract", "-o", &dir])
+        .await
+        .unwrap();
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr.contains("checksum mismatch for out.csv"),
+        "{out}"
+    );
+    assert!(
+        !into.exists() || files_under(&into).is_empty(),
+        "nothing left behind: {:?}",
+        files_under(&into)
+    );
+
+    let _cloud = Agent::start(
+        &controller.addr(),
+        AgentOpts::new("agent-cloud").queue("cloud"),
+    )
+    .await
+    .unwrap();
+    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
+    assert_eq!(state(&done), "failed", "{done:#}");
+    let error = last_error(&done, "load");
+    assert!(
+        error.contains("extract/out.csv") && error.contains("checksum mismatch"),
+        "{error}"
+    );
+}
+
 /// CRC32C (Castagnoli) of `data`, as `UploadChunk.crc32c` carries it.
 fn crc32c(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -263,7 +346,7 @@ async fn a_lost_attempts_upload_is_refused() {
         }),
         offset: 0,
         crc32c: crc32c(&data),
-        data,
+        data: data.into(),
         sha256: String::new(),
     };
     let mut wrong = Vec::new();

@@ -4,7 +4,7 @@
 
 use std::{
     fs::File,
-    io,
+    io::{self, Read, Seek},
     os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
 };
 
@@ -100,14 +100,21 @@ pub(super) fn make_chunk(
         header,
         offset,
         crc32c: crc32c::crc32c(&data),
-        data,
+        data: data.into(),
         sha256,
     }
 }
 
+/// Reads `len` bytes at `at` into a new buffer, never zeroed first: `read_to_end` reads into
+/// the buffer's spare capacity (zeroing 1 MiB per chunk was a tenth of the agent's CPU).
 fn read_chunk(file: &File, at: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0; len];
-    file.read_exact_at(&mut buf, at)?;
+    let mut reader = file;
+    reader.seek(io::SeekFrom::Start(at))?;
+    let mut buf = Vec::with_capacity(len);
+    reader.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(buf)
 }
 

@@ -1,5 +1,5 @@
 //! File-system helpers of the artifact store: walking and removing directories, syncing
-//! them, and rebuilding a staged file's state after a restart.
+//! them, and reopening a staged file after a restart.
 
 use super::*;
 
@@ -66,14 +66,14 @@ pub(super) fn sync_dir(path: &Path) -> Result<(), ArtifactError> {
         .map_err(io("syncing directory", path))
 }
 
-/// Opens (creating) a staged file and hashes what it already holds: the state of an upload
-/// that resumes after a controller restart. A file longer than its declared size is stale and
-/// starts over.
+/// Opens (creating) a staged file: the state of an upload that resumes after a controller
+/// restart, from the length the file holds (its chunks were checked as they arrived). A file
+/// longer than its declared size is stale and starts over.
 pub(super) fn restore(path: &Path, size: u64, sha256: String) -> Result<Staged, ArtifactError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io("creating", dir))?;
     }
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -81,27 +81,13 @@ pub(super) fn restore(path: &Path, size: u64, sha256: String) -> Result<Staged, 
         .open(path)
         .map_err(io("opening", path))?;
     let mut len = file.metadata().map_err(io("reading", path))?.len();
-    let mut hasher = Sha256::new();
     if len > size {
         file.set_len(0).map_err(io("truncating", path))?;
         len = 0;
-    } else if len > 0 {
-        let started = Instant::now();
-        let mut buf = vec![0; READ_CHUNK];
-        let mut left = len;
-        while left > 0 {
-            let n = (left as usize).min(buf.len());
-            file.read_exact(&mut buf[..n])
-                .map_err(io("reading", path))?;
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
-        tracing::debug!(bytes = len, elapsed = ?started.elapsed(), "recomputed the sha256 of a staged prefix");
     }
     Ok(Staged {
         file,
         len,
-        hasher,
         size,
         sha256,
     })

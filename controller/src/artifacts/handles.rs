@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
+use bytes::Bytes;
 
-use super::{blocking, hex, io, remove_dir, ArtifactError, Entry, Slot, READ_CHUNK};
+use super::{blocking, io, remove_dir, ArtifactError, Entry, Slot, READ_CHUNK};
 
 /// A file being received: one stream of `UploadOutput`.
 pub struct Upload {
@@ -31,9 +31,10 @@ impl Upload {
     pub async fn write(
         &mut self,
         offset: u64,
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
         crc: u32,
     ) -> Result<(), ArtifactError> {
+        let data = data.into();
         if data.is_empty() {
             return Ok(());
         }
@@ -46,7 +47,7 @@ impl Upload {
     }
 
     /// A writer for this stream's chunks on a thread of its own, fed through a bounded queue,
-    /// so that receiving the next chunks overlaps checking, writing and hashing this one.
+    /// so that receiving the next chunks overlaps checking and writing this one.
     /// Close it (which waits for it) before `finish`.
     pub fn pipeline(&self) -> Pipeline {
         keep_chunk_memory();
@@ -81,14 +82,13 @@ impl Upload {
         self.written += bytes;
     }
 
-    /// Ends the stream: fsyncs the file and answers its length. A file received whole whose
-    /// SHA-256 differs from its header's is truncated, to be sent again.
+    /// Ends the stream: fsyncs the file and answers its length.
     pub async fn finish(self) -> Result<u64, ArtifactError> {
         let entry = self.entry.clone();
         let name = self.name.clone();
         let received = blocking(move || {
-            let mut slot = entry.lock().expect("upload poisoned");
-            let Slot::Open(staged) = &mut *slot else {
+            let slot = entry.lock().expect("upload poisoned");
+            let Slot::Open(staged) = &*slot else {
                 return Err(ArtifactError::Closed { name });
             };
             staged
@@ -98,26 +98,6 @@ impl Upload {
                     what: format!("syncing {name}"),
                     source,
                 })?;
-            // A SHA-256 declared by the header or the stream's last chunk; otherwise only
-            // the completion's declaration checks the file (`verify`).
-            if staged.len == staged.size && !staged.sha256.is_empty() {
-                let actual = hex(&staged.hasher.clone().finalize());
-                if !actual.eq_ignore_ascii_case(&staged.sha256) {
-                    let size = staged.len;
-                    staged.file.set_len(0).map_err(|source| ArtifactError::Io {
-                        what: format!("truncating {name}"),
-                        source,
-                    })?;
-                    staged.len = 0;
-                    staged.hasher = Sha256::new();
-                    return Err(ArtifactError::Corrupt {
-                        name,
-                        size,
-                        actual,
-                        expected: staged.sha256.clone(),
-                    });
-                }
-            }
             Ok(staged.len)
         })
         .await?;
@@ -140,7 +120,7 @@ const PIPELINE_DEPTH: usize = 4;
 /// One chunk for the writer thread.
 struct Chunk {
     offset: u64,
-    data: Vec<u8>,
+    data: Bytes,
     crc: u32,
     sha256: String,
 }
@@ -155,10 +135,16 @@ impl Pipeline {
     /// Queues a chunk (checked like [`Upload::write`]); a non-empty `sha256` declares the
     /// whole file's, once the chunk is written. `false` when the writer has stopped on an
     /// error, which [`Pipeline::close`] returns.
-    pub async fn push(&self, offset: u64, data: Vec<u8>, crc: u32, sha256: String) -> bool {
+    pub async fn push(
+        &self,
+        offset: u64,
+        data: impl Into<Bytes>,
+        crc: u32,
+        sha256: String,
+    ) -> bool {
         let chunk = Chunk {
             offset,
-            data,
+            data: data.into(),
             crc,
             sha256,
         };
@@ -206,7 +192,7 @@ fn keep_chunk_memory() {
     }
 }
 
-/// Checks and appends one chunk to a staged file, and feeds its running SHA-256.
+/// Checks and appends one chunk to a staged file.
 fn write_chunk(
     entry: &Entry,
     name: &str,
@@ -256,11 +242,11 @@ fn write_chunk(
             .written(&staged.file, staged.len)
             .map_err(failed("writing back"))?;
     }
-    staged.hasher.update(data);
     Ok(())
 }
 
-/// Records the SHA-256 the agent declares for the whole file at the end of its stream.
+/// Records the SHA-256 the agent declares for the whole file at the end of its stream (its
+/// completion must name the same).
 fn declare_sha256(entry: &Entry, name: &str, sha256: String) -> Result<(), ArtifactError> {
     let mut slot = entry.lock().expect("upload poisoned");
     let Slot::Open(staged) = &mut *slot else {

@@ -60,6 +60,17 @@ pub(super) fn check_key(key: &AttemptKey) -> Result<(), ArtifactError> {
     check_id("task id", &key.task_id)
 }
 
+/// Checks that a declared SHA-256 is 64 hex digits.
+pub(super) fn check_sha256(name: &str, sha256: &str) -> Result<(), ArtifactError> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ArtifactError::InvalidName {
+            name: name.to_string(),
+            problem: "its sha256 is not 64 hex digits",
+        });
+    }
+    Ok(())
+}
+
 pub(super) fn hex(digest: &[u8]) -> String {
     use std::fmt::Write;
     digest.iter().fold(String::with_capacity(64), |mut s, b| {

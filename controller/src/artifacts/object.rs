@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::names::{check_id, check_key, hex};
+use super::names::{check_id, check_key, check_sha256, hex};
 use super::{check_name, ArtifactError};
 use crate::model::{AttemptKey, OutputFile};
 use crate::s3::{S3Client, S3Error, MAX_PART_NUMBER};
@@ -64,13 +64,6 @@ pub struct ObjectArtifacts {
     /// Uploads begun since this process started; after a restart they are found again in
     /// the store (ListMultipartUploads).
     pending: Mutex<HashMap<(AttemptKey, String), Pending>>,
-}
-
-fn invalid(name: &str, problem: &'static str) -> ArtifactError {
-    ArtifactError::InvalidName {
-        name: name.to_string(),
-        problem,
-    }
 }
 
 impl ObjectArtifacts {
@@ -318,9 +311,7 @@ impl ObjectArtifacts {
                     name: output.name.clone(),
                 });
             }
-            if output.sha256.len() != 64 || !output.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid(&output.name, "its sha256 is not 64 hex digits"));
-            }
+            check_sha256(&output.name, &output.sha256)?;
         }
         for output in outputs {
             let object = self.object_key(key, &output.name);

@@ -1,6 +1,7 @@
 //! Tests of the data-directory artifact store.
 
 use super::*;
+use sha2::{Digest, Sha256};
 
 fn key(attempt: u32) -> AttemptKey {
     AttemptKey {
@@ -98,7 +99,7 @@ async fn chunks_must_start_at_the_staged_length() {
 }
 
 #[tokio::test]
-async fn an_upload_resumes_after_a_restart_with_the_recomputed_sha() {
+async fn an_upload_resumes_after_a_restart_from_the_staged_length() {
     let dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let cut = 1_234_567;
@@ -140,67 +141,53 @@ async fn an_upload_resumes_after_a_restart_with_the_recomputed_sha() {
         .verify(&key(2), std::slice::from_ref(&declared))
         .await
         .unwrap();
-    // And a restart between the upload and the completion recomputes it once more.
+    let staged = std::fs::read(
+        dir.path()
+            .join("artifacts/staging/j1/extract/2/sub/big.bin"),
+    );
+    assert!(staged.unwrap() == data, "the staged file holds the data");
+    // And a restart between the upload and the completion finds the file whole.
     let store = open(dir.path(), 1 << 30);
     store.verify(&key(2), &[declared]).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_whole_file_with_the_wrong_sha_is_refused_and_starts_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 1 << 20);
-    let data = b"abc".to_vec();
-    let mut h = header("out", &data);
-    h.sha256 = sha(b"abd");
-    let mut up = store.begin(key(1), h).await.unwrap();
-    up.write(0, data.clone(), crc32c::crc32c(&data))
-        .await
-        .unwrap();
-    let err = up.finish().await.unwrap_err();
-    assert!(matches!(err, ArtifactError::Corrupt { .. }), "{err}");
-    assert_eq!(store.received(&key(1), "out").await.unwrap(), 0);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pipelined_stream_checks_the_sha_its_last_chunk_declares() {
+async fn a_pipelined_stream_declares_the_sha_its_completion_must_name() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 1 << 30);
     let data: Vec<u8> = (0..(42 << 20) + 7).map(|i| (i % 251) as u8).collect();
-    let unsigned = |d: &[u8]| UploadHeader {
+    let unsigned = UploadHeader {
         sha256: String::new(),
-        ..header("big", d)
+        ..header("big", &data)
     };
-    for (declared, whole) in [(sha(b"other"), false), (sha(&data), true)] {
-        let mut up = store.begin(key(1), unsigned(&data)).await.unwrap();
-        assert_eq!(up.resumed_at(), 0);
-        let pipeline = up.pipeline();
-        let mut chunks = data.chunks(1 << 20).enumerate().peekable();
-        while let Some((i, chunk)) = chunks.next() {
-            let last = chunks.peek().is_none();
-            let sha = if last {
-                declared.clone()
-            } else {
-                String::new()
-            };
-            let offset = (i << 20) as u64;
-            let crc = crc32c::crc32c(chunk);
-            assert!(pipeline.push(offset, chunk.to_vec(), crc, sha).await);
-        }
-        up.wrote(pipeline.close().await.unwrap());
-        if whole {
-            assert_eq!(up.finish().await.unwrap(), data.len() as u64);
-        } else {
-            let err = up.finish().await.unwrap_err();
-            assert!(matches!(err, ArtifactError::Corrupt { .. }), "{err}");
-            assert_eq!(store.received(&key(1), "big").await.unwrap(), 0);
-        }
+    let mut up = store.begin(key(1), unsigned).await.unwrap();
+    assert_eq!(up.resumed_at(), 0);
+    let pipeline = up.pipeline();
+    let mut chunks = data.chunks(1 << 20).enumerate().peekable();
+    while let Some((i, chunk)) = chunks.next() {
+        let last = chunks.peek().is_none();
+        let declared = if last { sha(&data) } else { String::new() };
+        let offset = (i << 20) as u64;
+        let crc = crc32c::crc32c(chunk);
+        assert!(pipeline.push(offset, chunk.to_vec(), crc, declared).await);
     }
-    let declared = OutputFile {
+    up.wrote(pipeline.close().await.unwrap());
+    assert_eq!(up.finish().await.unwrap(), data.len() as u64);
+    let completion = |sha256: String| OutputFile {
         name: "big".into(),
         size: data.len() as u64,
-        sha256: sha(&data),
+        sha256,
     };
-    store.verify(&key(1), &[declared]).await.unwrap();
+    let err = store
+        .verify(&key(1), &[completion(sha(b"other"))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ArtifactError::Disagrees { .. }), "{err}");
+    assert!(err.to_string().contains(&sha(&data)), "{err}");
+    store
+        .verify(&key(1), &[completion(sha(&data).to_uppercase())])
+        .await
+        .unwrap();
     let staged = std::fs::read(dir.path().join("artifacts/staging/j1/extract/1/big")).unwrap();
     assert!(staged == data, "the staged file holds the data");
 }
@@ -284,8 +271,25 @@ async fn verification_names_the_file_that_does_not_check_out() {
         .verify(&key(1), &[out("out", b"0124")])
         .await
         .unwrap_err();
-    assert!(matches!(err, ArtifactError::Mismatch { .. }), "{err}");
-    store.verify(&key(1), &[out("out", b"0123")]).await.unwrap();
+    assert!(matches!(err, ArtifactError::Disagrees { .. }), "{err}");
+    let not_hex = OutputFile {
+        sha256: "z".repeat(64),
+        ..out("out", b"0123")
+    };
+    let err = store.verify(&key(1), &[not_hex]).await.unwrap_err();
+    assert!(err.to_string().contains("not 64 hex digits"), "{err}");
+    // A header with no SHA-256, and none on the stream's last chunk: the completion's counts.
+    let mut h = header("other", b"0123");
+    h.sha256 = String::new();
+    let mut up = store.begin(key(1), h).await.unwrap();
+    up.write(0, b"0123".to_vec(), crc32c::crc32c(b"0123"))
+        .await
+        .unwrap();
+    up.finish().await.unwrap();
+    store
+        .verify(&key(1), &[out("other", b"0123")])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -354,7 +354,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, EngineError::Artifact(ArtifactError::Mismatch { .. })),
+            matches!(err, EngineError::Artifact(ArtifactError::Disagrees { .. })),
             "{err}"
         );
         assert!(!published.exists());

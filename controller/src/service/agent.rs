@@ -59,8 +59,8 @@ impl AgentApi {
             from = upload.resumed_at(),
             "upload stream started"
         );
-        // Receiving overlaps the writer thread's checks, writes and hashing: the next
-        // chunks arrive while one is written.
+        // Receiving overlaps the writer thread's checks and writes: the next chunks arrive
+        // while one is written.
         let pipeline = upload.pipeline();
         let mut next = Some(first);
         let mut interrupted = None;

@@ -31,10 +31,12 @@ impl From<ArtifactError> for Status {
             | E::InvalidId { .. }
             | E::PastSize { .. }
             | E::Duplicate { .. } => Status::invalid_argument(message),
-            E::Crc { .. } | E::Corrupt { .. } => Status::data_loss(message),
-            E::Offset { .. } | E::NotStaged { .. } | E::Incomplete { .. } | E::Mismatch { .. } => {
-                Status::failed_precondition(message)
-            }
+            E::Crc { .. } => Status::data_loss(message),
+            E::Offset { .. }
+            | E::NotStaged { .. }
+            | E::Incomplete { .. }
+            | E::Mismatch { .. }
+            | E::Disagrees { .. } => Status::failed_precondition(message),
             E::TooLarge { .. } => Status::resource_exhausted(message),
             E::Closed { .. } => Status::aborted(message),
             E::NotFound(_) => Status::not_found(message),
