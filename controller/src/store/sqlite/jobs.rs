@@ -120,9 +120,20 @@ fn job_state(text: &str) -> Result<JobState, StoreError> {
 }
 
 pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreError> {
+    get_bounded(conn, job_id, u32::MAX)?
+        .ok_or_else(|| StoreError::Backend(format!("job {job_id} has more than u32::MAX tasks")))
+}
+
+/// The job, read in one snapshot, unless it has more than `max_tasks` tasks (`None`, found
+/// from its head row before any task is read).
+pub(super) fn get_bounded(
+    conn: &Connection,
+    job_id: &str,
+    max_tasks: u32,
+) -> Result<Option<JobRecord>, StoreError> {
     let tx = super::ReadTx::begin(conn)?;
     let head = tx
-        .prepare_cached("SELECT name, state, params, idempotency_key, created_at, finished_at FROM jobs WHERE id = ?1")
+        .prepare_cached("SELECT name, state, params, idempotency_key, created_at, finished_at, tasks_total FROM jobs WHERE id = ?1")
         .map_err(backend)?
         .query_row(
             [job_id],
@@ -134,12 +145,16 @@ pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreErr
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, u32>(6)?,
                 ))
             },
         )
         .optional()
         .map_err(backend)?
         .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+    if head.6 > max_tasks {
+        return Ok(None);
+    }
     let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
     {
         let mut stmt = tx
@@ -192,7 +207,7 @@ pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreErr
         }
     }
     let params: BTreeMap<String, String> = from_json(&head.2)?;
-    Ok(JobRecord {
+    Ok(Some(JobRecord {
         id: job_id.to_string(),
         name: head.0,
         state: job_state(&head.1)?,
@@ -201,7 +216,7 @@ pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreErr
         created_at: head.4,
         finished_at: head.5,
         tasks,
-    })
+    }))
 }
 
 pub(super) fn list(
