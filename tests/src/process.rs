@@ -53,6 +53,18 @@ impl Drop for TestDir {
     }
 }
 
+/// Runs the child without the `LD_LIBRARY_PATH` that `cargo run` and `cargo test` set (their
+/// build outputs and the toolchain's libraries; cargo says it ran us through `CARGO`), so
+/// that the binaries run as a user's would: they need no library of their own. The agent's
+/// tasks inherit its environment, and with that variable every `/bin/sh` looked for
+/// `libc.so.6` in each of those directories first (dozens of failed `openat`s per process,
+/// 0.3 ms of CPU per task in the throughput benchmark).
+fn without_cargo_library_path(cmd: &mut Command) {
+    if std::env::var_os("CARGO").is_some() {
+        cmd.env_remove("LD_LIBRARY_PATH");
+    }
+}
+
 /// One running binary with its stdout and stderr appended to `log`.
 pub(crate) struct Proc {
     name: String,
@@ -73,6 +85,7 @@ impl Proc {
             .with_context(|| format!("opening log {}", log.display()))?;
         writeln!(out, "---- harness: starting {cmd:?}")?;
         let err = out.try_clone()?;
+        without_cargo_library_path(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
