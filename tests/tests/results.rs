@@ -30,6 +30,13 @@ fn sha256_bytes(data: &[u8]) -> String {
     sha256_file(&path)
 }
 
+/// An agent named `name` serving `queue`.
+async fn agent_on(controller: &Controller, name: &str, queue: &str) -> Agent {
+    Agent::start(&controller.addr(), AgentOpts::new(name).queue(queue))
+        .await
+        .unwrap()
+}
+
 /// `ferry --output json results list JOB [TASK]`, by name, each file with every field.
 async fn results(cli: &Cli, job: &str, task: Option<&str>) -> BTreeMap<String, Value> {
     let listed = results_by_name(cli, job, task).await;
@@ -168,18 +175,8 @@ echo not-matched > parts/c.txt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cloud_agent_transforms_what_an_onprem_agent_extracted() {
     let controller = Controller::start(ControllerOpts::default()).await.unwrap();
-    let onprem = Agent::start(
-        &controller.addr(),
-        AgentOpts::new("agent-onprem").queue("onprem"),
-    )
-    .await
-    .unwrap();
-    let cloud = Agent::start(
-        &controller.addr(),
-        AgentOpts::new("agent-cloud").queue("cloud"),
-    )
-    .await
-    .unwrap();
+    let onprem = agent_on(&controller, "agent-onprem", "onprem").await;
+    let cloud = agent_on(&controller, "agent-cloud", "cloud").await;
     let job = r#"
 name = "hand-off"
 
@@ -225,12 +222,7 @@ tr a-z A-Z < "$FERRY_INPUTS/extract/out.csv" > derived.csv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_damaged_on_the_controllers_disk_are_refused_by_every_reader() {
     let controller = Controller::start(ControllerOpts::default()).await.unwrap();
-    let _onprem = Agent::start(
-        &controller.addr(),
-        AgentOpts::new("agent-onprem").queue("onprem"),
-    )
-    .await
-    .unwrap();
+    let _onprem = agent_on(&controller, "agent-onprem", "onprem").await;
     let job = r#"
 name = "damaged"
 
@@ -286,12 +278,7 @@ shell = "cat \"$FERRY_INPUTS/extract/out.csv\""
         files_under(&into)
     );
 
-    let _cloud = Agent::start(
-        &controller.addr(),
-        AgentOpts::new("agent-cloud").queue("cloud"),
-    )
-    .await
-    .unwrap();
+    let _cloud = agent_on(&controller, "agent-cloud", "cloud").await;
     let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
     assert_eq!(state(&done), "failed", "{done:#}");
     let error = last_error(&done, "load");

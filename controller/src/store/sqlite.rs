@@ -512,24 +512,7 @@ mod tests {
     async fn accepted_jobs_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ferry.db");
-        let job = crate::model::NewJob {
-            name: "durable".into(),
-            params: Default::default(),
-            tasks: vec![crate::model::TaskSpec {
-                id: "a".into(),
-                queue: "q".into(),
-                labels: Default::default(),
-                depends_on: vec![],
-                kind: crate::model::TaskKind::Shell {
-                    command: "true".into(),
-                },
-                outputs: vec![],
-                timeout_ms: 0,
-                retry: Default::default(),
-            }],
-            idempotency_key: None,
-            backfill: Default::default(),
-        };
+        let job = job_of(1);
         let id = {
             let store = super::SqliteStore::open(&path).await.unwrap();
             crate::store::Store::submit_job(&store, job, 1)
