@@ -5,7 +5,7 @@ use std::{fs::File, io, time::Duration};
 
 use sha2::{Digest, Sha256};
 
-use super::reader::{chunk_len, hash_range, make_chunk};
+use super::reader::{chunk_len, hash_range, make_chunk, read_chunk};
 use super::*;
 use crate::{outputs, testing::Fake};
 
@@ -29,6 +29,28 @@ fn chunks_cover_the_file_and_carry_crc32c() {
     assert_eq!(c.crc32c, 0xE306_9283);
     assert_eq!(c.offset, 7);
     assert_eq!(make_chunk(None, 0, Vec::new(), String::new()).crc32c, 0);
+}
+
+#[test]
+fn chunks_are_read_at_their_offset_whatever_the_files_position() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3 * CHUNK + 77).map(|i| (i % 253) as u8).collect();
+    let mut file = File::create_new(dir.path().join("f")).unwrap();
+    file.write_all(&data).unwrap();
+    let file = File::open(dir.path().join("f")).unwrap();
+    // Another reader moving the shared position changes nothing.
+    (&file).seek(SeekFrom::Start(12345)).unwrap();
+    for (at, len) in [
+        (0, CHUNK),
+        (CHUNK as u64 + 5, CHUNK),
+        (3 * CHUNK as u64, 77),
+    ] {
+        let chunk = read_chunk(&file, at, len).unwrap();
+        assert!(chunk == data[at as usize..at as usize + len], "at {at}");
+    }
+    let err = read_chunk(&file, 3 * CHUNK as u64, 78).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
 }
 
 #[test]
