@@ -45,6 +45,8 @@ pub struct ArtifactConfig {
 pub enum ArtifactError {
     #[error("invalid output name {name:?}: {problem}")]
     InvalidName { name: String, problem: &'static str },
+    #[error("output {name}: sha256 {sha256:?} is not 64 hex digits")]
+    InvalidSha256 { name: String, sha256: String },
     #[error("invalid {what} {value:?}: not usable as a path component")]
     InvalidId { what: &'static str, value: String },
     #[error("chunk at offset {offset} of {name}: crc32c does not match its data, send it again")]

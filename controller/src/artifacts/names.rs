@@ -63,9 +63,9 @@ pub(super) fn check_key(key: &AttemptKey) -> Result<(), ArtifactError> {
 /// Checks that a declared SHA-256 is 64 hex digits.
 pub(super) fn check_sha256(name: &str, sha256: &str) -> Result<(), ArtifactError> {
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ArtifactError::InvalidName {
+        return Err(ArtifactError::InvalidSha256 {
             name: name.to_string(),
-            problem: "its sha256 is not 64 hex digits",
+            sha256: sha256.chars().take(80).collect(),
         });
     }
     Ok(())

@@ -277,7 +277,13 @@ async fn verification_names_the_file_that_does_not_check_out() {
         ..out("out", b"0123")
     };
     let err = store.verify(&key(1), &[not_hex]).await.unwrap_err();
-    assert!(err.to_string().contains("not 64 hex digits"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "output out: sha256 {:?} is not 64 hex digits",
+            "z".repeat(64)
+        )
+    );
     // A header with no SHA-256, and none on the stream's last chunk: the completion's counts.
     let mut h = header("other", b"0123");
     h.sha256 = String::new();

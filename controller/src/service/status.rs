@@ -28,6 +28,7 @@ impl From<ArtifactError> for Status {
         let message = e.to_string();
         match e {
             E::InvalidName { .. }
+            | E::InvalidSha256 { .. }
             | E::InvalidId { .. }
             | E::PastSize { .. }
             | E::Duplicate { .. } => Status::invalid_argument(message),
