@@ -9,15 +9,16 @@ mod extracts;
 mod jobs;
 mod logs;
 mod outputs;
+mod readers;
 mod transitions;
 mod watermarks;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{
@@ -29,6 +30,8 @@ use crate::model::{
     Millis, NewJob, Outcome, QueueStats, ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
 };
 
+use readers::{ReaderPool, READ_NOW_MAX_ATTEMPTS, READ_NOW_MAX_TASKS};
+
 const SCHEMA: &str = include_str!("sqlite/schema.sql");
 
 pub struct SqliteStore {
@@ -37,30 +40,6 @@ pub struct SqliteStore {
     /// The connection of point reads made on the caller's thread (see [`SqliteStore::read_now`]);
     /// `None` until first used.
     now: Mutex<Option<Connection>>,
-}
-
-struct ReaderPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
-/// Tasks of a job read on the caller's thread, at most; larger jobs are read on the pool.
-const READ_NOW_MAX_TASKS: u32 = 64;
-/// Running attempts checked for stop orders on the caller's thread, at most.
-const READ_NOW_MAX_ATTEMPTS: usize = 64;
-
-fn open_reader(path: &Path, busy_timeout_ms: u32) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(backend)?;
-    conn.execute_batch(&format!(
-        "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA cache_size = -16384;"
-    ))
-    .map_err(backend)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(conn)
 }
 
 /// Prepared statements each connection keeps. rusqlite's default (16) is fewer than the
@@ -140,56 +119,9 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
         Ok(Self {
             writer,
-            readers: Arc::new(ReaderPool {
-                path,
-                idle: Mutex::new(Vec::new()),
-            }),
+            readers: Arc::new(ReaderPool::new(path)),
             now: Mutex::new(None),
         })
-    }
-
-    /// Runs a read of a few rows on the caller's thread. Such a read costs tens of
-    /// microseconds, less than the two thread hand-offs of the blocking pool (on a VM each
-    /// one may wake an idle vCPU): measured in the latency benchmark, 0.2 ms less per job on
-    /// the controller's CPU and at the median. `None` (the caller then reads on the pool)
-    /// when `f` finds the read larger than a point read (it answers `Ok(None)`), when another
-    /// thread holds this connection, and when SQLite is busy or fails: this connection never
-    /// waits (`busy_timeout = 0`), so a runtime thread never sleeps here.
-    fn read_now<R>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<Option<R>, StoreError>,
-    ) -> Option<Result<R, StoreError>> {
-        let mut slot = self.now.try_lock().ok()?;
-        if slot.is_none() {
-            *slot = Some(open_reader(&self.readers.path, 0).ok()?);
-        }
-        match f(slot.as_ref()?) {
-            Ok(Some(value)) => Some(Ok(value)),
-            Ok(None) | Err(StoreError::Backend(_)) => None,
-            Err(e) => Some(Err(e)),
-        }
-    }
-
-    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-    {
-        let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match pool.idle.lock().expect("reader pool poisoned").pop() {
-                Some(conn) => conn,
-                None => open_reader(&pool.path, 10_000)?,
-            };
-            let result = f(&conn);
-            let mut idle = pool.idle.lock().expect("reader pool poisoned");
-            if idle.len() < 8 {
-                idle.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
     }
 }
 
@@ -498,84 +430,4 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn passes_the_store_conformance_suite() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::SqliteStore::open(&dir.path().join("ferry.db"))
-            .await
-            .unwrap();
-        crate::store::conformance::run_all(std::sync::Arc::new(store)).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn accepted_jobs_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ferry.db");
-        let job = job_of(1);
-        let id = {
-            let store = super::SqliteStore::open(&path).await.unwrap();
-            crate::store::Store::submit_job(&store, job, 1)
-                .await
-                .unwrap()
-                .job_id
-        };
-        let store = super::SqliteStore::open(&path).await.unwrap();
-        let job = crate::store::Store::get_job(&store, &id).await.unwrap();
-        assert_eq!(job.tasks[0].state, crate::model::TaskState::Queued);
-    }
-
-    fn job_of(tasks: usize) -> crate::model::NewJob {
-        let task = |i: usize| crate::model::TaskSpec {
-            id: format!("t{i}"),
-            queue: "q".into(),
-            labels: Default::default(),
-            depends_on: vec![],
-            kind: crate::model::TaskKind::Shell {
-                command: "true".into(),
-            },
-            outputs: vec![],
-            timeout_ms: 0,
-            retry: Default::default(),
-        };
-        crate::model::NewJob {
-            name: format!("job-of-{tasks}"),
-            params: Default::default(),
-            tasks: (0..tasks).map(task).collect(),
-            idempotency_key: None,
-            backfill: Default::default(),
-        }
-    }
-
-    /// Small jobs are read on the caller's thread, larger ones on the pool; both whole, and an
-    /// unknown job is `NotFound` either way, also while another caller holds the inline
-    /// connection.
-    #[tokio::test]
-    // Holds the inline connection across reads on purpose, as a concurrent caller would.
-    #[allow(clippy::await_holding_lock)]
-    async fn jobs_are_read_whole_on_either_path() {
-        use crate::store::{Store, StoreError};
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::SqliteStore::open(&dir.path().join("ferry.db"))
-            .await
-            .unwrap();
-        let max = super::READ_NOW_MAX_TASKS as usize;
-        for tasks in [1, max, max + 1, 3 * max] {
-            let id = store.submit_job(job_of(tasks), 1).await.unwrap().job_id;
-            let inline = super::jobs::get_bounded;
-            let read_now = store.read_now(|conn| inline(conn, &id, super::READ_NOW_MAX_TASKS));
-            assert_eq!(read_now.is_some(), tasks <= max, "{tasks} tasks");
-            let job = store.get_job(&id).await.unwrap();
-            assert_eq!(job.tasks.len(), tasks);
-            assert_eq!(job.tasks[tasks - 1].spec.id, format!("t{}", tasks - 1));
-            let held = store.now.lock().unwrap();
-            assert_eq!(store.get_job(&id).await.unwrap().tasks.len(), tasks);
-            drop(held);
-        }
-        let err = store.get_job("nope").await.unwrap_err();
-        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-        let _held = store.now.lock().unwrap();
-        let err = store.get_job("nope").await.unwrap_err();
-        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-    }
-}
+mod tests;

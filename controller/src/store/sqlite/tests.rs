@@ -1,0 +1,82 @@
+//! Tests of the SQLite store: the shared conformance suite, durability across reopening, and
+//! the two read paths.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_store_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::SqliteStore::open(&dir.path().join("ferry.db"))
+        .await
+        .unwrap();
+    crate::store::conformance::run_all(std::sync::Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_jobs_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.db");
+    let job = job_of(1);
+    let id = {
+        let store = super::SqliteStore::open(&path).await.unwrap();
+        crate::store::Store::submit_job(&store, job, 1)
+            .await
+            .unwrap()
+            .job_id
+    };
+    let store = super::SqliteStore::open(&path).await.unwrap();
+    let job = crate::store::Store::get_job(&store, &id).await.unwrap();
+    assert_eq!(job.tasks[0].state, crate::model::TaskState::Queued);
+}
+
+fn job_of(tasks: usize) -> crate::model::NewJob {
+    let task = |i: usize| crate::model::TaskSpec {
+        id: format!("t{i}"),
+        queue: "q".into(),
+        labels: Default::default(),
+        depends_on: vec![],
+        kind: crate::model::TaskKind::Shell {
+            command: "true".into(),
+        },
+        outputs: vec![],
+        timeout_ms: 0,
+        retry: Default::default(),
+    };
+    crate::model::NewJob {
+        name: format!("job-of-{tasks}"),
+        params: Default::default(),
+        tasks: (0..tasks).map(task).collect(),
+        idempotency_key: None,
+        backfill: Default::default(),
+    }
+}
+
+/// Small jobs are read on the caller's thread, larger ones on the pool; both whole, and an
+/// unknown job is `NotFound` either way, also while another caller holds the inline
+/// connection.
+#[tokio::test]
+// Holds the inline connection across reads on purpose, as a concurrent caller would.
+#[allow(clippy::await_holding_lock)]
+async fn jobs_are_read_whole_on_either_path() {
+    use crate::store::{Store, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::SqliteStore::open(&dir.path().join("ferry.db"))
+        .await
+        .unwrap();
+    let max = super::READ_NOW_MAX_TASKS as usize;
+    for tasks in [1, max, max + 1, 3 * max] {
+        let id = store.submit_job(job_of(tasks), 1).await.unwrap().job_id;
+        let inline = super::jobs::get_bounded;
+        let read_now = store.read_now(|conn| inline(conn, &id, super::READ_NOW_MAX_TASKS));
+        assert_eq!(read_now.is_some(), tasks <= max, "{tasks} tasks");
+        let job = store.get_job(&id).await.unwrap();
+        assert_eq!(job.tasks.len(), tasks);
+        assert_eq!(job.tasks[tasks - 1].spec.id, format!("t{}", tasks - 1));
+        let held = store.now.lock().unwrap();
+        assert_eq!(store.get_job(&id).await.unwrap().tasks.len(), tasks);
+        drop(held);
+    }
+    let err = store.get_job("nope").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    let _held = store.now.lock().unwrap();
+    let err = store.get_job("nope").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
