@@ -13,7 +13,10 @@ use std::{
 use ferry_proto::v1::AttemptRef;
 use serde_json::Value;
 
-use crate::{job::state, Agent, AgentOpts, Cli, Controller, ControllerOpts, FakeAgent, TestDir};
+use crate::{
+    job::{attempts, state},
+    Agent, AgentOpts, Cli, Controller, ControllerOpts, FakeAgent, TestDir,
+};
 
 pub const GIB: u64 = 1 << 30;
 
@@ -176,4 +179,38 @@ shell = "echo real > out.csv"
         assert_eq!(state(&done), "succeeded", "{done:#}");
         (real, done)
     }
+}
+
+/// An agent named `name` serving `queue`.
+pub async fn agent_on(controller: &Controller, name: &str, queue: &str) -> Agent {
+    Agent::start(&controller.addr(), AgentOpts::new(name).queue(queue))
+        .await
+        .unwrap()
+}
+
+/// Files under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `error` of the last attempt of `task`.
+pub fn last_error(job: &Value, task: &str) -> String {
+    let tries = attempts(job, task);
+    let last = tries
+        .last()
+        .unwrap_or_else(|| panic!("task {task} has no attempt: {job:#}"));
+    last["error"].as_str().unwrap_or_default().to_owned()
 }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -15,7 +15,8 @@ use ferry_proto::v1::{
 use ferry_tests::{
     job::{attempts, last_agent, state, task_state},
     results_fixture::{
-        results_by_name, results_get as get, run_to_success, sha256_file, BigBin, FencedAttempt,
+        agent_on, files_under, last_error, results_by_name, results_get as get, run_to_success,
+        sha256_file, BigBin, FencedAttempt,
     },
     Agent, AgentOpts, Cli, Controller, ControllerOpts, TestDir,
 };
@@ -30,13 +31,6 @@ fn sha256_bytes(data: &[u8]) -> String {
     sha256_file(&path)
 }
 
-/// An agent named `name` serving `queue`.
-async fn agent_on(controller: &Controller, name: &str, queue: &str) -> Agent {
-    Agent::start(&controller.addr(), AgentOpts::new(name).queue(queue))
-        .await
-        .unwrap()
-}
-
 /// `ferry --output json results list JOB [TASK]`, by name, each file with every field.
 async fn results(cli: &Cli, job: &str, task: Option<&str>) -> BTreeMap<String, Value> {
     let listed = results_by_name(cli, job, task).await;
@@ -46,33 +40,6 @@ async fn results(cli: &Cli, job: &str, task: Option<&str>) -> BTreeMap<String, V
         }
     }
     listed
-}
-
-/// Files under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in std::fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The `error` of the last attempt of `task`.
-fn last_error(job: &Value, task: &str) -> String {
-    let tries = attempts(job, task);
-    let last = tries
-        .last()
-        .unwrap_or_else(|| panic!("task {task} has no attempt: {job:#}"));
-    last["error"].as_str().unwrap_or_default().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,79 +180,6 @@ tr a-z A-Z < "$FERRY_INPUTS/extract/out.csv" > derived.csv
     let all = results(&cli, &id, None).await;
     assert_eq!(all["out.csv"]["task"], "extract", "{all:#?}");
     assert_eq!(all["derived.csv"]["task"], "load", "{all:#?}");
-}
-
-/// The controller records the SHA-256 the agent computed at the source and does not hash the
-/// bytes again; every reader verifies it. Bytes damaged on the controller's disk after
-/// publication are thus refused by `results get` (nothing left behind) and by the staging of a
-/// downstream task's inputs (the attempt fails naming the input).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bytes_damaged_on_the_controllers_disk_are_refused_by_every_reader() {
-    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
-    let _onprem = agent_on(&controller, "agent-onprem", "onprem").await;
-    let job = r#"
-name = "damaged"
-
-[[tasks]]
-id = "extract"
-queue = "onprem"
-retry = { max_attempts = 1 }
-outputs = ["out.csv"]
-shell = "printf 'id,city\n1,lyon\n' > out.csv"
-
-[[tasks]]
-id = "load"
-depends_on = ["extract"]
-queue = "cloud"
-retry = { max_attempts = 1 }
-shell = "cat \"$FERRY_INPUTS/extract/out.csv\""
-"#;
-    let cli = controller.cli();
-    let id = cli.submit(job).await.unwrap();
-    ferry_tests::eventually("extract to succeed", JOB_TIMEOUT, || async {
-        let doc = cli.show(&id).await?;
-        Ok((task_state(&doc, "extract") == "succeeded").then_some(()))
-    })
-    .await
-    .unwrap();
-
-    // Same size, one byte changed.
-    let published = controller
-        .data_dir()
-        .join("artifacts/published")
-        .join(&id)
-        .join("extract/1/out.csv");
-    let mut bytes = std::fs::read(&published).unwrap();
-    assert_eq!(bytes, b"id,city\n1,lyon\n");
-    bytes[0] = b'I';
-    std::fs::write(&published, &bytes).unwrap();
-
-    let scratch = TestDir::new("damaged").unwrap();
-    let into = scratch.path().join("downloads");
-    let dir = into.display().to_string();
-    let out = cli
-        .run(["results", "get", &id, "extract", "-o", &dir])
-        .await
-        .unwrap();
-    assert_ne!(out.code, 0, "{out}");
-    assert!(
-        out.stderr.contains("checksum mismatch for out.csv"),
-        "{out}"
-    );
-    assert!(
-        !into.exists() || files_under(&into).is_empty(),
-        "nothing left behind: {:?}",
-        files_under(&into)
-    );
-
-    let _cloud = agent_on(&controller, "agent-cloud", "cloud").await;
-    let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
-    assert_eq!(state(&done), "failed", "{done:#}");
-    let error = last_error(&done, "load");
-    assert!(
-        error.contains("extract/out.csv") && error.contains("checksum mismatch"),
-        "{error}"
-    );
 }
 
 /// CRC32C (Castagnoli) of `data`, as `UploadChunk.crc32c` carries it.

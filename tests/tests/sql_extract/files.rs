@@ -7,24 +7,19 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use ferry_tests::results_fixture::files_under;
 use serde_json::Value;
 
 /// Every file under `dir` by file name.
 pub fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in std::fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-                out.insert(name, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
+    files_under(dir)
+        .into_iter()
+        .map(|rel| {
+            let path = dir.join(&rel);
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect()
 }
 
 /// RFC 4180 records (quoted fields may hold `,`, `""` and line breaks); `None` is an empty
