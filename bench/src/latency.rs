@@ -1,5 +1,6 @@
 //! `latency`: submit-to-succeeded time of 1,000 sequential one-task jobs (`true`) on an idle
-//! agent, as a client sees it through the `WatchJob` stream.
+//! agent, as a client sees it through the `WatchJob` stream; beside it, how long this host takes
+//! to spawn and reap the task's `/bin/sh -c true` alone.
 
 use std::time::{Duration, Instant};
 
@@ -7,11 +8,14 @@ use anyhow::{bail, Context, Result};
 use ferry_proto::v1::{JobState, WatchJobRequest};
 
 use crate::{
+    baseline,
     common::{self, job_ended_badly, job_state, ms, Client},
     report::{emit, Stats, Target},
 };
 
 const BENCH: &str = "latency";
+/// Sequential shells for the host's own spawn time.
+const BASELINE_SHELLS: usize = 500;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -31,6 +35,15 @@ pub struct Args {
 }
 
 pub async fn run(args: &Args) -> Result<()> {
+    // The task process's own share of each job's time: one `/bin/sh -c true`, on an idle host.
+    let shell = tokio::task::spawn_blocking(|| baseline::shell_spawns(1, BASELINE_SHELLS))
+        .await
+        .context("the baseline thread")??;
+    eprintln!(
+        "[latency] this host: `/bin/sh -c true` spawned and reaped in {:.2} ms (p50 of {}), \
+         {:.2} ms of CPU",
+        shell.wall.p50, shell.wall.n, shell.cpu_ms
+    );
     let controller = common::controller(Duration::from_secs(15)).await?;
     let agent = common::agent(&controller, "bench-latency", 8, Duration::from_secs(5)).await?;
     let mut client = controller.job_client().await?;
@@ -91,6 +104,14 @@ pub async fn run(args: &Args) -> Result<()> {
         server.p50,
         "ms",
         n,
+        None,
+    );
+    emit(
+        BENCH,
+        "raw_sh_p50_ms",
+        shell.wall.p50,
+        "ms",
+        shell.wall.n,
         None,
     );
     eprintln!(

@@ -3,6 +3,7 @@
 //! standard output; progress goes to standard error.
 
 mod agent_idle;
+mod baseline;
 mod common;
 mod extract;
 mod latency;

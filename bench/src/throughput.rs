@@ -1,6 +1,7 @@
 //! `throughput`: tasks per second through one agent (`--max-tasks 8`), as one job of 20,000
 //! independent tasks and as 2,000 one-task jobs submitted 32 at a time; with the CPU time the
-//! controller and the agent spent on it.
+//! controller and the agent spent on it; first, how many `/bin/sh -c true` this host spawns per
+//! second on all its cores, the ceiling of any such figure.
 
 use std::{
     sync::{
@@ -15,6 +16,7 @@ use ferry_proto::v1::{JobState, ListJobsRequest, ListQueuesRequest, SubmitJobReq
 use ferry_tests::{Agent, Controller};
 
 use crate::{
+    baseline,
     common::{self, job_ended_badly, job_state, secs, CpuTimes, Deadline},
     report::{emit, Target},
 };
@@ -29,6 +31,8 @@ const QUEUE_POLL_MIN: Duration = Duration::from_millis(2);
 const QUEUE_POLL_MAX: Duration = Duration::from_millis(250);
 const QUEUE_POLL_PER_TASK: Duration = Duration::from_micros(100);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Shells each core spawns for the host's ceiling (about a second).
+const SHELLS_PER_CORE: usize = 1_000;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -50,12 +54,45 @@ pub struct Args {
 }
 
 pub async fn run(args: &Args) -> Result<()> {
+    host_ceiling().await?;
     if args.tasks > 0 {
         one_job(args).await?;
     }
     if args.jobs > 0 {
         many_jobs(args).await?;
     }
+    Ok(())
+}
+
+/// Spawns per second of the task process itself on every core at once, before the scenarios:
+/// the ceiling a one-process-per-task runner cannot pass on this host today.
+async fn host_ceiling() -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let spawns =
+        tokio::task::spawn_blocking(move || baseline::shell_spawns(cores, SHELLS_PER_CORE))
+            .await
+            .context("the baseline thread")??;
+    eprintln!(
+        "[throughput] this host: `/bin/sh -c true` spawned and reaped {:.0}/s on {cores} cores \
+         ({:.2} ms of CPU each): the task processes alone cap any figure below at that",
+        spawns.per_s, spawns.cpu_ms
+    );
+    emit(
+        BENCH,
+        "raw_sh_per_s",
+        spawns.per_s,
+        "/s",
+        spawns.wall.n,
+        None,
+    );
+    emit(
+        BENCH,
+        "raw_sh_cpu_ms",
+        spawns.cpu_ms,
+        "ms",
+        spawns.wall.n,
+        None,
+    );
     Ok(())
 }
 
