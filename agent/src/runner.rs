@@ -163,8 +163,8 @@ async fn run_attempt(
         outputs,
         extract: if succeeded { extract } else { None },
     };
-    let next = match complete(&agent, &session, &kill, req.clone()).await {
-        Completed::Next(next) => next,
+    match complete(&agent, &session, &kill, &guard, req.clone()).await {
+        Completed::Done => {}
         // An output the controller could not verify: the attempt failed, and the task is
         // retried per its policy.
         Completed::Unverified(error) if req.outcome() == Outcome::Succeeded => {
@@ -175,22 +175,18 @@ async fn run_attempt(
                 outputs: Vec::new(),
                 ..req
             };
-            match complete(&agent, &session, &kill, failed).await {
-                Completed::Next(next) => next,
-                Completed::Unverified(_) => Vec::new(),
+            if let Completed::Unverified(e) =
+                complete(&agent, &session, &kill, &guard, failed).await
+            {
+                error!(error = %e, "controller refused the outcome; dropped");
             }
         }
         Completed::Unverified(e) => {
             error!(error = %e, "controller refused the outcome; dropped");
-            Vec::new()
         }
-    };
-    if next.is_empty() {
-        guard.process_ended();
-    } else {
-        guard.hand_slot_over();
-        crate::poller::accept(&agent, &session, next).await;
     }
+    // No next attempt took the slot over: the poller may fill it.
+    guard.process_ended();
     drop(guard);
     if let Some(dir) = work_dir {
         agent.work_dirs.release(dir).await;
@@ -365,34 +361,23 @@ fn task_env(
 
 /// How a completion ended.
 enum Completed {
-    /// Recorded (with the next attempts the answer carried), or dropped for good.
-    Next(Vec<Assignment>),
+    /// Recorded, or dropped for good.
+    Done,
     /// `FAILED_PRECONDITION`: an output the controller could not verify; its message.
     Unverified(String),
 }
 
 /// Sends the outcome until it is recorded, refused, or the attempt is stopped (lost lease,
-/// drain): a stopped attempt's outcome is no longer ours to report.
+/// drain): a stopped attempt's outcome is no longer ours to report. The next attempts the
+/// answer brings (for `req.want`) take over the attempt's slot and start at once, while the
+/// controller is still making the outcome durable.
 async fn complete(
-    agent: &Agent,
+    agent: &Arc<Agent>,
     session: &Session,
     kill: &KillSwitch,
-    req: CompleteRequest,
+    guard: &AttemptGuard,
+    mut req: CompleteRequest,
 ) -> Completed {
-    Completed::Next(match complete_once(agent, session, kill, req).await {
-        Ok(next) => next,
-        Err(error) => return Completed::Unverified(error),
-    })
-}
-
-/// The next attempts the controller handed over with the acknowledgement; `Err` with the
-/// controller's message on `FAILED_PRECONDITION`.
-async fn complete_once(
-    agent: &Agent,
-    session: &Session,
-    kill: &KillSwitch,
-    req: CompleteRequest,
-) -> Result<Vec<Assignment>, String> {
     let outcome = req.outcome().as_str_name();
     let mut backoff = Backoff::default();
     let mut failures = FailureLog::new("complete");
@@ -400,24 +385,40 @@ async fn complete_once(
         // Not raced against a stop order: once the controller has recorded the outcome it
         // also names the stale attempt to stop, and dropping the call here would lose the next
         // attempts its answer carries. The call has its own deadline.
-        let result = agent.client.complete(req.clone()).await;
-        match result {
-            Ok(response) => {
+        let answered = match agent.client.complete(req.clone()).await {
+            Ok(mut answer) => loop {
+                match answer.next().await {
+                    Ok(Some(next)) => {
+                        // The slot is filled: an outcome sent again asks for nothing more.
+                        req.want = 0;
+                        if !next.is_empty() {
+                            guard.hand_slot_over();
+                            crate::poller::accept(agent, session, next).await;
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match answered {
+            Ok(()) => {
                 info!(outcome, exit_code = req.exit_code, error = %req.error, "attempt completed");
-                return Ok(response.assignments);
+                return Completed::Done;
             }
             Err(ClientError::Fenced(e)) => {
                 info!(outcome, error = %e, "attempt no longer current; outcome not recorded");
-                return Ok(Vec::new());
+                return Completed::Done;
             }
             Err(e @ ClientError::SessionLost(_)) => {
                 session.lose(&e);
-                return Ok(Vec::new());
+                return Completed::Done;
             }
-            Err(ClientError::Precondition(e)) => return Err(e),
+            Err(ClientError::Precondition(e)) => return Completed::Unverified(e),
             Err(e @ ClientError::Rejected(_)) => {
                 error!(outcome, error = %e, "controller refused the outcome; dropped");
-                return Ok(Vec::new());
+                return Completed::Done;
             }
             Err(e @ ClientError::Transient(_)) => failures.failed(&e),
         }
@@ -426,7 +427,7 @@ async fn complete_once(
                 outcome,
                 "attempt stopped before its outcome was recorded; dropped"
             );
-            return Ok(Vec::new());
+            return Completed::Done;
         }
     }
 }

@@ -114,10 +114,11 @@ impl AgentService for Fake {
     ) -> Result<Response<AppendLogsResponse>, Status> {
         unused()
     }
+    type CompleteStream = Pin<Box<dyn Stream<Item = Result<CompleteResponse, Status>> + Send>>;
     async fn complete(
         &self,
         _: Request<CompleteRequest>,
-    ) -> Result<Response<CompleteResponse>, Status> {
+    ) -> Result<Response<Self::CompleteStream>, Status> {
         unused()
     }
     async fn release(

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{ArtifactError, Artifacts, ObjectArtifacts};
@@ -335,14 +335,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Records an attempt's end; with `want > 0`, also hands the agent its next attempts in
-    /// the same transaction, so that a busy agent needs one call per task. A success publishes
-    /// its `outputs`: each is checked against what was received, the attempt's files are moved
-    /// to the published area, and their rows are written in the finishing transaction; if that
-    /// transaction is refused, the files are taken back. Nothing is published otherwise.
+    /// Records an attempt's end; with `want > 0`, also claims the agent's next attempts in the
+    /// same transaction and hands them to `next` as soon as it is written, so that a busy agent
+    /// needs one call per task and its freed slot need not wait for the sync. A success
+    /// publishes its `outputs`: each is checked against what was received, the attempt's files
+    /// are moved to the published area, and their rows are written in the finishing
+    /// transaction; if that transaction is refused, the files are taken back. Nothing is
+    /// published otherwise. `Ok` once the outcome is durable.
     #[tracing::instrument(skip_all, fields(job = %finish.attempt.job_id, task = %finish.attempt.task_id, attempt = finish.attempt.attempt))]
     #[allow(clippy::too_many_arguments)]
-    pub async fn complete(
+    pub async fn complete_early(
         &self,
         who: &Identity,
         finish: AttemptFinish,
@@ -351,7 +353,8 @@ impl Engine {
         logs: Vec<LogChunk>,
         dropped_bytes: u64,
         want: u32,
-    ) -> Result<Vec<Assignment>, EngineError> {
+        next: oneshot::Sender<Vec<Assignment>>,
+    ) -> Result<(), EngineError> {
         self.touch_for(who, &finish.attempt)?;
         let outcome = finish.outcome;
         let key = finish.attempt.clone();
@@ -398,7 +401,10 @@ impl Engine {
             dropped_bytes,
             log_limit: self.config.log_limit,
         };
-        let result = self.store.complete(completion, claim, now_ms()).await;
+        let result = self
+            .store
+            .complete_early(completion, claim, now_ms(), next)
+            .await;
         let undone = match (&self.objects, &result, publication) {
             (Some(objects), Ok(_), _) if succeeded => {
                 objects.published(&key);
@@ -425,13 +431,10 @@ impl Engine {
         if let Err(e) = undone {
             tracing::warn!(error = %e, "cleaning the attempt's artifacts failed");
         }
-        let (effects, assignments) = result?;
-        tracing::debug!(agent = %who.name, ?outcome, published, bytes, next = assignments.len(), "attempt completed");
-        for a in &assignments {
-            self.watchers.changed(&a.attempt.job_id);
-        }
+        let effects = result?;
+        tracing::debug!(agent = %who.name, ?outcome, published, bytes, "attempt completed");
         self.publish(effects);
-        Ok(assignments)
+        Ok(())
     }
 
     /// Like `touch`, for a call about one attempt: a session that is gone (its agent declared

@@ -7,6 +7,7 @@ pub(crate) mod conformance;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use tokio::sync::oneshot;
 
 use std::collections::HashMap;
 
@@ -193,6 +194,17 @@ pub trait Store: Send + Sync + 'static {
         claim: Option<ClaimRequest>,
         now: Millis,
     ) -> Result<(Effects, Vec<Assignment>), StoreError>;
+    /// `complete`, with the attempts it claims handed to `next` as soon as the transaction is
+    /// written, before it is durable (as a submit hands its claims to parked polls), and their
+    /// jobs among the effects; answered once durable. When it fails, `next` is dropped
+    /// unanswered.
+    async fn complete_early(
+        &self,
+        completion: Completion,
+        claim: Option<ClaimRequest>,
+        now: Millis,
+        next: oneshot::Sender<Vec<Assignment>>,
+    ) -> Result<Effects, StoreError>;
     /// Ends the current attempt (no outputs) and advances the DAG in one transaction.
     async fn finish_attempt(
         &self,

@@ -2,9 +2,10 @@
 
 use std::{path::Path, time::Duration};
 
+use ferry_proto::v1::{AttemptRef, CompleteRequest, CompleteResponse, Outcome};
 use ferry_tests::{
     job::{attempts, last_agent, state, task_state},
-    job_id_of, Agent, AgentOpts, Controller, ControllerOpts, TestDir,
+    job_id_of, Agent, AgentOpts, Controller, ControllerOpts, FakeAgent, TestDir,
 };
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
@@ -254,4 +255,73 @@ shell = "true"
             "{downstream} ran: {done:#}"
         );
     }
+}
+
+/// A completion's answer brings the next task (released by this success, claimed in the same
+/// transaction) as its one message, then ends once the outcome is recorded; an answer that
+/// claims nothing ends without a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_hands_over_the_next_task_before_it_ends() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let cli = controller.cli();
+    let fake = FakeAgent::register(controller.agent_client().await.unwrap(), "fake", "etl")
+        .await
+        .unwrap();
+    let job = r#"
+name = "handover"
+
+[[tasks]]
+id = "extract"
+queue = "etl"
+shell = "true"
+
+[[tasks]]
+id = "load"
+queue = "etl"
+depends_on = ["extract"]
+shell = "true"
+"#;
+    let id = cli.submit(job).await.unwrap();
+    let extract = fake.claim_one(JOB_TIMEOUT).await.unwrap().attempt.unwrap();
+    assert_eq!(extract.task_id, "extract");
+
+    let answers = complete(&fake, extract, 1).await;
+    assert_eq!(answers.len(), 1, "one message: the next task");
+    let load = answers[0].assignments[0].attempt.clone().unwrap();
+    assert_eq!(
+        (load.job_id.as_str(), load.task_id.as_str()),
+        (id.as_str(), "load")
+    );
+    let job = cli.show(&id).await.unwrap();
+    assert_eq!(task_state(&job, "extract"), "succeeded", "{job:#}");
+    assert_eq!(task_state(&job, "load"), "running", "{job:#}");
+
+    // Nothing left to claim: no message, and the job has ended when the answer does.
+    assert!(complete(&fake, load, 1).await.is_empty());
+    let job = cli.show(&id).await.unwrap();
+    assert_eq!(state(&job), "succeeded", "{job:#}");
+}
+
+/// Reports `attempt` succeeded asking for `want` more; every message of the answer, read to
+/// its end (an error fails the test).
+async fn complete(fake: &FakeAgent, attempt: AttemptRef, want: u32) -> Vec<CompleteResponse> {
+    let mut answer = fake
+        .client
+        .clone()
+        .complete(CompleteRequest {
+            agent: Some(fake.identity.clone()),
+            attempt: Some(attempt),
+            outcome: Outcome::Succeeded as i32,
+            exit_code: Some(0),
+            want,
+            ..CompleteRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut messages = Vec::new();
+    while let Some(message) = answer.message().await.unwrap() {
+        messages.push(message);
+    }
+    messages
 }

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use ferry_proto::v1::{
-    AttemptRef, CompleteRequest, ExtractColumn, ExtractInfo, ExtractRange, Outcome,
+    AttemptRef, CompleteRequest, CompleteResponse, ExtractColumn, ExtractInfo, ExtractRange,
+    Outcome,
 };
 use ferry_tests::{job::task, Cli, Controller, ControllerOpts, FakeAgent};
 
@@ -32,7 +33,7 @@ shell = "true"
 }
 
 async fn succeed(agent: &FakeAgent, attempt: AttemptRef, rows: u64, watermark: Option<&str>) {
-    agent
+    let answer = agent
         .client
         .clone()
         .complete(CompleteRequest {
@@ -58,10 +59,19 @@ async fn succeed(agent: &FakeAgent, attempt: AttemptRef, rows: u64, watermark: O
         })
         .await
         .unwrap();
+    recorded(answer).await;
+}
+
+/// Reads a `Complete` answer to its end: the outcome is then recorded.
+async fn recorded(answer: tonic::Response<tonic::Streaming<CompleteResponse>>) {
+    let mut answer = answer.into_inner();
+    while let Some(next) = answer.message().await.unwrap() {
+        assert!(next.assignments.is_empty(), "{next:?}");
+    }
 }
 
 async fn fail(agent: &FakeAgent, attempt: AttemptRef) {
-    agent
+    let answer = agent
         .client
         .clone()
         .complete(CompleteRequest {
@@ -77,6 +87,7 @@ async fn fail(agent: &FakeAgent, attempt: AttemptRef) {
         })
         .await
         .unwrap();
+    recorded(answer).await;
 }
 
 async fn marks(cli: &Cli, job: Option<&str>) -> Vec<serde_json::Value> {

@@ -203,9 +203,25 @@ mod tests {
     use crate::artifacts::{ArtifactError, Artifacts};
     use crate::engine::EngineConfig;
     use crate::model::{
-        now_ms, AttemptFinish, NewJob, Outcome, OutputFile, RetryPolicy, TaskKind, TaskSpec,
+        now_ms, Assignment, AttemptFinish, NewJob, Outcome, OutputFile, RetryPolicy, TaskKind,
+        TaskSpec,
     };
     use crate::store::{Store, StoreError};
+
+    /// `complete_early`, answered with the next attempts once the outcome is durable.
+    async fn complete(
+        engine: &Engine,
+        who: &Identity,
+        finish: AttemptFinish,
+        outputs: Vec<OutputFile>,
+        want: u32,
+    ) -> Result<Vec<Assignment>, EngineError> {
+        let (next, claimed) = tokio::sync::oneshot::channel();
+        engine
+            .complete_early(who, finish, outputs, None, vec![], 0, want, next)
+            .await?;
+        Ok(claimed.await.unwrap_or_default())
+    }
 
     async fn engine(dir: &std::path::Path) -> Arc<Engine> {
         let store: Arc<dyn Store> = Arc::new(
@@ -341,18 +357,15 @@ mod tests {
             .unwrap();
 
         let good_sha = std::mem::replace(&mut out.sha256, "00".repeat(32));
-        let err = engine
-            .complete(
-                &who,
-                finish(&who, &key, Outcome::Succeeded),
-                vec![out.clone()],
-                None,
-                vec![],
-                0,
-                0,
-            )
-            .await
-            .unwrap_err();
+        let err = complete(
+            &engine,
+            &who,
+            finish(&who, &key, Outcome::Succeeded),
+            vec![out.clone()],
+            0,
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(err, EngineError::Artifact(ArtifactError::Disagrees { .. })),
             "{err}"
@@ -366,18 +379,15 @@ mod tests {
             .agent_dead("a", &who.session, now_ms())
             .await
             .unwrap();
-        let err = engine
-            .complete(
-                &who,
-                finish(&who, &key, Outcome::Succeeded),
-                vec![out],
-                None,
-                vec![],
-                0,
-                0,
-            )
-            .await
-            .unwrap_err();
+        let err = complete(
+            &engine,
+            &who,
+            finish(&who, &key, Outcome::Succeeded),
+            vec![out],
+            0,
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(err, EngineError::Store(StoreError::Fenced { .. })),
             "{err}"
@@ -411,18 +421,15 @@ mod tests {
             upload(&engine, &who, &key, "rows.csv", &data).await,
             upload(&engine, &who, &key, "empty", &[]).await,
         ];
-        let next = engine
-            .complete(
-                &who,
-                finish(&who, &key, Outcome::Succeeded),
-                outputs.clone(),
-                None,
-                vec![],
-                0,
-                1,
-            )
-            .await
-            .unwrap();
+        let next = complete(
+            &engine,
+            &who,
+            finish(&who, &key, Outcome::Succeeded),
+            outputs.clone(),
+            1,
+        )
+        .await
+        .unwrap();
         assert_eq!(next.len(), 1);
         let load = next[0].attempt.clone();
         let mut inputs: Vec<_> = next[0]
@@ -481,18 +488,15 @@ mod tests {
         assert_eq!(read_all(reader).await, data);
 
         // Retention, once the job has ended long enough ago.
-        engine
-            .complete(
-                &who,
-                finish(&who, &load, Outcome::Succeeded),
-                vec![],
-                None,
-                vec![],
-                0,
-                0,
-            )
-            .await
-            .unwrap();
+        complete(
+            &engine,
+            &who,
+            finish(&who, &load, Outcome::Succeeded),
+            vec![],
+            0,
+        )
+        .await
+        .unwrap();
         let week = Duration::from_secs(7 * 86_400);
         let kept = crate::artifacts::retention::round(
             engine.store.as_ref(),

@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::v1::{self as pb, agent_service_server::AgentService};
+use tokio::sync::oneshot;
+use tokio::task::{JoinError, JoinHandle};
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
@@ -11,7 +14,7 @@ use tracing::Instrument;
 
 use super::{convert, identity, Stream};
 use crate::artifacts::{object::URL_LIFETIME, UploadGrant, UploadHeader};
-use crate::engine::{AgentOrders, Engine};
+use crate::engine::{AgentOrders, Engine, EngineError};
 use crate::model::AttemptFinish;
 
 /// Largest message an agent may send: an upload chunk of 4 MiB with its header, with room.
@@ -193,10 +196,12 @@ impl AgentService for AgentApi {
         Ok(Response::new(pb::AppendLogsResponse {}))
     }
 
+    type CompleteStream = Stream<pb::CompleteResponse>;
+
     async fn complete(
         &self,
         request: Request<pb::CompleteRequest>,
-    ) -> Result<Response<pb::CompleteResponse>, Status> {
+    ) -> Result<Response<Self::CompleteStream>, Status> {
         let r = request.into_inner();
         let who = identity(r.agent)?;
         let finish = AttemptFinish {
@@ -206,21 +211,42 @@ impl AgentService for AgentApi {
             exit_code: r.exit_code,
             error: r.error,
         };
-        let next = self
-            .engine
-            .complete(
-                &who,
-                finish,
-                convert::output_files(r.outputs),
-                convert::extract_from_agent(r.extract),
-                convert::log_chunks(r.logs),
-                r.dropped_bytes,
-                r.want,
-            )
-            .await?;
-        Ok(Response::new(pb::CompleteResponse {
+        let (outputs, extract) = (
+            convert::output_files(r.outputs),
+            convert::extract_from_agent(r.extract),
+        );
+        let logs = convert::log_chunks(r.logs);
+        let (next, claimed) = oneshot::channel();
+        let engine = Arc::clone(&self.engine);
+        // On the tracker, not in this call: once its transaction is written, the completion's
+        // publication and effects must follow whatever becomes of the agent's connection.
+        let done = self.tracker.spawn(
+            async move {
+                engine
+                    .complete_early(
+                        &who,
+                        finish,
+                        outputs,
+                        extract,
+                        logs,
+                        r.dropped_bytes,
+                        r.want,
+                        next,
+                    )
+                    .await
+            }
+            .in_current_span(),
+        );
+        // The transaction hands out its claim once written; the sender is dropped unanswered
+        // when the completion is refused (or fails) first.
+        let Ok(next) = claimed.await else {
+            completed(done.await)?;
+            return Ok(Response::new(completion_stream(None, None)));
+        };
+        let first = (!next.is_empty()).then(|| pb::CompleteResponse {
             assignments: next.iter().map(assignment).collect(),
-        }))
+        });
+        Ok(Response::new(completion_stream(first, Some(done))))
     }
 
     async fn release(
@@ -391,5 +417,36 @@ pub(super) fn download_grant(
             size: file.size,
             sha256: file.sha256,
         },
+    }
+}
+
+/// A completion's answer: the next attempts, if any were claimed, then the end of the stream
+/// once `done` says the outcome is durable — or the error that kept it from being so.
+fn completion_stream(
+    first: Option<pb::CompleteResponse>,
+    done: Option<JoinHandle<Result<(), EngineError>>>,
+) -> Stream<pb::CompleteResponse> {
+    let mut done = done;
+    let end = tokio_stream::once(())
+        .then(move |()| {
+            let done = done.take();
+            async move {
+                match done {
+                    Some(done) => completed(done.await),
+                    None => Ok(()),
+                }
+            }
+        })
+        .filter_map(|ended| ended.err().map(Err));
+    Box::pin(tokio_stream::iter(first.map(Ok)).chain(end))
+}
+
+/// How a completion that ran on the tracker ended, as the agent hears it.
+fn completed(ended: Result<Result<(), EngineError>, JoinError>) -> Result<(), Status> {
+    match ended {
+        Ok(result) => result.map_err(Status::from),
+        Err(e) => Err(Status::internal(format!(
+            "the completion did not finish: {e}"
+        ))),
     }
 }

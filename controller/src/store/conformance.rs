@@ -114,6 +114,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     }
     claims_need_a_live_session(&store).await;
     submit_serves_parked_claims(&store).await;
+    completion_hands_its_claims_early(&store).await;
     dag_runs_in_order(&store).await;
     failure_skips_downstream_and_fails_job(&store).await;
     retries_after_backoff(&store).await;
@@ -235,6 +236,74 @@ async fn submit_serves_parked_claims(store: &Arc<dyn Store>) {
         store.get_job(&submitted.job_id).await.unwrap().state,
         JobState::Succeeded
     );
+}
+
+async fn completion_hands_its_claims_early(store: &Arc<dyn Store>) {
+    let id = store
+        .submit_job(job("early", vec![task("a", &[]), task("b", &["a"])]), T0)
+        .await
+        .unwrap()
+        .job_id;
+    let a = store
+        .claim(claim_req("w", 1), T0)
+        .await
+        .unwrap()
+        .assignments;
+    assert_eq!(a[0].attempt.task_id, "a");
+    let a = a[0].attempt.clone();
+    let (next, claimed) = tokio::sync::oneshot::channel();
+    let effects = store
+        .complete_early(
+            completion("w", &a, Outcome::Succeeded, vec![]),
+            Some(claim_req("w", 1)),
+            T0 + 1,
+            next,
+        )
+        .await
+        .unwrap();
+    let b = claimed.await.expect("the claims of a written completion");
+    assert_eq!(
+        b.len(),
+        1,
+        "the task a's success released, in the same transaction"
+    );
+    assert_eq!(
+        (b[0].attempt.job_id.as_str(), b[0].attempt.task_id.as_str()),
+        (id.as_str(), "b")
+    );
+    assert!(effects.jobs.contains(&id), "{:?}", effects.jobs);
+    assert_eq!(task_state(store, &id, "b").await, TaskState::Running);
+
+    // Refused (the attempt already ended): nothing claimed, nothing handed out.
+    let (next, claimed) = tokio::sync::oneshot::channel();
+    let refused = store
+        .complete_early(
+            completion("w", &a, Outcome::Succeeded, vec![]),
+            Some(claim_req("w", 1)),
+            T0 + 2,
+            next,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        claimed.await.is_err(),
+        "a refused completion hands nothing out"
+    );
+
+    store
+        .finish_attempt(
+            finish("w", &b[0].attempt, Outcome::Succeeded),
+            vec![],
+            0,
+            1 << 20,
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Succeeded);
 }
 
 async fn dag_runs_in_order(store: &Arc<dyn Store>) {

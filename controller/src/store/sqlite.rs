@@ -275,21 +275,23 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<(Effects, Vec<Assignment>), StoreError> {
         self.writer
-            .write(move |conn| {
-                let key = &c.finish.attempt;
-                transitions::fence(conn, &c.finish.agent, key)?;
-                logs::append(conn, key, &c.logs, c.dropped_bytes, c.log_limit)?;
-                if c.finish.outcome == Outcome::Succeeded {
-                    outputs::publish(conn, key, &c.outputs, now)?;
-                    if let Some(extract) = &c.extract {
-                        extracts::record(conn, key, extract, now)?;
-                    }
-                }
-                let effects = transitions::finish(conn, &c.finish, now)?;
-                let assignments = match &claim {
-                    Some(claim) => dispatch::claim(conn, claim, now)?.assignments,
-                    None => Vec::new(),
-                };
+            .write(move |conn| complete(conn, &c, claim.as_ref(), now))
+            .await
+    }
+
+    async fn complete_early(
+        &self,
+        c: Completion,
+        claim: Option<ClaimRequest>,
+        now: Millis,
+        next: oneshot::Sender<Vec<Assignment>>,
+    ) -> Result<Effects, StoreError> {
+        self.writer
+            .write_early(next, move |conn| {
+                let (mut effects, assignments) = complete(conn, &c, claim.as_ref(), now)?;
+                effects
+                    .jobs
+                    .extend(assignments.iter().map(|a| a.attempt.job_id.clone()));
                 Ok((effects, assignments))
             })
             .await
@@ -431,3 +433,28 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests;
+
+/// One completion in the open transaction: fences the attempt, records its end and logs,
+/// publishes its outputs and extract, advances the DAG and claims the agent's next attempts.
+fn complete(
+    conn: &Connection,
+    c: &Completion,
+    claim: Option<&ClaimRequest>,
+    now: Millis,
+) -> Result<(Effects, Vec<Assignment>), StoreError> {
+    let key = &c.finish.attempt;
+    transitions::fence(conn, &c.finish.agent, key)?;
+    logs::append(conn, key, &c.logs, c.dropped_bytes, c.log_limit)?;
+    if c.finish.outcome == Outcome::Succeeded {
+        outputs::publish(conn, key, &c.outputs, now)?;
+        if let Some(extract) = &c.extract {
+            extracts::record(conn, key, extract, now)?;
+        }
+    }
+    let effects = transitions::finish(conn, &c.finish, now)?;
+    let assignments = match claim {
+        Some(claim) => dispatch::claim(conn, claim, now)?.assignments,
+        None => Vec::new(),
+    };
+    Ok((effects, assignments))
+}
