@@ -241,11 +241,13 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
     sink: &(dyn Fn(LogStream, &[u8]) + Sync),
 ) {
     let Some(mut reader) = reader else { return };
-    let mut buf = vec![0u8; 16 * 1024];
+    // Filled by `read_buf` without being zeroed first: most tasks print nothing at all.
+    let mut buf = Vec::with_capacity(16 * 1024);
     loop {
-        match reader.read(&mut buf).await {
+        buf.clear();
+        match reader.read_buf(&mut buf).await {
             Ok(0) => return,
-            Ok(n) => sink(stream, &buf[..n]),
+            Ok(_) => sink(stream, &buf),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 debug!(error = %e, ?stream, "reading task output failed");
