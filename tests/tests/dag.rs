@@ -257,17 +257,8 @@ shell = "true"
     }
 }
 
-/// A completion's answer brings the next task (released by this success, claimed in the same
-/// transaction) as its one message, then ends once the outcome is recorded; an answer that
-/// claims nothing ends without a message.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_completion_hands_over_the_next_task_before_it_ends() {
-    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
-    let cli = controller.cli();
-    let fake = FakeAgent::register(controller.agent_client().await.unwrap(), "fake", "etl")
-        .await
-        .unwrap();
-    let job = r#"
+/// Two tasks, the second released by the first, both on the fake agents' queue.
+const HANDOVER: &str = r#"
 name = "handover"
 
 [[tasks]]
@@ -281,7 +272,18 @@ queue = "etl"
 depends_on = ["extract"]
 shell = "true"
 "#;
-    let id = cli.submit(job).await.unwrap();
+
+/// A completion's answer brings the next task (released by this success, claimed in the same
+/// transaction) as its one message, then ends once the outcome is recorded; an answer that
+/// claims nothing brings a message naming none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_hands_over_the_next_task_before_it_ends() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let cli = controller.cli();
+    let fake = FakeAgent::register(controller.agent_client().await.unwrap(), "fake", "etl")
+        .await
+        .unwrap();
+    let id = cli.submit(HANDOVER).await.unwrap();
     let extract = fake.claim_one(JOB_TIMEOUT).await.unwrap().attempt.unwrap();
     assert_eq!(extract.task_id, "extract");
 
@@ -296,10 +298,61 @@ shell = "true"
     assert_eq!(task_state(&job, "extract"), "succeeded", "{job:#}");
     assert_eq!(task_state(&job, "load"), "running", "{job:#}");
 
-    // Nothing left to claim: no message, and the job has ended when the answer does.
-    assert!(complete(&fake, load, 1).await.is_empty());
+    // Nothing left to claim: a message naming none, and the job has ended when the answer
+    // does.
+    let answers = complete(&fake, load, 1).await;
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(answers[0].assignments.is_empty(), "{answers:?}");
     let job = cli.show(&id).await.unwrap();
     assert_eq!(state(&job), "succeeded", "{job:#}");
+}
+
+/// An agent built when `Complete` was a unary call (one answer, taken at the call's end) still
+/// reports its outcomes and gets its next task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_calling_complete_as_a_unary_call_still_works() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let cli = controller.cli();
+    let fake = FakeAgent::register(controller.agent_client().await.unwrap(), "old", "etl")
+        .await
+        .unwrap();
+    let id = cli.submit(HANDOVER).await.unwrap();
+    let extract = fake.claim_one(JOB_TIMEOUT).await.unwrap().attempt.unwrap();
+    let mut unary =
+        tonic::client::Grpc::new(ferry_tests::connect(&controller.addr()).await.unwrap());
+    let answer = complete_unary(&mut unary, &fake, extract).await;
+    let load = answer.assignments[0].attempt.clone().unwrap();
+    assert_eq!(load.task_id, "load");
+    let answer = complete_unary(&mut unary, &fake, load).await;
+    assert!(answer.assignments.is_empty(), "{answer:?}");
+    let job = cli.show(&id).await.unwrap();
+    assert_eq!(state(&job), "succeeded", "{job:#}");
+}
+
+/// Reports `attempt` succeeded asking for one more, as a unary call: its one answer.
+async fn complete_unary(
+    unary: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    fake: &FakeAgent,
+    attempt: AttemptRef,
+) -> CompleteResponse {
+    let req = CompleteRequest {
+        agent: Some(fake.identity.clone()),
+        attempt: Some(attempt),
+        outcome: Outcome::Succeeded as i32,
+        exit_code: Some(0),
+        want: 1,
+        ..CompleteRequest::default()
+    };
+    unary.ready().await.unwrap();
+    unary
+        .unary::<_, CompleteResponse, _>(
+            tonic::Request::new(req),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/ferry.v1.AgentService/Complete"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// Reports `attempt` succeeded asking for `want` more; every message of the answer, read to

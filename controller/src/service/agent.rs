@@ -241,11 +241,16 @@ impl AgentService for AgentApi {
         // when the completion is refused (or fails) first.
         let Ok(next) = claimed.await else {
             completed(done.await)?;
-            return Ok(Response::new(completion_stream(None, None)));
+            return Ok(Response::new(completion_stream(
+                pb::CompleteResponse::default(),
+                None,
+            )));
         };
-        let first = (!next.is_empty()).then(|| pb::CompleteResponse {
+        // Always one message, even with no next attempt: an agent built when this call was
+        // unary reads it as its answer, and the end of the stream as the call's end.
+        let first = pb::CompleteResponse {
             assignments: next.iter().map(assignment).collect(),
-        });
+        };
         Ok(Response::new(completion_stream(first, Some(done))))
     }
 
@@ -420,13 +425,12 @@ pub(super) fn download_grant(
     }
 }
 
-/// A completion's answer: the next attempts, if any were claimed, then the end of the stream
-/// once `done` says the outcome is durable — or the error that kept it from being so.
+/// A completion's answer: `first` (the next attempts), then the end of the stream once `done`
+/// says the outcome is durable — or the error that kept it from being so.
 fn completion_stream(
-    first: Option<pb::CompleteResponse>,
-    done: Option<JoinHandle<Result<(), EngineError>>>,
+    first: pb::CompleteResponse,
+    mut done: Option<JoinHandle<Result<(), EngineError>>>,
 ) -> Stream<pb::CompleteResponse> {
-    let mut done = done;
     let end = tokio_stream::once(())
         .then(move |()| {
             let done = done.take();
@@ -438,7 +442,7 @@ fn completion_stream(
             }
         })
         .filter_map(|ended| ended.err().map(Err));
-    Box::pin(tokio_stream::iter(first.map(Ok)).chain(end))
+    Box::pin(tokio_stream::once(Ok(first)).chain(end))
 }
 
 /// How a completion that ran on the tracker ended, as the agent hears it.
