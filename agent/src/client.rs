@@ -7,12 +7,11 @@ use std::{
 };
 
 use ferry_proto::v1::{
-    agent_service_client::AgentServiceClient, AgentIdentity, AppendLogsRequest, Assignment,
-    AttemptRef, CompleteRequest, CompleteResponse, CompleteUploadRequest, DataChunk,
-    DeregisterRequest, FetchInputRequest, GrantDownloadResponse, GrantUploadRequest,
-    GrantUploadResponse, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
-    RegisterRequest, RegisterResponse, ReleaseRequest, UploadChunk, UploadOutputResponse,
-    UploadStatusRequest,
+    agent_service_client::AgentServiceClient, AgentIdentity, AppendLogsRequest, AttemptRef,
+    CompleteUploadRequest, DataChunk, DeregisterRequest, FetchInputRequest, GrantDownloadResponse,
+    GrantUploadRequest, GrantUploadResponse, HeartbeatRequest, HeartbeatResponse, PollRequest,
+    PollResponse, RegisterRequest, RegisterResponse, ReleaseRequest, UploadChunk,
+    UploadOutputResponse, UploadStatusRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -23,28 +22,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 
-/// The answer to `Complete`, as it streams in.
-pub struct CompleteAnswer {
-    stream: tonic::Streaming<CompleteResponse>,
-    /// The whole answer's deadline, the call's own.
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-}
-
-impl CompleteAnswer {
-    /// The next attempts the controller claimed (`Some`), then `None` once the outcome is
-    /// durable, or why it may not be.
-    pub async fn next(&mut self) -> Result<Option<Vec<Assignment>>, ClientError> {
-        match tokio::time::timeout_at(self.deadline, self.stream.message()).await {
-            Ok(Ok(message)) => Ok(message.map(|m| m.assignments)),
-            Ok(Err(status)) => Err(ClientError::from_status(status)),
-            Err(_) => Err(ClientError::Transient(format!(
-                "no answer within {:?}",
-                self.timeout
-            ))),
-        }
-    }
-}
+mod complete;
+pub use complete::CompleteAnswer;
 
 /// What a caller does about a failed RPC.
 #[derive(Debug, thiserror::Error)]
@@ -404,27 +383,6 @@ impl Client {
         })
         .await
         .map(drop)
-    }
-
-    /// Reports an outcome. The answer streams the next attempts (when `req.want` asked for
-    /// any) as soon as the controller has claimed them, and ends once the outcome is durable.
-    pub async fn complete(&self, mut req: CompleteRequest) -> Result<CompleteAnswer, ClientError> {
-        req.agent = self.identity();
-        // Publishing outputs moves files on the controller: give it more time.
-        let timeout = if req.outputs.is_empty() {
-            RPC_TIMEOUT
-        } else {
-            RPC_TIMEOUT * 6
-        };
-        let deadline = tokio::time::Instant::now() + timeout;
-        let stream = self
-            .call(req, timeout, |mut c, r| async move { c.complete(r).await })
-            .await?;
-        Ok(CompleteAnswer {
-            stream,
-            deadline,
-            timeout,
-        })
     }
 
     pub async fn release(&self, attempts: Vec<AttemptRef>) -> Result<(), ClientError> {

@@ -329,20 +329,25 @@ async fn an_agent_calling_complete_as_a_unary_call_still_works() {
     assert_eq!(state(&job), "succeeded", "{job:#}");
 }
 
+/// `attempt` succeeded, asking for `want` more.
+fn succeeded(fake: &FakeAgent, attempt: AttemptRef, want: u32) -> CompleteRequest {
+    CompleteRequest {
+        agent: Some(fake.identity.clone()),
+        attempt: Some(attempt),
+        outcome: Outcome::Succeeded as i32,
+        exit_code: Some(0),
+        want,
+        ..CompleteRequest::default()
+    }
+}
+
 /// Reports `attempt` succeeded asking for one more, as a unary call: its one answer.
 async fn complete_unary(
     unary: &mut tonic::client::Grpc<tonic::transport::Channel>,
     fake: &FakeAgent,
     attempt: AttemptRef,
 ) -> CompleteResponse {
-    let req = CompleteRequest {
-        agent: Some(fake.identity.clone()),
-        attempt: Some(attempt),
-        outcome: Outcome::Succeeded as i32,
-        exit_code: Some(0),
-        want: 1,
-        ..CompleteRequest::default()
-    };
+    let req = succeeded(fake, attempt, 1);
     unary.ready().await.unwrap();
     unary
         .unary::<_, CompleteResponse, _>(
@@ -361,14 +366,7 @@ async fn complete(fake: &FakeAgent, attempt: AttemptRef, want: u32) -> Vec<Compl
     let mut answer = fake
         .client
         .clone()
-        .complete(CompleteRequest {
-            agent: Some(fake.identity.clone()),
-            attempt: Some(attempt),
-            outcome: Outcome::Succeeded as i32,
-            exit_code: Some(0),
-            want,
-            ..CompleteRequest::default()
-        })
+        .complete(succeeded(fake, attempt, want))
         .await
         .unwrap()
         .into_inner();
