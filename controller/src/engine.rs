@@ -3,6 +3,7 @@
 //! and publishes every change to the pollers, agents and watchers it concerns. All durable
 //! state lives behind the `Store` trait.
 
+mod complete;
 pub mod liveness;
 mod long_poll;
 mod outputs;
@@ -17,18 +18,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{ArtifactError, Artifacts, ObjectArtifacts};
 use crate::model::{
-    now_ms, AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, ExtractInfo,
-    HostMetrics, JobRecord, JobState, JobSummary, LogChunk, Millis, NewJob, Outcome, OutputFile,
-    QueueStats, StopOrder, Submitted,
+    now_ms, AgentRecord, AgentState, Assignment, AttemptKey, HostMetrics, JobRecord, JobState,
+    JobSummary, LogChunk, Millis, NewJob, QueueStats, StopOrder, Submitted,
 };
-use crate::store::{
-    AgentRegistration, Cancelled, ClaimRequest, Completion, Effects, LogPage, Store, StoreError,
-};
+use crate::store::{AgentRegistration, Cancelled, Effects, LogPage, Store, StoreError};
 use liveness::{Liveness, UnknownSession};
 use parked::ParkedPolls;
 use watchers::Watchers;
@@ -332,108 +330,6 @@ impl Engine {
             )
             .await?;
         self.watchers.changed(&attempt.job_id);
-        Ok(())
-    }
-
-    /// Records an attempt's end; with `want > 0`, also claims the agent's next attempts in the
-    /// same transaction and hands them to `next` as soon as it is written, so that a busy agent
-    /// needs one call per task and its freed slot need not wait for the sync. A success
-    /// publishes its `outputs`: each is checked against what was received, the attempt's files
-    /// are moved to the published area, and their rows are written in the finishing
-    /// transaction; if that transaction is refused, the files are taken back. Nothing is
-    /// published otherwise. `Ok` once the outcome is durable.
-    #[tracing::instrument(skip_all, fields(job = %finish.attempt.job_id, task = %finish.attempt.task_id, attempt = finish.attempt.attempt))]
-    #[allow(clippy::too_many_arguments)]
-    pub async fn complete_early(
-        &self,
-        who: &Identity,
-        finish: AttemptFinish,
-        outputs: Vec<OutputFile>,
-        extract: Option<ExtractInfo>,
-        logs: Vec<LogChunk>,
-        dropped_bytes: u64,
-        want: u32,
-        next: oneshot::Sender<Vec<Assignment>>,
-    ) -> Result<(), EngineError> {
-        self.touch_for(who, &finish.attempt)?;
-        let outcome = finish.outcome;
-        let key = finish.attempt.clone();
-        let view = self.liveness.touch(&who.name, &who.session)?;
-        let succeeded = outcome == Outcome::Succeeded && !outputs.is_empty();
-        if let (Some(objects), true) = (&self.objects, succeeded) {
-            // Objects need no move: their rows, written below, make them results.
-            if let Err(e) = objects.verify(&key, &outputs).await {
-                self.store.check_attempt(&who.name, &key).await?;
-                tracing::warn!(error = %e, "completion refused: outputs do not check out");
-                return Err(e.into());
-            }
-        }
-        let publication = if succeeded && self.objects.is_none() {
-            if let Err(e) = self.artifacts.verify(&key, &outputs).await {
-                // A fenced attempt hears that it is fenced rather than about its files.
-                self.store.check_attempt(&who.name, &key).await?;
-                tracing::warn!(error = %e, "completion refused: outputs do not check out");
-                return Err(e.into());
-            }
-            Some(self.artifacts.publish(&key).await?)
-        } else {
-            None
-        };
-        let published = outputs.len();
-        let bytes: u64 = outputs.iter().map(|o| o.size).sum();
-        let claim = (want > 0 && !view.draining).then(|| ClaimRequest {
-            agent: who.name.clone(),
-            session: who.session.clone(),
-            queues: view.queues,
-            labels: view.labels,
-            max: want,
-        });
-        // Only a success records what was extracted.
-        let extract = extract.filter(|_| outcome == Outcome::Succeeded);
-        if let Some(e) = &extract {
-            tracing::debug!(rows = e.rows, bytes = e.bytes, files = e.files.len(), watermark = ?e.watermark, backfill = e.backfill, "extract reported");
-        }
-        let completion = Completion {
-            finish,
-            outputs,
-            extract,
-            logs,
-            dropped_bytes,
-            log_limit: self.config.log_limit,
-        };
-        let result = self
-            .store
-            .complete_early(completion, claim, now_ms(), next)
-            .await;
-        let undone = match (&self.objects, &result, publication) {
-            (Some(objects), Ok(_), _) if succeeded => {
-                objects.published(&key);
-                Ok(())
-            }
-            (Some(objects), Ok(_) | Err(StoreError::Fenced { .. }), _) => {
-                objects.discard(&key).await
-            }
-            (Some(_), Err(_), _) => Ok(()),
-            (None, result, publication) => match (result, publication) {
-                (Ok(_), Some(publication)) => {
-                    publication.commit();
-                    Ok(())
-                }
-                (Err(StoreError::Fenced { .. }), Some(publication)) => publication.remove().await,
-                (Err(_), Some(publication)) => publication.restore().await,
-                // Not a success (or a success without outputs): its staging is of no more use.
-                (Ok(_) | Err(StoreError::Fenced { .. }), None) => {
-                    self.artifacts.discard(&key).await
-                }
-                (Err(_), None) => Ok(()),
-            },
-        };
-        if let Err(e) = undone {
-            tracing::warn!(error = %e, "cleaning the attempt's artifacts failed");
-        }
-        let effects = result?;
-        tracing::debug!(agent = %who.name, ?outcome, published, bytes, "attempt completed");
-        self.publish(effects);
         Ok(())
     }
 

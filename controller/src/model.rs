@@ -377,6 +377,18 @@ pub struct AttemptFinish {
     pub error: String,
 }
 
+/// Everything an agent reports when an attempt ends: the outcome, the outputs it uploaded, what
+/// an sql task extracted, and the last of its logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptReport {
+    pub finish: AttemptFinish,
+    pub outputs: Vec<OutputFile>,
+    pub extract: Option<ExtractInfo>,
+    pub logs: Vec<LogChunk>,
+    /// Log bytes the agent dropped (its own bound) before these.
+    pub dropped_bytes: u64,
+}
+
 /// A running attempt the agent must stop, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopOrder {

@@ -12,9 +12,9 @@ use tokio::sync::oneshot;
 use std::collections::HashMap;
 
 use crate::model::{
-    AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, ExtractInfo, JobRecord,
-    JobState, JobSummary, LogChunk, Millis, NewJob, OutputFile, PlacedAttempt, QueueStats,
-    ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
+    AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, AttemptReport, JobRecord,
+    JobState, JobSummary, LogChunk, Millis, NewJob, PlacedAttempt, QueueStats, ResultFile,
+    StopOrder, Submitted, TaskExtract, Watermark,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -103,15 +103,12 @@ pub struct Effects {
 /// The end of an attempt as its agent reports it, with what the transaction records beside it.
 #[derive(Debug, Clone)]
 pub struct Completion {
-    pub finish: AttemptFinish,
-    /// With `Outcome::Succeeded`: the attempt's outputs, already verified and moved to the
-    /// published area. Their rows are written in the finishing transaction (invariant 2).
-    pub outputs: Vec<OutputFile>,
-    /// With `Outcome::Succeeded`, for sql tasks: what was extracted. Recorded in the finishing
-    /// transaction, and its watermark (incremental, not a backfill) becomes the stored one.
-    pub extract: Option<ExtractInfo>,
-    pub logs: Vec<LogChunk>,
-    pub dropped_bytes: u64,
+    /// With `Outcome::Succeeded`, its outputs are already verified and moved to the published
+    /// area, and their rows are written in the finishing transaction (invariant 2); an sql
+    /// task's extract is recorded there too, and its watermark (incremental, not a backfill)
+    /// becomes the stored one. Neither is recorded with another outcome.
+    pub report: AttemptReport,
+    /// The bound of the attempt's stored log tail.
     pub log_limit: u64,
 }
 
@@ -215,11 +212,13 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Effects, StoreError> {
         let completion = Completion {
-            finish,
-            outputs: Vec::new(),
-            extract: None,
-            logs,
-            dropped_bytes,
+            report: AttemptReport {
+                finish,
+                outputs: Vec::new(),
+                extract: None,
+                logs,
+                dropped_bytes,
+            },
             log_limit,
         };
         Ok(self.complete(completion, None, now).await?.0)
@@ -235,11 +234,13 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<(Effects, Vec<Assignment>), StoreError> {
         let completion = Completion {
-            finish,
-            outputs: Vec::new(),
-            extract: None,
-            logs,
-            dropped_bytes,
+            report: AttemptReport {
+                finish,
+                outputs: Vec::new(),
+                extract: None,
+                logs,
+                dropped_bytes,
+            },
             log_limit,
         };
         self.complete(completion, Some(claim), now).await

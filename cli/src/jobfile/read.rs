@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 
-use ferry_proto::v1::{task_spec::Kind, JobSpec, RetryPolicy, ShellTask, SqlTask, TaskSpec};
+use ferry_proto::v1::{task_spec::Kind, JobSpec, RetryPolicy, ShellTask, TaskSpec};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::{is_param_name, is_task_id, Problem};
+
+mod sql;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -23,16 +25,6 @@ const TASK_KEYS: &[&str] = &[
     "timeout",
     "retry",
 ];
-const SQL_KEYS: &[&str] = &[
-    "datasource",
-    "query",
-    "format",
-    "compression",
-    "max_rows_per_file",
-    "incremental",
-];
-const SQL_FORMATS: &[&str] = &["csv", "jsonl", "parquet"];
-const INCREMENTAL_KEYS: &[&str] = &["column"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay", "max_delay"];
 
 const DURATION: &str = "a duration string such as \"10m\"";
@@ -262,106 +254,6 @@ impl Reader<'_> {
         (task, meta)
     }
 
-    fn sql(&mut self, value: &Value<'_>, label: &str) -> Option<SqlTask> {
-        let table = self.table(value, "sql")?;
-        let mut sql = SqlTask {
-            format: "csv".to_owned(),
-            ..SqlTask::default()
-        };
-        let (mut datasource, mut query) = (false, false);
-        let mut compression = None;
-        for (key, value) in table.iter() {
-            match &**key.get_ref() {
-                "datasource" => {
-                    datasource = true;
-                    sql.datasource = self
-                        .nonempty_string(value, "sql.datasource")
-                        .unwrap_or_default();
-                }
-                "query" => {
-                    query = true;
-                    sql.query = self.nonempty_string(value, "sql.query").unwrap_or_default();
-                }
-                "format" => {
-                    if let Some(format) = self.nonempty_string(value, "sql.format") {
-                        if SQL_FORMATS.contains(&format.as_str()) {
-                            sql.format = format;
-                        } else {
-                            self.push(
-                                value.span().start,
-                                format!(
-                                    "unknown sql.format {format:?} in {label}; use {}",
-                                    SQL_FORMATS.join(", ")
-                                ),
-                            );
-                        }
-                    }
-                }
-                "compression" => {
-                    compression = self
-                        .nonempty_string(value, "sql.compression")
-                        .map(|c| (c, value.span().start));
-                }
-                "max_rows_per_file" => {
-                    sql.max_rows_per_file = self.max_rows(value).unwrap_or(0);
-                }
-                "incremental" => {
-                    sql.incremental_column = self.incremental(value, label).unwrap_or_default();
-                }
-                _ => self.unknown_key(key, &format!("in sql of {label}"), SQL_KEYS),
-            }
-        }
-        if let Some((c, at)) = compression {
-            let allowed: &[&str] = match sql.format.as_str() {
-                "parquet" => &["zstd", "snappy", "none"],
-                _ => &["none", "gzip"],
-            };
-            if !allowed.contains(&c.as_str()) {
-                self.push(
-                    at,
-                    format!(
-                        "sql.compression {c:?} does not apply to format {} in {label}; use {}",
-                        sql.format,
-                        allowed.join(", ")
-                    ),
-                );
-            } else if c != "none" || sql.format == "parquet" {
-                // csv and jsonl spell "none" as the empty (default) compression on the wire.
-                sql.compression = c;
-            }
-        }
-        let start = value.span().start;
-        if !datasource {
-            self.push(start, format!("missing \"datasource\" in sql of {label}"));
-        }
-        if !query {
-            self.push(start, format!("missing \"query\" in sql of {label}"));
-        }
-        Some(sql)
-    }
-
-    fn incremental(&mut self, value: &Value<'_>, label: &str) -> Option<String> {
-        let table = self.table(value, "sql.incremental")?;
-        let mut column = None;
-        for (key, value) in table.iter() {
-            match &**key.get_ref() {
-                "column" => column = self.nonempty_string(value, "sql.incremental.column"),
-                _ => self.unknown_key(
-                    key,
-                    &format!("in sql.incremental of {label}"),
-                    INCREMENTAL_KEYS,
-                ),
-            }
-        }
-        if column.is_none() && !table.iter().any(|(k, _)| &**k.get_ref() == "column") {
-            self.push(
-                value.span().start,
-                format!("missing \"column\" in sql.incremental of {label}"),
-            );
-        }
-        column
-    }
-
     fn retry(&mut self, value: &Value<'_>, label: &str) -> Option<RetryPolicy> {
         let table = self.table(value, "retry")?;
         let mut retry = RetryPolicy::default();
@@ -417,23 +309,6 @@ impl Reader<'_> {
             },
             Err(_) => {
                 self.push(at, "retry.max_attempts is too large");
-                None
-            }
-        }
-    }
-
-    fn max_rows(&mut self, value: &Value<'_>) -> Option<u64> {
-        let Some(int) = value.get_ref().as_integer() else {
-            self.wrong_type(value, "sql.max_rows_per_file", "a positive integer");
-            return None;
-        };
-        match i64::from_str_radix(int.as_str(), int.radix()) {
-            Ok(n) if n >= 1 => Some(n as u64),
-            _ => {
-                self.push(
-                    value.span().start,
-                    "sql.max_rows_per_file must be a positive integer",
-                );
                 None
             }
         }

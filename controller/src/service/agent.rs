@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::{convert, identity, Stream};
 use crate::artifacts::{object::URL_LIFETIME, UploadGrant, UploadHeader};
 use crate::engine::{AgentOrders, Engine, EngineError};
-use crate::model::AttemptFinish;
+use crate::model::{AttemptFinish, AttemptReport};
 
 /// Largest message an agent may send: an upload chunk of 4 MiB with its header, with room.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -211,31 +211,20 @@ impl AgentService for AgentApi {
             exit_code: r.exit_code,
             error: r.error,
         };
-        let (outputs, extract) = (
-            convert::output_files(r.outputs),
-            convert::extract_from_agent(r.extract),
-        );
-        let logs = convert::log_chunks(r.logs);
+        let report = AttemptReport {
+            finish,
+            outputs: convert::output_files(r.outputs),
+            extract: convert::extract_from_agent(r.extract),
+            logs: convert::log_chunks(r.logs),
+            dropped_bytes: r.dropped_bytes,
+        };
         let (next, claimed) = oneshot::channel();
         let engine = Arc::clone(&self.engine);
         // On the tracker, not in this call: once its transaction is written, the completion's
         // publication and effects must follow whatever becomes of the agent's connection.
         let done = self.tracker.spawn(
-            async move {
-                engine
-                    .complete_early(
-                        &who,
-                        finish,
-                        outputs,
-                        extract,
-                        logs,
-                        r.dropped_bytes,
-                        r.want,
-                        next,
-                    )
-                    .await
-            }
-            .in_current_span(),
+            async move { engine.complete_early(&who, report, r.want, next).await }
+                .in_current_span(),
         );
         // The transaction hands out its claim once written; the sender is dropped unanswered
         // when the completion is refused (or fails) first.

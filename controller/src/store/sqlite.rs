@@ -442,16 +442,17 @@ fn complete(
     claim: Option<&ClaimRequest>,
     now: Millis,
 ) -> Result<(Effects, Vec<Assignment>), StoreError> {
-    let key = &c.finish.attempt;
-    transitions::fence(conn, &c.finish.agent, key)?;
-    logs::append(conn, key, &c.logs, c.dropped_bytes, c.log_limit)?;
-    if c.finish.outcome == Outcome::Succeeded {
-        outputs::publish(conn, key, &c.outputs, now)?;
-        if let Some(extract) = &c.extract {
+    let r = &c.report;
+    let key = &r.finish.attempt;
+    transitions::fence(conn, &r.finish.agent, key)?;
+    logs::append(conn, key, &r.logs, r.dropped_bytes, c.log_limit)?;
+    if r.finish.outcome == Outcome::Succeeded {
+        outputs::publish(conn, key, &r.outputs, now)?;
+        if let Some(extract) = &r.extract {
             extracts::record(conn, key, extract, now)?;
         }
     }
-    let effects = transitions::finish(conn, &c.finish, now)?;
+    let effects = transitions::finish(conn, &r.finish, now)?;
     let assignments = match claim {
         Some(claim) => dispatch::claim(conn, claim, now)?.assignments,
         None => Vec::new(),

@@ -57,7 +57,6 @@ impl S3Client {
 
     /// Sends one signed request and reads the whole answer; a status outside 2xx becomes
     /// `S3Error::Service`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send(
         &self,
         op: &'static str,

@@ -49,7 +49,7 @@ fn extracted(rows: u64, watermark: Option<&str>, backfill: bool) -> ExtractInfo 
 }
 
 fn with_extract(mut c: Completion, extract: ExtractInfo) -> Completion {
-    c.extract = Some(extract);
+    c.report.extract = Some(extract);
     c
 }
 

@@ -1,0 +1,150 @@
+//! How a failed RPC is classed: what the caller does about it (`ClientError`), and what a bulk
+//! transfer does (`TransferError`).
+
+use tonic::{Code, Status};
+
+/// What a caller does about a failed RPC.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The controller no longer knows this session: kill everything, register again.
+    #[error("session no longer known to the controller: {0}")]
+    SessionLost(String),
+    /// The attempt is no longer current: stop it and report nothing more.
+    #[error("attempt fenced: {0}")]
+    Fenced(String),
+    /// Worth retrying after a backoff (unreachable, timeout, overload).
+    #[error("controller unavailable: {0}")]
+    Transient(String),
+    /// Refused for good; retrying will not help.
+    #[error("controller refused the call: {0}")]
+    Rejected(String),
+    /// `FAILED_PRECONDITION`: what the call relies on does not hold (for `Complete`, an output
+    /// the controller could not verify). Carries the controller's own message.
+    #[error("{0}")]
+    Precondition(String),
+}
+
+fn status_text(status: &Status) -> String {
+    if status.message().is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        format!("{:?}: {}", status.code(), status.message())
+    }
+}
+
+impl ClientError {
+    pub(super) fn from_status(status: Status) -> Self {
+        let text = status_text(&status);
+        match status.code() {
+            Code::FailedPrecondition => ClientError::Precondition(if status.message().is_empty() {
+                text
+            } else {
+                status.message().to_owned()
+            }),
+            Code::NotFound => ClientError::SessionLost(text),
+            Code::Aborted => ClientError::Fenced(text),
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Internal => ClientError::Transient(text),
+            _ => ClientError::Rejected(text),
+        }
+    }
+}
+
+/// What a transfer (`UploadOutput`, `UploadStatus`, `FetchInput`) does about a failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// `ABORTED`: the attempt is no longer current; stop it and report nothing.
+    #[error("attempt fenced: {0}")]
+    Fenced(String),
+    /// `DATA_LOSS`: a chunk arrived damaged; ask where to resume and send it again.
+    #[error("chunk refused: {0}")]
+    Damaged(String),
+    /// Worth resuming after a backoff: unreachable, reset, deadline, a stalled stream.
+    #[error("transfer interrupted: {0}")]
+    Transient(String),
+    /// Refused for good (size limit, bad name, unverifiable file, missing input): the attempt
+    /// fails with the controller's message.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl TransferError {
+    pub fn from_status(status: &Status) -> Self {
+        let text = status_text(status);
+        match status.code() {
+            Code::Aborted => TransferError::Fenced(text),
+            Code::DataLoss => TransferError::Damaged(text),
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Internal => TransferError::Transient(text),
+            // The controller's message is for a person; the code adds nothing for them.
+            _ if !status.message().is_empty() => {
+                TransferError::Refused(status.message().to_owned())
+            }
+            _ => TransferError::Refused(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        let c = |code| ClientError::from_status(Status::new(code, "x"));
+        assert!(matches!(c(Code::NotFound), ClientError::SessionLost(_)));
+        // An output the controller could not verify: the controller's message, as is.
+        assert_eq!(
+            c(Code::FailedPrecondition).to_string(),
+            "x",
+            "carries the message alone"
+        );
+        assert!(matches!(c(Code::Aborted), ClientError::Fenced(_)));
+        assert!(matches!(c(Code::Unavailable), ClientError::Transient(_)));
+        assert!(matches!(
+            c(Code::DeadlineExceeded),
+            ClientError::Transient(_)
+        ));
+        assert!(matches!(c(Code::InvalidArgument), ClientError::Rejected(_)));
+    }
+
+    #[test]
+    fn transfer_classes() {
+        let t = |code, msg: &str| TransferError::from_status(&Status::new(code, msg));
+        assert!(matches!(t(Code::Aborted, "x"), TransferError::Fenced(_)));
+        assert!(matches!(t(Code::DataLoss, "x"), TransferError::Damaged(_)));
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Unknown,
+            Code::Cancelled,
+        ] {
+            assert!(
+                matches!(t(code, "x"), TransferError::Transient(_)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::ResourceExhausted,
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::NotFound,
+        ] {
+            assert_eq!(
+                t(code, "output big.bin is over the limit"),
+                TransferError::Refused("output big.bin is over the limit".into())
+            );
+        }
+        assert_eq!(
+            t(Code::ResourceExhausted, ""),
+            TransferError::Refused("ResourceExhausted".into())
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! An attempt's end, as its agent reports it: outputs verified and published (data directory)
+//! or accepted (object store), the outcome recorded with the agent's next claims in one
+//! transaction, and the artifacts of a refused completion taken back or discarded.
+
+use tokio::sync::oneshot;
+
+use super::{Engine, EngineError, Identity};
+use crate::model::{now_ms, Assignment, AttemptReport, Outcome};
+use crate::store::{ClaimRequest, Completion, StoreError};
+
+impl Engine {
+    /// Records an attempt's end; with `want > 0`, also claims the agent's next attempts in the
+    /// same transaction and hands them to `next` as soon as it is written, so that a busy agent
+    /// needs one call per task and its freed slot need not wait for the sync. A success
+    /// publishes its `outputs`: each is checked against what was received, the attempt's files
+    /// are moved to the published area, and their rows are written in the finishing
+    /// transaction; if that transaction is refused, the files are taken back. Nothing is
+    /// published otherwise. `Ok` once the outcome is durable.
+    #[tracing::instrument(skip_all, fields(job = %report.finish.attempt.job_id, task = %report.finish.attempt.task_id, attempt = report.finish.attempt.attempt))]
+    pub async fn complete_early(
+        &self,
+        who: &Identity,
+        mut report: AttemptReport,
+        want: u32,
+        next: oneshot::Sender<Vec<Assignment>>,
+    ) -> Result<(), EngineError> {
+        self.touch_for(who, &report.finish.attempt)?;
+        let outcome = report.finish.outcome;
+        let key = report.finish.attempt.clone();
+        let outputs = &report.outputs;
+        let view = self.liveness.touch(&who.name, &who.session)?;
+        let succeeded = outcome == Outcome::Succeeded && !outputs.is_empty();
+        if let (Some(objects), true) = (&self.objects, succeeded) {
+            // Objects need no move: their rows, written below, make them results.
+            if let Err(e) = objects.verify(&key, outputs).await {
+                self.store.check_attempt(&who.name, &key).await?;
+                tracing::warn!(error = %e, "completion refused: outputs do not check out");
+                return Err(e.into());
+            }
+        }
+        let publication = if succeeded && self.objects.is_none() {
+            if let Err(e) = self.artifacts.verify(&key, outputs).await {
+                // A fenced attempt hears that it is fenced rather than about its files.
+                self.store.check_attempt(&who.name, &key).await?;
+                tracing::warn!(error = %e, "completion refused: outputs do not check out");
+                return Err(e.into());
+            }
+            Some(self.artifacts.publish(&key).await?)
+        } else {
+            None
+        };
+        let published = outputs.len();
+        let bytes: u64 = outputs.iter().map(|o| o.size).sum();
+        let claim = (want > 0 && !view.draining).then(|| ClaimRequest {
+            agent: who.name.clone(),
+            session: who.session.clone(),
+            queues: view.queues,
+            labels: view.labels,
+            max: want,
+        });
+        // Only a success records what was extracted.
+        report.extract = report.extract.filter(|_| outcome == Outcome::Succeeded);
+        if let Some(e) = &report.extract {
+            tracing::debug!(rows = e.rows, bytes = e.bytes, files = e.files.len(), watermark = ?e.watermark, backfill = e.backfill, "extract reported");
+        }
+        let completion = Completion {
+            report,
+            log_limit: self.config.log_limit,
+        };
+        let result = self
+            .store
+            .complete_early(completion, claim, now_ms(), next)
+            .await;
+        let undone = match (&self.objects, &result, publication) {
+            (Some(objects), Ok(_), _) if succeeded => {
+                objects.published(&key);
+                Ok(())
+            }
+            (Some(objects), Ok(_) | Err(StoreError::Fenced { .. }), _) => {
+                objects.discard(&key).await
+            }
+            (Some(_), Err(_), _) => Ok(()),
+            (None, result, publication) => match (result, publication) {
+                (Ok(_), Some(publication)) => {
+                    publication.commit();
+                    Ok(())
+                }
+                (Err(StoreError::Fenced { .. }), Some(publication)) => publication.remove().await,
+                (Err(_), Some(publication)) => publication.restore().await,
+                // Not a success (or a success without outputs): its staging is of no more use.
+                (Ok(_) | Err(StoreError::Fenced { .. }), None) => {
+                    self.artifacts.discard(&key).await
+                }
+                (Err(_), None) => Ok(()),
+            },
+        };
+        if let Err(e) = undone {
+            tracing::warn!(error = %e, "cleaning the attempt's artifacts failed");
+        }
+        let effects = result?;
+        tracing::debug!(agent = %who.name, ?outcome, published, bytes, "attempt completed");
+        self.publish(effects);
+        Ok(())
+    }
+}
