@@ -54,19 +54,19 @@ pub struct Args {
 }
 
 pub async fn run(args: &Args) -> Result<()> {
-    host_ceiling().await?;
+    let ceiling = host_ceiling().await?;
     if args.tasks > 0 {
-        one_job(args).await?;
+        one_job(args, ceiling).await?;
     }
     if args.jobs > 0 {
-        many_jobs(args).await?;
+        many_jobs(args, ceiling).await?;
     }
     Ok(())
 }
 
 /// Spawns per second of the task process itself on every core at once, before the scenarios:
-/// the ceiling a one-process-per-task runner cannot pass on this host today.
-async fn host_ceiling() -> Result<()> {
+/// the ceiling a one-process-per-task runner cannot pass on this host today (per second).
+async fn host_ceiling() -> Result<f64> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let spawns =
         tokio::task::spawn_blocking(move || baseline::shell_spawns(cores, SHELLS_PER_CORE))
@@ -93,7 +93,7 @@ async fn host_ceiling() -> Result<()> {
         spawns.wall.n,
         None,
     );
-    Ok(())
+    Ok(spawns.per_s)
 }
 
 /// A fresh controller and agent, and a snapshot of their CPU times.
@@ -129,7 +129,40 @@ impl Setup {
     }
 
     /// Prints the CPU seconds used since the start, prefixed with `scenario`.
-    fn emit_cpu(&self, scenario: &str, elapsed_s: f64) -> Result<()> {
+    /// The scenario's rate against its target, its share of the host's ceiling, and the CPU
+    /// the controller, the agent and the task processes spent on it.
+    fn emit_figures(
+        &self,
+        scenario: &str,
+        tasks: usize,
+        elapsed_s: f64,
+        ceiling: f64,
+    ) -> Result<()> {
+        let rate = tasks as f64 / elapsed_s;
+        emit(
+            BENCH,
+            &format!("{scenario}_tasks_per_s"),
+            rate,
+            "tasks/s",
+            tasks,
+            Some(Target::AtLeast(1500.0)),
+        );
+        emit(
+            BENCH,
+            &format!("{scenario}_share_of_raw_sh"),
+            rate / ceiling,
+            "ratio",
+            tasks,
+            None,
+        );
+        emit(
+            BENCH,
+            &format!("{scenario}_elapsed_s"),
+            elapsed_s,
+            "s",
+            tasks,
+            None,
+        );
         let (controller, agent) = Self::cpu(&self.controller, &self.agent)?;
         let controller = controller - self.start_cpu.0;
         let agent = agent - self.start_cpu.1;
@@ -157,6 +190,16 @@ impl Setup {
             1,
             None,
         );
+        for (who, seconds) in [("controller", controller.own_s), ("agent", agent.own_s)] {
+            emit(
+                BENCH,
+                &format!("{scenario}_{who}_cpu_ms_per_task"),
+                seconds * 1000.0 / tasks as f64,
+                "ms",
+                tasks,
+                None,
+            );
+        }
         eprintln!(
             "[throughput] {scenario}: CPU over {elapsed_s:.1} s wall: controller {:.1} s, agent \
              {:.1} s, task processes {:.1} s (2 cores = {:.1} s available)",
@@ -170,7 +213,7 @@ impl Setup {
 }
 
 /// Scenario A: one job of `args.tasks` independent `true` tasks.
-async fn one_job(args: &Args) -> Result<()> {
+async fn one_job(args: &Args, ceiling: f64) -> Result<()> {
     let setup = Setup::start(args).await?;
     let mut client = setup.controller.job_client().await?;
     let tasks = (0..args.tasks)
@@ -216,23 +259,13 @@ async fn one_job(args: &Args) -> Result<()> {
         tokio::time::sleep(POLL).await;
     }
     let elapsed = secs(start.elapsed());
-    let n = args.tasks;
-    emit(
-        BENCH,
-        "one_job_tasks_per_s",
-        n as f64 / elapsed,
-        "tasks/s",
-        n,
-        Some(Target::AtLeast(1500.0)),
-    );
-    emit(BENCH, "one_job_elapsed_s", elapsed, "s", n, None);
-    emit(BENCH, "one_job_submit_s", submit_s, "s", n, None);
-    setup.emit_cpu("one_job", elapsed)?;
+    setup.emit_figures("one_job", args.tasks, elapsed, ceiling)?;
+    emit(BENCH, "one_job_submit_s", submit_s, "s", args.tasks, None);
     Ok(())
 }
 
 /// Scenario B: `args.jobs` one-task jobs, `args.concurrency` submits at a time.
-async fn many_jobs(args: &Args) -> Result<()> {
+async fn many_jobs(args: &Args, ceiling: f64) -> Result<()> {
     let setup = Setup::start(args).await?;
     let client = setup.controller.job_client().await?;
     eprintln!(
@@ -321,16 +354,7 @@ async fn many_jobs(args: &Args) -> Result<()> {
             bail!("job {} ended {state:?}: {job:?}", job.id);
         }
     }
-    let n = args.jobs;
-    emit(
-        BENCH,
-        "many_jobs_tasks_per_s",
-        n as f64 / elapsed,
-        "tasks/s",
-        n,
-        Some(Target::AtLeast(1500.0)),
-    );
-    emit(BENCH, "many_jobs_elapsed_s", elapsed, "s", n, None);
-    emit(BENCH, "many_jobs_submit_s", submit_s, "s", n, None);
-    setup.emit_cpu("many_jobs", elapsed)
+    setup.emit_figures("many_jobs", args.jobs, elapsed, ceiling)?;
+    emit(BENCH, "many_jobs_submit_s", submit_s, "s", args.jobs, None);
+    Ok(())
 }
