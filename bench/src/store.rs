@@ -10,8 +10,10 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use ferry_controller::{
-    model::{now_ms, AttemptFinish, NewJob, Outcome, RetryPolicy, TaskKind, TaskSpec},
-    store::{self, AgentRegistration, ClaimRequest, Store},
+    model::{
+        now_ms, AttemptFinish, AttemptReport, NewJob, Outcome, RetryPolicy, TaskKind, TaskSpec,
+    },
+    store::{self, AgentRegistration, ClaimRequest, Completion, Store},
 };
 use ferry_tests::TestDir;
 
@@ -165,22 +167,26 @@ async fn worker(store: Arc<dyn Store>, name: String, stop_at: Instant) -> Result
         };
 
         let t = Instant::now();
-        store
-            .finish_attempt(
-                AttemptFinish {
+        let completion = Completion {
+            report: AttemptReport {
+                finish: AttemptFinish {
                     agent: name.clone(),
                     attempt: assignment.attempt,
                     outcome: Outcome::Succeeded,
                     exit_code: Some(0),
                     error: String::new(),
                 },
-                Vec::new(),
-                0,
-                1 << 20,
-                now_ms(),
-            )
+                outputs: Vec::new(),
+                extract: None,
+                logs: Vec::new(),
+                dropped_bytes: 0,
+            },
+            log_limit: 1 << 20,
+        };
+        store
+            .complete(completion, None, now_ms())
             .await
-            .context("finish_attempt")?;
+            .context("complete")?;
         latencies.push(ms(t.elapsed()));
     }
     Ok(latencies)

@@ -12,9 +12,9 @@ use tokio::sync::oneshot;
 use std::collections::HashMap;
 
 use crate::model::{
-    AgentRecord, AgentState, Assignment, AttemptFinish, AttemptKey, AttemptReport, JobRecord,
-    JobState, JobSummary, LogChunk, Millis, NewJob, PlacedAttempt, QueueStats, ResultFile,
-    StopOrder, Submitted, TaskExtract, Watermark,
+    AgentRecord, AgentState, Assignment, AttemptKey, AttemptReport, JobRecord, JobState,
+    JobSummary, LogChunk, Millis, NewJob, PlacedAttempt, QueueStats, ResultFile, StopOrder,
+    Submitted, TaskExtract, Watermark,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -202,49 +202,6 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
         next: oneshot::Sender<Vec<Assignment>>,
     ) -> Result<Effects, StoreError>;
-    /// Ends the current attempt (no outputs) and advances the DAG in one transaction.
-    async fn finish_attempt(
-        &self,
-        finish: AttemptFinish,
-        logs: Vec<LogChunk>,
-        dropped_bytes: u64,
-        log_limit: u64,
-        now: Millis,
-    ) -> Result<Effects, StoreError> {
-        let completion = Completion {
-            report: AttemptReport {
-                finish,
-                outputs: Vec::new(),
-                extract: None,
-                logs,
-                dropped_bytes,
-            },
-            log_limit,
-        };
-        Ok(self.complete(completion, None, now).await?.0)
-    }
-    /// `finish_attempt`, then a claim for the slots the agent wants filled, in one transaction.
-    async fn finish_and_claim(
-        &self,
-        finish: AttemptFinish,
-        logs: Vec<LogChunk>,
-        dropped_bytes: u64,
-        log_limit: u64,
-        claim: ClaimRequest,
-        now: Millis,
-    ) -> Result<(Effects, Vec<Assignment>), StoreError> {
-        let completion = Completion {
-            report: AttemptReport {
-                finish,
-                outputs: Vec::new(),
-                extract: None,
-                logs,
-                dropped_bytes,
-            },
-            log_limit,
-        };
-        self.complete(completion, Some(claim), now).await
-    }
     /// Fails with `Fenced` unless `attempt` is its task's current, running attempt on `agent`
     /// (a read: uploads and input fetches check it without writing).
     async fn check_attempt(&self, agent: &str, attempt: &AttemptKey) -> Result<(), StoreError>;

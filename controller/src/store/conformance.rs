@@ -18,7 +18,7 @@ use watermarks::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{ClaimRequest, Completion, Store, StoreError};
+use super::{ClaimRequest, Completion, Effects, Store, StoreError};
 use crate::model::{
     AttemptFinish, AttemptKey, AttemptReport, AttemptState, Backfill, ExtractColumn, ExtractInfo,
     ExtractRange, JobState, LogChunk, NewJob, Outcome, OutputFile, RetryPolicy, TaskKind, TaskSpec,
@@ -116,6 +116,20 @@ fn completion(
     }
 }
 
+/// Ends the attempt with `outcome`, no outputs and no logs, claiming nothing.
+async fn end(
+    store: &Arc<dyn Store>,
+    agent: &str,
+    key: &AttemptKey,
+    outcome: Outcome,
+    now: i64,
+) -> Result<Effects, StoreError> {
+    let (effects, _) = store
+        .complete(completion(agent, key, outcome, vec![]), None, now)
+        .await?;
+    Ok(effects)
+}
+
 /// Runs every scenario on `store`, which must be empty.
 pub async fn run_all(store: Arc<dyn Store>) {
     for agent in ["w", "w2", "other", "plain", "dc1-agent"] {
@@ -180,14 +194,7 @@ async fn claims_need_a_live_session(store: &Arc<dyn Store>) {
         .unwrap()
         .assignments
         .remove(0);
-    store
-        .finish_attempt(
-            finish("w", &a.attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0,
-        )
+    end(store, "w", &a.attempt, Outcome::Succeeded, T0)
         .await
         .unwrap();
 }
@@ -213,14 +220,7 @@ async fn dag_runs_in_order(store: &Arc<dyn Store>) {
     assert_eq!(first[0].attempt.task_id, "a");
     assert_eq!(first[0].params["day"], "1");
     assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Running);
-    store
-        .finish_attempt(
-            finish("w", &first[0].attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 1,
-        )
+    end(store, "w", &first[0].attempt, Outcome::Succeeded, T0 + 1)
         .await
         .unwrap();
     let second = store
@@ -235,14 +235,7 @@ async fn dag_runs_in_order(store: &Arc<dyn Store>) {
             .collect::<Vec<_>>(),
         vec!["b"]
     );
-    store
-        .finish_attempt(
-            finish("w", &second[0].attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 3,
-        )
+    end(store, "w", &second[0].attempt, Outcome::Succeeded, T0 + 3)
         .await
         .unwrap();
     let third = store
@@ -251,14 +244,7 @@ async fn dag_runs_in_order(store: &Arc<dyn Store>) {
         .unwrap()
         .assignments;
     assert_eq!(third[0].attempt.task_id, "c");
-    store
-        .finish_attempt(
-            finish("w", &third[0].attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 5,
-        )
+    end(store, "w", &third[0].attempt, Outcome::Succeeded, T0 + 5)
         .await
         .unwrap();
     let done = store.get_job(&id).await.unwrap();
@@ -295,10 +281,7 @@ async fn failure_skips_downstream_and_fails_job(store: &Arc<dyn Store>) {
         } else {
             Outcome::Succeeded
         };
-        store
-            .finish_attempt(finish("w", &a.attempt, outcome), vec![], 0, 1 << 20, T0 + 1)
-            .await
-            .unwrap();
+        end(store, "w", &a.attempt, outcome, T0 + 1).await.unwrap();
     }
     assert_eq!(task_state(store, &id, "a").await, TaskState::Failed);
     assert_eq!(task_state(store, &id, "b").await, TaskState::Skipped);
@@ -325,14 +308,7 @@ async fn retries_after_backoff(store: &Arc<dyn Store>) {
         .unwrap()
         .assignments
         .remove(0);
-    store
-        .finish_attempt(
-            finish("w", &a1.attempt, Outcome::Failed),
-            vec![],
-            0,
-            1 << 20,
-            T0,
-        )
+    end(store, "w", &a1.attempt, Outcome::Failed, T0)
         .await
         .unwrap();
     let early = store.claim(claim_req("w", 1), T0 + 100).await.unwrap();
@@ -346,14 +322,7 @@ async fn retries_after_backoff(store: &Arc<dyn Store>) {
         .assignments
         .remove(0);
     assert_eq!(a2.attempt.attempt, 2);
-    store
-        .finish_attempt(
-            finish("w", &a2.attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 1_001,
-        )
+    end(store, "w", &a2.attempt, Outcome::Succeeded, T0 + 1_001)
         .await
         .unwrap();
     let done = store.get_job(&id).await.unwrap();
@@ -381,14 +350,7 @@ async fn idempotency_key_returns_the_same_job(store: &Arc<dyn Store>) {
         .unwrap()
         .assignments
         .remove(0);
-    store
-        .finish_attempt(
-            finish("w", &a.attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 4,
-        )
+    end(store, "w", &a.attempt, Outcome::Succeeded, T0 + 4)
         .await
         .unwrap();
 }
@@ -424,19 +386,13 @@ async fn logs_keep_a_bounded_tail(store: &Arc<dyn Store>) {
         .collect();
     assert!(kept.len() <= 4_096, "{}", kept.len());
     assert_eq!(*kept.last().unwrap(), b'9', "the tail is kept");
-    store
-        .finish_attempt(
-            finish("w", &a.attempt, Outcome::Succeeded),
-            vec![LogChunk {
-                stderr: false,
-                data: b"end".to_vec(),
-            }],
-            0,
-            4_096,
-            T0 + 1,
-        )
-        .await
-        .unwrap();
+    let mut last = completion("w", &a.attempt, Outcome::Succeeded, vec![]);
+    last.report.logs = vec![LogChunk {
+        stderr: false,
+        data: b"end".to_vec(),
+    }];
+    last.log_limit = 4_096;
+    store.complete(last, None, T0 + 1).await.unwrap();
     let page = store.read_logs(&a.attempt, 0).await.unwrap();
     assert!(page.finished);
     assert_eq!(page.chunks.last().unwrap().1.data, b"end");
@@ -479,16 +435,15 @@ async fn queue_stats_count_queued_and_running(store: &Arc<dyn Store>) {
         expected(1),
         "per queue, in name order"
     );
-    store
-        .finish_attempt(
-            finish("w", &claimed.assignments[0].attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0,
-        )
-        .await
-        .unwrap();
+    end(
+        store,
+        "w",
+        &claimed.assignments[0].attempt,
+        Outcome::Succeeded,
+        T0,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         counts(store.queue_stats().await.unwrap()),
         expected(0),

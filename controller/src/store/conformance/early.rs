@@ -41,14 +41,7 @@ pub(super) async fn submit_serves_parked_claims(store: &Arc<dyn Store>) {
             task_state(store, &submitted.job_id, &key.task_id).await,
             TaskState::Running
         );
-        store
-            .finish_attempt(
-                finish(agent, key, Outcome::Succeeded),
-                vec![],
-                0,
-                1 << 20,
-                T0,
-            )
+        end(store, agent, key, Outcome::Succeeded, T0)
             .await
             .unwrap();
     }
@@ -113,14 +106,7 @@ pub(super) async fn completion_hands_its_claims_early(store: &Arc<dyn Store>) {
         "a refused completion hands nothing out"
     );
 
-    store
-        .finish_attempt(
-            finish("w", &b[0].attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 3,
-        )
+    end(store, "w", &b[0].attempt, Outcome::Succeeded, T0 + 3)
         .await
         .unwrap();
     assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Succeeded);

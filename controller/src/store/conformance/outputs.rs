@@ -124,14 +124,7 @@ pub(super) async fn outputs_publish_with_the_success_and_become_inputs(store: &A
             .unwrap(),
         vec![next[0].attempt.clone()]
     );
-    store
-        .finish_attempt(
-            finish("out-a", &next[0].attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1024,
-            T0 + 7,
-        )
+    end(store, "out-a", &next[0].attempt, Outcome::Succeeded, T0 + 7)
         .await
         .unwrap();
     assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Succeeded);

@@ -30,15 +30,7 @@ pub(super) async fn lost_attempts_are_fenced_and_requeued(store: &Arc<dyn Store>
         .unwrap();
     assert_eq!(stale.len(), 1);
     assert_eq!(stale[0].reason, "lost");
-    let late = store
-        .finish_attempt(
-            finish("dying", &a1.attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 11,
-        )
-        .await;
+    let late = end(store, "dying", &a1.attempt, Outcome::Succeeded, T0 + 11).await;
     assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
     let a2 = store
         .claim(claim_req("other", 1), T0 + 12)
@@ -63,14 +55,7 @@ pub(super) async fn lost_attempts_are_fenced_and_requeued(store: &Arc<dyn Store>
         )
         .await;
     assert!(matches!(stale_log, Err(StoreError::Fenced { .. })));
-    store
-        .finish_attempt(
-            finish("other", &a2.attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 13,
-        )
+    end(store, "other", &a2.attempt, Outcome::Succeeded, T0 + 13)
         .await
         .unwrap();
     let done = store.get_job(&id).await.unwrap();
@@ -98,14 +83,7 @@ pub(super) async fn labels_route_tasks(store: &Arc<dyn Store>) {
     req.labels.insert("site".into(), "dc1".into());
     let got = store.claim(req, T0).await.unwrap().assignments;
     assert_eq!(got.len(), 1);
-    store
-        .finish_attempt(
-            finish("dc1-agent", &got[0].attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0,
-        )
+    end(store, "dc1-agent", &got[0].attempt, Outcome::Succeeded, T0)
         .await
         .unwrap();
 }
@@ -165,14 +143,7 @@ pub(super) async fn release_requeues_without_counting(store: &Arc<dyn Store>) {
         again.attempt.attempt, 2,
         "max_attempts = 1, yet the hand-back did not count"
     );
-    store
-        .finish_attempt(
-            finish("w2", &again.attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1 << 20,
-            T0 + 2,
-        )
+    end(store, "w2", &again.attempt, Outcome::Succeeded, T0 + 2)
         .await
         .unwrap();
     assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Succeeded);

@@ -203,14 +203,7 @@ pub(super) async fn watermarks_move_only_with_a_current_success(store: &Arc<dyn 
         store.list_extracts("no-such-job", None).await,
         Err(StoreError::NotFound(_))
     ));
-    store
-        .finish_attempt(
-            finish("wm", &next[0].attempt, Outcome::Succeeded),
-            vec![],
-            0,
-            1024,
-            T0 + 7,
-        )
+    end(store, "wm", &next[0].attempt, Outcome::Succeeded, T0 + 7)
         .await
         .unwrap();
 
