@@ -50,7 +50,15 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
                 backoff.reset();
                 let empty = resp.assignments.is_empty() && resp.stop.is_empty() && !resp.drain;
                 agent.apply_orders(&resp.stop, resp.drain);
+                let started_some = !resp.assignments.is_empty();
                 accept(&agent, &session, resp.assignments).await;
+                if started_some {
+                    // Let the attempts just started reach their process spawn before the next
+                    // poll goes out: a task's start then waits on no RPC of ours. Measured
+                    // (`ferry-bench latency`, alternating runs): the submit RPC's p50 fell
+                    // from 1.44–1.50 ms to 0.93–0.98, the job's p99 from 4.1–4.7 to 3.5–4.0.
+                    tokio::task::yield_now().await;
+                }
                 fast_empty = if empty && started.elapsed() < MIN_EMPTY_POLL {
                     fast_empty + 1
                 } else {
