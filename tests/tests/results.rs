@@ -1,7 +1,6 @@
 //! Results: outputs uploaded by the agent, published with the completion, listed and
 //! downloaded with the CLI, handed to downstream tasks on another agent; a lost attempt's
-//! upload is refused; bad output paths and the size limit fail the attempt naming the problem;
-//! retention removes the artifacts of expired jobs.
+//! upload is refused; bad output paths and the size limit fail the attempt naming the problem.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -474,46 +473,4 @@ shell = "head -c 4096 /dev/zero > big.bin"
     assert_ne!(out.code, 0, "{out}");
     assert!(files_under(&into).is_empty(), "{:?}", files_under(&into));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_removes_the_artifacts_of_expired_jobs() {
-    let mut controller = Controller::start(
-        ControllerOpts::default()
-            .arg("--artifact-retention")
-            .arg("1s"),
-    )
-    .await
-    .unwrap();
-    let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-a").queue("etl"))
-        .await
-        .unwrap();
-    let job = r#"
-name = "expiring"
-
-[[tasks]]
-id = "only"
-queue = "etl"
-retry = { max_attempts = 1 }
-outputs = ["a.txt", "b.bin"]
-shell = "echo a > a.txt && head -c 2000000 /dev/urandom > b.bin"
-"#;
-    let cli = controller.cli();
-    let (id, _) = run_to_success(&cli, job, JOB_TIMEOUT).await;
-    let published = controller.data_dir().join("artifacts/published").join(&id);
-    assert_eq!(files_under(&published).len(), 2, "{}", published.display());
-
-    // The retention loop runs at start, then every minute: a restart past the retention age.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    controller.restart().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while published.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left: {:?}",
-            files_under(&published)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(results(&cli, &id, None).await.is_empty());
 }
