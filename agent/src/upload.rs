@@ -36,7 +36,7 @@ use crate::{
 /// Chunks read ahead of the transport, at most: with the one being read and the one being
 /// encoded, an upload holds about 10 MiB whatever the file's size. Eight rather than two
 /// keeps the reader busy while the transport takes its chunks in bursts (as HTTP/2 flow
-/// control opens): 985–1,112 MB/s against 935–996 with two, alternating runs of
+/// control opens): 1,004–1,092 MB/s against 879–1,027 with two, in 5 alternating pairs of
 /// `ferry-bench upload` on one machine, for 6 MiB more of agent memory.
 const IN_FLIGHT: usize = 8;
 /// An upload whose chunks the transport has not taken for this long (or, once all are sent,
