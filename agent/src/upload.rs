@@ -1,4 +1,4 @@
-//! Upload of an attempt's outputs: a client stream of 1 MiB CRC32C-checked chunks, read
+//! Upload of an attempt's outputs: a client stream of CRC32C-checked chunks of about 1 MiB, read
 //! with bounded memory by a thread that hashes the file (SHA-256) as it reads it, so each file
 //! is read once; the last chunk declares the SHA-256. Resumed from `UploadStatus` after an
 //! interruption (the skipped prefix is hashed, not sent), while the attempt's lease holds.

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use service::auth::TokenCheck;
+use service::upload_frames::UploadPath;
 
 pub use config::Config;
 
@@ -110,6 +111,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     }
     tracing::info!(%addr, store = %redact(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
 
+    let agent_api = Arc::new(service::agent::AgentApi::new(
+        engine.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    ));
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         // Large frames: an upload chunk of 1 MiB in one frame rather than 64.
@@ -120,12 +126,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .add_service(health_service)
         .add_service(reflection)
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            AgentServiceServer::new(service::agent::AgentApi::new(
-                engine.clone(),
-                tracker.clone(),
-                shutdown.clone(),
-            ))
-            .max_decoding_message_size(service::agent::MAX_MESSAGE_BYTES),
+            UploadPath::new(
+                AgentServiceServer::from_arc(agent_api.clone())
+                    .max_decoding_message_size(service::agent::MAX_MESSAGE_BYTES),
+                agent_api,
+            ),
             TokenCheck::new(config.agent_token.clone().map(|t| t.0), "agent"),
         ))
         .add_service(JobServiceServer::with_interceptor(

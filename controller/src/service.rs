@@ -6,6 +6,7 @@ pub mod auth;
 pub mod convert;
 pub mod job;
 mod status;
+pub mod upload_frames;
 
 use std::pin::Pin;
 

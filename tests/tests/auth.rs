@@ -1,5 +1,6 @@
-//! Who may call: with tokens configured, an agent must present the agent token to join and a
-//! client the client token to submit or read; the secret never shows in any log.
+//! Who may call: with tokens configured, an agent must present the agent token to join (and
+//! to upload) and a client the client token to submit or read; the secret never shows in any
+//! log.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,6 +81,18 @@ async fn only_agents_with_the_agent_token_join() {
     );
     let _ = intruder.kill();
     let _ = intruder.wait();
+
+    // Uploads (decoded by the controller from the frames themselves) are checked too.
+    let mut raw = controller.agent_client().await.unwrap();
+    let chunk = ferry_proto::v1::UploadChunk {
+        data: vec![1u8; 1000].into(),
+        ..Default::default()
+    };
+    let err = raw
+        .upload_output(tonic::codegen::tokio_stream::iter(vec![chunk]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
 
     for (who, text) in [
         ("intruder", refused),

@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use super::Upload;
 use crate::outputs::Output;
 
-/// Bytes of file data per upload message.
-pub const CHUNK: usize = 1 << 20;
+/// Bytes of file data per upload message: 1 MiB less room for the message's other fields and
+/// its gRPC prefix, so that a message fits one HTTP/2 frame of the controller's 1 MiB and is
+/// decoded there from that frame without a copy.
+pub const CHUNK: usize = (1 << 20) - 256;
 
 /// The reader thread of one stream: reads the file once from 0, hashing it; the prefix the
 /// controller already holds (before `offset`) is hashed only, the rest is fed to the stream

@@ -20,6 +20,21 @@ use crate::model::{AttemptFinish, AttemptReport};
 /// Largest message an agent may send: an upload chunk of 4 MiB with its header, with room.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
+/// An upload's messages, decoded by tonic or straight from the request's frames.
+pub(super) enum Chunks {
+    Tonic(tonic::Streaming<pb::UploadChunk>),
+    Frames(super::upload_frames::Frames<tonic::body::Body>),
+}
+
+impl Chunks {
+    async fn message(&mut self) -> Result<Option<pb::UploadChunk>, Status> {
+        match self {
+            Chunks::Tonic(stream) => stream.message().await,
+            Chunks::Frames(frames) => frames.message().await,
+        }
+    }
+}
+
 pub struct AgentApi {
     engine: Arc<Engine>,
     /// Owns the tasks that feed server streams (inputs); they end at shutdown.
@@ -36,12 +51,34 @@ impl AgentApi {
         }
     }
 
+    /// Serves one `UploadOutput` call: its first message carries the header.
+    pub(super) async fn upload(
+        &self,
+        mut stream: Chunks,
+    ) -> Result<pb::UploadOutputResponse, Status> {
+        let mut first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("upload stream is empty"))?;
+        let header = first.header.take().ok_or_else(|| {
+            Status::invalid_argument("the first message of an upload carries no header")
+        })?;
+        let (job, task, number) = header
+            .attempt
+            .as_ref()
+            .map(|a| (a.job_id.clone(), a.task_id.clone(), a.attempt))
+            .unwrap_or_default();
+        let span = tracing::debug_span!("upload", job = %job, task = %task, attempt = number, name = %header.name);
+        let received = self.receive(first, header, stream).instrument(span).await?;
+        Ok(pb::UploadOutputResponse { received })
+    }
+
     /// Receives one upload stream whose first message is `first`.
     async fn receive(
         &self,
         first: pb::UploadChunk,
         header: pb::UploadHeader,
-        mut stream: tonic::Streaming<pb::UploadChunk>,
+        mut stream: Chunks,
     ) -> Result<u64, Status> {
         let who = identity(header.agent)?;
         let attempt = convert::attempt_key(header.attempt)?;
@@ -268,22 +305,9 @@ impl AgentService for AgentApi {
         &self,
         request: Request<tonic::Streaming<pb::UploadChunk>>,
     ) -> Result<Response<pb::UploadOutputResponse>, Status> {
-        let mut stream = request.into_inner();
-        let mut first = stream
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("upload stream is empty"))?;
-        let header = first.header.take().ok_or_else(|| {
-            Status::invalid_argument("the first message of an upload carries no header")
-        })?;
-        let (job, task, number) = header
-            .attempt
-            .as_ref()
-            .map(|a| (a.job_id.clone(), a.task_id.clone(), a.attempt))
-            .unwrap_or_default();
-        let span = tracing::debug_span!("upload", job = %job, task = %task, attempt = number, name = %header.name);
-        let received = self.receive(first, header, stream).instrument(span).await?;
-        Ok(Response::new(pb::UploadOutputResponse { received }))
+        // Reached only without `UploadPath` in front (see `upload_frames`).
+        let answer = self.upload(Chunks::Tonic(request.into_inner())).await?;
+        Ok(Response::new(answer))
     }
 
     async fn upload_status(
