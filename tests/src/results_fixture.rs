@@ -67,6 +67,31 @@ impl BigBin {
     }
 }
 
+/// Runs a job on queue `etl` whose one task publishes `a.txt` and `b.bin` (`b_bytes` random
+/// bytes); returns its id.
+pub async fn run_expiring_job(cli: &Cli, b_bytes: u64, timeout: Duration) -> String {
+    let job = format!(
+        r#"
+name = "expiring"
+
+[[tasks]]
+id = "only"
+queue = "etl"
+retry = {{ max_attempts = 1 }}
+outputs = ["a.txt", "b.bin"]
+shell = "echo a > a.txt && head -c {b_bytes} /dev/urandom > b.bin"
+"#
+    );
+    run_to_success(cli, &job, timeout).await.0
+}
+
+/// Restarts a controller started with `--artifact-retention 1s` once that age has passed: its
+/// retention loop runs at start, then every minute.
+pub async fn restart_past_retention(controller: &mut Controller) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    controller.restart().await.unwrap();
+}
+
 /// Submits `toml`, waits for the job's end and asserts it succeeded; returns its id and its
 /// `jobs show` document.
 pub async fn run_to_success(cli: &Cli, toml: &str, timeout: Duration) -> (String, Value) {

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use ferry_tests::{
-    results_fixture::{files_under, results_by_name as results, run_to_success},
+    results_fixture::{
+        files_under, restart_past_retention, results_by_name as results, run_expiring_job,
+    },
     Agent, AgentOpts, Controller, ControllerOpts,
 };
 
@@ -23,24 +25,12 @@ async fn retention_removes_the_artifacts_of_expired_jobs() {
     let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-a").queue("etl"))
         .await
         .unwrap();
-    let job = r#"
-name = "expiring"
-
-[[tasks]]
-id = "only"
-queue = "etl"
-retry = { max_attempts = 1 }
-outputs = ["a.txt", "b.bin"]
-shell = "echo a > a.txt && head -c 2000000 /dev/urandom > b.bin"
-"#;
     let cli = controller.cli();
-    let (id, _) = run_to_success(&cli, job, JOB_TIMEOUT).await;
+    let id = run_expiring_job(&cli, 2_000_000, JOB_TIMEOUT).await;
     let published = controller.data_dir().join("artifacts/published").join(&id);
     assert_eq!(files_under(&published).len(), 2, "{}", published.display());
 
-    // The retention loop runs at start, then every minute: a restart past the retention age.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    controller.restart().await.unwrap();
+    restart_past_retention(&mut controller).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while published.exists() {
         assert!(

@@ -12,7 +12,8 @@ use ferry_tests::{
     job::{attempts, state},
     moto::SECRET_KEY,
     results_fixture::{
-        results_by_name as results, results_get, run_to_success, sha256_file, BigBin, FencedAttempt,
+        restart_past_retention, results_by_name as results, results_get, run_expiring_job,
+        run_to_success, sha256_file, BigBin, FencedAttempt,
     },
     Agent, AgentOpts, Controller, Moto, TestDir,
 };
@@ -314,24 +315,13 @@ async fn s3_retention_removes_the_objects_of_expired_jobs() {
     let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-a").queue("etl"))
         .await
         .unwrap();
-    let job = r#"
-name = "expiring"
-
-[[tasks]]
-id = "only"
-queue = "etl"
-retry = { max_attempts = 1 }
-outputs = ["a.txt", "b.bin"]
-shell = "echo a > a.txt && head -c 20000000 /dev/urandom > b.bin"
-"#;
     let cli = controller.cli();
-    let (id, _) = run_to_success(&cli, job, JOB_TIMEOUT).await;
+    // Over 16 MiB: one of the two goes up as a multipart upload.
+    let id = run_expiring_job(&cli, 20_000_000, JOB_TIMEOUT).await;
     let prefix = format!("kept/jobs/{id}/");
     assert_eq!(moto.objects(BUCKET, &prefix).await.unwrap().len(), 2);
 
-    // The retention loop runs at start, then every minute: a restart past the retention age.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    controller.restart().await.unwrap();
+    restart_past_retention(&mut controller).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = moto.objects(BUCKET, &prefix).await.unwrap();
