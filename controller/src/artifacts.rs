@@ -82,8 +82,8 @@ pub struct Artifacts {
     uploads: Mutex<HashMap<(AttemptKey, String), Entry>>,
 }
 
-/// Runs blocking file work off the async workers.
-async fn blocking<R: Send + 'static>(
+/// Runs blocking file work (or hashing) off the async workers.
+pub(crate) async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, ArtifactError> + Send + 'static,
 ) -> Result<R, ArtifactError> {
     tokio::task::spawn_blocking(f)

@@ -329,7 +329,8 @@ impl ObjectArtifacts {
             }
             if meta.size <= VERIFY_MAX {
                 let data = self.client.get_object(&object).await?;
-                let actual = hex(&Sha256::digest(&data));
+                // Up to 16 MiB: hashed off the async thread, which serves every agent.
+                let actual = super::blocking(move || Ok(hex(&Sha256::digest(&data)))).await?;
                 if !actual.eq_ignore_ascii_case(&output.sha256) {
                     return Err(ArtifactError::Mismatch {
                         name: output.name.clone(),
