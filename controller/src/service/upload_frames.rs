@@ -28,6 +28,10 @@ use super::agent::{AgentApi, MAX_MESSAGE_BYTES};
 const PATH: &str = "/ferry.v1.AgentService/UploadOutput";
 /// A gRPC message's prefix: a compression flag and a big-endian length.
 const PREFIX: usize = 5;
+/// Why a compressed upload (by its header or a message's flag) is refused.
+const COMPRESSED: &str = "compressed uploads are not accepted: send chunks uncompressed";
+/// Why a body that ends inside a message is refused.
+const CUT: &str = "the upload stream ended inside a message";
 
 /// The agent service, with `UploadOutput` decoded from the frames themselves.
 #[derive(Clone)]
@@ -70,9 +74,7 @@ where
                 .get("grpc-encoding")
                 .is_some_and(|e| e != "identity");
             let answer = if compressed {
-                Err(Status::unimplemented(
-                    "compressed uploads are not accepted: send chunks uncompressed",
-                ))
+                Err(Status::unimplemented(COMPRESSED))
             } else {
                 let frames = Frames::new(request.into_body(), MAX_MESSAGE_BYTES);
                 api.upload(super::agent::Chunks::Frames(frames)).await
@@ -133,14 +135,12 @@ where
         if !self.fill(PREFIX).await? {
             return match self.buffered {
                 0 => Ok(None),
-                _ => Err(Status::internal("the upload stream ended inside a message")),
+                _ => Err(Status::internal(CUT)),
             };
         }
         let mut prefix = self.take(PREFIX);
         if prefix.get_u8() != 0 {
-            return Err(Status::unimplemented(
-                "compressed uploads are not accepted: send chunks uncompressed",
-            ));
+            return Err(Status::unimplemented(COMPRESSED));
         }
         let len = prefix.get_u32() as usize;
         if len > self.max_message {
@@ -150,7 +150,7 @@ where
             )));
         }
         if !self.fill(len).await? {
-            return Err(Status::internal("the upload stream ended inside a message"));
+            return Err(Status::internal(CUT));
         }
         pb::UploadChunk::decode(self.take(len))
             .map(Some)
