@@ -52,11 +52,14 @@ impl Client {
     /// A lazily connecting client: nothing is dialled until the first call, and the channel
     /// reconnects by itself. HTTP/2 keepalives find connections a network cut left half-open.
     pub fn new(config: &Config) -> Result<Client, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(config.controller.clone())?
+        let mut endpoint = Endpoint::from_shared(config.controller.clone())?
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
+        if let Some(tls) = &config.tls {
+            endpoint = endpoint.tls_config(tls.config())?;
+        }
         let channel = endpoint.clone().connect_lazy();
         // Downloads: windows wide enough for a fast link with some latency; the agent consumes
         // as it writes, so at most a window of data waits in memory.

@@ -23,7 +23,7 @@ pub struct Cli {
     /// TOML config file.
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Controller URL [default: http://127.0.0.1:7070].
+    /// Controller URL, http:// or https:// [default: http://127.0.0.1:7070].
     #[arg(long, value_name = "URL")]
     pub controller: Option<String>,
     /// Agent name [default: the hostname].
@@ -57,6 +57,16 @@ pub struct Cli {
     /// or e.g. `500MiB`, `10GiB` [default: 10GiB].
     #[arg(long, value_name = "BYTES")]
     pub max_output_bytes: Option<String>,
+    /// PEM CA certificates to trust for an https:// controller [default: the system's].
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate this agent presents to the controller (with --tls-key), for a
+    /// controller that requires client certificates.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Settings that can be set in every layer; the names are the config-file keys and, uppercased
@@ -73,6 +83,9 @@ const KEYS: &[&str] = &[
     "kill_grace",
     "token_file",
     "max_output_bytes",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
 ];
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &["queues", "labels"];
@@ -122,6 +135,12 @@ pub struct RawConfig {
     pub token_file: Option<PathBuf>,
     #[serde(default = "default_max_output_bytes", deserialize_with = "bytes_de")]
     pub max_output_bytes: u64,
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// `[datasources.NAME]` tables (config file only: URLs and secrets stay out of flags).
     #[serde(default)]
     pub datasources: BTreeMap<String, RawDatasource>,
@@ -237,6 +256,8 @@ pub struct Config {
     pub token: Option<Secret>,
     /// Most bytes of outputs one attempt may upload.
     pub max_output_bytes: u64,
+    /// TLS settings when the controller URL is https://.
+    pub tls: Option<ferry_proto::tls::ClientTls>,
     /// Datasources of sql tasks, by name; their URLs and passwords never leave the agent.
     pub datasources: BTreeMap<String, crate::sql::Datasource>,
 }
@@ -288,18 +309,15 @@ impl Config {
             .set_override_option("controller", cli.controller)?
             .set_override_option("name", cli.name)?
             .set_override_option("max_tasks", cli.max_tasks.map(u64::from))?
-            .set_override_option(
-                "work_dir",
-                cli.work_dir.map(|p| p.to_string_lossy().into_owned()),
-            )?
+            .set_override_option("work_dir", path_text(cli.work_dir))?
             .set_override_option("heartbeat_interval", cli.heartbeat_interval)?
             .set_override_option("drain_timeout", cli.drain_timeout)?
             .set_override_option("kill_grace", cli.kill_grace)?
-            .set_override_option(
-                "token_file",
-                cli.token_file.map(|p| p.to_string_lossy().into_owned()),
-            )?
-            .set_override_option("max_output_bytes", cli.max_output_bytes)?;
+            .set_override_option("token_file", path_text(cli.token_file))?
+            .set_override_option("max_output_bytes", cli.max_output_bytes)?
+            .set_override_option("tls_ca", path_text(cli.tls_ca))?
+            .set_override_option("tls_cert", path_text(cli.tls_cert))?
+            .set_override_option("tls_key", path_text(cli.tls_key))?;
         if !cli.queues.is_empty() {
             builder = builder.set_override("queues", cli.queues)?;
         }
@@ -309,6 +327,10 @@ impl Config {
         let raw: RawConfig = builder.build()?.try_deserialize()?;
         raw.validate()
     }
+}
+
+fn path_text(path: Option<PathBuf>) -> Option<String> {
+    path.map(|p| p.to_string_lossy().into_owned())
 }
 
 /// The `FERRY_<KEY>` variables that name a known key. Others (`FERRY_JOB_ID` inside a task,
@@ -339,21 +361,31 @@ impl RawConfig {
         let controller = self.controller.trim().to_owned();
         let endpoint = tonic::transport::Endpoint::from_shared(controller.clone())
             .map_err(|e| invalid("controller", format!("{controller:?} is not a url ({e})")))?;
-        match endpoint.uri().scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(invalid(
-                    "controller",
-                    "https is not supported by this build; use http://",
-                ))
+        let tls = match endpoint.uri().scheme_str() {
+            Some("http") => {
+                if let Some(key) = [
+                    ("tls_ca", &self.tls_ca),
+                    ("tls_cert", &self.tls_cert),
+                    ("tls_key", &self.tls_key),
+                ]
+                .iter()
+                .find_map(|(key, value)| value.as_ref().map(|_| *key))
+                {
+                    return Err(invalid(
+                        key,
+                        format!("TLS settings need an https:// controller, not {controller:?}"),
+                    ));
+                }
+                None
             }
+            Some("https") => Some(self.client_tls()?),
             _ => {
                 return Err(invalid(
                     "controller",
-                    format!("{controller:?} must start with http://"),
+                    format!("{controller:?} must start with http:// or https://"),
                 ))
             }
-        }
+        };
         let hostname = hostname();
         let name = self.name.unwrap_or_else(|| hostname.clone());
         if name.trim().is_empty() {
@@ -422,7 +454,33 @@ impl RawConfig {
             drain_timeout: self.drain_timeout,
             kill_grace: self.kill_grace,
             max_output_bytes: self.max_output_bytes,
+            tls,
         })
+    }
+
+    /// The CA to trust (else the system's) and the certificate to present, from their files.
+    fn client_tls(&self) -> Result<ferry_proto::tls::ClientTls, ConfigError> {
+        use ferry_proto::tls::{pair, ClientTls, TlsFileError};
+        let identity = pair(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            ("tls_cert", "tls_key"),
+        );
+        let key = |e: &TlsFileError| match e {
+            TlsFileError::Read { path, .. } | TlsFileError::Bad { path, .. } => {
+                if Some(path) == self.tls_ca.as_ref() {
+                    "tls_ca"
+                } else if Some(path) == self.tls_key.as_ref() {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                }
+            }
+            TlsFileError::HalfPair { .. } => "tls_cert",
+        };
+        identity
+            .and_then(|identity| ClientTls::load(self.tls_ca.as_deref(), identity))
+            .map_err(|e| invalid(key(&e), e.to_string()))
     }
 }
 

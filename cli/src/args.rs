@@ -45,6 +45,18 @@ pub struct Args {
     #[arg(long, global = true, env = "FERRY_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// PEM CA certificates to trust for an https:// controller [default: the system's]
+    #[arg(long, global = true, env = "FERRY_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM certificate to present to a controller that requires one (with --tls-key)
+    #[arg(long, global = true, env = "FERRY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert
+    #[arg(long, global = true, env = "FERRY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

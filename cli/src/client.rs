@@ -1,6 +1,6 @@
 //! The connection to the controller's `JobService`, and naming its failures.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use ferry_proto::v1::job_service_client::JobServiceClient;
 use tonic::{
@@ -57,7 +57,7 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Accepts `http://HOST:PORT`, or `HOST:PORT` meaning the same.
+    /// Accepts `http://HOST:PORT` or `https://HOST:PORT`, or `HOST:PORT` meaning the first.
     pub fn new(url: &str) -> Result<Self, CliError> {
         let url = if url.contains("://") {
             url.to_owned()
@@ -65,11 +65,11 @@ impl Controller {
             format!("http://{url}")
         };
         let bad = |why: &str| CliError::BadInput(format!("bad controller url {url:?}: {why}"));
-        if !url.starts_with("http://") {
-            return Err(bad("only http:// is supported"));
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(bad("expected http:// or https://"));
         }
         let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|_| bad("expected http://HOST:PORT"))?
+            .map_err(|_| bad("expected http://HOST:PORT or https://HOST:PORT"))?
             .connect_timeout(Duration::from_secs(5))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10))
@@ -90,6 +90,36 @@ impl Controller {
             value.set_sensitive(true);
             self.authorization = Authorization(Some(value));
         }
+        Ok(self)
+    }
+
+    /// Secures an https:// controller's connection: trusts `ca` (else the system's trust
+    /// store) and presents `cert` with `key` when given. TLS files with an http:// controller
+    /// are a mistake, not something to ignore.
+    pub fn with_tls(
+        mut self,
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Self, CliError> {
+        let bad = |e: ferry_proto::tls::TlsFileError| CliError::BadInput(e.to_string());
+        let identity =
+            ferry_proto::tls::pair(cert, key, ("--tls-cert", "--tls-key")).map_err(bad)?;
+        if !self.url.starts_with("https://") {
+            if ca.is_some() || identity.is_some() {
+                return Err(CliError::BadInput(format!(
+                    "TLS settings (--tls-ca, --tls-cert, --tls-key) need an https:// controller, \
+                     not {:?}",
+                    self.url
+                )));
+            }
+            return Ok(self);
+        }
+        let tls = ferry_proto::tls::ClientTls::load(ca, identity).map_err(bad)?;
+        self.endpoint = self
+            .endpoint
+            .tls_config(tls.config())
+            .map_err(|e| CliError::BadInput(format!("TLS settings: {e}")))?;
         Ok(self)
     }
 
@@ -128,8 +158,34 @@ mod tests {
         let err = Controller::new("ftp://x").err().unwrap();
         assert_eq!(
             err.to_string(),
-            "bad controller url \"ftp://x\": only http:// is supported"
+            "bad controller url \"ftp://x\": expected http:// or https://"
         );
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn tls_files_need_an_https_controller_and_name_what_is_wrong() {
+        let http = || Controller::new("http://127.0.0.1:7070").unwrap();
+        let ca = std::path::Path::new("/nonexistent/ca.pem");
+        let err = http().with_tls(Some(ca), None, None).err().unwrap();
+        assert!(
+            err.to_string().contains("need an https:// controller"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        let https = || Controller::new("https://127.0.0.1:7070").unwrap();
+        let err = https().with_tls(Some(ca), None, None).err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read /nonexistent/ca.pem"),
+            "{err}"
+        );
+        let err = https().with_tls(None, Some(ca), None).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "a certificate and its key go together: --tls-cert is set but --tls-key is not"
+        );
+        // Without files an https:// controller is checked against the system's trust store.
+        assert!(https().with_tls(None, None, None).is_ok());
     }
 }

@@ -18,7 +18,13 @@ use crate::{
 
 pub async fn run(args: Args) -> Result<Outcome, CliError> {
     let token = crate::client::token(args.token_file.as_deref())?;
-    let controller = Controller::new(&args.controller)?.with_token(token)?;
+    let controller = Controller::new(&args.controller)?
+        .with_token(token)?
+        .with_tls(
+            args.tls_ca.as_deref(),
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+        )?;
     let format = args.output;
     match args.command {
         Command::Submit(submit) => submit::run(&controller, submit).await,

@@ -109,6 +109,36 @@ impl CliError {
                 url: url.to_owned(),
                 reason: root_cause(status).unwrap_or(message),
             },
+            // What a plaintext call to a TLS port gets back: a TLS alert read as HTTP/2, or the
+            // connection dropped by the server's failed handshake.
+            Code::Internal | Code::Unknown
+                if url.starts_with("http://")
+                    && (message.contains("h2 protocol error") || message == "transport error") =>
+            {
+                let cause = root_cause(status).unwrap_or(message);
+                CliError::Unreachable {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "no plain HTTP/2 answer ({cause}); if the controller serves TLS, use an \
+                         https:// URL"
+                    ),
+                }
+            }
+            // What a TLS 1.3 client without an acceptable certificate gets back: the handshake
+            // seemed done, then the server closed the connection.
+            Code::Cancelled | Code::Unknown
+                if url.starts_with("https://")
+                    && (message == "operation was canceled" || message == "transport error") =>
+            {
+                let cause = root_cause(status).unwrap_or(message);
+                CliError::Unreachable {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "the controller closed the connection ({cause}); if it requires client \
+                         certificates, give --tls-cert and --tls-key of one its CA signed"
+                    ),
+                }
+            }
             code => CliError::Refused {
                 url: url.to_owned(),
                 call,

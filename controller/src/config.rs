@@ -2,7 +2,7 @@
 //! checked by `validate` into typed settings.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -69,6 +69,16 @@ pub struct Flags {
     /// File holding the token clients (the CLI) must present [env: FERRY_CLIENT_TOKEN_FILE].
     #[arg(long, value_name = "FILE")]
     pub client_token_file: Option<String>,
+    /// PEM certificate chain to serve TLS with (needs --tls-key) [env: FERRY_TLS_CERT].
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert [env: FERRY_TLS_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// PEM CA certificates: every agent and client must present a certificate signed by one
+    /// of them (mutual TLS) [env: FERRY_TLS_CLIENT_CA].
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<String>,
     /// Threads serving the gRPC services [default: 1; env: FERRY_ASYNC_THREADS]. On one
     /// thread they spend less CPU than several threads stealing work from each other (the
     /// store's writes, checksums and artifact writes have threads of their own); raise it for
@@ -92,6 +102,9 @@ struct Raw {
     artifact_retention: String,
     agent_token_file: Option<String>,
     client_token_file: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_client_ca: Option<String>,
     artifacts: Option<String>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
@@ -115,6 +128,10 @@ pub struct Config {
     pub agent_token: Option<Secret>,
     /// Token clients must present; `None` leaves `JobService` open.
     pub client_token: Option<Secret>,
+    /// TLS of the gRPC port; `None` serves plain HTTP/2.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Whether TLS requires a client certificate of every caller.
+    pub tls_client_auth: bool,
     /// Threads of the async runtime; 1 is a single-threaded runtime.
     pub async_threads: usize,
 }
@@ -139,7 +156,7 @@ pub enum ConfigError {
     Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 21] = [
     "listen",
     "async_threads",
     "data_dir",
@@ -149,6 +166,11 @@ const KEYS: [&str; 16] = [
     "timeout_grace",
     "max_output_bytes",
     "artifact_retention",
+    "agent_token_file",
+    "client_token_file",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
     "artifacts",
     "s3_endpoint",
     "s3_region",
@@ -197,6 +219,9 @@ impl Config {
             ("artifact_retention", flags.artifact_retention),
             ("agent_token_file", flags.agent_token_file),
             ("client_token_file", flags.client_token_file),
+            ("tls_cert", flags.tls_cert),
+            ("tls_key", flags.tls_key),
+            ("tls_client_ca", flags.tls_client_ca),
             ("artifacts", flags.artifacts),
             ("s3_endpoint", flags.s3_endpoint),
             ("s3_region", flags.s3_region),
@@ -239,6 +264,54 @@ fn read_token(key: &'static str, path: Option<&str>) -> Result<Option<Secret>, C
         });
     }
     Ok(Some(Secret(token.to_string())))
+}
+
+/// The port's TLS from its files: a certificate and key (both or neither), and optionally the
+/// CA that clients' certificates must chain to.
+fn server_tls(
+    cert: Option<&str>,
+    key: Option<&str>,
+    client_ca: Option<&str>,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, ConfigError> {
+    use ferry_proto::tls::{self, TlsFileError};
+    // Names the setting whose file is at fault.
+    let invalid = |e: TlsFileError| {
+        let file = match &e {
+            TlsFileError::Read { path, .. } | TlsFileError::Bad { path, .. } => {
+                Some(path.as_path())
+            }
+            TlsFileError::HalfPair { .. } => None,
+        };
+        let key = if file.is_some() && file == key.map(Path::new) {
+            "tls_key"
+        } else if file.is_some() && file == client_ca.map(Path::new) {
+            "tls_client_ca"
+        } else {
+            "tls_cert"
+        };
+        ConfigError::Invalid {
+            key,
+            problem: e.to_string(),
+        }
+    };
+    let pair = tls::pair(
+        cert.map(Path::new),
+        key.map(Path::new),
+        ("tls_cert", "tls_key"),
+    )
+    .map_err(invalid)?;
+    let Some((cert, key_file)) = pair else {
+        if client_ca.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "tls_client_ca",
+                problem: "client certificates need TLS: set tls_cert and tls_key too".into(),
+            });
+        }
+        return Ok(None);
+    };
+    tls::server_config(cert, key_file, client_ca.map(Path::new))
+        .map(Some)
+        .map_err(invalid)
 }
 
 impl Raw {
@@ -312,7 +385,14 @@ impl Raw {
         };
         let agent_token = read_token("agent_token_file", self.agent_token_file.as_deref())?;
         let client_token = read_token("client_token_file", self.client_token_file.as_deref())?;
+        let tls = server_tls(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )?;
         Ok(Config {
+            tls_client_auth: tls.is_some() && self.tls_client_ca.is_some(),
+            tls,
             async_threads: self.async_threads,
             agent_token,
             client_token,
@@ -348,6 +428,9 @@ mod tests {
             artifact_retention: None,
             agent_token_file: None,
             client_token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             artifacts: None,
             s3_endpoint: None,
             s3_region: None,

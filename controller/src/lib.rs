@@ -37,6 +37,8 @@ pub enum RunError {
     },
     #[error("serving gRPC: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("setting up TLS: {0}")]
+    Tls(String),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -106,17 +108,33 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         addr: config.listen,
         source,
     })?;
-    if !addr.ip().is_loopback() && (config.agent_token.is_none() || config.client_token.is_none()) {
-        tracing::warn!(%addr, "listening beyond loopback without agent and client tokens: anyone who reaches this port can run commands on your agents");
+    if !addr.ip().is_loopback() {
+        if config.agent_token.is_none() || config.client_token.is_none() {
+            tracing::warn!(%addr, "listening beyond loopback without agent and client tokens: anyone who reaches this port can run commands on your agents");
+        }
+        if config.tls.is_none() {
+            tracing::warn!(%addr, "listening beyond loopback without TLS: tokens, commands and results cross the network in clear (see --tls-cert)");
+        }
     }
-    tracing::info!(%addr, store = %redact(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
+    let tls = match (&config.tls, config.tls_client_auth) {
+        (None, _) => "off",
+        (Some(_), false) => "on",
+        (Some(_), true) => "on, client certificates required",
+    };
+    tracing::info!(%addr, tls, store = %redact(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
 
     let agent_api = Arc::new(service::agent::AgentApi::new(
         engine.clone(),
         tracker.clone(),
         shutdown.clone(),
     ));
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = config.tls.clone() {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| RunError::Tls(error_chain(&e)))?;
+    }
+    let result = server
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         // Large frames: an upload chunk of 1 MiB in one frame rather than 64.
         .max_frame_size(Some(1 << 20))
@@ -147,6 +165,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     tracker.wait().await;
     tracing::info!("controller stopped");
     Ok(result?)
+}
+
+/// An error with its causes, `outer: inner: …` (tonic's and hyper's errors say little alone).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A store URL fit for logs: no password.

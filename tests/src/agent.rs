@@ -209,3 +209,56 @@ impl Agent {
             .map(|a| AgentState::try_from(a.state).unwrap_or(AgentState::Unspecified)))
     }
 }
+
+/// An agent process the controller is expected to refuse: started without waiting for it to
+/// join, its log kept for the reason it was given; killed on drop.
+pub struct RefusedAgent {
+    child: std::process::Child,
+    log: PathBuf,
+    _dir: TestDir,
+}
+
+impl RefusedAgent {
+    /// Starts `ferry-agent --controller CONTROLLER --name NAME ARGS…`.
+    pub fn spawn(controller: &str, name: &str, args: &[String]) -> Result<Self> {
+        let dir = TestDir::new(&format!("refused-{name}"))?;
+        let log = dir.path().join("agent.log");
+        let child = Command::new(bin_path(AGENT_BIN))
+            .args(["--controller", controller, "--name", name])
+            .args(args)
+            .arg("--work-dir")
+            .arg(dir.path().join("work"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("spawning ferry-agent")?;
+        Ok(Self {
+            child,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// Its whole log once it holds `text` (ignoring case); panics after `timeout`.
+    pub async fn log_once_it_says(&self, text: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.to_lowercase().contains(&text.to_lowercase()) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the refused agent's log does not say {text:?} after {timeout:?}:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RefusedAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

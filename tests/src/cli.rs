@@ -74,6 +74,8 @@ impl fmt::Display for CliOutput {
 /// `ferry --controller URL …` with a temp dir for the job files it is given.
 pub struct Cli {
     controller: String,
+    /// Flags given before every command (`--tls-ca …`).
+    global: Vec<String>,
     dir: TestDir,
     files: AtomicUsize,
 }
@@ -82,9 +84,16 @@ impl Cli {
     pub fn new(controller: impl Into<String>) -> Result<Self> {
         Ok(Self {
             controller: controller.into(),
+            global: Vec::new(),
             dir: TestDir::new("cli")?,
             files: AtomicUsize::new(0),
         })
+    }
+
+    /// Gives `args` to every command, before its own.
+    pub fn with_global_args(mut self, args: impl IntoIterator<Item = String>) -> Self {
+        self.global.extend(args);
+        self
     }
 
     pub fn controller(&self) -> &str {
@@ -99,10 +108,14 @@ impl Cli {
         let mut cmd = tokio::process::Command::new(bin_path(CLI_BIN));
         cmd.arg("--controller")
             .arg(&self.controller)
+            .args(&self.global)
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("FERRY_CONTROLLER")
             .env_remove("FERRY_OUTPUT")
+            .env_remove("FERRY_TLS_CA")
+            .env_remove("FERRY_TLS_CERT")
+            .env_remove("FERRY_TLS_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

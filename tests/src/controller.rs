@@ -23,6 +23,7 @@ use crate::{
     cli::Cli,
     flag_duration, grpc,
     process::{log_tail, Proc, TestDir},
+    tls::{ClientCerts, DevCerts},
 };
 
 /// How long a controller gets to answer its health check after being spawned.
@@ -35,6 +36,10 @@ pub struct ControllerOpts {
     /// `--store`; `None` keeps the default SQLite file in the data dir.
     pub store: Option<String>,
     pub extra_args: Vec<String>,
+    /// Variables set in the controller's environment.
+    pub env: Vec<(String, String)>,
+    /// With TLS: what the harness's own clients (probes, `cli()`) dial it with.
+    pub tls: Option<ClientCerts>,
 }
 
 impl Default for ControllerOpts {
@@ -43,6 +48,8 @@ impl Default for ControllerOpts {
             agent_timeout: Duration::from_secs(2),
             store: None,
             extra_args: Vec::new(),
+            env: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -60,6 +67,31 @@ impl ControllerOpts {
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Serves TLS with the set's controller certificate. With `client_auth`, every caller
+    /// must present a certificate of the set's CA; the harness's own clients present the
+    /// `client` one.
+    pub fn tls(mut self, certs: &DevCerts, client_auth: bool) -> Self {
+        self.extra_args.extend([
+            "--tls-cert".to_owned(),
+            certs.file("controller.pem").display().to_string(),
+            "--tls-key".to_owned(),
+            certs.file("controller.key").display().to_string(),
+        ]);
+        if client_auth {
+            self.extra_args.extend([
+                "--tls-client-ca".to_owned(),
+                certs.ca().display().to_string(),
+            ]);
+        }
+        self.tls = Some(certs.client(client_auth.then_some("client")));
         self
     }
 }
@@ -101,9 +133,14 @@ impl Controller {
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` with TLS.
     pub fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -131,9 +168,13 @@ impl Controller {
         self.proc.as_ref().and_then(Proc::pid)
     }
 
-    /// A CLI pointed at this controller.
+    /// A CLI pointed at this controller (trusting it, with TLS).
     pub fn cli(&self) -> Cli {
-        Cli::new(self.addr()).expect("creating the CLI's temp dir")
+        let cli = Cli::new(self.addr()).expect("creating the CLI's temp dir");
+        match &self.opts.tls {
+            Some(certs) => cli.with_global_args(certs.flags()),
+            None => cli,
+        }
     }
 
     pub async fn job_client(&self) -> Result<JobServiceClient<Channel>> {
@@ -188,6 +229,7 @@ impl Controller {
             cmd.arg("--store").arg(store);
         }
         cmd.args(&self.opts.extra_args)
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .env("RUST_LOG", crate::process_log_filter());
         // Drop (and so reap) an earlier process before replacing it.
@@ -195,6 +237,9 @@ impl Controller {
             old.kill9()?;
         }
         self.proc = Some(Proc::spawn("ferry-controller", cmd, &self.log_path())?);
+        if let Some(certs) = &self.opts.tls {
+            grpc::trust(&self.addr(), certs.clone());
+        }
         self.wait_ready().await
     }
 

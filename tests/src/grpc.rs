@@ -1,6 +1,6 @@
 //! Direct gRPC clients, for what the CLI does not show (attempt times, fencing).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
 use anyhow::{Context, Result};
 use ferry_proto::v1::{
@@ -8,12 +8,37 @@ use ferry_proto::v1::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-/// A channel to `addr` (`http://127.0.0.1:PORT`), connected now.
+use crate::tls::ClientCerts;
+
+/// The TLS files to dial each https:// controller this process started with, by address, so
+/// that every direct client (readiness probes, `Agent::listed_state`, a test's own calls)
+/// trusts it.
+static TRUSTED: Mutex<BTreeMap<String, ClientCerts>> = Mutex::new(BTreeMap::new());
+
+/// Dial `addr` with `certs` from now on.
+pub fn trust(addr: &str, certs: ClientCerts) {
+    TRUSTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(addr.to_owned(), certs);
+}
+
+/// A channel to `addr` (`http://127.0.0.1:PORT`, or `https://…` of a controller the harness
+/// started with TLS), connected now.
 pub async fn connect(addr: &str) -> Result<Channel> {
-    Endpoint::from_shared(addr.to_owned())
+    let mut endpoint = Endpoint::from_shared(addr.to_owned())
         .with_context(|| format!("bad controller address {addr}"))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(30));
+    let certs = TRUSTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(addr)
+        .cloned();
+    if let Some(certs) = certs {
+        endpoint = endpoint.tls_config(certs.load()?.config())?;
+    }
+    endpoint
         .connect()
         .await
         .with_context(|| format!("connecting to {addr}"))

@@ -18,9 +18,10 @@ pub mod moto;
 mod process;
 pub mod procs;
 pub mod results_fixture;
+mod tls;
 mod wait;
 
-pub use agent::{Agent, AgentOpts};
+pub use agent::{Agent, AgentOpts, RefusedAgent};
 pub use bin::{bin_dir, bin_path, AGENT_BIN, CLI_BIN, CONTROLLER_BIN};
 pub use cli::{job_id_of, Cli, CliOutput, TERMINAL_JOB_STATES};
 pub use controller::{free_port, Controller, ControllerOpts};
@@ -28,6 +29,7 @@ pub use fake_agent::FakeAgent;
 pub use grpc::{agent_client, connect, job_client};
 pub use moto::Moto;
 pub use process::{log_tail, TestDir};
+pub use tls::{ClientCerts, DevCerts};
 pub use wait::{eventually, POLL_INTERVAL};
 
 /// Log filter handed to every process the harness starts, unless `FERRY_PROCESS_LOG` names

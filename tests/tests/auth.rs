@@ -2,11 +2,10 @@
 //! to upload) and a client the client token to submit or read; the secret never shows in any
 //! log.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferry_tests::{
-    bin_path, job::state, Agent, AgentOpts, Controller, ControllerOpts, TestDir, AGENT_BIN,
+    job::state, Agent, AgentOpts, Controller, ControllerOpts, RefusedAgent, TestDir,
 };
 
 const AGENT_SECRET: &str = "agent-s3cret-7f1c";
@@ -31,23 +30,12 @@ async fn only_agents_with_the_agent_token_join() {
     .await
     .unwrap();
 
-    let intruder_log = secrets.path().join("intruder.log");
-    let log = std::fs::File::create(&intruder_log).unwrap();
-    let mut intruder = Command::new(bin_path(AGENT_BIN))
-        .args([
-            "--controller",
-            &controller.addr(),
-            "--name",
-            "intruder",
-            "--token-file",
-            &bad,
-        ])
-        .arg("--work-dir")
-        .arg(secrets.path().join("intruder-work"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let intruder = RefusedAgent::spawn(
+        &controller.addr(),
+        "intruder",
+        &["--token-file".to_owned(), bad.clone()],
+    )
+    .unwrap();
 
     let agent = Agent::start(
         &controller.addr(),
@@ -63,24 +51,17 @@ async fn only_agents_with_the_agent_token_join() {
     let done = cli.wait_job(&id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(state(&done), "succeeded", "{done:#}");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let refused = loop {
-        let text = std::fs::read_to_string(&intruder_log).unwrap_or_default();
-        if text.contains("agent token presented is not valid") {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the intruder was not refused:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let refused = intruder
+        .log_once_it_says(
+            "agent token presented is not valid",
+            Duration::from_secs(10),
+        )
+        .await;
     assert!(
         cli.agent("intruder").await.unwrap().is_none(),
         "the intruder was listed"
     );
-    let _ = intruder.kill();
-    let _ = intruder.wait();
+    drop(intruder);
 
     // Uploads (decoded by the controller from the frames themselves) are checked too.
     let mut raw = controller.agent_client().await.unwrap();
@@ -115,13 +96,11 @@ async fn only_clients_with_the_client_token_are_served() {
     let secrets = TestDir::new("auth-client").unwrap();
     let good = token_file(&secrets, "client.token", CLIENT_SECRET);
     let bad = token_file(&secrets, "wrong.token", "guess");
-    let controller = Controller::start(
-        ControllerOpts::default()
-            .arg("--client-token-file")
-            .arg(&good),
-    )
-    .await
-    .unwrap();
+    // From the environment, as a service manager would set it.
+    let controller =
+        Controller::start(ControllerOpts::default().env("FERRY_CLIENT_TOKEN_FILE", &good))
+            .await
+            .unwrap();
     let cli = controller.cli();
 
     let anonymous = cli.run(["jobs", "list"]).await.unwrap();

@@ -24,12 +24,26 @@ pub enum ClientError {
     Precondition(String),
 }
 
+/// The status for a log line, with the deepest cause a transport error carries (a refused
+/// TLS handshake says only "transport error" without it).
 fn status_text(status: &Status) -> String {
-    if status.message().is_empty() {
+    let mut text = if status.message().is_empty() {
         format!("{:?}", status.code())
     } else {
         format!("{:?}: {}", status.code(), status.message())
+    };
+    let mut deepest = None;
+    let mut next = std::error::Error::source(status);
+    while let Some(cause) = next {
+        deepest = Some(cause);
+        next = cause.source();
     }
+    if let Some(cause) = deepest.map(ToString::to_string) {
+        if !text.contains(&cause) {
+            text = format!("{text} ({cause})");
+        }
+    }
+    text
 }
 
 impl ClientError {

@@ -198,3 +198,37 @@ fn unknown_file_key_is_refused() {
     let e = load_err(&["--config", &path], &[]);
     assert!(e.contains("max_taks"), "{e}");
 }
+
+#[test]
+fn tls_settings_need_https_and_usable_files() {
+    // https:// without files: the system's trust store.
+    let c = Config::load_from(
+        cli(&["--controller", "https://ferry.example:7070"]),
+        env(&[]),
+    )
+    .unwrap();
+    assert!(c.tls.is_some());
+    let c = Config::load_from(Cli::default(), env(&[])).unwrap();
+    assert!(c.tls.is_none());
+
+    let mut ca = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
+    writeln!(ca, "not a certificate").unwrap();
+    let ca_path = ca.path().to_str().unwrap().to_owned();
+    let e = load_err(&["--controller", "http://c:1", "--tls-ca", &ca_path], &[]);
+    assert!(
+        e.contains("invalid tls_ca: TLS settings need an https:// controller"),
+        "{e}"
+    );
+    let e = load_err(
+        &["--controller", "https://c:1"],
+        &[("FERRY_TLS_CA", ca_path.as_str())],
+    );
+    assert!(
+        e.contains("invalid tls_ca") && e.contains("holds no certificate"),
+        "{e}"
+    );
+    let e = load_err(&["--controller", "https://c:1", "--tls-key", &ca_path], &[]);
+    assert!(e.contains("tls_key is set but tls_cert is not"), "{e}");
+    let e = load_err(&["--controller", "ftp://c:1"], &[]);
+    assert!(e.contains("must start with http:// or https://"), "{e}");
+}

@@ -11,6 +11,7 @@ use hyper::{Method, Request};
 
 use super::error::service_error;
 use super::{S3Client, S3Error};
+use crate::error_chain;
 use crate::s3::sigv4::{self, PresignError};
 use crate::s3::time::Timestamp;
 
@@ -182,16 +183,4 @@ pub(super) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-/// An error and its causes, `: `-separated (hyper's own text is terse).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

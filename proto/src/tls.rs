@@ -1,0 +1,185 @@
+//! How a connection to the controller is secured: the TLS settings of the controller's port
+//! and of the clients that dial it (agents, the CLI), read from PEM files and checked when they
+//! are loaded, so that a wrong file stops the start naming the file rather than failing every
+//! handshake later. Private keys never show in `Debug` output.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// A PEM file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {problem}", path.display())]
+    Bad { path: PathBuf, problem: String },
+    #[error("a certificate and its key go together: {given} is set but {missing} is not")]
+    HalfPair {
+        given: &'static str,
+        missing: &'static str,
+    },
+}
+
+/// The controller's side: its certificate chain and key, and the CA that clients' certificates
+/// must chain to when clients must present one.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<ServerTlsConfig, TlsFileError> {
+    let mut config = ServerTlsConfig::new().identity(identity(cert, key)?);
+    if let Some(ca) = client_ca {
+        config = config.client_ca_root(Certificate::from_pem(certificates(ca)?));
+    }
+    Ok(config)
+}
+
+/// A client's side, ready for `Endpoint::tls_config`. `Debug` shows no key.
+#[derive(Clone)]
+pub struct ClientTls(ClientTlsConfig);
+
+impl ClientTls {
+    /// Trusts the CA certificates in `ca` (the system's trust store when `None`) and, with
+    /// `identity` (certificate, key), presents that certificate to the controller.
+    pub fn load(ca: Option<&Path>, identity: Option<(&Path, &Path)>) -> Result<Self, TlsFileError> {
+        let mut config = match ca {
+            Some(ca) => {
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(certificates(ca)?))
+            }
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let Some((cert, key)) = identity {
+            config = config.identity(self::identity(cert, key)?);
+        }
+        Ok(ClientTls(config))
+    }
+
+    pub fn config(&self) -> ClientTlsConfig {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientTls")
+    }
+}
+
+/// Pairs an optional certificate with its optional key: both or neither.
+pub fn pair<'a>(
+    cert: Option<&'a Path>,
+    key: Option<&'a Path>,
+    names: (&'static str, &'static str),
+) -> Result<Option<(&'a Path, &'a Path)>, TlsFileError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(TlsFileError::HalfPair {
+            given: names.0,
+            missing: names.1,
+        }),
+        (None, Some(_)) => Err(TlsFileError::HalfPair {
+            given: names.1,
+            missing: names.0,
+        }),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsFileError> {
+    std::fs::read(path).map_err(|source| TlsFileError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn bad(path: &Path, problem: impl Into<String>) -> TlsFileError {
+    TlsFileError::Bad {
+        path: path.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// The file's bytes, once it is known to hold at least one PEM certificate and nothing broken.
+fn certificates(path: &Path) -> Result<Vec<u8>, TlsFileError> {
+    let pem = read(path)?;
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| bad(path, format!("not a usable PEM certificate file ({e})")))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(bad(
+            path,
+            "holds no certificate (expected a -----BEGIN CERTIFICATE----- block)",
+        ));
+    }
+    Ok(pem)
+}
+
+fn identity(cert: &Path, key: &Path) -> Result<Identity, TlsFileError> {
+    let cert_pem = certificates(cert)?;
+    let key_pem = read(key)?;
+    PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        bad(
+            key,
+            format!("holds no usable private key: PKCS#8, PKCS#1 or SEC1 PEM expected ({e})"),
+        )
+    })?;
+    Ok(Identity::from_pem(cert_pem, key_pem))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn files_that_hold_no_certificate_or_key_are_named() {
+        let dir = std::env::temp_dir().join(format!("ferry-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = write(&dir, "empty.pem", "");
+        let garbage = write(
+            &dir,
+            "garbage.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        );
+        let err = ClientTls::load(Some(&empty), None).unwrap_err().to_string();
+        assert!(err.contains("empty.pem: holds no certificate"), "{err}");
+        let err = ClientTls::load(Some(&garbage), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("garbage.pem: not a usable PEM certificate"),
+            "{err}"
+        );
+        let missing = dir.join("missing.pem");
+        let err = server_config(&missing, &empty, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot read ") && err.contains("missing.pem"),
+            "{err}"
+        );
+        let err = pair(Some(&empty), None, ("tls_cert", "tls_key"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "a certificate and its key go together: tls_cert is set but tls_key is not"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
