@@ -476,7 +476,7 @@ impl RawConfig {
                     "tls_cert"
                 }
             }
-            TlsFileError::HalfPair { .. } => "tls_cert",
+            TlsFileError::HalfPair { .. } | TlsFileError::CaBundle(_) => "tls_cert",
         };
         identity
             .and_then(|identity| ClientTls::load(self.tls_ca.as_deref(), identity))

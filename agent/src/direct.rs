@@ -1,6 +1,7 @@
 //! Direct transfers with an S3-compatible artifact store: the controller grants short-lived
 //! presigned URLs for the current attempt (`GrantUpload`, `GrantDownload`), and the agent
-//! moves the bytes itself over plain HTTP/1.1, so gigabytes never pass through the controller.
+//! moves the bytes itself over HTTP/1.1 (TLS for an https:// store: the system's CAs and
+//! `AWS_CA_BUNDLE`'s), so gigabytes never pass through the controller.
 //!
 //! Uploads: a single PUT for a small file; otherwise multipart, one part read (and hashed,
 //! SHA-256, in file order) while the previous two are sent, the parts the store already holds
@@ -12,10 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client as HttpClient},
-    rt::TokioExecutor,
-};
+use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
 use tracing::info;
 
 use crate::{
@@ -44,13 +42,29 @@ pub(crate) enum HttpFailure {
     Refused(String),
 }
 
-pub(crate) fn http() -> HttpClient<HttpConnector, Full<Bytes>> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    HttpClient::builder(TokioExecutor::new())
+pub(crate) type Http = HttpClient<ferry_proto::https::Connector, Full<Bytes>>;
+
+/// The client for presigned URLs; the attempt fails when the CA bundle cannot be used.
+pub(crate) fn http() -> Result<Http, Stop> {
+    let connector = ferry_proto::https::connector(Duration::from_secs(10))
+        .map_err(|e| Stop::Failed(format!("object store TLS: {e}")))?;
+    Ok(HttpClient::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector)
+        .build(connector))
+}
+
+/// A request that got no answer: worth another try, unless the store's certificate is not
+/// trusted (set `AWS_CA_BUNDLE` for a private CA), which no retry mends.
+pub(crate) fn classify(what: &str, e: &(dyn std::error::Error + 'static)) -> HttpFailure {
+    let why = format!("{what}: {}", ferry_proto::https::error_chain(e));
+    if ferry_proto::https::is_certificate_error(e) {
+        HttpFailure::Refused(format!(
+            "{why} (for a store with a private CA, set {} to its PEM file)",
+            ferry_proto::https::CA_BUNDLE_VAR
+        ))
+    } else {
+        HttpFailure::Transient(why)
+    }
 }
 
 /// Where a URL points, without its query (which carries the signature): for messages.
@@ -69,11 +83,7 @@ pub(crate) fn failure(status: u16, what: &str, body: &[u8]) -> HttpFailure {
 }
 
 /// PUTs `data` to a presigned URL; the answer's ETag.
-pub(crate) async fn put(
-    http: &HttpClient<HttpConnector, Full<Bytes>>,
-    url: &str,
-    data: Bytes,
-) -> Result<String, HttpFailure> {
+pub(crate) async fn put(http: &Http, url: &str, data: Bytes) -> Result<String, HttpFailure> {
     let what = format!("PUT {}", redact(url));
     let request = Request::builder()
         .method(Method::PUT)
@@ -85,7 +95,7 @@ pub(crate) async fn put(
         let response = http
             .request(request)
             .await
-            .map_err(|e| HttpFailure::Transient(format!("{what}: {e}")))?;
+            .map_err(|e| classify(&what, &e))?;
         let status = response.status().as_u16();
         let etag = response
             .headers()

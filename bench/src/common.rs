@@ -3,6 +3,7 @@
 
 use std::{
     path::Path,
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -11,7 +12,7 @@ use ferry_proto::v1::{
     job_service_client::JobServiceClient, task_spec::Kind, JobSpec, JobState, RetryPolicy,
     ShellTask, TaskSpec,
 };
-use ferry_tests::{Agent, AgentOpts, Controller, ControllerOpts};
+use ferry_tests::{Agent, AgentOpts, Controller, ControllerOpts, DevCerts};
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
@@ -27,11 +28,39 @@ const CLK_TCK: f64 = 100.0;
 /// A JobService client.
 pub type Client = JobServiceClient<Channel>;
 
+/// The certificates every controller and agent of this run use, with `--tls`.
+static TLS: OnceLock<DevCerts> = OnceLock::new();
+
+/// Runs every later controller and agent over TLS (certificates from `scripts/dev-certs`).
+pub fn use_tls() -> Result<()> {
+    let certs = DevCerts::generate().context("making the TLS certificates")?;
+    let _ = TLS.set(certs);
+    Ok(())
+}
+
+/// `opts`, serving TLS when the run asked for it.
+pub fn secured(opts: ControllerOpts) -> ControllerOpts {
+    match TLS.get() {
+        Some(certs) => opts.tls(certs, false),
+        None => opts,
+    }
+}
+
+/// `opts`, trusting the controller's CA when the run uses TLS.
+pub fn trusting(opts: AgentOpts) -> AgentOpts {
+    match TLS.get() {
+        Some(certs) => opts.arg("--tls-ca").arg(certs.ca().display().to_string()),
+        None => opts,
+    }
+}
+
 /// A controller with the given agent timeout and the default (fsync'd SQLite) store.
 pub async fn controller(agent_timeout: Duration) -> Result<Controller> {
-    Controller::start(ControllerOpts::default().agent_timeout(agent_timeout))
-        .await
-        .context("starting ferry-controller")
+    Controller::start(secured(
+        ControllerOpts::default().agent_timeout(agent_timeout),
+    ))
+    .await
+    .context("starting ferry-controller")
 }
 
 /// An agent serving [`QUEUE`], started and listed as ready.
@@ -41,15 +70,13 @@ pub async fn agent(
     max_tasks: u32,
     heartbeat: Duration,
 ) -> Result<Agent> {
-    Agent::start(
-        &controller.addr(),
-        AgentOpts::new(name)
-            .queue(QUEUE)
-            .max_tasks(max_tasks)
-            .heartbeat_interval(heartbeat),
-    )
-    .await
-    .with_context(|| format!("starting ferry-agent {name}"))
+    let opts = AgentOpts::new(name)
+        .queue(QUEUE)
+        .max_tasks(max_tasks)
+        .heartbeat_interval(heartbeat);
+    Agent::start(&controller.addr(), trusting(opts))
+        .await
+        .with_context(|| format!("starting ferry-agent {name}"))
 }
 
 /// A job of independent shell tasks `(id, command)` on [`QUEUE`].

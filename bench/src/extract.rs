@@ -322,12 +322,14 @@ pub async fn run(args: &Args) -> Result<()> {
     let controller = common::controller(Duration::from_secs(15)).await?;
     let agent = Agent::start(
         &controller.addr(),
-        AgentOpts::new("bench-extract")
-            .queue(common::QUEUE)
-            .max_tasks(1)
-            .heartbeat_interval(Duration::from_secs(5))
-            .arg("--config")
-            .arg(config.display().to_string()),
+        common::trusting(
+            AgentOpts::new("bench-extract")
+                .queue(common::QUEUE)
+                .max_tasks(1)
+                .heartbeat_interval(Duration::from_secs(5))
+                .arg("--config")
+                .arg(config.display().to_string()),
+        ),
     )
     .await
     .context("starting ferry-agent")?;

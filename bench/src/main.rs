@@ -26,6 +26,10 @@ use ferry_tests::{bin_dir, AGENT_BIN, CONTROLLER_BIN};
     after_help = "Build the release binaries first: cargo build --release --workspace --bins"
 )]
 struct Cli {
+    /// Serve the controller over TLS (a private CA from scripts/dev-certs; agents and the
+    /// benchmark's own client trust it), to measure what TLS costs.
+    #[arg(long, global = true)]
+    tls: bool,
     #[command(subcommand)]
     bench: Bench,
 }
@@ -104,6 +108,12 @@ fn main() -> ExitCode {
         ],
         one => vec![one],
     };
+    if cli.tls {
+        if let Err(e) = common::use_tls() {
+            eprintln!("ferry-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     if benches.iter().any(Bench::needs_binaries) {
         if let Err(e) = locate_binaries() {
             eprintln!("ferry-bench: {e:#}");

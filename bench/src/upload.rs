@@ -61,7 +61,7 @@ pub async fn run(args: &Args) -> Result<()> {
     let data_dir = measure(
         args,
         "data directory",
-        ControllerOpts::default().agent_timeout(Duration::from_secs(15)),
+        common::secured(ControllerOpts::default().agent_timeout(Duration::from_secs(15))),
     )
     .await
     .context("uploading into the data directory")?;

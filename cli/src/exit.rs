@@ -175,7 +175,7 @@ impl CliError {
 }
 
 /// The deepest cause in an error chain, as a short lowercase reason ("connection refused").
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut deepest = None;
     let mut next = err.source();
     while let Some(cause) = next {

@@ -280,7 +280,7 @@ fn server_tls(
             TlsFileError::Read { path, .. } | TlsFileError::Bad { path, .. } => {
                 Some(path.as_path())
             }
-            TlsFileError::HalfPair { .. } => None,
+            TlsFileError::HalfPair { .. } | TlsFileError::CaBundle(_) => None,
         };
         let key = if file.is_some() && file == key.map(Path::new) {
             "tls_key"

@@ -132,7 +132,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     if let Some(tls) = config.tls.clone() {
         server = server
             .tls_config(tls)
-            .map_err(|e| RunError::Tls(error_chain(&e)))?;
+            .map_err(|e| RunError::Tls(ferry_proto::https::error_chain(&e)))?;
     }
     let result = server
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
@@ -165,18 +165,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     tracker.wait().await;
     tracing::info!("controller stopped");
     Ok(result?)
-}
-
-/// An error with its causes, `outer: inner: …` (tonic's and hyper's errors say little alone).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A store URL fit for logs: no password.

@@ -1,7 +1,8 @@
 //! The `ferry.v1` wire format: generated protobuf messages and tonic services shared by the
-//! controller, the agent and the CLI, and how a connection is secured (`tls`). No other logic
-//! lives here.
+//! controller, the agent and the CLI, and how a connection is secured (`tls` for gRPC, `https`
+//! for object-store URLs). No other logic lives here.
 
+pub mod https;
 pub mod tls;
 
 #[allow(clippy::all, missing_docs)]

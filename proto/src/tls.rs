@@ -26,6 +26,8 @@ pub enum TlsFileError {
         given: &'static str,
         missing: &'static str,
     },
+    #[error("AWS_CA_BUNDLE: {0}")]
+    CaBundle(Box<TlsFileError>),
 }
 
 /// The controller's side: its certificate chain and key, and the CA that clients' certificates
@@ -108,7 +110,7 @@ fn bad(path: &Path, problem: impl Into<String>) -> TlsFileError {
 }
 
 /// The file's bytes, once it is known to hold at least one PEM certificate and nothing broken.
-fn certificates(path: &Path) -> Result<Vec<u8>, TlsFileError> {
+pub(crate) fn certificates(path: &Path) -> Result<Vec<u8>, TlsFileError> {
     let pem = read(path)?;
     let mut found = 0;
     for cert in CertificateDer::pem_slice_iter(&pem) {

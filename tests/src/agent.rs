@@ -29,6 +29,8 @@ pub struct AgentOpts {
     /// `--drain-timeout`; `None` keeps the agent's default.
     pub drain_timeout: Option<Duration>,
     pub extra_args: Vec<String>,
+    /// Variables set in the agent's environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentOpts {
@@ -42,6 +44,7 @@ impl AgentOpts {
             heartbeat_interval: Duration::from_millis(300),
             drain_timeout: None,
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -67,6 +70,11 @@ impl AgentOpts {
 
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = Some(timeout);
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -112,6 +120,7 @@ impl Agent {
             cmd.arg("--drain-timeout").arg(flag_duration(drain));
         }
         cmd.args(&opts.extra_args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .current_dir(dir.path())
             .env("RUST_LOG", crate::process_log_filter());
         let log = dir.path().join("agent.log");

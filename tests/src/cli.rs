@@ -76,6 +76,8 @@ pub struct Cli {
     controller: String,
     /// Flags given before every command (`--tls-ca …`).
     global: Vec<String>,
+    /// Variables set for every command.
+    env: Vec<(String, String)>,
     dir: TestDir,
     files: AtomicUsize,
 }
@@ -85,6 +87,7 @@ impl Cli {
         Ok(Self {
             controller: controller.into(),
             global: Vec::new(),
+            env: Vec::new(),
             dir: TestDir::new("cli")?,
             files: AtomicUsize::new(0),
         })
@@ -93,6 +96,12 @@ impl Cli {
     /// Gives `args` to every command, before its own.
     pub fn with_global_args(mut self, args: impl IntoIterator<Item = String>) -> Self {
         self.global.extend(args);
+        self
+    }
+
+    /// Sets `key=value` in every command's environment.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -116,6 +125,7 @@ impl Cli {
             .env_remove("FERRY_TLS_CA")
             .env_remove("FERRY_TLS_CERT")
             .env_remove("FERRY_TLS_KEY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,18 +1,21 @@
 //! A real S3-compatible server for the tests: moto's server mode (`python3 -m moto.server`,
 //! installed by `.ci/run` with pip) on a free loopback port, its request log in a file, killed
-//! on drop. Plain HTTP requests (moto checks no signature by default) create buckets and look
-//! at what the store holds, independently of Ferry's own S3 client.
+//! on drop; with `start_tls`, serving HTTPS with a certificate of a private CA. Unsigned
+//! requests (moto checks no signature by default) create buckets and look at what the store
+//! holds, independently of Ferry's own S3 client.
 
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::{controller::free_port, process::TestDir, ControllerOpts};
+use crate::{controller::free_port, process::TestDir, ControllerOpts, DevCerts};
 
 /// Credentials moto accepts (any pair works; these are AWS's documentation examples).
 pub const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -22,12 +25,24 @@ pub struct Moto {
     child: Child,
     port: u16,
     log: PathBuf,
+    /// With HTTPS: the CA file that signed its certificate.
+    ca: Option<PathBuf>,
     dir: TestDir,
 }
 
 impl Moto {
     /// Starts moto and waits until it accepts connections.
     pub async fn start() -> Result<Moto> {
+        Self::start_with(None).await
+    }
+
+    /// Starts moto serving HTTPS with the set's `controller` certificate (valid for
+    /// 127.0.0.1), signed by the set's CA.
+    pub async fn start_tls(certs: &DevCerts) -> Result<Moto> {
+        Self::start_with(Some(certs)).await
+    }
+
+    async fn start_with(tls: Option<&DevCerts>) -> Result<Moto> {
         let check = Command::new("python3")
             .args(["-c", "import moto.server"])
             .stdin(Stdio::null())
@@ -53,6 +68,14 @@ impl Moto {
                     "-p",
                     &port.to_string(),
                 ])
+                .args(tls.iter().flat_map(|certs| {
+                    [
+                        "-c".into(),
+                        certs.file("controller.pem"),
+                        "-k".into(),
+                        certs.file("controller.key"),
+                    ]
+                }))
                 .env("PYTHONUNBUFFERED", "1")
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
@@ -63,6 +86,7 @@ impl Moto {
                 child,
                 port,
                 log,
+                ca: tls.map(DevCerts::ca),
                 dir,
             };
             if moto.wait_listening().await? {
@@ -95,9 +119,10 @@ impl Moto {
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// moto's request log so far.
@@ -105,16 +130,29 @@ impl Moto {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// One plain HTTP/1.1 request; the status and the body.
+    /// One HTTP/1.1 request (over TLS trusting the CA, with HTTPS); the status and the body.
     pub async fn request(&self, method: &str, path: &str) -> Result<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             self.port
         );
-        stream.write_all(head.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
+        let answer = match &self.ca {
+            None => exchange(stream, &head).await?,
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(ca)? {
+                    roots.add(cert?)?;
+                }
+                let config = rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+                    .connect(ServerName::try_from("127.0.0.1")?, stream)
+                    .await?;
+                exchange(stream, &head).await?
+            }
+        };
         let text = String::from_utf8_lossy(&answer).into_owned();
         let status = text
             .split_whitespace()
@@ -205,6 +243,23 @@ impl Moto {
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
+}
+
+/// Writes `head`, reads the answer to the end (a server that closes TLS without notice has
+/// still answered).
+async fn exchange(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    head: &str,
+) -> std::io::Result<Vec<u8>> {
+    stream.write_all(head.as_bytes()).await?;
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer).await {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+        other => {
+            other?;
+        }
+    }
+    Ok(answer)
 }
 
 fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {

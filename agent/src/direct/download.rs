@@ -7,11 +7,10 @@ use bytes::Bytes;
 use ferry_proto::v1::{AttemptRef, FetchInputRequest, GrantDownloadResponse, ResultFile};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
-use hyper_util::client::legacy::{connect::HttpConnector, Client as HttpClient};
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
-use super::{ask, failure, http, redact, HttpFailure, REQUEST_TIMEOUT};
+use super::{ask, failure, http, redact, Http, HttpFailure, REQUEST_TIMEOUT};
 use crate::{
     client::{Backoff, Client, FailureLog},
     running::KillSwitch,
@@ -54,7 +53,7 @@ pub(crate) async fn download(
     if !grant.direct {
         return Ok(Err(sink));
     }
-    let http = http();
+    let http = http()?;
     let mut url = Some(grant.url);
     let mut sink = Some(sink);
     let mut backoff = Backoff::default();
@@ -99,7 +98,7 @@ pub(crate) async fn download(
 /// One GET from `sink.written` to the end, written as it arrives. The sink always comes back
 /// (holding what was written) with how the request ended.
 async fn get_into(
-    http: &HttpClient<HttpConnector, Full<Bytes>>,
+    http: &Http,
     url: &str,
     mut sink: Sink,
     size: u64,
@@ -123,7 +122,7 @@ async fn get_into(
     };
     let response = match response {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Ok((sink, Err(HttpFailure::Transient(format!("{what}: {e}"))))),
+        Ok(Err(e)) => return Ok((sink, Err(super::classify(&what, &e)))),
         Err(_) => {
             return Ok((
                 sink,

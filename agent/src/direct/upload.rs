@@ -10,13 +10,11 @@ use bytes::Bytes;
 use ferry_proto::v1::{
     AttemptRef, CompleteUploadRequest, GrantUploadRequest, GrantUploadResponse, UploadedPart,
 };
-use http_body_util::Full;
-use hyper_util::client::legacy::{connect::HttpConnector, Client as HttpClient};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
-use super::{ask, http, put, HttpFailure};
+use super::{ask, http, put, Http, HttpFailure};
 use crate::{
     client::{Backoff, Client, FailureLog},
     running::KillSwitch,
@@ -48,7 +46,7 @@ pub(crate) async fn upload(
     if !grant.direct {
         return Ok(None);
     }
-    let http = http();
+    let http = http()?;
     if grant.upload_id.is_empty() {
         return single(client, &http, kill, &label, request(0), grant, file, size)
             .await
@@ -205,7 +203,7 @@ async fn joined(
 /// One part of a multipart upload and what it takes to send it again.
 struct Part {
     client: Client,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: Http,
     kill: KillSwitch,
     label: String,
     /// Asks for this part's URL again when one expires.
@@ -276,7 +274,7 @@ impl Part {
 #[allow(clippy::too_many_arguments)]
 async fn single(
     client: &Client,
-    http: &HttpClient<HttpConnector, Full<Bytes>>,
+    http: &Http,
     kill: &KillSwitch,
     label: &str,
     request: GrantUploadRequest,

@@ -19,11 +19,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::location::{S3Config, Scheme};
+use super::location::S3Config;
 use super::sigv4::Signer;
 
 pub use error::S3Error;
@@ -36,7 +35,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client for one bucket (and prefix) of an S3-compatible store. Cheap to clone.
 #[derive(Clone)]
 pub struct S3Client {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<ferry_proto::https::Connector, Full<Bytes>>,
     config: S3Config,
     signer: Signer,
     timeout: Duration,
@@ -53,14 +52,13 @@ impl std::fmt::Debug for S3Client {
 
 impl S3Client {
     pub fn new(config: S3Config) -> Result<Self, S3Error> {
-        if config.endpoint.scheme == Scheme::Https {
-            return Err(S3Error::UnsupportedScheme {
-                endpoint: config.endpoint.to_string(),
-            });
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector =
+            ferry_proto::https::connector(Duration::from_secs(10)).map_err(|source| {
+                S3Error::Tls {
+                    endpoint: config.endpoint.to_string(),
+                    source,
+                }
+            })?;
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

@@ -16,7 +16,7 @@ use super::Stop;
 use crate::{
     client::Controller,
     download::{Progress, Receiver, Sink},
-    exit::CliError,
+    exit::{root_cause, CliError},
 };
 
 /// No answer (or no data) for this long: the request is dropped and resumed.
@@ -70,7 +70,10 @@ pub async fn get_from(
             reason,
         })
     };
-    let http: HttpClient<_, Empty<Bytes>> = HttpClient::builder(TokioExecutor::new()).build_http();
+    let connector = ferry_proto::https::connector(Duration::from_secs(10))
+        .map_err(|e| Stop::Fatal(CliError::BadInput(format!("object store TLS: {e}"))))?;
+    let http: HttpClient<_, Empty<Bytes>> =
+        HttpClient::builder(TokioExecutor::new()).build(connector);
     let mut request = Request::builder().method(Method::GET).uri(url);
     if offset > 0 {
         request = request.header("range", format!("bytes={offset}-"));
@@ -80,7 +83,17 @@ pub async fn get_from(
         .map_err(|e| Stop::Fatal(CliError::Failed(format!("GET {target}: {e}"))))?;
     let response = match tokio::time::timeout(STALL, http.request(request)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(retry(e.to_string())),
+        Ok(Err(e)) if ferry_proto::https::is_certificate_error(&e) => {
+            return Err(Stop::Fatal(CliError::Unreachable {
+                url: target,
+                reason: format!(
+                    "{} (for a store with a private CA, set {} to its PEM file)",
+                    root_cause(&e).unwrap_or_else(|| e.to_string()),
+                    ferry_proto::https::CA_BUNDLE_VAR
+                ),
+            }))
+        }
+        Ok(Err(e)) => return Err(retry(root_cause(&e).unwrap_or_else(|| e.to_string()))),
         Err(_) => return Err(retry(format!("no answer within {}s", STALL.as_secs()))),
     };
     let status = response.status().as_u16();

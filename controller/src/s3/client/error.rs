@@ -41,8 +41,11 @@ pub enum S3Error {
         target: String,
         detail: String,
     },
-    #[error("S3 endpoint {endpoint}: https is not supported yet; use an http:// endpoint")]
-    UnsupportedScheme { endpoint: String },
+    #[error("S3 endpoint {endpoint}: {source}")]
+    Tls {
+        endpoint: String,
+        source: ferry_proto::tls::TlsFileError,
+    },
 }
 
 impl S3Error {

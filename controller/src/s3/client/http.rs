@@ -11,9 +11,9 @@ use hyper::{Method, Request};
 
 use super::error::service_error;
 use super::{S3Client, S3Error};
-use crate::error_chain;
 use crate::s3::sigv4::{self, PresignError};
 use crate::s3::time::Timestamp;
+use ferry_proto::https::error_chain;
 
 /// A whole answer of the store.
 pub(super) struct Answer {
