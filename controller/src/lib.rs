@@ -123,11 +123,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     };
     tracing::info!(%addr, tls, store = %redact(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
 
-    let agent_api = Arc::new(service::agent::AgentApi::new(
-        engine.clone(),
-        tracker.clone(),
-        shutdown.clone(),
-    ));
+    let mut agent_api =
+        service::agent::AgentApi::new(engine.clone(), tracker.clone(), shutdown.clone());
+    if config.tls_client_auth {
+        agent_api = agent_api.with_names_bound_to_certificates();
+    }
+    let agent_api = Arc::new(agent_api);
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = config.tls.clone() {
         server = server

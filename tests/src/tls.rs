@@ -10,17 +10,24 @@ use anyhow::{bail, Context, Result};
 
 use crate::process::TestDir;
 
-/// `ca.pem`, `controller.{pem,key}`, `agent.{pem,key}`, `client.{pem,key}` in a temp dir.
+/// `ca.pem`, `controller.{pem,key}`, `client.{pem,key}` and `agent-NAME.{pem,key}` for each
+/// agent name asked for, in a temp dir.
 pub struct DevCerts {
     dir: TestDir,
 }
 
 impl DevCerts {
     pub fn generate() -> Result<Self> {
+        Self::generate_with_agents(&[])
+    }
+
+    /// With a certificate for each agent name (its DNS subject alternative name).
+    pub fn generate_with_agents(agents: &[&str]) -> Result<Self> {
         let dir = TestDir::new("certs")?;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dev-certs");
         let out = Command::new(&script)
             .arg(dir.path())
+            .args(agents.iter().flat_map(|name| ["--agent", name]))
             .output()
             .with_context(|| format!("running {}", script.display()))?;
         if !out.status.success() {
@@ -44,7 +51,7 @@ impl DevCerts {
     }
 
     /// What a client trusts and presents: the CA, and with `identity` the named client
-    /// certificate (`agent` or `client`).
+    /// certificate (`client`, or `agent-NAME`).
     pub fn client(&self, identity: Option<&str>) -> ClientCerts {
         ClientCerts {
             ca: self.ca(),

@@ -1,7 +1,8 @@
 //! TLS on the gRPC port: an agent and the CLI that trust the controller's CA run a job whose
 //! output crosses to a downstream task and back to the CLI; plaintext and untrusting clients
 //! are refused; with client certificates required, only callers holding one from the CA get
-//! in; TLS files that cannot be used stop the start, naming the file.
+//! in, and an agent only under a name its certificate holds; TLS files that cannot be used stop
+//! the start, naming the file.
 
 use std::{process::Command, time::Duration};
 
@@ -68,7 +69,7 @@ async fn jobs_and_results_cross_tls_and_untrusting_clients_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_client_certificates_required_only_holders_of_one_from_the_ca_get_in() {
-    let certs = DevCerts::generate().unwrap();
+    let certs = DevCerts::generate_with_agents(&["member"]).unwrap();
     let strangers = DevCerts::generate().unwrap();
     let controller = Controller::start(ControllerOpts::default().tls(&certs, true))
         .await
@@ -88,9 +89,9 @@ async fn with_client_certificates_required_only_holders_of_one_from_the_ca_get_i
             .arg("--tls-ca")
             .arg(certs.ca().display().to_string())
             .arg("--tls-cert")
-            .arg(certs.file("agent.pem").display().to_string())
+            .arg(certs.file("agent-member.pem").display().to_string())
             .arg("--tls-key")
-            .arg(certs.file("agent.key").display().to_string()),
+            .arg(certs.file("agent-member.key").display().to_string()),
     )
     .await
     .unwrap();
@@ -110,6 +111,25 @@ async fn with_client_certificates_required_only_holders_of_one_from_the_ca_get_i
         "an agent without a certificate was listed"
     );
     drop(intruder);
+
+    // The member's certificate does not make its holder another agent.
+    let impostor = RefusedAgent::spawn(
+        &controller.addr(),
+        "impostor",
+        &certs.client(Some("agent-member")).flags(),
+    )
+    .unwrap();
+    impostor
+        .log_once_it_says(
+            "is not in this agent's certificate",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        cli.agent("impostor").await.unwrap().is_none(),
+        "an agent registered under a name its certificate does not hold"
+    );
+    drop(impostor);
 
     // A client without a certificate, and one whose certificate another CA signed.
     let without = Cli::new(controller.addr())

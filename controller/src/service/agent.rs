@@ -40,6 +40,8 @@ pub struct AgentApi {
     /// Owns the tasks that feed server streams (inputs); they end at shutdown.
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Mutual TLS: `Register` only under a name of the agent's certificate.
+    names_bound: bool,
 }
 
 impl AgentApi {
@@ -48,7 +50,14 @@ impl AgentApi {
             engine,
             tracker,
             shutdown,
+            names_bound: false,
         }
+    }
+
+    /// Agents register only under a name their client certificate holds (mutual TLS).
+    pub fn with_names_bound_to_certificates(mut self) -> Self {
+        self.names_bound = true;
+        self
     }
 
     /// Serves one `UploadOutput` call: its first message carries the header.
@@ -157,6 +166,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        super::auth::check_agent_name(&request, &request.get_ref().name, self.names_bound)?;
         let r = request.into_inner();
         let session = self
             .engine

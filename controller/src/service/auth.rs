@@ -1,5 +1,6 @@
 //! Who may call: a bearer token per service (one for agents, one for clients), checked on every
-//! call before any handler runs. A service without a configured token is open.
+//! call before any handler runs (a service without a configured token is open); and, under
+//! mutual TLS, which name an agent may register under: one its certificate holds.
 
 use std::sync::Arc;
 
@@ -48,6 +49,44 @@ impl Interceptor for TokenCheck {
             ))),
         }
     }
+}
+
+/// Under mutual TLS, an agent registers only under a name its certificate holds as a DNS
+/// subject alternative name, so that holding the agent token or some agent's certificate is
+/// not enough to take over another agent's name (and its attempts). Not `bound` (no client
+/// certificates asked for): any name goes.
+pub fn check_agent_name<T>(request: &Request<T>, name: &str, bound: bool) -> Result<(), Status> {
+    if !bound {
+        return Ok(());
+    }
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("this controller requires a client certificate"))?;
+    let cert = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("this controller requires a client certificate"))?;
+    if certificate_holds_name(cert.as_ref(), name) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "agent name {name:?} is not in this agent's certificate: under mutual TLS an agent \
+             registers only under a DNS name of its certificate's subject alternative names"
+        )))
+    }
+}
+
+/// Whether the DER certificate lists `name` among its DNS names.
+fn certificate_holds_name(der: &[u8], name: &str) -> bool {
+    let Ok(server_name) = rustls_pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    if !matches!(server_name, rustls_pki_types::ServerName::DnsName(_)) {
+        return false;
+    }
+    let der = rustls_pki_types::CertificateDer::from(der);
+    webpki::EndEntityCert::try_from(&der)
+        .and_then(|cert| cert.verify_is_valid_for_subject_name(&server_name))
+        .is_ok()
 }
 
 #[cfg(test)]
