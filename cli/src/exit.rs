@@ -54,6 +54,9 @@ pub enum CliError {
     },
     #[error("cannot reach controller at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The controller's certificate is not trusted: no reconnecting mends that.
+    #[error("cannot reach controller at {url}: {reason} (for a private CA, give its certificate with --tls-ca)")]
+    Untrusted { url: String, reason: String },
     /// Any other gRPC error.
     #[error("controller at {url} refused {call}: {}: {message}", code_words(.code))]
     Refused {
@@ -84,9 +87,10 @@ impl CliError {
             CliError::BadInput(_) | CliError::InvalidJobFile(_) | CliError::Rejected { .. } => {
                 BAD_INPUT
             }
-            CliError::Unreachable { .. } | CliError::Refused { .. } | CliError::Protocol(_) => {
-                CONTROLLER
-            }
+            CliError::Unreachable { .. }
+            | CliError::Untrusted { .. }
+            | CliError::Refused { .. }
+            | CliError::Protocol(_) => CONTROLLER,
             CliError::Output(_) | CliError::Failed(_) => JOB_FAILED,
             CliError::Interrupted => INTERRUPTED,
         }
@@ -105,6 +109,12 @@ impl CliError {
                 call,
                 message,
             },
+            Code::Unavailable if ferry_proto::https::is_certificate_error(status) => {
+                CliError::Untrusted {
+                    url: url.to_owned(),
+                    reason: root_cause(status).unwrap_or(message),
+                }
+            }
             Code::Unavailable => CliError::Unreachable {
                 url: url.to_owned(),
                 reason: root_cause(status).unwrap_or(message),
@@ -150,9 +160,12 @@ impl CliError {
 
     /// Failing to connect to the controller at `url`.
     pub fn unreachable(url: &str, err: &(dyn std::error::Error + 'static)) -> CliError {
-        CliError::Unreachable {
-            url: url.to_owned(),
-            reason: root_cause(err).unwrap_or_else(|| err.to_string()),
+        let url = url.to_owned();
+        let reason = root_cause(err).unwrap_or_else(|| err.to_string());
+        if ferry_proto::https::is_certificate_error(err) {
+            CliError::Untrusted { url, reason }
+        } else {
+            CliError::Unreachable { url, reason }
         }
     }
 

@@ -65,6 +65,10 @@ async fn jobs_and_results_cross_tls_and_untrusting_clients_are_refused() {
     let out = untrusting.run(["jobs", "list"]).await.unwrap();
     assert_eq!(out.code, 3, "{out}");
     assert!(out.stderr.contains("certificate"), "{out}");
+    // A watch does not keep reconnecting to a controller it cannot trust.
+    let out = untrusting.run(["jobs", "watch", &job]).await.unwrap();
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stderr.contains("--tls-ca"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
