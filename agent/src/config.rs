@@ -476,6 +476,7 @@ impl RawConfig {
                     "tls_cert"
                 }
             }
+            TlsFileError::NoSystemRoots => "tls_ca",
             TlsFileError::HalfPair { .. } | TlsFileError::CaBundle(_) => "tls_cert",
         };
         identity

@@ -102,7 +102,12 @@ impl Controller {
         cert: Option<&Path>,
         key: Option<&Path>,
     ) -> Result<Self, CliError> {
-        let bad = |e: ferry_proto::tls::TlsFileError| CliError::BadInput(e.to_string());
+        let bad = |e: ferry_proto::tls::TlsFileError| match e {
+            ferry_proto::tls::TlsFileError::NoSystemRoots => {
+                CliError::BadInput(format!("{e} with --tls-ca"))
+            }
+            e => CliError::BadInput(e.to_string()),
+        };
         let identity =
             ferry_proto::tls::pair(cert, key, ("--tls-cert", "--tls-key")).map_err(bad)?;
         if !self.url.starts_with("https://") {
@@ -116,10 +121,12 @@ impl Controller {
             return Ok(self);
         }
         let tls = ferry_proto::tls::ClientTls::load(ca, identity).map_err(bad)?;
-        self.endpoint = self
-            .endpoint
-            .tls_config(tls.config())
-            .map_err(|e| CliError::BadInput(format!("TLS settings: {e}")))?;
+        self.endpoint = self.endpoint.tls_config(tls.config()).map_err(|e| {
+            CliError::BadInput(format!(
+                "TLS settings: {}",
+                ferry_proto::https::error_chain(&e)
+            ))
+        })?;
         Ok(self)
     }
 

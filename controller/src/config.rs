@@ -280,7 +280,9 @@ fn server_tls(
             TlsFileError::Read { path, .. } | TlsFileError::Bad { path, .. } => {
                 Some(path.as_path())
             }
-            TlsFileError::HalfPair { .. } | TlsFileError::CaBundle(_) => None,
+            TlsFileError::HalfPair { .. }
+            | TlsFileError::CaBundle(_)
+            | TlsFileError::NoSystemRoots => None,
         };
         let key = if file.is_some() && file == key.map(Path::new) {
             "tls_key"

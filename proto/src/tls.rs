@@ -28,6 +28,8 @@ pub enum TlsFileError {
     },
     #[error("AWS_CA_BUNDLE: {0}")]
     CaBundle(Box<TlsFileError>),
+    #[error("the system's trust store holds no CA certificate: give the controller's CA file")]
+    NoSystemRoots,
 }
 
 /// The controller's side: its certificate chain and key, and the CA that clients' certificates
@@ -55,6 +57,9 @@ impl ClientTls {
         let mut config = match ca {
             Some(ca) => {
                 ClientTlsConfig::new().ca_certificate(Certificate::from_pem(certificates(ca)?))
+            }
+            None if rustls_native_certs::load_native_certs().certs.is_empty() => {
+                return Err(TlsFileError::NoSystemRoots)
             }
             None => ClientTlsConfig::new().with_native_roots(),
         };

@@ -237,4 +237,19 @@ fn tls_files_that_cannot_be_used_stop_the_start_naming_the_file() {
             "{bin} {args:?}: expected {expected:?} in:\n{stderr}"
         );
     }
+
+    // No CA file, and a system trust store without any CA (as in a bare container image).
+    let out = Command::new(bin_path(AGENT_BIN))
+        .args(["--controller", "https://127.0.0.1:9"])
+        .env("SSL_CERT_FILE", &empty)
+        .env("SSL_CERT_DIR", scratch.path().join("no-certs"))
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid tls_ca: the system's trust store holds no CA certificate"),
+        "{stderr}"
+    );
 }
