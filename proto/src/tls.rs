@@ -6,10 +6,14 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// A handshake not done by then is dropped: a peer that stalls in it holds nothing for long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A PEM file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +43,9 @@ pub fn server_config(
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<ServerTlsConfig, TlsFileError> {
-    let mut config = ServerTlsConfig::new().identity(identity(cert, key)?);
+    let mut config = ServerTlsConfig::new()
+        .identity(identity(cert, key)?)
+        .timeout(HANDSHAKE_TIMEOUT);
     if let Some(ca) = client_ca {
         config = config.client_ca_root(Certificate::from_pem(certificates(ca)?));
     }
@@ -66,7 +72,7 @@ impl ClientTls {
         if let Some((cert, key)) = identity {
             config = config.identity(self::identity(cert, key)?);
         }
-        Ok(ClientTls(config))
+        Ok(ClientTls(config.timeout(HANDSHAKE_TIMEOUT)))
     }
 
     pub fn config(&self) -> ClientTlsConfig {

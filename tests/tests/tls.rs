@@ -2,7 +2,7 @@
 //! output crosses to a downstream task and back to the CLI; plaintext and untrusting clients
 //! are refused; with client certificates required, only callers holding one from the CA get
 //! in, and an agent only under a name its certificate holds; TLS files that cannot be used stop
-//! the start, naming the file.
+//! the start, naming the file; a peer that stalls in the handshake is dropped.
 
 use std::{process::Command, time::Duration};
 
@@ -251,5 +251,36 @@ fn tls_files_that_cannot_be_used_stop_the_start_naming_the_file() {
     assert!(
         stderr.contains("invalid tls_ca: the system's trust store holds no CA certificate"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_stalling_in_the_handshake_is_dropped_and_blocks_no_one() {
+    use tokio::io::AsyncReadExt;
+
+    let certs = DevCerts::generate().unwrap();
+    let controller = Controller::start(ControllerOpts::default().tls(&certs, false))
+        .await
+        .unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", controller.port()))
+        .await
+        .unwrap();
+    let opened = std::time::Instant::now();
+
+    let out = controller.cli().run(["jobs", "list"]).await.unwrap();
+    assert_eq!(
+        out.code, 0,
+        "a stalled handshake held up another client: {out}"
+    );
+
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(30), stalled.read(&mut buf))
+        .await
+        .expect("the controller kept a stalled handshake open for 30 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let held = opened.elapsed();
+    assert!(
+        held >= Duration::from_secs(5) && held < Duration::from_secs(20),
+        "closed after {held:?}"
     );
 }
