@@ -3,6 +3,7 @@
 mod datasources;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::{collections::BTreeMap, ffi::OsString, path::PathBuf, time::Duration};
 
@@ -456,32 +457,6 @@ impl RawConfig {
             max_output_bytes: self.max_output_bytes,
             tls,
         })
-    }
-
-    /// The CA to trust (else the system's) and the certificate to present, from their files.
-    fn client_tls(&self) -> Result<ferry_proto::tls::ClientTls, ConfigError> {
-        use ferry_proto::tls::{pair, ClientTls, TlsFileError};
-        let identity = pair(
-            self.tls_cert.as_deref(),
-            self.tls_key.as_deref(),
-            ("tls_cert", "tls_key"),
-        );
-        let key = |e: &TlsFileError| match e {
-            TlsFileError::Read { path, .. } | TlsFileError::Bad { path, .. } => {
-                if Some(path) == self.tls_ca.as_ref() {
-                    "tls_ca"
-                } else if Some(path) == self.tls_key.as_ref() {
-                    "tls_key"
-                } else {
-                    "tls_cert"
-                }
-            }
-            TlsFileError::NoSystemRoots => "tls_ca",
-            TlsFileError::HalfPair { .. } | TlsFileError::CaBundle(_) => "tls_cert",
-        };
-        identity
-            .and_then(|identity| ClientTls::load(self.tls_ca.as_deref(), identity))
-            .map_err(|e| invalid(key(&e), e.to_string()))
     }
 }
 

@@ -275,26 +275,15 @@ fn server_tls(
 ) -> Result<Option<tonic::transport::ServerTlsConfig>, ConfigError> {
     use ferry_proto::tls::{self, TlsFileError};
     // Names the setting whose file is at fault.
-    let invalid = |e: TlsFileError| {
-        let file = match &e {
-            TlsFileError::Read { path, .. } | TlsFileError::Bad { path, .. } => {
-                Some(path.as_path())
-            }
-            TlsFileError::HalfPair { .. }
-            | TlsFileError::CaBundle(_)
-            | TlsFileError::NoSystemRoots => None,
-        };
-        let key = if file.is_some() && file == key.map(Path::new) {
-            "tls_key"
-        } else if file.is_some() && file == client_ca.map(Path::new) {
-            "tls_client_ca"
-        } else {
-            "tls_cert"
-        };
-        ConfigError::Invalid {
-            key,
-            problem: e.to_string(),
-        }
+    let invalid = |e: TlsFileError| ConfigError::Invalid {
+        key: e.setting(
+            &[
+                ("tls_key", key.map(Path::new)),
+                ("tls_client_ca", client_ca.map(Path::new)),
+            ],
+            "tls_cert",
+        ),
+        problem: e.to_string(),
     };
     let pair = tls::pair(
         cert.map(Path::new),
@@ -414,150 +403,4 @@ impl Raw {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flags() -> Flags {
-        Flags {
-            config: None,
-            listen: None,
-            data_dir: None,
-            store: None,
-            agent_timeout: None,
-            log_limit: None,
-            timeout_grace: None,
-            max_output_bytes: None,
-            artifact_retention: None,
-            agent_token_file: None,
-            client_token_file: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            artifacts: None,
-            s3_endpoint: None,
-            s3_region: None,
-            async_threads: None,
-        }
-    }
-
-    #[test]
-    fn an_s3_artifact_store_comes_from_flags_file_and_never_shows_its_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(
-            &file,
-            "artifacts = \"s3://ferry-bkt/runs\"\ns3_access_key_id = \"AKIDFILE\"\n\
-             s3_secret_access_key = \"very-secret-value\"\ns3_region = \"eu-west-1\"\n",
-        )
-        .unwrap();
-        let config = Config::load(Flags {
-            config: Some(file),
-            s3_endpoint: Some("http://127.0.0.1:9000".into()),
-            ..flags()
-        })
-        .unwrap();
-        let objects = config.objects.clone().expect("an object store");
-        assert_eq!(objects.location.to_string(), "s3://ferry-bkt/runs");
-        assert_eq!(objects.endpoint.to_string(), "http://127.0.0.1:9000");
-        assert_eq!(objects.region, "eu-west-1");
-        assert_eq!(objects.credentials.access_key_id, "AKIDFILE");
-        assert!(objects.path_style);
-        assert!(!format!("{config:?}").contains("very-secret-value"));
-        assert!(Config::load(flags()).unwrap().objects.is_none());
-        let err = Config::load(Flags {
-            artifacts: Some("s3://".into()),
-            ..flags()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("artifacts"), "{err}");
-    }
-
-    #[test]
-    fn file_then_flags_override_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(
-            &file,
-            "agent_timeout = \"3s\"\nlisten = \"127.0.0.1:9000\"\n",
-        )
-        .unwrap();
-        let config = Config::load(Flags {
-            config: Some(file),
-            listen: Some("127.0.0.1:9001".into()),
-            ..flags()
-        })
-        .unwrap();
-        assert_eq!(config.engine.agent_timeout, Duration::from_secs(3));
-        assert_eq!(config.listen, "127.0.0.1:9001".parse().unwrap());
-        assert_eq!(config.store_url, "sqlite://./ferry-data/ferry.db");
-        assert_eq!(config.artifacts.max_output_bytes, 10 << 30);
-        assert_eq!(
-            config.artifacts.retention,
-            Duration::from_secs(7 * 24 * 3600)
-        );
-        assert_eq!(
-            config.artifacts.root,
-            PathBuf::from("./ferry-data/artifacts")
-        );
-    }
-
-    #[test]
-    fn artifact_limits_come_from_flags() {
-        let config = Config::load(Flags {
-            max_output_bytes: Some("1048576".into()),
-            artifact_retention: Some("1h".into()),
-            ..flags()
-        })
-        .unwrap();
-        assert_eq!(config.artifacts.max_output_bytes, 1 << 20);
-        assert_eq!(config.artifacts.retention, Duration::from_secs(3600));
-        let err = Config::load(Flags {
-            artifact_retention: Some("forever".into()),
-            ..flags()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("artifact_retention"), "{err}");
-    }
-
-    #[test]
-    fn names_bad_values_and_unknown_keys() {
-        let err = Config::load(Flags {
-            agent_timeout: Some("soon".into()),
-            ..flags()
-        })
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("agent_timeout: bad duration \"soon\""),
-            "{err}"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, "agent_timout = \"3s\"\n").unwrap();
-        let err = Config::load(Flags {
-            config: Some(file),
-            ..flags()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("agent_timout"), "{err}");
-    }
-
-    #[test]
-    fn async_threads_default_to_one_and_are_bounded() {
-        assert_eq!(Config::load(flags()).unwrap().async_threads, 1);
-        let config = Config::load(Flags {
-            async_threads: Some("4".into()),
-            ..flags()
-        })
-        .unwrap();
-        assert_eq!(config.async_threads, 4);
-        for bad in ["0", "100000"] {
-            let err = Config::load(Flags {
-                async_threads: Some(bad.into()),
-                ..flags()
-            })
-            .unwrap_err();
-            assert!(err.to_string().contains("async_threads"), "{bad}: {err}");
-        }
-    }
-}
+mod tests;

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{pem::PemObject, CertificateDer};
 
-use crate::tls::{certificates, TlsFileError};
+use crate::tls::{certificates, system_roots, TlsFileError};
 
 /// The variable naming extra CA certificates (PEM) to trust for object stores.
 pub const CA_BUNDLE_VAR: &str = "AWS_CA_BUNDLE";
@@ -35,16 +35,15 @@ pub fn connector(connect_timeout: Duration) -> Result<Connector, TlsFileError> {
         .wrap_connector(http))
 }
 
-/// Built once per process: the system's certificates take a while to read.
+/// Built once per process (`AWS_CA_BUNDLE` is read once).
 fn client_config() -> Result<Arc<ClientConfig>, TlsFileError> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     if let Some(config) = CONFIG.get() {
         return Ok(config.clone());
     }
     let mut roots = RootCertStore::empty();
-    // Certificates of the system's store that cannot be parsed are skipped, as rustls's own
-    // clients do; an empty store leaves only AWS_CA_BUNDLE, and https fails naming the issuer.
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    // An empty system store leaves only AWS_CA_BUNDLE, and https fails naming the issuer.
+    roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(bundle) = std::env::var_os(CA_BUNDLE_VAR) {
         let path = Path::new(&bundle);
         let pem = certificates(path).map_err(|e| TlsFileError::CaBundle(Box::new(e)))?;

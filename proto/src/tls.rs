@@ -6,6 +6,7 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
+    sync::OnceLock,
     time::Duration,
 };
 
@@ -64,10 +65,17 @@ impl ClientTls {
             Some(ca) => {
                 ClientTlsConfig::new().ca_certificate(Certificate::from_pem(certificates(ca)?))
             }
-            None if rustls_native_certs::load_native_certs().certs.is_empty() => {
-                return Err(TlsFileError::NoSystemRoots)
+            None => {
+                let anchors: Vec<_> = system_roots()
+                    .iter()
+                    .filter_map(|cert| webpki::anchor_from_trusted_cert(cert).ok())
+                    .map(|anchor| anchor.to_owned())
+                    .collect();
+                if anchors.is_empty() {
+                    return Err(TlsFileError::NoSystemRoots);
+                }
+                ClientTlsConfig::new().trust_anchors(anchors)
             }
-            None => ClientTlsConfig::new().with_native_roots(),
         };
         if let Some((cert, key)) = identity {
             config = config.identity(self::identity(cert, key)?);
@@ -84,6 +92,32 @@ impl fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ClientTls")
     }
+}
+
+impl TlsFileError {
+    /// Which of the `settings` (name, file) is at fault: the one naming the file the error is
+    /// about, else `fallback`.
+    pub fn setting(
+        &self,
+        settings: &[(&'static str, Option<&Path>)],
+        fallback: &'static str,
+    ) -> &'static str {
+        let file = match self {
+            TlsFileError::Read { path, .. } | TlsFileError::Bad { path, .. } => path.as_path(),
+            _ => return fallback,
+        };
+        settings
+            .iter()
+            .find(|(_, path)| *path == Some(file))
+            .map_or(fallback, |(name, _)| name)
+    }
+}
+
+/// The system's CA certificates, read once per process (reading them takes a while); those
+/// that cannot be parsed are skipped, as rustls's own clients do.
+pub(crate) fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
 /// Pairs an optional certificate with its optional key: both or neither.
