@@ -8,6 +8,7 @@ mod dispatch;
 mod extracts;
 mod jobs;
 mod logs;
+mod migrate;
 mod outputs;
 mod readers;
 mod transitions;
@@ -19,20 +20,19 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::{
-    AgentRegistration, Cancelled, ClaimRequest, Claimed, Completion, Effects, LogPage, Store,
-    StoreError,
+    AgentRegistration, AgentSeen, Cancelled, ClaimRequest, Claimed, Completion, Effects,
+    Leadership, LogPage, Store, StoreError, Written,
 };
 use crate::model::{
     AgentRecord, AgentState, Assignment, AttemptKey, JobRecord, JobState, JobSummary, LogChunk,
     Millis, NewJob, Outcome, QueueStats, ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
 };
+use crate::notify::{InProcess, Notifier, WakeSink};
 
 use readers::{ReaderPool, READ_NOW_MAX_ATTEMPTS, READ_NOW_MAX_TASKS};
-
-const SCHEMA: &str = include_str!("sqlite/schema.sql");
 
 pub struct SqliteStore {
     writer: writer::Writer,
@@ -47,8 +47,18 @@ pub struct SqliteStore {
 /// SQL again (a tenth of the controller's CPU in the latency benchmark).
 const STATEMENT_CACHE: usize = 256;
 
+/// A database failure, kept as the error's source. SQLite busy or locked (another connection
+/// held the lock past `busy_timeout`) is worth retrying; the rest is not.
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    let retryable = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    StoreError::Backend {
+        message: e.to_string(),
+        retryable,
+        source: Some(Box::new(e)),
+    }
 }
 
 /// Executes one statement through the connection's statement cache.
@@ -88,18 +98,19 @@ impl Drop for ReadTx<'_> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies the schema.
+    /// Opens (creating if needed) the database file and brings its schema up to date
+    /// (`migrate`); refuses a database whose schema is newer than this binary.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::backend(format!("creating {}: {e}", dir.display())))?;
         }
         let path = path.to_path_buf();
         let conn = tokio::task::spawn_blocking({
             let path = path.clone();
             move || -> Result<Connection, StoreError> {
-                let conn = Connection::open(&path)
-                    .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+                let mut conn = Connection::open(&path)
+                    .map_err(|e| StoreError::backend(format!("opening {}: {e}", path.display())))?;
                 conn.execute_batch(
                     "PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
@@ -108,15 +119,15 @@ impl SqliteStore {
                      PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(backend)?;
-                conn.execute_batch(SCHEMA).map_err(backend)?;
+                migrate::apply(&mut conn, wall_clock())?;
                 conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 Ok(conn)
             }
         })
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        .map_err(|e| StoreError::backend(e.to_string()))??;
         let (writer, _thread) = writer::Writer::start(conn, &path)
-            .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("starting the writer thread: {e}")))?;
         Ok(Self {
             writer,
             readers: Arc::new(ReaderPool::new(path)),
@@ -138,10 +149,9 @@ impl Store for SqliteStore {
         job: NewJob,
         claims: Vec<ClaimRequest>,
         now: Millis,
-        claimed: oneshot::Sender<Vec<Claimed>>,
-    ) -> Result<Submitted, StoreError> {
+    ) -> Result<Written<Vec<Claimed>, Submitted>, StoreError> {
         self.writer
-            .write_early(claimed, move |conn| {
+            .write_early(move |conn| {
                 let submitted = jobs::submit(conn, &job, now)?;
                 let claimed = claims
                     .iter()
@@ -189,6 +199,28 @@ impl Store for SqliteStore {
 
     async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         self.read(agents::list).await
+    }
+
+    async fn get_agent(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let name = name.to_string();
+        self.read(move |conn| agents::get(conn, &name)).await
+    }
+
+    async fn touch_agents(&self, seen: Vec<AgentSeen>, now: Millis) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        // Liveness, relaxed like a claim: a power loss may forget the last batch, and then
+        // those agents look a second less alive than they were, which is harmless.
+        self.writer
+            .write_with(writer::Durability::Relaxed, move |conn| {
+                agents::touch(conn, &seen, now)
+            })
+            .await
+    }
+
+    async fn silent_agents(&self, before: Millis) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(move |conn| agents::silent(conn, before)).await
     }
 
     async fn set_agent_state(&self, name: &str, state: AgentState) -> Result<(), StoreError> {
@@ -284,10 +316,9 @@ impl Store for SqliteStore {
         c: Completion,
         claim: Option<ClaimRequest>,
         now: Millis,
-        next: oneshot::Sender<Vec<Assignment>>,
-    ) -> Result<Effects, StoreError> {
+    ) -> Result<Written<Vec<Assignment>, Effects>, StoreError> {
         self.writer
-            .write_early(next, move |conn| {
+            .write_early(move |conn| {
                 let (mut effects, assignments) = complete(conn, &c, claim.as_ref(), now)?;
                 effects
                     .jobs
@@ -429,6 +460,36 @@ impl Store for SqliteStore {
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
         self.read(dispatch::queue_stats).await
     }
+
+    /// A SQLite store is owned by one controller: every role is its own, for good.
+    async fn lead(&self, _role: &str) -> Result<Option<Box<dyn Leadership>>, StoreError> {
+        Ok(Some(Box::new(Owned)))
+    }
+
+    async fn notifier(
+        &self,
+        sink: Arc<dyn WakeSink>,
+        _shutdown: CancellationToken,
+    ) -> Result<Arc<dyn Notifier>, StoreError> {
+        Ok(Arc::new(InProcess::new(sink)))
+    }
+}
+
+/// A role of the one controller that owns the database: never lost.
+struct Owned;
+
+#[async_trait]
+impl Leadership for Owned {
+    async fn still_held(&mut self) -> bool {
+        true
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the record of when a migration was applied.
+fn wall_clock() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 #[cfg(test)]

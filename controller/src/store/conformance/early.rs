@@ -6,17 +6,16 @@ use super::*;
 pub(super) async fn submit_serves_parked_claims(store: &Arc<dyn Store>) {
     let mut elsewhere = claim_req("other", 1);
     elsewhere.queues = vec!["elsewhere".into()];
-    let (written, claimed) = tokio::sync::oneshot::channel();
-    let submitted = store
+    let written = store
         .submit_and_claim(
             job("parked", vec![task("a", &[]), task("b", &[])]),
             vec![elsewhere, claim_req("w", 1), claim_req("w2", 4)],
             T0,
-            written,
         )
         .await
         .unwrap();
-    let claimed = claimed.await.expect("the claims of a written submit");
+    let claimed = written.early;
+    let submitted = written.durable.await.expect("the submit is durable");
     assert!(!submitted.existing);
     assert_eq!(claimed.len(), 3, "one answer per claim, in order");
     assert!(
@@ -64,17 +63,16 @@ pub(super) async fn completion_hands_its_claims_early(store: &Arc<dyn Store>) {
         .assignments;
     assert_eq!(a[0].attempt.task_id, "a");
     let a = a[0].attempt.clone();
-    let (next, claimed) = tokio::sync::oneshot::channel();
-    let effects = store
+    let written = store
         .complete_early(
             completion("w", &a, Outcome::Succeeded, vec![]),
             Some(claim_req("w", 1)),
             T0 + 1,
-            next,
         )
         .await
         .unwrap();
-    let b = claimed.await.expect("the claims of a written completion");
+    let b = written.early;
+    let effects = written.durable.await.expect("the completion is durable");
     assert_eq!(
         b.len(),
         1,
@@ -88,22 +86,17 @@ pub(super) async fn completion_hands_its_claims_early(store: &Arc<dyn Store>) {
     assert_eq!(task_state(store, &id, "b").await, TaskState::Running);
 
     // Refused (the attempt already ended): nothing claimed, nothing handed out.
-    let (next, claimed) = tokio::sync::oneshot::channel();
     let refused = store
         .complete_early(
             completion("w", &a, Outcome::Succeeded, vec![]),
             Some(claim_req("w", 1)),
             T0 + 2,
-            next,
         )
         .await;
     assert!(
         matches!(refused, Err(StoreError::Fenced { .. })),
-        "{refused:?}"
-    );
-    assert!(
-        claimed.await.is_err(),
-        "a refused completion hands nothing out"
+        "a refused completion hands nothing out: {:?}",
+        refused.err()
     );
 
     end(store, "w", &b[0].attempt, Outcome::Succeeded, T0 + 3)

@@ -1,4 +1,5 @@
-//! Agents in SQLite: registration (which loses an earlier session's attempts), listing, state.
+//! Agents in SQLite: registration (which loses an earlier session's attempts), listing, state,
+//! and liveness (sessions' last signs of life and metrics, silent agents, death).
 
 use std::collections::HashMap;
 
@@ -8,8 +9,8 @@ use super::{
     backend, dispatch,
     jobs::{from_json, to_json},
 };
-use crate::model::{AgentRecord, AgentState, Millis};
-use crate::store::{AgentRegistration, Effects, StoreError};
+use crate::model::{AgentRecord, AgentState, HostMetrics, Millis};
+use crate::store::{AgentRegistration, AgentSeen, Effects, StoreError};
 
 pub(super) fn register(
     conn: &Connection,
@@ -19,11 +20,11 @@ pub(super) fn register(
     let why = format!("agent {} restarted", reg.name);
     let effects = dispatch::lose_all(conn, &reg.name, &why, now)?;
     conn.execute(
-        "INSERT INTO agents (name, session, state, queues, labels, max_tasks, hostname, version, registered_at)
-         VALUES (?1, ?2, 'ready', ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO agents (name, session, state, queues, labels, max_tasks, hostname, version, registered_at, seen_at)
+         VALUES (?1, ?2, 'ready', ?3, ?4, ?5, ?6, ?7, ?8, ?8)
          ON CONFLICT (name) DO UPDATE SET session = excluded.session, state = 'ready', queues = excluded.queues,
              labels = excluded.labels, max_tasks = excluded.max_tasks, hostname = excluded.hostname,
-             version = excluded.version, registered_at = excluded.registered_at",
+             version = excluded.version, registered_at = excluded.registered_at, seen_at = excluded.seen_at",
         params![
             reg.name,
             reg.session,
@@ -37,6 +38,29 @@ pub(super) fn register(
     )
     .map_err(backend)?;
     Ok(effects)
+}
+
+const COLUMNS: &str = "name, session, state, queues, labels, max_tasks, hostname, version, \
+                       registered_at, seen_at, metrics";
+
+fn record(r: &rusqlite::Row<'_>, running: u32) -> Result<AgentRecord, StoreError> {
+    let state: String = r.get(2).map_err(backend)?;
+    let metrics: Option<String> = r.get(10).map_err(backend)?;
+    Ok(AgentRecord {
+        name: r.get(0).map_err(backend)?,
+        session: r.get(1).map_err(backend)?,
+        state: AgentState::parse(&state)
+            .ok_or_else(|| StoreError::backend(format!("unknown agent state {state:?}")))?,
+        queues: from_json(&r.get::<_, String>(3).map_err(backend)?)?,
+        labels: from_json(&r.get::<_, String>(4).map_err(backend)?)?,
+        max_tasks: r.get(5).map_err(backend)?,
+        hostname: r.get(6).map_err(backend)?,
+        version: r.get(7).map_err(backend)?,
+        registered_at: r.get(8).map_err(backend)?,
+        seen_at: r.get(9).map_err(backend)?,
+        metrics: metrics.map(|m| from_json::<HostMetrics>(&m)).transpose()?,
+        running,
+    })
 }
 
 pub(super) fn list(conn: &Connection) -> Result<Vec<AgentRecord>, StoreError> {
@@ -56,31 +80,62 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<AgentRecord>, StoreError> {
         }
     }
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT name, session, state, queues, labels, max_tasks, hostname, version, registered_at
-             FROM agents ORDER BY name",
-        )
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM agents ORDER BY name"))
         .map_err(backend)?;
     let mut rows = stmt.query([]).map_err(backend)?;
     let mut agents = Vec::new();
     while let Some(r) = rows.next().map_err(backend)? {
         let name: String = r.get(0).map_err(backend)?;
-        let state: String = r.get(2).map_err(backend)?;
-        agents.push(AgentRecord {
-            running: running.get(&name).copied().unwrap_or(0),
-            session: r.get(1).map_err(backend)?,
-            state: AgentState::parse(&state)
-                .ok_or_else(|| StoreError::Backend(format!("unknown agent state {state:?}")))?,
-            queues: from_json(&r.get::<_, String>(3).map_err(backend)?)?,
-            labels: from_json(&r.get::<_, String>(4).map_err(backend)?)?,
-            max_tasks: r.get(5).map_err(backend)?,
-            hostname: r.get(6).map_err(backend)?,
-            version: r.get(7).map_err(backend)?,
-            registered_at: r.get(8).map_err(backend)?,
-            name,
-        });
+        agents.push(record(r, running.get(&name).copied().unwrap_or(0))?);
     }
     Ok(agents)
+}
+
+pub(super) fn get(conn: &Connection, name: &str) -> Result<Option<AgentRecord>, StoreError> {
+    let running: u32 = conn
+        .prepare_cached("SELECT COUNT(*) FROM attempts WHERE state = 'running' AND agent = ?1")
+        .and_then(|mut stmt| stmt.query_row([name], |r| r.get(0)))
+        .map_err(backend)?;
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM agents WHERE name = ?1"))
+        .map_err(backend)?;
+    let mut rows = stmt.query([name]).map_err(backend)?;
+    match rows.next().map_err(backend)? {
+        Some(r) => record(r, running).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Records the batch's signs of life: each session still its agent's and not dead is seen at
+/// `now` (never moved back), with its metrics when given.
+pub(super) fn touch(conn: &Connection, seen: &[AgentSeen], now: Millis) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE agents SET seen_at = MAX(seen_at, ?3), metrics = COALESCE(?4, metrics)
+             WHERE name = ?1 AND session = ?2 AND state <> 'dead'",
+        )
+        .map_err(backend)?;
+    for s in seen {
+        let metrics = s.metrics.as_ref().map(to_json).transpose()?;
+        stmt.execute(params![s.name, s.session, now, metrics])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Agents not dead last seen before `before`, with their session, by name.
+pub(super) fn silent(
+    conn: &Connection,
+    before: Millis,
+) -> Result<Vec<(String, String)>, StoreError> {
+    conn.prepare_cached(
+        "SELECT name, session FROM agents WHERE state <> 'dead' AND seen_at < ?1 ORDER BY name",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_map([before], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    })
+    .map_err(backend)
 }
 
 pub(super) fn set_state(

@@ -12,11 +12,11 @@ use crate::model::{
 use crate::store::{Cancelled, StoreError};
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
+    serde_json::to_string(value).map_err(|e| StoreError::backend(e.to_string()))
 }
 
 pub(super) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::backend(format!("corrupt record: {e}")))
 }
 
 /// A stable 64-bit FNV-1a digest of the job's canonical JSON, to tell an idempotent retry of
@@ -116,12 +116,12 @@ pub(super) fn submit(
 }
 
 fn job_state(text: &str) -> Result<JobState, StoreError> {
-    JobState::parse(text).ok_or_else(|| StoreError::Backend(format!("unknown job state {text:?}")))
+    JobState::parse(text).ok_or_else(|| StoreError::backend(format!("unknown job state {text:?}")))
 }
 
 pub(super) fn get(conn: &Connection, job_id: &str) -> Result<JobRecord, StoreError> {
     get_bounded(conn, job_id, u32::MAX)?
-        .ok_or_else(|| StoreError::Backend(format!("job {job_id} has more than u32::MAX tasks")))
+        .ok_or_else(|| StoreError::backend(format!("job {job_id} has more than u32::MAX tasks")))
 }
 
 /// The job, read in one snapshot, unless it has more than `max_tasks` tasks (`None`, found
@@ -173,7 +173,7 @@ pub(super) fn get_bounded(
                     number: r.get(1).map_err(backend)?,
                     agent: r.get(2).map_err(backend)?,
                     state: AttemptState::parse(&state).ok_or_else(|| {
-                        StoreError::Backend(format!("unknown attempt state {state:?}"))
+                        StoreError::backend(format!("unknown attempt state {state:?}"))
                     })?,
                     exit_code: r.get(4).map_err(backend)?,
                     error: r.get(5).map_err(backend)?,
@@ -199,7 +199,7 @@ pub(super) fn get_bounded(
             tasks.push(TaskRecord {
                 spec,
                 state: TaskState::parse(&state)
-                    .ok_or_else(|| StoreError::Backend(format!("unknown task state {state:?}")))?,
+                    .ok_or_else(|| StoreError::backend(format!("unknown task state {state:?}")))?,
                 ready_at: r.get(3).map_err(backend)?,
                 attempts: attempts.remove(&task_id).unwrap_or_default(),
                 extract: extracts.remove(&task_id),

@@ -61,7 +61,7 @@ impl SqliteStore {
         }
         match f(slot.as_ref()?) {
             Ok(Some(value)) => Some(Ok(value)),
-            Ok(None) | Err(StoreError::Backend(_)) => None,
+            Ok(None) | Err(StoreError::Backend { .. }) => None,
             Err(e) => Some(Err(e)),
         }
     }
@@ -85,6 +85,6 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(|e| StoreError::backend(e.to_string()))?
     }
 }

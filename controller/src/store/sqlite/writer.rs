@@ -25,10 +25,31 @@ use std::sync::mpsc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, Written};
+
+/// Why a transaction did not become durable, told to every operation it held.
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    /// SQLite was busy (another connection to the file held the write lock too long).
+    retryable: bool,
+}
+
+impl Failure {
+    fn new(doing: &str, e: &StoreError) -> Self {
+        let why = match e {
+            StoreError::Backend { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        Self {
+            message: format!("{doing}: {why}"),
+            retryable: e.is_retryable(),
+        }
+    }
+}
 
 /// Answers one operation once the fate of its transaction is known.
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), Failure>) + Send>;
 /// Hands out an operation's early part once its transaction is written.
 type Early = Box<dyn FnOnce() + Send>;
 /// How an operation that ran is answered.
@@ -36,8 +57,9 @@ struct Answers {
     written: Option<Early>,
     done: Reply,
 }
-/// One operation: runs against the open transaction and returns how to answer it.
-type Op = Box<dyn FnOnce(&Connection) -> Answers + Send>;
+/// One operation: runs against the open transaction and returns how to answer it. Given no
+/// connection (the transaction could not begin), it does not run: its reply then carries why.
+type Op = Box<dyn FnOnce(Option<&Connection>) -> Answers + Send>;
 
 /// Whether an operation's answer waits for an fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +110,10 @@ impl Writer {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |conn| Answers {
             written: None,
-            done: answer(tx, in_savepoint(conn, op)),
+            done: answer(
+                tx,
+                conn.map_or(Err(StoreError::Closed), |c| in_savepoint(c, op)),
+            ),
         });
         self.ops
             .send((durability, op))
@@ -96,37 +121,47 @@ impl Writer {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Like `write` for an operation whose result has an early part `E`: it goes to `early`
-    /// once the transaction is written to the WAL, before the sync that makes it durable (see
-    /// the module's doc); `R` is answered after the sync. When the operation or its commit
-    /// fails, `early` is dropped unanswered.
-    pub async fn write_early<R, E, F>(
-        &self,
-        early: oneshot::Sender<E>,
-        op: F,
-    ) -> Result<R, StoreError>
+    /// Like `write` for an operation whose result has an early part `E`: resolves with it once
+    /// the transaction is written to the WAL, before the sync that makes it durable (see the
+    /// module's doc); `Written::durable` answers `R` after the sync. When the operation or its
+    /// commit fails, resolves with that error and hands nothing out.
+    pub async fn write_early<R, E, F>(&self, op: F) -> Result<Written<E, R>, StoreError>
     where
         R: Send + 'static,
         E: Send + 'static,
         F: FnOnce(&Connection) -> Result<(R, E), StoreError> + Send + 'static,
     {
+        let (early_tx, early_rx) = oneshot::channel();
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |conn| match in_savepoint(conn, op) {
-            Ok((result, part)) => Answers {
-                written: Some(Box::new(move || {
-                    let _ = early.send(part);
-                })),
-                done: answer(tx, Ok(result)),
-            },
-            Err(e) => Answers {
-                written: None,
-                done: answer(tx, Err(e)),
-            },
+        let op: Op = Box::new(move |conn| {
+            match conn.map_or(Err(StoreError::Closed), |c| in_savepoint(c, op)) {
+                Ok((result, part)) => Answers {
+                    written: Some(Box::new(move || {
+                        let _ = early_tx.send(part);
+                    })),
+                    done: answer(tx, Ok(result)),
+                },
+                Err(e) => Answers {
+                    written: None,
+                    done: answer(tx, Err(e)),
+                },
+            }
         });
         self.ops
             .send((Durability::Durable, op))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let durable = async move { rx.await.map_err(|_| StoreError::Closed)? };
+        match early_rx.await {
+            Ok(early) => Ok(Written {
+                early,
+                durable: Box::pin(durable),
+            }),
+            // Not written: the operation or its transaction failed, and its answer says why.
+            Err(_) => Err(match durable.await {
+                Err(e) => e,
+                Ok(_) => StoreError::backend("a write ended without its written part"),
+            }),
+        }
     }
 }
 
@@ -135,10 +170,14 @@ fn answer<R: Send + 'static>(
     tx: oneshot::Sender<Result<R, StoreError>>,
     result: Result<R, StoreError>,
 ) -> Reply {
-    Box::new(move |commit: Result<(), String>| {
+    Box::new(move |commit: Result<(), Failure>| {
         let answer = match commit {
             Ok(()) => result,
-            Err(e) => Err(StoreError::Backend(e)),
+            Err(Failure { message, retryable }) => Err(StoreError::Backend {
+                message,
+                retryable,
+                source: None,
+            }),
         };
         let _ = tx.send(answer);
     })
@@ -227,18 +266,17 @@ fn serve(conn: Connection, mut wal: Wal, ops: mpsc::Receiver<(Durability, Op)>) 
         let answers: Vec<Answers>;
         let mut commit = match run(&conn, "BEGIN IMMEDIATE") {
             Ok(()) => {
-                answers = batch.drain(..).map(|op| op(&conn)).collect();
+                answers = batch.drain(..).map(|op| op(Some(&conn))).collect();
                 run(&conn, "COMMIT").map_err(|e| {
                     let _ = run(&conn, "ROLLBACK");
-                    format!("commit failed: {e}")
+                    Failure::new("commit failed", &e)
                 })
             }
             Err(e) => {
-                answers = Vec::new();
-                let message = format!("cannot begin a transaction: {e}");
-                tracing::error!(error = %message, "store write failed");
-                batch.clear();
-                Err(message)
+                // Another connection to the file may hold the write lock past the busy
+                // timeout: the operations are answered with why, unrun.
+                answers = batch.drain(..).map(|op| op(None)).collect();
+                Err(Failure::new("cannot begin a transaction", &e))
             }
         };
         let mut replies = Vec::with_capacity(answers.len());
@@ -253,11 +291,14 @@ fn serve(conn: Connection, mut wal: Wal, ops: mpsc::Receiver<(Durability, Op)>) 
                 let why = format!("syncing {} failed: {e}", wal.path.display());
                 tracing::error!(error = %why, "store is no longer durable; refusing writes");
                 failed = Some(why.clone());
-                commit = Err(why);
+                commit = Err(Failure {
+                    message: why,
+                    retryable: false,
+                });
             }
         }
         if let (Err(e), None) = (&commit, &failed) {
-            tracing::error!(error = %e, "store commit failed; operations rolled back");
+            tracing::error!(error = %e.message, "store commit failed; operations rolled back");
         }
         for reply in replies {
             reply(commit.clone());
@@ -273,7 +314,7 @@ mod tests {
         let path = dir.join("w.db");
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 100;
              CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);",
         )
         .unwrap();
@@ -291,16 +332,15 @@ mod tests {
     async fn the_early_part_comes_before_the_durable_answer() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, path) = open(dir.path());
-        let (early, written) = oneshot::channel();
-        let result = writer
-            .write_early(early, |conn| {
+        let written = writer
+            .write_early(|conn| {
                 insert(conn, 1)?;
                 Ok(("durable", "written"))
             })
             .await
             .unwrap();
-        assert_eq!(result, "durable");
-        assert_eq!(written.await.unwrap(), "written");
+        assert_eq!(written.early, "written");
+        assert_eq!(written.durable.await.unwrap(), "durable");
         let reader = Connection::open(&path).unwrap();
         let n: i64 = reader
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
@@ -310,22 +350,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_operation_drops_its_early_part_and_only_its_changes() {
+    async fn a_failed_operation_hands_nothing_out_and_undoes_only_its_changes() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, path) = open(dir.path());
         writer.write(|conn| insert(conn, 1)).await.unwrap();
-        let (early, written) = oneshot::channel::<&str>();
         let failed = writer
-            .write_early(early, |conn| {
+            .write_early(|conn| {
                 insert(conn, 2)?;
                 // The primary key is taken: this operation fails after its first insert.
                 insert(conn, 1)?;
                 Ok(((), "never"))
             })
             .await;
-        assert!(failed.is_err());
         assert!(
-            written.await.is_err(),
+            matches!(failed, Err(StoreError::Backend { .. })),
             "no early part of a failed operation"
         );
         writer.write(|conn| insert(conn, 3)).await.unwrap();
@@ -342,6 +380,26 @@ mod tests {
             [1, 3],
             "the failed operation's own insert is rolled back"
         );
+    }
+
+    /// Another connection holding the write lock past the busy timeout: the batch is answered
+    /// with a retryable error, not dropped, and the writer goes on once the lock is free.
+    #[tokio::test]
+    async fn a_busy_database_answers_retryable_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, path) = open(dir.path());
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let busy = writer.write(|conn| insert(conn, 1)).await.unwrap_err();
+        assert!(busy.is_retryable(), "{busy}");
+        let busy = writer
+            .write_early(|conn| insert(conn, 1).map(|()| ((), ())))
+            .await
+            .err()
+            .expect("not written");
+        assert!(busy.is_retryable(), "{busy}");
+        other.execute_batch("COMMIT").unwrap();
+        writer.write(|conn| insert(conn, 1)).await.unwrap();
     }
 
     #[tokio::test]

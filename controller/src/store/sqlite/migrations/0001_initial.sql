@@ -1,4 +1,5 @@
--- Ferry controller state, SQLite dialect. Applied at open; every statement is idempotent.
+-- Ferry controller state, SQLite dialect: the schema from before versioned migrations. Every
+-- statement is idempotent, so a database created before versioning takes it harmlessly.
 CREATE TABLE IF NOT EXISTS jobs (
     id              TEXT PRIMARY KEY,
     name            TEXT NOT NULL,
