@@ -29,9 +29,14 @@ pub struct Flags {
     /// Directory of the embedded store and artifacts [default: ./ferry-data; env: FERRY_DATA_DIR].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<String>,
-    /// Store URL, sqlite://PATH [default: sqlite://DATA_DIR/ferry.db; env: FERRY_STORE].
+    /// Store URL: sqlite://PATH, or postgres://USER@HOST:PORT/DB shared by any number of
+    /// controllers [default: sqlite://DATA_DIR/ferry.db; env: FERRY_STORE].
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// File holding the PostgreSQL store's password [env: FERRY_STORE_PASSWORD_FILE; else
+    /// PGPASSWORD].
+    #[arg(long, value_name = "FILE")]
+    pub store_password_file: Option<String>,
     /// Silent longer than this, an agent is dead [default: 15s; env: FERRY_AGENT_TIMEOUT].
     #[arg(long, value_name = "DURATION")]
     pub agent_timeout: Option<String>,
@@ -95,6 +100,7 @@ struct Raw {
     async_threads: usize,
     data_dir: String,
     store: Option<String>,
+    store_password_file: Option<String>,
     agent_timeout: String,
     log_limit: u64,
     timeout_grace: String,
@@ -120,6 +126,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub store_url: String,
+    /// The PostgreSQL store's password (`--store-password-file` or `PGPASSWORD`).
+    pub store_password: Option<Secret>,
     pub engine: EngineConfig,
     pub artifacts: ArtifactConfig,
     /// The S3-compatible artifact store, when `artifacts` names one.
@@ -156,11 +164,12 @@ pub enum ConfigError {
     Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 22] = [
     "listen",
     "async_threads",
     "data_dir",
     "store",
+    "store_password_file",
     "agent_timeout",
     "log_limit",
     "timeout_grace",
@@ -212,6 +221,7 @@ impl Config {
             ("async_threads", flags.async_threads),
             ("data_dir", flags.data_dir),
             ("store", flags.store),
+            ("store_password_file", flags.store_password_file),
             ("agent_timeout", flags.agent_timeout),
             ("log_limit", flags.log_limit),
             ("timeout_grace", flags.timeout_grace),
@@ -341,12 +351,29 @@ impl Raw {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("ferry.db").display()),
         };
-        if !store_url.starts_with("sqlite://") {
+        let postgres = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| store_url.starts_with(scheme));
+        if !store_url.starts_with("sqlite://") && !postgres {
             return Err(ConfigError::Invalid {
                 key: "store",
                 problem: format!(
-                    "unsupported store {store_url:?}: this build supports sqlite://PATH"
+                    "unsupported store {:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB",
+                    crate::store::redact_url(&store_url)
                 ),
+            });
+        }
+        let store_password = match self.store_password_file.as_deref() {
+            Some(path) => read_token("store_password_file", Some(path))?,
+            None => std::env::var("PGPASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret),
+        };
+        if store_password.is_some() && !postgres {
+            return Err(ConfigError::Invalid {
+                key: "store_password_file",
+                problem: "a password is only for a postgres:// store".into(),
             });
         }
         if self.max_output_bytes == 0 {
@@ -390,6 +417,7 @@ impl Raw {
             listen,
             data_dir,
             store_url,
+            store_password,
             artifacts,
             objects,
             engine: EngineConfig {

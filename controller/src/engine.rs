@@ -4,21 +4,20 @@
 //! state lives behind the `Store` trait.
 
 mod complete;
-pub mod liveness;
+pub mod lease_writer;
+pub mod local;
 mod long_poll;
 mod outputs;
-mod parked;
 pub mod reaper;
-pub mod retry;
+pub mod singleton;
 pub mod validate;
-pub mod watchers;
 mod watermarks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{ArtifactError, Artifacts, ObjectArtifacts};
@@ -26,10 +25,10 @@ use crate::model::{
     now_ms, AgentRecord, AgentState, Assignment, AttemptKey, HostMetrics, JobRecord, JobState,
     JobSummary, LogChunk, Millis, NewJob, QueueStats, StopOrder, Submitted,
 };
+use crate::notify::{Notifier, Wakes};
 use crate::store::{AgentRegistration, Cancelled, Effects, LogPage, Store, StoreError};
-use liveness::{Liveness, UnknownSession};
-use parked::ParkedPolls;
-use watchers::Watchers;
+use local::liveness::{PollView, UnknownSession};
+use local::Local;
 
 /// Settings the engine runs by.
 #[derive(Debug, Clone)]
@@ -95,38 +94,41 @@ pub struct QueueView {
 pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) liveness: Liveness,
     pub(crate) artifacts: Arc<Artifacts>,
     /// The S3-compatible store, when artifacts live there rather than in `artifacts`.
     pub(crate) objects: Option<Arc<ObjectArtifacts>>,
-    watchers: Watchers,
-    /// Woken whenever tasks become queued.
-    work: Notify,
-    /// Polls parked for work, which a submit serves in its own transaction.
-    parked: ParkedPolls,
+    /// What this controller keeps in memory (sessions seen, parked polls, watchers).
+    pub(crate) local: Arc<Local>,
+    /// Carries wake-ups to every controller sharing the store.
+    notifier: Arc<dyn Notifier>,
     shutdown: CancellationToken,
 }
 
 impl Engine {
-    /// Builds the engine over an open store, restoring the agents it knew.
+    /// Builds the engine over an open store. It remembers no agent: sessions are read from
+    /// the store when first heard from.
     pub async fn new(
         config: EngineConfig,
         store: Arc<dyn Store>,
         artifacts: Arc<Artifacts>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
-        let agents = store.list_agents().await?;
+        let local = Arc::new(Local::default());
+        let notifier = store.notifier(local.clone(), shutdown.clone()).await?;
         Ok(Self {
             config,
-            liveness: Liveness::from_records(&agents),
             store,
             artifacts,
             objects: None,
-            watchers: Watchers::default(),
-            work: Notify::new(),
-            parked: ParkedPolls::default(),
+            local,
+            notifier,
             shutdown,
         })
+    }
+
+    /// Stops the notifier's background work (after the server stopped serving).
+    pub async fn close(&self) {
+        self.notifier.close().await;
     }
 
     /// Keeps artifacts in an S3-compatible store instead of the data directory.
@@ -137,18 +139,46 @@ impl Engine {
 
     /// Wakes whoever a transition concerns.
     pub(crate) fn publish(&self, effects: Effects) {
-        if effects.queued {
-            self.work.notify_waiters();
-        }
         let mut jobs = effects.jobs;
         jobs.sort_unstable();
         jobs.dedup();
-        for job in &jobs {
-            self.watchers.changed(job);
+        let mut agents: Vec<String> = effects.stop.into_iter().map(|p| p.agent).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        self.notifier.publish(Wakes {
+            work: effects.queued,
+            jobs,
+            agents,
+        });
+    }
+
+    /// Sends wake-ups to every controller sharing the store.
+    pub(crate) fn notify(&self, wakes: Wakes) {
+        self.notifier.publish(wakes);
+    }
+
+    /// Tells watchers of these jobs, on every controller, that they changed.
+    pub(crate) fn jobs_changed(&self, mut jobs: Vec<String>) {
+        jobs.sort_unstable();
+        jobs.dedup();
+        self.notifier.publish(Wakes {
+            jobs,
+            ..Wakes::default()
+        });
+    }
+
+    /// Checks an agent's session and records a sign of life. A session this controller has
+    /// not seen (the agent registered on another, or this one restarted) is looked up in the
+    /// store: any controller answers any agent.
+    pub(crate) async fn session(&self, who: &Identity) -> Result<PollView, EngineError> {
+        if let Some(view) = self.local.liveness.touch(&who.name, &who.session) {
+            return Ok(view);
         }
-        for placed in &effects.stop {
-            self.liveness.wake(&placed.agent);
-        }
+        let record = self.store.get_agent(&who.name).await?;
+        Ok(self
+            .local
+            .liveness
+            .adopt(record.as_ref(), &who.name, &who.session)?)
     }
 
     // ---- jobs ------------------------------------------------------------------------------
@@ -160,40 +190,42 @@ impl Engine {
             return Err(EngineError::InvalidJob(problems));
         }
         let tasks = job.tasks.len();
-        let offers = if self.parked.is_empty() {
+        let offers = if self.local.parked.is_empty() {
             Vec::new()
         } else {
-            self.parked.take_all()
+            self.local.parked.take_all()
         };
         let submitted = if offers.is_empty() {
             self.store.submit_job(job, now_ms()).await?
         } else {
             let claims = offers.iter().map(|o| o.claim.clone()).collect();
-            let (written, claimed) = tokio::sync::oneshot::channel();
-            let submit = self.store.submit_and_claim(job, claims, now_ms(), written);
-            // The claims reach their agents as soon as the transaction is written, while the
-            // store makes it durable (see `Store::submit_and_claim`).
-            let deliver = async {
-                match claimed.await {
-                    Ok(claimed) => {
-                        for (offer, claimed) in offers.into_iter().zip(claimed) {
+            match self.store.submit_and_claim(job, claims, now_ms()).await {
+                // The claims reach their agents as soon as the transaction is written, while
+                // the store makes it durable (see `Store::submit_and_claim`).
+                Ok(written) => {
+                    let deliver = async {
+                        for (offer, claimed) in offers.into_iter().zip(written.early) {
                             self.answer_parked(offer, claimed.assignments).await;
                         }
-                    }
-                    // Nothing was claimed: the polls go back to waiting.
-                    Err(_) => {
-                        for offer in offers {
-                            let _ = offer.answer(Vec::new());
-                        }
-                    }
+                    };
+                    let (submitted, ()) = tokio::join!(written.durable, deliver);
+                    submitted?
                 }
-            };
-            let (submitted, ()) = tokio::join!(submit, deliver);
-            submitted?
+                Err(e) => {
+                    // Nothing was claimed: the polls go back to waiting.
+                    for offer in offers {
+                        let _ = offer.answer(Vec::new());
+                    }
+                    return Err(e.into());
+                }
+            }
         };
         if !submitted.existing {
             tracing::info!(job_id = %submitted.job_id, tasks, "job accepted");
-            self.work.notify_waiters();
+            self.notifier.publish(Wakes {
+                work: true,
+                ..Wakes::default()
+            });
         }
         Ok(submitted)
     }
@@ -226,7 +258,7 @@ impl Engine {
 
     /// A receiver that changes whenever the job does.
     pub fn watch(&self, job_id: &str) -> watch::Receiver<u64> {
-        self.watchers.subscribe(job_id)
+        self.local.watchers.subscribe(job_id)
     }
 
     pub async fn resolve_attempt(
@@ -277,7 +309,9 @@ impl Engine {
             version,
         };
         let effects = self.store.register_agent(reg, now_ms()).await?;
-        self.liveness.register(&name, &session, queues, labels);
+        self.local
+            .liveness
+            .register(&name, &session, queues, labels);
         tracing::info!(lost = effects.jobs.len(), "agent registered");
         self.publish(effects);
         Ok(session)
@@ -289,8 +323,8 @@ impl Engine {
         running: &[AttemptKey],
         metrics: Option<HostMetrics>,
     ) -> Result<AgentOrders, EngineError> {
-        self.liveness.touch(&who.name, &who.session)?;
-        self.liveness.heartbeat(&who.name, metrics);
+        let view = self.session(who).await?;
+        self.local.liveness.heartbeat(&who.name, metrics);
         let stop = if running.is_empty() {
             Vec::new()
         } else {
@@ -308,7 +342,7 @@ impl Engine {
         Ok(AgentOrders {
             assignments: Vec::new(),
             stop,
-            drain: self.liveness.is_draining(&who.name),
+            drain: view.draining,
         })
     }
 
@@ -319,7 +353,7 @@ impl Engine {
         chunks: Vec<LogChunk>,
         dropped_bytes: u64,
     ) -> Result<(), EngineError> {
-        self.touch_for(who, attempt)?;
+        self.touch_for(who, attempt).await?;
         self.store
             .append_logs(
                 &who.name,
@@ -329,27 +363,25 @@ impl Engine {
                 self.config.log_limit,
             )
             .await?;
-        self.watchers.changed(&attempt.job_id);
+        self.jobs_changed(vec![attempt.job_id.clone()]);
         Ok(())
     }
 
     /// Like `touch`, for a call about one attempt: a session that is gone (its agent declared
     /// dead or replaced) can hold no current attempt, so the call is fenced, not merely
     /// refused, and the agent stops that process.
-    pub(crate) fn touch_for(
+    pub(crate) async fn touch_for(
         &self,
         who: &Identity,
         attempt: &AttemptKey,
-    ) -> Result<(), EngineError> {
-        self.liveness
-            .touch(&who.name, &who.session)
-            .map(drop)
-            .map_err(|e| {
-                EngineError::Store(StoreError::Fenced {
-                    attempt: attempt.clone(),
-                    reason: e.to_string(),
-                })
-            })
+    ) -> Result<PollView, EngineError> {
+        self.session(who).await.map_err(|e| match e {
+            EngineError::UnknownSession(e) => EngineError::Store(StoreError::Fenced {
+                attempt: attempt.clone(),
+                reason: e.to_string(),
+            }),
+            e => e,
+        })
     }
 
     pub async fn release(
@@ -357,7 +389,7 @@ impl Engine {
         who: &Identity,
         attempts: &[AttemptKey],
     ) -> Result<(), EngineError> {
-        self.liveness.touch(&who.name, &who.session)?;
+        self.session(who).await?;
         let effects = self
             .store
             .release_attempts(&who.name, attempts, now_ms())
@@ -368,12 +400,12 @@ impl Engine {
     }
 
     pub async fn deregister(&self, who: &Identity) -> Result<(), EngineError> {
-        self.liveness.touch(&who.name, &who.session)?;
+        self.session(who).await?;
         let effects = self
             .store
             .agent_dead(&who.name, &who.session, now_ms())
             .await?;
-        self.liveness.remove_session(&who.name, &who.session);
+        self.local.liveness.remove_session(&who.name, &who.session);
         tracing::info!(agent = %who.name, "agent left");
         self.publish(effects);
         Ok(())
@@ -383,7 +415,11 @@ impl Engine {
         self.store
             .set_agent_state(name, AgentState::Draining)
             .await?;
-        self.liveness.set_state(name, AgentState::Draining);
+        // Whichever controller serves the agent reads its new state and wakes its poll.
+        self.notifier.publish(Wakes {
+            agents: vec![name.to_string()],
+            ..Wakes::default()
+        });
         tracing::info!(agent = %name, "agent asked to drain");
         Ok(())
     }
@@ -392,20 +428,23 @@ impl Engine {
         let records = self.store.list_agents().await?;
         Ok(records
             .into_iter()
-            .map(|record| {
-                let (last_heartbeat_ms, metrics) =
-                    self.liveness.report(&record.name).unwrap_or((0, None));
-                AgentView {
-                    record,
-                    last_heartbeat_ms,
-                    metrics,
-                }
+            .map(|record| AgentView {
+                last_heartbeat_ms: record.seen_at,
+                metrics: record.metrics,
+                record,
             })
             .collect())
     }
 
     pub async fn queues(&self) -> Result<Vec<QueueView>, EngineError> {
-        let mut per_queue = self.liveness.agents_per_queue();
+        let mut per_queue: std::collections::HashMap<String, u32> = Default::default();
+        for agent in self.store.list_agents().await? {
+            if agent.state != AgentState::Dead {
+                for queue in agent.queues {
+                    *per_queue.entry(queue).or_default() += 1;
+                }
+            }
+        }
         let mut views: Vec<QueueView> = self
             .store
             .queue_stats()

@@ -5,6 +5,8 @@ pub mod artifacts;
 pub mod config;
 pub mod engine;
 pub mod model;
+pub mod notify;
+pub mod rules;
 pub mod s3;
 pub mod service;
 pub mod store;
@@ -46,7 +48,11 @@ pub enum RunError {
 /// Serves until `shutdown` is cancelled, then stops accepting, ends long polls and streams,
 /// and waits for its tasks.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let store = store::open(&config.store_url).await?;
+    let store = store::open(
+        &config.store_url,
+        config.store_password.as_ref().map(|p| p.0.clone()),
+    )
+    .await?;
     let artifacts = Arc::new(artifacts::Artifacts::open(
         &config.artifacts.root,
         config.artifacts.max_output_bytes,
@@ -77,13 +83,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     }
     let engine = Arc::new(engine);
     let tracker = TaskTracker::new();
-    tracker.spawn(engine::reaper::run(engine.clone(), shutdown.clone()));
-    tracker.spawn(artifacts::retention::run(
-        store,
-        artifacts,
-        objects,
-        config.artifacts.retention,
+    tracker.spawn(engine::lease_writer::run(engine.clone(), shutdown.clone()));
+    // Singletons: on one controller at a time, taken over when it dies.
+    tracker.spawn(engine::singleton::run(
+        store.clone(),
+        "reaper",
         shutdown.clone(),
+        {
+            let engine = engine.clone();
+            move |token| engine::reaper::run(engine.clone(), token)
+        },
+    ));
+    tracker.spawn(engine::singleton::run(
+        store.clone(),
+        "retention",
+        shutdown.clone(),
+        move |token| {
+            artifacts::retention::run(
+                store.clone(),
+                artifacts.clone(),
+                objects.clone(),
+                config.artifacts.retention,
+                token,
+            )
+        },
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -121,7 +144,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         (Some(_), false) => "on",
         (Some(_), true) => "on, client certificates required",
     };
-    tracing::info!(%addr, tls, store = %redact(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
+    tracing::info!(%addr, tls, store = %store::redact_url(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
 
     let mut agent_api =
         service::agent::AgentApi::new(engine.clone(), tracker.clone(), shutdown.clone());
@@ -164,16 +187,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
+    engine.close().await;
     tracing::info!("controller stopped");
     Ok(result?)
-}
-
-/// A store URL fit for logs: no password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &url[..scheme], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }

@@ -356,6 +356,10 @@ pub struct AgentRecord {
     pub hostname: String,
     pub version: String,
     pub registered_at: Millis,
+    /// The last sign of life of its session that a controller recorded (`Store::touch_agents`).
+    pub seen_at: Millis,
+    /// The host metrics of its latest recorded heartbeat.
+    pub metrics: Option<HostMetrics>,
     /// Attempts now running on this agent.
     pub running: u32,
 }
@@ -411,7 +415,7 @@ pub struct QueueStats {
 }
 
 /// Host metrics an agent reports with each heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct HostMetrics {
     pub cpu_percent: f32,
     pub memory_used_bytes: u64,

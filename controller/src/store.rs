@@ -6,8 +6,13 @@
 pub(crate) mod conformance;
 pub mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::notify::{Notifier, WakeSink};
 
 use std::collections::HashMap;
 
@@ -30,12 +35,81 @@ pub enum StoreError {
     /// incremental sql task).
     #[error("{0}")]
     Invalid(String),
-    #[error("unsupported store url {0:?}: use sqlite://PATH")]
+    #[error("unsupported store url {0:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB")]
     UnsupportedUrl(String),
-    #[error("store backend: {0}")]
-    Backend(String),
+    /// The database failed. `retryable` when the same call may succeed if made again (a
+    /// PostgreSQL serialization failure or deadlock, a lost connection): its outcome is then
+    /// the same as if it had succeeded the first time.
+    #[error("store backend: {message}")]
+    Backend {
+        message: String,
+        retryable: bool,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The database holds a schema newer than this controller knows.
+    #[error("the store's schema is at version {found}, newer than the {known} this controller knows: upgrade the controller (or use a database of this version)")]
+    SchemaTooNew { found: i64, known: i64 },
     #[error("store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// A backend failure that is not worth retrying, described by `message`.
+    pub fn backend(message: impl Into<String>) -> Self {
+        StoreError::Backend {
+            message: message.into(),
+            retryable: false,
+            source: None,
+        }
+    }
+
+    /// Whether the same call may succeed if made again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Backend {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// What a write hands out as soon as its transaction is written (`early`), before the store
+/// has made it durable; `durable` resolves to the rest of the answer once it is. With a
+/// backend that commits durably in one step, `durable` is ready at once.
+pub struct Written<E, R> {
+    pub early: E,
+    pub durable: Pin<Box<dyn Future<Output = Result<R, StoreError>> + Send>>,
+}
+
+impl<E, R: Send + 'static> Written<E, R> {
+    /// An answer whose durable part is already known.
+    pub fn ready(early: E, result: R) -> Self {
+        Written {
+            early,
+            durable: Box::pin(std::future::ready(Ok(result))),
+        }
+    }
+}
+
+/// A sign of life of an agent session, as a controller saw it (heartbeats, polls, reports);
+/// controllers write them in batches (`Store::touch_agents`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSeen {
+    pub name: String,
+    pub session: String,
+    /// The host metrics of its latest heartbeat, if one came since the last batch.
+    pub metrics: Option<crate::model::HostMetrics>,
+}
+
+/// A singleton role (the reaper, retention) held by at most one controller at a time.
+#[async_trait]
+pub trait Leadership: Send + Sync {
+    /// True while this controller still holds the role. False once it is lost (the
+    /// connection holding it broke): the holder must stop acting in the role.
+    async fn still_held(&mut self) -> bool;
 }
 
 /// What a claim hands out, and when the next delayed task becomes eligible.
@@ -120,15 +194,13 @@ pub trait Store: Send + Sync + 'static {
     /// `claims` in turn (polls parked waiting for work). The claims, one `Claimed` per claim,
     /// go to `claimed` as soon as the transaction is written, which may be before it is
     /// durable against a power loss (never before a crash of the process could lose it); the
-    /// job's acceptance is answered once it is durable. When the transaction fails, `claimed`
-    /// is dropped unanswered.
+    /// job's acceptance is answered once it is durable (`Written::durable`).
     async fn submit_and_claim(
         &self,
         job: NewJob,
         claims: Vec<ClaimRequest>,
         now: Millis,
-        claimed: tokio::sync::oneshot::Sender<Vec<Claimed>>,
-    ) -> Result<Submitted, StoreError>;
+    ) -> Result<Written<Vec<Claimed>, Submitted>, StoreError>;
     async fn get_job(&self, job_id: &str) -> Result<JobRecord, StoreError>;
     async fn list_jobs(
         &self,
@@ -144,6 +216,14 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Effects, StoreError>;
     async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    /// One agent's registration (`None` when the name never registered). Any controller
+    /// answers a session it never saw from this.
+    async fn get_agent(&self, name: &str) -> Result<Option<AgentRecord>, StoreError>;
+    /// Extends the leases of these sessions: their last sign of life becomes `now` (and their
+    /// metrics, when given). A session that is no longer its agent's, or is dead, is left alone.
+    async fn touch_agents(&self, seen: Vec<AgentSeen>, now: Millis) -> Result<(), StoreError>;
+    /// Agents not dead whose last sign of life is before `before`, with that session.
+    async fn silent_agents(&self, before: Millis) -> Result<Vec<(String, String)>, StoreError>;
     async fn set_agent_state(&self, name: &str, state: AgentState) -> Result<(), StoreError>;
     /// Declares an agent dead: its running attempts become `lost` and their tasks are queued
     /// again (counted against the retry policy).
@@ -191,17 +271,15 @@ pub trait Store: Send + Sync + 'static {
         claim: Option<ClaimRequest>,
         now: Millis,
     ) -> Result<(Effects, Vec<Assignment>), StoreError>;
-    /// `complete`, with the attempts it claims handed to `next` as soon as the transaction is
+    /// `complete`, with the attempts it claims handed out as soon as the transaction is
     /// written, before it is durable (as a submit hands its claims to parked polls), and their
-    /// jobs among the effects; answered once durable. When it fails, `next` is dropped
-    /// unanswered.
+    /// jobs among the effects, which `Written::durable` answers once durable.
     async fn complete_early(
         &self,
         completion: Completion,
         claim: Option<ClaimRequest>,
         now: Millis,
-        next: oneshot::Sender<Vec<Assignment>>,
-    ) -> Result<Effects, StoreError>;
+    ) -> Result<Written<Vec<Assignment>, Effects>, StoreError>;
     /// Fails with `Fenced` unless `attempt` is its task's current, running attempt on `agent`
     /// (a read: uploads and input fetches check it without writing).
     async fn check_attempt(&self, agent: &str, attempt: &AttemptKey) -> Result<(), StoreError>;
@@ -269,13 +347,58 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<AttemptKey, StoreError>;
     async fn read_logs(&self, attempt: &AttemptKey, after_seq: i64) -> Result<LogPage, StoreError>;
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError>;
+
+    /// Takes the singleton `role` if no other controller holds it (`None` otherwise). The role
+    /// is held until the returned value is dropped or its connection breaks.
+    async fn lead(&self, role: &str) -> Result<Option<Box<dyn Leadership>>, StoreError>;
+    /// The notifier that carries wake-ups between the controllers sharing this store,
+    /// delivering to `sink` (this controller's wake-ups) until `shutdown`.
+    async fn notifier(
+        &self,
+        sink: std::sync::Arc<dyn WakeSink>,
+        shutdown: CancellationToken,
+    ) -> Result<std::sync::Arc<dyn Notifier>, StoreError>;
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (relative to the working directory).
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+/// Opens the store a URL names: `sqlite://PATH` (relative to the working directory), or
+/// `postgres://` / `postgresql://` with `password` (from `--store-password-file` or
+/// `PGPASSWORD`) overriding any in the URL.
+pub async fn open(
+    url: &str,
+    password: Option<String>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = sqlite::SqliteStore::open(std::path::Path::new(path)).await?;
         return Ok(std::sync::Arc::new(store));
     }
-    Err(StoreError::UnsupportedUrl(url.to_string()))
+    let _ = password;
+    Err(StoreError::UnsupportedUrl(redact_url(url)))
+}
+
+/// A store URL fit for logs and messages: no password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacted_urls_keep_the_user_and_drop_the_password() {
+        assert_eq!(
+            super::redact_url("postgres://ferry:s3cret@db:5432/ferry"),
+            "postgres://ferry@db:5432/ferry"
+        );
+        assert_eq!(
+            super::redact_url("postgres://ferry@db/ferry"),
+            "postgres://ferry@db/ferry"
+        );
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
 }

@@ -8,6 +8,7 @@ fn flags() -> Flags {
         listen: None,
         data_dir: None,
         store: None,
+        store_password_file: None,
         agent_timeout: None,
         log_limit: None,
         timeout_grace: None,
@@ -144,4 +145,23 @@ fn async_threads_default_to_one_and_are_bounded() {
         .unwrap_err();
         assert!(err.to_string().contains("async_threads"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn a_postgres_store_takes_its_password_from_a_file_and_never_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let mut f = flags();
+    f.store = Some("postgresql://ferry@db:5432/ferry".into());
+    f.store_password_file = Some(file.display().to_string());
+    let config = Config::load(f).unwrap();
+    assert_eq!(config.store_password.as_ref().unwrap().0, "s3cret");
+    assert!(!format!("{config:?}").contains("s3cret"));
+
+    let mut f = flags();
+    f.store = Some("mysql://root:hunter2@db/ferry".into());
+    let e = Config::load(f).unwrap_err().to_string();
+    assert!(e.contains("postgres://USER@HOST:PORT/DB"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
 }

@@ -24,11 +24,10 @@ impl Engine {
         want: u32,
         next: oneshot::Sender<Vec<Assignment>>,
     ) -> Result<(), EngineError> {
-        self.touch_for(who, &report.finish.attempt)?;
+        let view = self.touch_for(who, &report.finish.attempt).await?;
         let outcome = report.finish.outcome;
         let key = report.finish.attempt.clone();
         let outputs = &report.outputs;
-        let view = self.liveness.touch(&who.name, &who.session)?;
         let succeeded = outcome == Outcome::Succeeded && !outputs.is_empty();
         if let (Some(objects), true) = (&self.objects, succeeded) {
             // Objects need no move: their rows, written below, make them results.
@@ -67,10 +66,14 @@ impl Engine {
             report,
             log_limit: self.config.log_limit,
         };
-        let result = self
-            .store
-            .complete_early(completion, claim, now_ms(), next)
-            .await;
+        let result = match self.store.complete_early(completion, claim, now_ms()).await {
+            Ok(written) => {
+                // The next attempts go out as soon as the transaction is written.
+                let _ = next.send(written.early);
+                written.durable.await
+            }
+            Err(e) => Err(e),
+        };
         let undone = match (&self.objects, &result, publication) {
             (Some(objects), Ok(_), _) if succeeded => {
                 objects.published(&key);

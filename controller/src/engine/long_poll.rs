@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{parked, AgentOrders, Engine, EngineError, Identity};
+use super::local::parked;
+use super::{AgentOrders, Engine, EngineError, Identity};
 use crate::model::{now_ms, Assignment, AttemptKey};
 use crate::store::ClaimRequest;
 
@@ -17,19 +18,23 @@ impl Engine {
         running: &[AttemptKey],
         wait: Duration,
     ) -> Result<AgentOrders, EngineError> {
-        let view = self.liveness.touch(&who.name, &who.session)?;
+        let mut view = self.session(who).await?;
         let deadline = Instant::now() + wait.min(self.config.max_poll_wait);
         let mut last_round = false;
         let mut first_round = true;
         loop {
-            let work = self.work.notified();
-            let woken = view.wake.notified();
+            let work = self.local.work.notified();
+            let wake = view.wake.clone();
+            let woken = wake.notified();
             tokio::pin!(work, woken);
             work.as_mut().enable();
             woken.as_mut().enable();
 
-            // The session may have been declared dead while this poll was parked.
-            let draining = self.liveness.touch(&who.name, &who.session)?.draining;
+            // The session may have been declared dead or drained while this poll was parked.
+            if !first_round {
+                view = self.session(who).await?;
+            }
+            let draining = view.draining;
             // Stop orders are looked for when the poll starts and when the agent is woken for
             // one, not on every new task.
             let stop = if running.is_empty() || !(first_round || last_round) {
@@ -52,12 +57,7 @@ impl Engine {
                 next_ready = claimed.next_ready_at;
                 assignments = claimed.assignments;
             }
-            if !assignments.is_empty() {
-                for a in &assignments {
-                    tracing::debug!(agent = %who.name, attempt = %a.attempt, "attempt assigned");
-                    self.watchers.changed(&a.attempt.job_id);
-                }
-            }
+            self.assigned(&who.name, &assignments);
             if draining || !stop.is_empty() || !assignments.is_empty() || last_round {
                 return Ok(AgentOrders {
                     assignments,
@@ -76,7 +76,7 @@ impl Engine {
             }
             // Parked with what it would claim, so that a submit can claim for it directly.
             let mut ticket = (free_slots > 0 && !draining).then(|| {
-                self.parked.park(ClaimRequest {
+                self.local.parked.park(ClaimRequest {
                     agent: who.name.clone(),
                     session: who.session.clone(),
                     queues: view.queues.clone(),
@@ -100,15 +100,12 @@ impl Engine {
             };
             if let Some(ticket) = ticket {
                 // A submit that took this poll is claiming for it: its answer must be heard.
-                if !self.parked.leave(&ticket) && !answered {
+                if !self.local.parked.leave(&ticket) && !answered {
                     assignments = ticket.answer.await.unwrap_or_default();
                 }
             }
             if !assignments.is_empty() {
-                for a in &assignments {
-                    tracing::debug!(agent = %who.name, attempt = %a.attempt, "attempt assigned");
-                    self.watchers.changed(&a.attempt.job_id);
-                }
+                self.assigned(&who.name, &assignments);
                 return Ok(AgentOrders {
                     assignments,
                     ..AgentOrders::default()
@@ -118,6 +115,22 @@ impl Engine {
                 return Ok(AgentOrders::default());
             }
         }
+    }
+
+    /// Tells the watchers of the jobs whose attempts were just handed out.
+    fn assigned(&self, agent: &str, assignments: &[Assignment]) {
+        if assignments.is_empty() {
+            return;
+        }
+        for a in assignments {
+            tracing::debug!(agent = %agent, attempt = %a.attempt, "attempt assigned");
+        }
+        self.jobs_changed(
+            assignments
+                .iter()
+                .map(|a| a.attempt.job_id.clone())
+                .collect(),
+        );
     }
 
     /// Hands a parked poll what a submit claimed for it; if the poll is gone (its agent hung

@@ -9,7 +9,7 @@ use super::{Engine, EngineError, Identity};
 impl Engine {
     /// Checks that `attempt` is current on this agent's live session (`Fenced` otherwise).
     async fn fence(&self, who: &Identity, attempt: &AttemptKey) -> Result<(), EngineError> {
-        self.touch_for(who, attempt)?;
+        self.touch_for(who, attempt).await?;
         Ok(self.store.check_attempt(&who.name, attempt).await?)
     }
 

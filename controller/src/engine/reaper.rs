@@ -1,5 +1,12 @@
-//! The reaper loop: declares silent agents dead (their attempts become `lost` and are queued
-//! again) and times out attempts whose agents did not report their deadline.
+//! The reaper, a singleton role (`singleton.rs`): declares agents dead whose last recorded sign
+//! of life (`Store::silent_agents`, written in batches by every controller) is older than the
+//! agent timeout — their attempts become `lost` and are queued again — and times out attempts
+//! whose agents did not report their deadline.
+//!
+//! Silence is counted from when this controller took the role, at the earliest: a controller
+//! that has just started (or taken over from a dead one) gives every agent a full agent timeout
+//! to be heard of, as a restart must not be a mass death (DESIGN.md invariant 3). A stall of
+//! the controller itself, or a jump of its wall clock, restarts that count.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,36 +16,44 @@ use tokio_util::sync::CancellationToken;
 
 use super::Engine;
 use crate::model::now_ms;
+use crate::notify::Wakes;
 
 pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
-    // Silence is checked often (in memory), so that a dead agent's tasks move within a small
-    // fraction of the agent timeout; timeouts, which cost a store round, once a second.
-    let period = (engine.config.agent_timeout / 10)
-        .clamp(Duration::from_millis(50), Duration::from_millis(500));
+    let timeout = engine.config.agent_timeout;
+    // Silence is checked often, so that a dead agent's tasks move within a small fraction of
+    // the agent timeout; timeouts once a second.
+    let period = (timeout / 10).clamp(Duration::from_millis(50), Duration::from_millis(500));
     let expire_every = Duration::from_secs(1).max(period);
     let mut last_expiry = Instant::now() - expire_every;
     // A round later than this after the previous one means the controller itself stalled.
-    let stall = period + engine.config.agent_timeout / 4;
+    let stall = period + timeout / 4;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_round = Instant::now();
+    let mut counting_since = Instant::now();
+    let mut last_round = (Instant::now(), now_ms());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let gap = last_round.elapsed();
-        last_round = Instant::now();
-        if gap > stall {
+        let (gap, wall_gap) = (
+            last_round.0.elapsed(),
+            Duration::from_millis((now_ms() - last_round.1).max(0) as u64),
+        );
+        last_round = (Instant::now(), now_ms());
+        if gap > stall || wall_gap > gap + stall {
             tracing::warn!(
                 stalled_ms = gap.as_millis() as u64,
-                "the controller stalled; every agent gets a full agent timeout again"
+                wall_ms = wall_gap.as_millis() as u64,
+                "the controller stalled or its clock jumped; every agent gets a full agent timeout again"
             );
-            engine.liveness.forgive_all();
+            counting_since = Instant::now();
             continue;
         }
-        if let Err(e) = reap_silent(&engine).await {
-            tracing::warn!(error = %e, "reaper round failed; will retry");
+        if counting_since.elapsed() >= timeout {
+            if let Err(e) = reap_silent(&engine).await {
+                tracing::warn!(error = %e, "reaper round failed; will retry");
+            }
         }
         if last_expiry.elapsed() >= expire_every {
             last_expiry = Instant::now();
@@ -50,18 +65,23 @@ pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
 }
 
 async fn reap_silent(engine: &Engine) -> Result<(), crate::store::StoreError> {
-    for (name, session) in engine.liveness.silent(engine.config.agent_timeout) {
-        if !engine.liveness.remove_session(&name, &session) {
-            continue;
-        }
+    let timeout = engine.config.agent_timeout;
+    let before = now_ms() - timeout.as_millis() as i64;
+    for (name, session) in engine.store.silent_agents(before).await? {
         let effects = engine.store.agent_dead(&name, &session, now_ms()).await?;
+        engine.local.liveness.remove_session(&name, &session);
         tracing::warn!(
             agent = %name,
             lost = effects.jobs.len(),
-            timeout = %humantime::format_duration(engine.config.agent_timeout),
+            timeout = %humantime::format_duration(timeout),
             "agent silent past the agent timeout; declared dead, its attempts requeued"
         );
         engine.publish(effects);
+        // The controller serving it, if any, drops the session: the agent must register again.
+        engine.notify(Wakes {
+            agents: vec![name],
+            ..Wakes::default()
+        });
     }
     Ok(())
 }

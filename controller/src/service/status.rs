@@ -68,7 +68,15 @@ impl From<StoreError> for Status {
             StoreError::Invalid(_) => Status::invalid_argument(e.to_string()),
             StoreError::UnsupportedUrl(_) => Status::invalid_argument(e.to_string()),
             StoreError::Closed => Status::unavailable(e.to_string()),
-            StoreError::Backend(_) => {
+            // The database is unreachable or overloaded for now: the caller may try again,
+            // here or on another controller.
+            StoreError::Backend {
+                retryable: true, ..
+            } => {
+                tracing::warn!(error = %e, "store unavailable");
+                Status::unavailable(e.to_string())
+            }
+            StoreError::Backend { .. } | StoreError::SchemaTooNew { .. } => {
                 tracing::error!(error = %e, "store failure");
                 Status::internal(e.to_string())
             }

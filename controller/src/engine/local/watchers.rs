@@ -19,6 +19,15 @@ impl Watchers {
             .subscribe()
     }
 
+    /// Bumps every watched job (a notifier that may have lost a change).
+    pub fn changed_all(&self) {
+        let mut jobs = self.jobs.lock().expect("watchers poisoned");
+        jobs.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in jobs.values() {
+            tx.send_modify(|v| *v += 1);
+        }
+    }
+
     pub fn changed(&self, job_id: &str) {
         let mut jobs = self.jobs.lock().expect("watchers poisoned");
         if let Some(tx) = jobs.get(job_id) {
