@@ -80,7 +80,7 @@ struct Measured {
 async fn measure(workers: usize, window: Duration) -> Result<Measured> {
     let dir = TestDir::new("bench-store")?;
     let url = format!("sqlite://{}", dir.path().join("ferry.db").display());
-    let store = store::open(&url)
+    let store = store::open(&url, None)
         .await
         .with_context(|| format!("opening {url}"))?;
     eprintln!("[store] {workers} worker(s) for {window:?} on {url}");
