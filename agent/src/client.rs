@@ -1,5 +1,6 @@
-//! Connection to the controller: RPC wrappers carrying the session, error classes, backoff and
-//! registration.
+//! Connection to the controllers: RPC wrappers carrying the session, error classes, backoff,
+//! registration, and the move to another controller when the current one cannot be reached
+//! (`controllers.rs`).
 
 use std::{
     sync::{Arc, Mutex},
@@ -24,21 +25,33 @@ use crate::config::Config;
 
 mod backoff;
 mod complete;
+mod controllers;
 mod errors;
+#[cfg(test)]
+mod failover_tests;
 pub use backoff::{Backoff, FailureLog};
 pub use complete::CompleteAnswer;
+pub use controllers::{is_unreachable, Controllers};
 pub use errors::{ClientError, TransferError};
 
-/// Client for `AgentService`; cheap to clone, all clones share the session.
+/// Client for `AgentService`; cheap to clone, all clones share the session and the current
+/// controller.
 #[derive(Clone)]
 pub struct Client {
+    /// The connections to each controller, in the order of `controllers`.
+    targets: Arc<[Target]>,
+    controllers: Arc<Controllers>,
+    /// `Bearer <token>`, sent on every call when the agent has a token.
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    identity: Arc<Mutex<AgentIdentity>>,
+}
+
+/// The two connections to one controller, each dialled at its first call.
+struct Target {
     inner: AgentServiceClient<Channel>,
     /// A connection of its own for uploads and input fetches, so that gigabytes queued in one
     /// TCP connection never delay a heartbeat.
     bulk: AgentServiceClient<Channel>,
-    /// `Bearer <token>`, sent on every call when the agent has a token.
-    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    identity: Arc<Mutex<AgentIdentity>>,
 }
 
 /// Time allowed for a short RPC (everything but `Poll`).
@@ -49,38 +62,60 @@ const BULK_STREAM_WINDOW: u32 = 8 << 20;
 const MAX_BULK_MESSAGE: usize = 16 << 20;
 
 impl Client {
-    /// A lazily connecting client: nothing is dialled until the first call, and the channel
-    /// reconnects by itself. HTTP/2 keepalives find connections a network cut left half-open.
+    /// A lazily connecting client: nothing is dialled until the first call, and the channels
+    /// reconnect by themselves. HTTP/2 keepalives find connections a network cut left
+    /// half-open. Starts at a random controller of the list (see `controllers.rs`).
     pub fn new(config: &Config) -> Result<Client, tonic::transport::Error> {
-        let mut endpoint = Endpoint::from_shared(config.controller.clone())?
-            .connect_timeout(Duration::from_secs(5))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true);
-        if let Some(tls) = &config.tls {
-            endpoint = endpoint.tls_config(tls.config())?;
-        }
-        let channel = endpoint.clone().connect_lazy();
-        // Downloads: windows wide enough for a fast link with some latency; the agent consumes
-        // as it writes, so at most a window of data waits in memory.
-        let bulk = endpoint
-            .initial_stream_window_size(Some(BULK_STREAM_WINDOW))
-            .initial_connection_window_size(Some(2 * BULK_STREAM_WINDOW))
-            .connect_lazy();
+        Client::with_controllers(
+            config,
+            Controllers::random_start(config.controllers.clone()),
+        )
+    }
+
+    /// A client for `controllers` (their URLs, checked by the configuration).
+    pub fn with_controllers(
+        config: &Config,
+        controllers: Controllers,
+    ) -> Result<Client, tonic::transport::Error> {
+        let targets = (0..controllers.len())
+            .map(|at| Target::new(controllers.url(at), config))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Client {
+            targets: targets.into(),
+            controllers: Arc::new(controllers),
             authorization: config.token.as_ref().and_then(|t| {
                 let mut value: tonic::metadata::MetadataValue<_> =
                     format!("Bearer {}", t.0).parse().ok()?;
                 value.set_sensitive(true);
                 Some(value)
             }),
-            inner: AgentServiceClient::new(channel),
-            bulk: AgentServiceClient::new(bulk).max_decoding_message_size(MAX_BULK_MESSAGE),
             identity: Arc::new(Mutex::new(AgentIdentity {
                 name: config.name.clone(),
                 session: String::new(),
             })),
         })
+    }
+
+    /// The controllers, and which one calls go to now.
+    pub fn controllers(&self) -> &Controllers {
+        &self.controllers
+    }
+
+    /// The current controller's index and connections.
+    fn target(&self) -> (usize, &Target) {
+        let at = self.controllers.current();
+        (at, &self.targets[at])
+    }
+
+    /// What an answer from controller `at` means for the rotation: an unreachable controller
+    /// is left for the next one; any answer (even a refusal) shows it is there.
+    fn heard<T>(&self, at: usize, result: &Result<T, Status>) {
+        match result {
+            Err(status) if is_unreachable(status) => {
+                self.controllers.advance(at);
+            }
+            _ => self.controllers.answered(at),
+        }
     }
 
     fn identity(&self) -> Option<AgentIdentity> {
@@ -103,15 +138,53 @@ impl Client {
         F: FnOnce(AgentServiceClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
+        self.call_at(msg, timeout, f).await.map(|(_, resp)| resp)
+    }
+
+    /// `call`, also saying which controller answered.
+    async fn call_at<Req, Resp, F, Fut>(
+        &self,
+        msg: Req,
+        timeout: Duration,
+        f: F,
+    ) -> Result<(usize, Resp), ClientError>
+    where
+        F: FnOnce(AgentServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
         let mut request = tonic::Request::new(msg);
         request.set_timeout(timeout);
         self.authorize(&mut request);
-        match tokio::time::timeout(timeout, f(self.inner.clone(), request)).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(ClientError::from_status(status)),
-            Err(_) => Err(ClientError::Transient(format!(
+        let (at, target) = self.target();
+        match self
+            .answer(at, timeout, f(target.inner.clone(), request))
+            .await
+        {
+            Ok(resp) => Ok((at, resp)),
+            Err(Some(status)) => Err(ClientError::from_status(status)),
+            Err(None) => Err(ClientError::Transient(format!(
                 "no answer within {timeout:?}"
             ))),
+        }
+    }
+
+    /// The answer of a call to controller `at` within `timeout` (`Err(None)`: none came, and
+    /// the agent moves on to the next controller).
+    async fn answer<Resp>(
+        &self,
+        at: usize,
+        timeout: Duration,
+        call: impl std::future::Future<Output = Result<tonic::Response<Resp>, Status>>,
+    ) -> Result<Resp, Option<Status>> {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => {
+                self.heard(at, &result);
+                result.map(tonic::Response::into_inner).map_err(Some)
+            }
+            Err(_) => {
+                self.controllers.advance(at);
+                Err(None)
+            }
         }
     }
 
@@ -134,10 +207,11 @@ impl Client {
     ) -> Result<UploadOutputResponse, TransferError> {
         let mut request = tonic::Request::new(chunks);
         self.authorize(&mut request);
-        let mut client = self.bulk.clone();
-        client
-            .upload_output(request)
-            .await
+        let (at, target) = self.target();
+        let mut client = target.bulk.clone();
+        let result = client.upload_output(request).await;
+        self.heard(at, &result);
+        result
             .map(tonic::Response::into_inner)
             .map_err(|s| TransferError::from_status(&s))
     }
@@ -155,15 +229,16 @@ impl Client {
         });
         request.set_timeout(RPC_TIMEOUT);
         self.authorize(&mut request);
-        let mut client = self.bulk.clone();
-        match tokio::time::timeout(RPC_TIMEOUT, client.upload_status(request)).await {
-            Ok(Ok(response)) => Ok(response.into_inner().received),
+        let (at, target) = self.target();
+        let mut client = target.bulk.clone();
+        match self
+            .answer(at, RPC_TIMEOUT, client.upload_status(request))
+            .await
+        {
+            Ok(response) => Ok(response.received),
             // Nothing of that name yet (how a controller may say so): resume from the start.
-            Ok(Err(status)) if status.code() == Code::NotFound => Ok(0),
-            Ok(Err(status)) => Err(TransferError::from_status(&status)),
-            Err(_) => Err(TransferError::Transient(format!(
-                "no answer within {RPC_TIMEOUT:?}"
-            ))),
+            Err(Some(status)) if status.code() == Code::NotFound => Ok(0),
+            Err(e) => Err(transfer_error(e, RPC_TIMEOUT)),
         }
     }
 
@@ -176,14 +251,11 @@ impl Client {
         req.agent = self.identity();
         let mut request = tonic::Request::new(req);
         self.authorize(&mut request);
-        let mut client = self.bulk.clone();
-        match tokio::time::timeout(RPC_TIMEOUT, client.fetch_input(request)).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(TransferError::from_status(&status)),
-            Err(_) => Err(TransferError::Transient(format!(
-                "no answer within {RPC_TIMEOUT:?}"
-            ))),
-        }
+        let (at, target) = self.target();
+        let mut client = target.bulk.clone();
+        self.answer(at, RPC_TIMEOUT, client.fetch_input(request))
+            .await
+            .map_err(|e| transfer_error(e, RPC_TIMEOUT))
     }
 
     /// URLs to PUT one output straight to the object store (`direct = false`: stream it).
@@ -195,17 +267,18 @@ impl Client {
         let mut request = tonic::Request::new(req);
         request.set_timeout(RPC_TIMEOUT);
         self.authorize(&mut request);
-        let mut client = self.inner.clone();
-        match tokio::time::timeout(RPC_TIMEOUT, client.grant_upload(request)).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
+        let (at, target) = self.target();
+        let mut client = target.inner.clone();
+        match self
+            .answer(at, RPC_TIMEOUT, client.grant_upload(request))
+            .await
+        {
+            Ok(response) => Ok(response),
             // A controller from before object stores: stream to it.
-            Ok(Err(status)) if status.code() == Code::Unimplemented => {
+            Err(Some(status)) if status.code() == Code::Unimplemented => {
                 Ok(GrantUploadResponse::default())
             }
-            Ok(Err(status)) => Err(TransferError::from_status(&status)),
-            Err(_) => Err(TransferError::Transient(format!(
-                "no answer within {RPC_TIMEOUT:?}"
-            ))),
+            Err(e) => Err(transfer_error(e, RPC_TIMEOUT)),
         }
     }
 
@@ -220,14 +293,12 @@ impl Client {
         let timeout = RPC_TIMEOUT * 12;
         request.set_timeout(timeout);
         self.authorize(&mut request);
-        let mut client = self.inner.clone();
-        match tokio::time::timeout(timeout, client.complete_upload(request)).await {
-            Ok(Ok(response)) => Ok(response.into_inner().size),
-            Ok(Err(status)) => Err(TransferError::from_status(&status)),
-            Err(_) => Err(TransferError::Transient(format!(
-                "no answer within {timeout:?}"
-            ))),
-        }
+        let (at, target) = self.target();
+        let mut client = target.inner.clone();
+        self.answer(at, timeout, client.complete_upload(request))
+            .await
+            .map(|response| response.size)
+            .map_err(|e| transfer_error(e, timeout))
     }
 
     /// A presigned URL of one input (`direct = false`: fetch it with `fetch_input`).
@@ -239,16 +310,17 @@ impl Client {
         let mut request = tonic::Request::new(req);
         request.set_timeout(RPC_TIMEOUT);
         self.authorize(&mut request);
-        let mut client = self.inner.clone();
-        match tokio::time::timeout(RPC_TIMEOUT, client.grant_download(request)).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) if status.code() == Code::Unimplemented => {
+        let (at, target) = self.target();
+        let mut client = target.inner.clone();
+        match self
+            .answer(at, RPC_TIMEOUT, client.grant_download(request))
+            .await
+        {
+            Ok(response) => Ok(response),
+            Err(Some(status)) if status.code() == Code::Unimplemented => {
                 Ok(GrantDownloadResponse::default())
             }
-            Ok(Err(status)) => Err(TransferError::from_status(&status)),
-            Err(_) => Err(TransferError::Transient(format!(
-                "no answer within {RPC_TIMEOUT:?}"
-            ))),
+            Err(e) => Err(transfer_error(e, RPC_TIMEOUT)),
         }
     }
 
@@ -360,7 +432,7 @@ impl Client {
                 Ok(resp) => {
                     failures.recovered();
                     info!(
-                        controller = %config.controller,
+                        controller = %self.controllers.current_url(),
                         agent_timeout_ms = resp.agent_timeout_ms,
                         "registered"
                     );
@@ -372,5 +444,37 @@ impl Client {
                 return None;
             }
         }
+    }
+}
+
+/// A transfer call's failure (`None`: no answer within `timeout`), classed for its caller.
+fn transfer_error(error: Option<Status>, timeout: Duration) -> TransferError {
+    match error {
+        Some(status) => TransferError::from_status(&status),
+        None => TransferError::Transient(format!("no answer within {timeout:?}")),
+    }
+}
+
+impl Target {
+    fn new(url: &str, config: &Config) -> Result<Target, tonic::transport::Error> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        if let Some(tls) = &config.tls {
+            endpoint = endpoint.tls_config(tls.config())?;
+        }
+        let channel = endpoint.clone().connect_lazy();
+        // Downloads: windows wide enough for a fast link with some latency; the agent consumes
+        // as it writes, so at most a window of data waits in memory.
+        let bulk = endpoint
+            .initial_stream_window_size(Some(BULK_STREAM_WINDOW))
+            .initial_connection_window_size(Some(2 * BULK_STREAM_WINDOW))
+            .connect_lazy();
+        Ok(Target {
+            inner: AgentServiceClient::new(channel),
+            bulk: AgentServiceClient::new(bulk).max_decoding_message_size(MAX_BULK_MESSAGE),
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! Agent configuration: defaults < TOML file < `FERRY_*` environment < flags, then validation.
 
+mod controllers;
 mod datasources;
 #[cfg(test)]
 mod tests;
@@ -10,6 +11,7 @@ use std::{collections::BTreeMap, ffi::OsString, path::PathBuf, time::Duration};
 use clap::Parser;
 use serde::{Deserialize, Deserializer};
 
+pub use controllers::redacted;
 pub use datasources::RawDatasource;
 
 /// Command-line flags. Every field is optional so that only flags actually given override the
@@ -24,9 +26,11 @@ pub struct Cli {
     /// TOML config file.
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Controller URL, http:// or https:// [default: http://127.0.0.1:7070].
-    #[arg(long, value_name = "URL")]
-    pub controller: Option<String>,
+    /// Controller URL, http:// or https://; repeat (or separate with commas) for several
+    /// controllers sharing one database: the agent moves to the next when one is unreachable
+    /// [default: http://127.0.0.1:7070].
+    #[arg(long = "controller", value_name = "URL", value_delimiter = ',')]
+    pub controllers: Vec<String>,
     /// Agent name [default: the hostname].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -88,7 +92,8 @@ const KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
 ];
-/// Keys whose environment value is a comma-separated list.
+/// Keys whose environment value is a comma-separated list. `FERRY_CONTROLLER` is one too, but
+/// replaces the file's `controller` and `controllers` alike (`take_controllers`).
 const LIST_KEYS: &[&str] = &["queues", "labels"];
 
 #[derive(Debug, thiserror::Error)]
@@ -114,8 +119,12 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    #[serde(default = "default_controller")]
-    pub controller: String,
+    /// One controller (the key from before there could be several).
+    #[serde(default)]
+    pub controller: Option<String>,
+    /// Several controllers sharing one database.
+    #[serde(default)]
+    pub controllers: Option<Vec<String>>,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default = "default_queues")]
@@ -161,9 +170,6 @@ impl Default for Labels {
     }
 }
 
-fn default_controller() -> String {
-    "http://127.0.0.1:7070".to_owned()
-}
 fn default_queues() -> Vec<String> {
     vec!["default".to_owned()]
 }
@@ -243,7 +249,8 @@ fn humantime_de<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> 
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub controller: String,
+    /// The controllers' URLs, in the order given (at least one).
+    pub controllers: Vec<String>,
     pub name: String,
     pub hostname: String,
     pub queues: Vec<String>,
@@ -293,21 +300,21 @@ impl Config {
                     .required(true),
             );
         }
+        let mut controllers = None;
         for (key, value) in ferry_env(env)? {
-            builder = if LIST_KEYS.contains(&key) {
-                let items: Vec<String> = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                builder.set_override(key, items)?
+            builder = if key == "controller" {
+                controllers = Some(controllers::split_list(&value));
+                builder
+            } else if LIST_KEYS.contains(&key) {
+                builder.set_override(key, controllers::split_list(&value))?
             } else {
                 builder.set_override(key, value)?
             };
         }
+        if !cli.controllers.is_empty() {
+            controllers = Some(cli.controllers);
+        }
         builder = builder
-            .set_override_option("controller", cli.controller)?
             .set_override_option("name", cli.name)?
             .set_override_option("max_tasks", cli.max_tasks.map(u64::from))?
             .set_override_option("work_dir", path_text(cli.work_dir))?
@@ -325,7 +332,8 @@ impl Config {
         if !cli.labels.is_empty() {
             builder = builder.set_override("labels", cli.labels)?;
         }
-        let raw: RawConfig = builder.build()?.try_deserialize()?;
+        let mut raw: RawConfig = builder.build()?.try_deserialize()?;
+        raw.take_controllers(controllers);
         raw.validate()
     }
 }
@@ -359,34 +367,7 @@ fn ferry_env(
 impl RawConfig {
     /// Checks every setting and produces the typed configuration.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let controller = self.controller.trim().to_owned();
-        let endpoint = tonic::transport::Endpoint::from_shared(controller.clone())
-            .map_err(|e| invalid("controller", format!("{controller:?} is not a url ({e})")))?;
-        let tls = match endpoint.uri().scheme_str() {
-            Some("http") => {
-                if let Some(key) = [
-                    ("tls_ca", &self.tls_ca),
-                    ("tls_cert", &self.tls_cert),
-                    ("tls_key", &self.tls_key),
-                ]
-                .iter()
-                .find_map(|(key, value)| value.as_ref().map(|_| *key))
-                {
-                    return Err(invalid(
-                        key,
-                        format!("TLS settings need an https:// controller, not {controller:?}"),
-                    ));
-                }
-                None
-            }
-            Some("https") => Some(self.client_tls()?),
-            _ => {
-                return Err(invalid(
-                    "controller",
-                    format!("{controller:?} must start with http:// or https://"),
-                ))
-            }
-        };
+        let (controllers, tls) = self.controller_urls()?;
         let hostname = hostname();
         let name = self.name.unwrap_or_else(|| hostname.clone());
         if name.trim().is_empty() {
@@ -444,7 +425,7 @@ impl RawConfig {
         Ok(Config {
             datasources,
             token,
-            controller,
+            controllers,
             name,
             hostname,
             queues: self.queues,

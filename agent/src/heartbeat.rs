@@ -34,7 +34,9 @@ pub fn boot_now() -> Duration {
         .unwrap_or_default()
 }
 
-/// The agent's view of its lease: when the last acknowledged heartbeat was sent.
+/// The agent's view of its lease: when the last acknowledged heartbeat was sent, whichever
+/// controller acknowledged it (they share one store, so a move to another controller neither
+/// renews nor resets the lease: only an acknowledged heartbeat does).
 #[derive(Default)]
 pub struct Lease {
     timeout_ns: AtomicU64,

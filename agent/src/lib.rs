@@ -5,6 +5,8 @@ pub mod client;
 pub mod config;
 pub mod direct;
 pub mod drain;
+#[cfg(test)]
+mod failover_tests;
 pub mod heartbeat;
 pub mod inputs;
 pub mod logs;
@@ -86,8 +88,9 @@ impl Agent {
     }
 }
 
-/// One registration's lifetime. `lost` fires when the controller no longer knows the session;
-/// `stop` ends the session's loops.
+/// One registration's lifetime. `lost` fires when a controller says it no longer knows the
+/// session (not when one cannot be reached: the agent then moves to another controller and keeps
+/// its session, see `client/controllers.rs`); `stop` ends the session's loops.
 #[derive(Clone, Default)]
 pub(crate) struct Session {
     lost: CancellationToken,
@@ -109,7 +112,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
     let client = Client::new(&config)?;
     info!(
         name = %config.name,
-        controller = %config.controller,
+        controllers = %config
+            .controllers
+            .iter()
+            .map(|url| config::redacted(url))
+            .collect::<Vec<_>>()
+            .join(","),
+        starting_with = %client.controllers().current_url(),
         queues = ?config.queues,
         max_tasks = config.max_tasks,
         work_dir = %work_dir.display(),

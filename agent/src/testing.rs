@@ -1,5 +1,6 @@
-//! A fake, in-process `AgentService` for the transfer tests: keeps uploads and inputs in
-//! memory, checks chunks as the controller does, and injects the failures a test asks for.
+//! A fake, in-process `AgentService` for the transfer and failover tests: keeps uploads and
+//! inputs in memory, checks chunks as the controller does, registers and takes heartbeats, and
+//! injects the failures a test asks for.
 
 use std::{
     collections::HashMap,
@@ -13,9 +14,14 @@ use ferry_proto::v1::{
 };
 use sha2::{Digest, Sha256};
 use tokio_stream::{wrappers::TcpListenerStream, Stream};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{client::Client, config::Config, upload::hex};
+use crate::{
+    client::{Client, Controllers},
+    config::Config,
+    upload::hex,
+};
 
 /// Failures to inject, each once unless said otherwise.
 #[derive(Default)]
@@ -32,6 +38,10 @@ pub struct Faults {
     pub cut_fetch_at: Option<u64>,
     /// Serve input bytes that differ from their published checksum.
     pub corrupt_inputs: bool,
+    /// Answer NOT_FOUND to heartbeats, as a controller that does not know the session.
+    pub unknown_session: bool,
+    /// Never answer heartbeats, as a frozen controller.
+    pub stall_heartbeats: bool,
 }
 
 #[derive(Default)]
@@ -48,6 +58,15 @@ pub struct State {
     pub inputs: HashMap<(String, String), Vec<u8>>,
     /// Offset of every `FetchInput` call, in order.
     pub fetch_offsets: Vec<u64>,
+    pub registers: u32,
+    /// The session named by every heartbeat, in order.
+    pub heartbeats: Vec<String>,
+    /// Handed to the next poll with a free slot.
+    pub assignments: Vec<Assignment>,
+    /// The session named by every poll, in order.
+    pub polls: Vec<String>,
+    /// Every `Complete` received.
+    pub completions: Vec<CompleteRequest>,
 }
 
 #[derive(Clone, Default)]
@@ -60,25 +79,47 @@ impl Fake {
 
     /// Serves on a loopback port; a client for it.
     pub async fn start(&self) -> Client {
+        let url = self.serve(CancellationToken::new()).await.0;
+        client_for(vec![url], 0)
+    }
+
+    /// Serves on a loopback port until `stop` fires; the URL, and the server's task, which
+    /// ends once the port is closed.
+    pub async fn serve(&self, stop: CancellationToken) -> (String, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let service = AgentServiceServer::new(self.clone());
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .initial_stream_window_size(Some(8 << 20))
                 .initial_connection_window_size(Some(16 << 20))
                 .add_service(service)
-                .serve_with_incoming(TcpListenerStream::new(listener))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    stop.cancelled().await
+                })
                 .await
                 .unwrap();
         });
-        let cli = crate::config::Cli {
-            controller: Some(format!("http://{addr}")),
-            ..Default::default()
-        };
-        let config = Config::load_from(cli, Vec::new()).unwrap();
-        Client::new(&config).unwrap()
+        (format!("http://{addr}"), server)
     }
+}
+
+/// A client for `urls`, starting with `urls[start]`.
+pub fn client_for(urls: Vec<String>, start: usize) -> Client {
+    let cli = crate::config::Cli {
+        controllers: urls.clone(),
+        ..Default::default()
+    };
+    let config = Config::load_from(cli, Vec::new()).unwrap();
+    Client::with_controllers(&config, Controllers::new(urls, start)).unwrap()
+}
+
+/// The URL of a loopback port nothing listens on.
+pub async fn dead_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -87,51 +128,81 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 type DataStream = Pin<Box<dyn Stream<Item = Result<DataChunk, Status>> + Send>>;
 
-fn unused<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented("not part of the fake"))
-}
-
 #[tonic::async_trait]
 impl AgentService for Fake {
     async fn register(
         &self,
         _: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        unused()
+        let mut st = self.state();
+        st.registers += 1;
+        Ok(Response::new(RegisterResponse {
+            session: format!("s-{}", st.registers),
+            agent_timeout_ms: 15_000,
+        }))
     }
-    async fn poll(&self, _: Request<PollRequest>) -> Result<Response<PollResponse>, Status> {
-        unused()
+    async fn poll(&self, request: Request<PollRequest>) -> Result<Response<PollResponse>, Status> {
+        let req = request.into_inner();
+        let assignments = {
+            let mut st = self.state();
+            st.polls.push(req.agent.unwrap_or_default().session);
+            if req.free_slots > 0 {
+                std::mem::take(&mut st.assignments)
+            } else {
+                Vec::new()
+            }
+        };
+        if assignments.is_empty() {
+            // Held open a little, as a controller holds a poll until there is work.
+            let wait = std::time::Duration::from_millis(u64::from(req.wait_ms).min(100));
+            tokio::time::sleep(wait).await;
+        }
+        Ok(Response::new(PollResponse {
+            assignments,
+            ..PollResponse::default()
+        }))
     }
     async fn heartbeat(
         &self,
-        _: Request<HeartbeatRequest>,
+        request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        unused()
+        if self.state().faults.stall_heartbeats {
+            std::future::pending::<()>().await;
+        }
+        let mut st = self.state();
+        if st.faults.unknown_session {
+            return Err(Status::not_found("session unknown"));
+        }
+        let session = request.into_inner().agent.unwrap_or_default().session;
+        st.heartbeats.push(session);
+        Ok(Response::new(HeartbeatResponse::default()))
     }
     async fn append_logs(
         &self,
         _: Request<AppendLogsRequest>,
     ) -> Result<Response<AppendLogsResponse>, Status> {
-        unused()
+        Ok(Response::new(AppendLogsResponse::default()))
     }
     type CompleteStream = Pin<Box<dyn Stream<Item = Result<CompleteResponse, Status>> + Send>>;
     async fn complete(
         &self,
-        _: Request<CompleteRequest>,
+        request: Request<CompleteRequest>,
     ) -> Result<Response<Self::CompleteStream>, Status> {
-        unused()
+        self.state().completions.push(request.into_inner());
+        let answer = Ok(CompleteResponse::default());
+        Ok(Response::new(Box::pin(tokio_stream::iter([answer]))))
     }
     async fn release(
         &self,
         _: Request<ReleaseRequest>,
     ) -> Result<Response<ReleaseResponse>, Status> {
-        unused()
+        Ok(Response::new(ReleaseResponse::default()))
     }
     async fn deregister(
         &self,
         _: Request<DeregisterRequest>,
     ) -> Result<Response<DeregisterResponse>, Status> {
-        unused()
+        Ok(Response::new(DeregisterResponse::default()))
     }
 
     async fn upload_output(

@@ -1,11 +1,11 @@
 //! `Complete`: the outcome of an attempt, and its streamed answer — the next attempts as soon
 //! as the controller has claimed them, then the end once the outcome is durable.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use ferry_proto::v1::{Assignment, CompleteRequest, CompleteResponse};
 
-use super::{Client, ClientError, RPC_TIMEOUT};
+use super::{Client, ClientError, Controllers, RPC_TIMEOUT};
 
 /// The answer to `Complete`, as it streams in.
 pub struct CompleteAnswer {
@@ -13,6 +13,9 @@ pub struct CompleteAnswer {
     /// The whole answer's deadline, the call's own.
     deadline: tokio::time::Instant,
     timeout: Duration,
+    /// The controller answering, left for the next one if the answer breaks off.
+    controllers: Arc<Controllers>,
+    at: usize,
 }
 
 impl CompleteAnswer {
@@ -21,11 +24,17 @@ impl CompleteAnswer {
     pub async fn next(&mut self) -> Result<Option<Vec<Assignment>>, ClientError> {
         match tokio::time::timeout_at(self.deadline, self.stream.message()).await {
             Ok(Ok(message)) => Ok(message.map(|m| m.assignments)),
-            Ok(Err(status)) => Err(ClientError::from_status(status)),
-            Err(_) => Err(ClientError::Transient(format!(
-                "no answer within {:?}",
-                self.timeout
-            ))),
+            Ok(Err(status)) => {
+                self.controllers.failed(self.at, &status);
+                Err(ClientError::from_status(status))
+            }
+            Err(_) => {
+                self.controllers.advance(self.at);
+                Err(ClientError::Transient(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )))
+            }
         }
     }
 }
@@ -42,13 +51,15 @@ impl Client {
             RPC_TIMEOUT * 6
         };
         let deadline = tokio::time::Instant::now() + timeout;
-        let stream = self
-            .call(req, timeout, |mut c, r| async move { c.complete(r).await })
+        let (at, stream) = self
+            .call_at(req, timeout, |mut c, r| async move { c.complete(r).await })
             .await?;
         Ok(CompleteAnswer {
             stream,
             deadline,
             timeout,
+            controllers: Arc::clone(&self.controllers),
+            at,
         })
     }
 }

@@ -18,7 +18,7 @@ fn cli(args: &[&str]) -> Cli {
 #[test]
 fn defaults() {
     let c = Config::load_from(Cli::default(), env(&[])).unwrap();
-    assert_eq!(c.controller, "http://127.0.0.1:7070");
+    assert_eq!(c.controllers, ["http://127.0.0.1:7070"]);
     assert_eq!(c.name, c.hostname);
     assert_eq!(c.queues, ["default"]);
     assert!(c.labels.is_empty());
@@ -73,7 +73,7 @@ site = "dc1"
     let path = file.path().to_str().unwrap().to_owned();
 
     let c = Config::load_from(cli(&["--config", &path]), env(&[])).unwrap();
-    assert_eq!(c.controller, "http://file:1");
+    assert_eq!(c.controllers, ["http://file:1"]);
     assert_eq!(c.name, "from-file");
     assert_eq!(c.max_tasks, 2);
     assert_eq!(c.queues, ["a", "b"]);
@@ -90,7 +90,7 @@ site = "dc1"
         ("FERRY_JOB_ID", "j1"),
     ]);
     let c = Config::load_from(cli(&["--config", &path]), vars.clone()).unwrap();
-    assert_eq!(c.controller, "http://file:1");
+    assert_eq!(c.controllers, ["http://file:1"]);
     assert_eq!(c.name, "from-env");
     assert_eq!(c.max_tasks, 3);
     assert_eq!(c.queues, ["x", "y"]);
@@ -231,4 +231,107 @@ fn tls_settings_need_https_and_usable_files() {
     assert!(e.contains("tls_key is set but tls_cert is not"), "{e}");
     let e = load_err(&["--controller", "ftp://c:1"], &[]);
     assert!(e.contains("must start with http:// or https://"), "{e}");
+}
+
+#[test]
+fn several_controllers_from_each_layer() {
+    // Flags: repeated, or separated by commas.
+    let c = Config::load_from(
+        cli(&["--controller", "http://a:1", "--controller", "http://b:1"]),
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.controllers, ["http://a:1", "http://b:1"]);
+    let c = Config::load_from(cli(&["--controller", "http://a:1,http://b:1"]), env(&[])).unwrap();
+    assert_eq!(c.controllers, ["http://a:1", "http://b:1"]);
+    // The environment: a comma-separated list.
+    let vars = [("FERRY_CONTROLLER", " http://e1:1 , http://e2:1,")];
+    let c = Config::load_from(Cli::default(), env(&vars)).unwrap();
+    assert_eq!(c.controllers, ["http://e1:1", "http://e2:1"]);
+    // The file: a list under `controllers`, or the single `controller`.
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    writeln!(
+        file,
+        r#"controllers = ["https://f1:7070", "https://f2:7070"]"#
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    let c = Config::load_from(cli(&["--config", &path]), env(&[])).unwrap();
+    assert_eq!(c.controllers, ["https://f1:7070", "https://f2:7070"]);
+    assert!(c.tls.is_some());
+    // Env over file (either key), flags over env.
+    let c = Config::load_from(cli(&["--config", &path]), env(&vars)).unwrap();
+    assert_eq!(c.controllers, ["http://e1:1", "http://e2:1"]);
+    assert!(c.tls.is_none());
+    let c = Config::load_from(
+        cli(&["--config", &path, "--controller", "http://x:1"]),
+        env(&vars),
+    )
+    .unwrap();
+    assert_eq!(c.controllers, ["http://x:1"]);
+
+    std::fs::write(
+        file.path(),
+        "controller = \"http://one:1\"\ncontrollers = [\"http://two:1\"]\n",
+    )
+    .unwrap();
+    let e = load_err(&["--config", &path], &[]);
+    assert!(e.contains("controller or controllers, not both"), "{e}");
+    // Either key is replaced by a higher layer without complaint.
+    let c = Config::load_from(
+        cli(&["--config", &path, "--controller", "http://x:1"]),
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.controllers, ["http://x:1"]);
+    std::fs::write(file.path(), "controllers = []\n").unwrap();
+    let e = load_err(&["--config", &path], &[]);
+    assert!(e.contains("at least one controller"), "{e}");
+}
+
+#[test]
+fn a_bad_controller_url_is_named() {
+    let e = load_err(
+        &["--controller", "http://ok:1", "--controller", "ftp://bad:1"],
+        &[],
+    );
+    assert!(
+        e.contains("invalid controller") && e.contains("\"ftp://bad:1\" must start with http://"),
+        "{e}"
+    );
+    let e = load_err(&[], &[("FERRY_CONTROLLER", "http://ok:1,not a url")]);
+    assert!(e.contains("\"not a url\""), "{e}");
+    let e = load_err(
+        &["--controller", "http://a:1", "--controller", "https://b:1"],
+        &[],
+    );
+    assert!(
+        e.contains("\"https://b:1\" and \"http://a:1\" differ in scheme"),
+        "{e}"
+    );
+    let e = load_err(&["--controller", "http://a:1,http://a:1"], &[]);
+    assert!(e.contains("\"http://a:1\" is listed twice"), "{e}");
+    let mut ca = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
+    writeln!(ca, "x").unwrap();
+    let ca_path = ca.path().to_str().unwrap().to_owned();
+    let e = load_err(
+        &[
+            "--controller",
+            "http://a:1,http://b:1",
+            "--tls-ca",
+            &ca_path,
+        ],
+        &[],
+    );
+    assert!(
+        e.contains("invalid tls_ca: TLS settings need an https:// controller"),
+        "{e}"
+    );
+}
+
+#[test]
+fn urls_in_logs_lose_their_credentials() {
+    assert_eq!(redacted("http://u:secret@h:1/x"), "http://h:1/x");
+    assert_eq!(redacted("https://h:1"), "https://h:1");
+    assert_eq!(redacted("http://h:1/a@b"), "http://h:1/a@b");
 }

@@ -220,7 +220,7 @@ async fn unreachable_controller_is_retried_until_the_attempt_stops() {
         l.local_addr().unwrap().port()
     };
     let cli = crate::config::Cli {
-        controller: Some(format!("http://127.0.0.1:{port}")),
+        controllers: vec![format!("http://127.0.0.1:{port}")],
         ..Default::default()
     };
     let client = Client::new(&crate::config::Config::load_from(cli, Vec::new()).unwrap()).unwrap();
