@@ -20,15 +20,17 @@ pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7070";
                   refused the call."
 )]
 pub struct Args {
-    /// URL of the controller
+    /// URL of the controller; repeat (or separate with commas) for several controllers sharing
+    /// one database: each is tried in turn when the one before cannot be reached
     #[arg(
-        long,
+        long = "controller",
         global = true,
         env = "FERRY_CONTROLLER",
         default_value = DEFAULT_CONTROLLER,
+        value_delimiter = ',',
         value_name = "URL"
     )]
-    pub controller: String,
+    pub controllers: Vec<String>,
 
     /// Human tables, or one JSON document
     #[arg(
@@ -314,7 +316,18 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.output, Format::Json);
-        assert_eq!(args.controller, "http://c:1");
+        assert_eq!(args.controllers, ["http://c:1"]);
+        let args = Args::try_parse_from([
+            "ferry",
+            "--controller",
+            "http://a:1",
+            "--controller",
+            "http://b:1,http://c:1",
+            "queues",
+            "list",
+        ])
+        .unwrap();
+        assert_eq!(args.controllers, ["http://a:1", "http://b:1", "http://c:1"]);
         let args = Args::try_parse_from([
             "ferry", "submit", "job.toml", "--param", "a=1", "--param", "b=2", "--wait",
         ])

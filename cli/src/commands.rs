@@ -18,7 +18,7 @@ use crate::{
 
 pub async fn run(args: Args) -> Result<Outcome, CliError> {
     let token = crate::client::token(args.token_file.as_deref())?;
-    let controller = Controller::new(&args.controller)?
+    let controller = Controller::new(&args.controllers)?
         .with_token(token)?
         .with_tls(
             args.tls_ca.as_deref(),

@@ -57,6 +57,9 @@ pub enum CliError {
     /// The controller's certificate is not trusted: no reconnecting mends that.
     #[error("cannot reach controller at {url}: {reason} (for a private CA, give its certificate with --tls-ca)")]
     Untrusted { url: String, reason: String },
+    /// None of several controllers could be reached: each one's URL and why, in the order tried.
+    #[error("cannot reach any controller: {}", tried_list(.tried))]
+    NoneReachable { tried: Vec<(String, String)> },
     /// Any other gRPC error.
     #[error("controller at {url} refused {call}: {}: {message}", code_words(.code))]
     Refused {
@@ -89,6 +92,7 @@ impl CliError {
             }
             CliError::Unreachable { .. }
             | CliError::Untrusted { .. }
+            | CliError::NoneReachable { .. }
             | CliError::Refused { .. }
             | CliError::Protocol(_) => CONTROLLER,
             CliError::Output(_) | CliError::Failed(_) => JOB_FAILED,
@@ -169,10 +173,30 @@ impl CliError {
         }
     }
 
+    /// The error for controllers none of which could be reached (`failures`, one each, in
+    /// the order tried): one controller's own error when there was only one.
+    pub fn none_reachable(mut failures: Vec<CliError>) -> CliError {
+        if failures.len() == 1 {
+            return failures.remove(0);
+        }
+        let tried = failures
+            .into_iter()
+            .map(|failure| match failure {
+                CliError::Unreachable { url, reason } => (url, reason),
+                CliError::Untrusted { url, reason } => (
+                    url,
+                    format!("{reason}; for a private CA, give its certificate with --tls-ca"),
+                ),
+                other => (String::new(), other.to_string()),
+            })
+            .collect();
+        CliError::NoneReachable { tried }
+    }
+
     /// Whether a watch should reconnect and try again after this error.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CliError::Unreachable { .. } => true,
+            CliError::Unreachable { .. } | CliError::NoneReachable { .. } => true,
             // What a controller restart or a dropped connection looks like mid-stream.
             CliError::Refused { code, .. } => matches!(
                 code,
@@ -216,6 +240,15 @@ fn lowercase_first(text: &str) -> String {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
     }
+}
+
+/// `http://a:7070 (connection refused), http://b:7070 (no connection within 10s)`.
+fn tried_list(tried: &[(String, String)]) -> String {
+    tried
+        .iter()
+        .map(|(url, reason)| format!("{url} ({reason})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn code_words(code: &Code) -> &'static str {
@@ -320,5 +353,33 @@ mod tests {
             "cannot reach controller at http://127.0.0.1:7070: connection refused"
         );
         assert_eq!(err.exit_code(), 3);
+    }
+
+    #[test]
+    fn none_reachable_names_every_controller_and_why() {
+        let down = |url: &str, reason: &str| CliError::Unreachable {
+            url: url.into(),
+            reason: reason.into(),
+        };
+        let one = CliError::none_reachable(vec![down("http://a:1", "connection refused")]);
+        assert_eq!(
+            one.to_string(),
+            "cannot reach controller at http://a:1: connection refused"
+        );
+        let err = CliError::none_reachable(vec![
+            down("http://a:1", "connection refused"),
+            CliError::Untrusted {
+                url: "http://b:1".into(),
+                reason: "invalid peer certificate: UnknownIssuer".into(),
+            },
+        ]);
+        assert_eq!(
+            err.to_string(),
+            "cannot reach any controller: http://a:1 (connection refused), http://b:1 (invalid \
+             peer certificate: UnknownIssuer; for a private CA, give its certificate with \
+             --tls-ca)"
+        );
+        assert_eq!(err.exit_code(), 3);
+        assert!(err.is_retryable());
     }
 }

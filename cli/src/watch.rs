@@ -1,8 +1,8 @@
 //! Live progress of a job from the `WatchJob` stream, on standard error.
 //!
 //! A line is printed whenever the picture changes, then the outcome. When the stream breaks
-//! (a controller restart) it reconnects with backoff, and gives up after about a minute
-//! without hearing from the controller.
+//! (a controller restart) it reconnects with backoff — to the next controller first when
+//! several are given — and gives up after about a minute without hearing from any.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub async fn watch(controller: &Controller, job_id: &str) -> Result<Job, CliErro
         if !err.is_retryable() {
             return Err(err);
         }
+        // Lost: the next connection tries the next controller first (they share one store).
+        controller.move_on();
         match retry.next_delay() {
             Some(delay) => {
                 if retry.attempts == 1 {
@@ -45,8 +47,13 @@ pub async fn watch(controller: &Controller, job_id: &str) -> Result<Job, CliErro
             }
             None => {
                 eprintln!(
-                    "gave up after {}s without the controller",
-                    GIVE_UP_AFTER.as_secs()
+                    "gave up after {}s without {}",
+                    GIVE_UP_AFTER.as_secs(),
+                    if controller.has_several() {
+                        "any controller"
+                    } else {
+                        "the controller"
+                    }
                 );
                 return Err(err);
             }
@@ -90,7 +97,11 @@ async fn follow(
             });
         };
         if retry.attempts > 0 {
-            eprintln!("reconnected to the controller");
+            if controller.has_several() {
+                eprintln!("reconnected to the controller at {}", controller.url());
+            } else {
+                eprintln!("reconnected to the controller");
+            }
         }
         *retry = Retry::default();
         progress.show(&job);
@@ -109,13 +120,19 @@ fn is_finished(state: JobState) -> bool {
 
 /// Reconnection backoff, counted from the first failure since the controller was last heard.
 #[derive(Default)]
-struct Retry {
+pub(crate) struct Retry {
     since: Option<Instant>,
     attempts: u32,
 }
 
 impl Retry {
-    fn next_delay(&mut self) -> Option<Duration> {
+    /// A failure has been met since the controller was last heard.
+    pub(crate) fn is_retrying(&self) -> bool {
+        self.attempts > 0
+    }
+
+    /// The next delay, or `None` once `GIVE_UP_AFTER` has passed since the first failure.
+    pub(crate) fn next_delay(&mut self) -> Option<Duration> {
         let since = *self.since.get_or_insert_with(Instant::now);
         if since.elapsed() >= GIVE_UP_AFTER {
             return None;

@@ -6,6 +6,8 @@ mod fake_controller;
 #[path = "cli/support.rs"]
 mod support;
 
+#[path = "cli/failover.rs"]
+mod failover;
 #[path = "cli/inspect.rs"]
 mod inspect;
 #[path = "cli/results.rs"]

@@ -35,6 +35,11 @@ pub struct Script {
     /// The first download of each file breaks after this many bytes.
     pub break_downloads_at: Option<usize>,
     pub downloads: Vec<DownloadResultRequest>,
+    /// The first GetLogs stream breaks (UNAVAILABLE) after this many events.
+    pub break_logs_after: Option<usize>,
+    /// The logs are whole: no event says older output was cut.
+    pub logs_whole: bool,
+    pub log_requests: Vec<GetLogsRequest>,
 }
 
 /// A published output whose listed checksum matches its bytes.
@@ -153,8 +158,14 @@ impl JobService for Fake {
 
     async fn get_logs(
         &self,
-        _: Request<GetLogsRequest>,
+        request: Request<GetLogsRequest>,
     ) -> Result<Response<Self::GetLogsStream>, Status> {
+        let mut script = self.0.lock().unwrap();
+        script.log_requests.push(request.into_inner());
+        let cut = !script.logs_whole;
+        let break_after = script
+            .break_logs_after
+            .filter(|_| script.log_requests.len() == 1);
         let event = |stream: LogStream, data: &str, truncated_before| {
             Ok(LogEvent {
                 attempt: 1,
@@ -163,11 +174,16 @@ impl JobService for Fake {
                 truncated_before,
             })
         };
-        Ok(Response::new(Box::pin(tokio_stream::iter(vec![
-            event(LogStream::Stdout, "out 1\n", true),
+        let mut items = vec![
+            event(LogStream::Stdout, "out 1\n", cut),
             event(LogStream::Stderr, "err 1\n", false),
             event(LogStream::Stdout, "out 2\n", false),
-        ]))))
+        ];
+        if let Some(n) = break_after {
+            items.truncate(n);
+            items.push(Err(Status::unavailable("controller shutting down")));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
 
     async fn list_agents(
