@@ -3,15 +3,16 @@
 #   sudo deploy/install-agent.sh --binary target/release/ferry-agent \
 #        --controller http://ferry-controller.internal:7070 --queue onprem --label site=dc1 \
 #        --token-file ./agent.token
+#   --controller may be repeated for several controllers sharing one database.
 #   With an https:// controller: --tls-ca ca.pem (its CA, if not a public one) and, when it
 #   requires client certificates, --tls-cert agent.pem --tls-key agent.key.
 # Creates the `ferry` user, /etc/ferry/agent.toml (unless it exists) and starts the service.
 set -euo pipefail
-binary="" controller="" token="" tls_ca="" tls_cert="" tls_key="" queues=() labels=()
+binary="" controllers=() token="" tls_ca="" tls_cert="" tls_key="" queues=() labels=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary="$2"; shift 2 ;;
-    --controller) controller="$2"; shift 2 ;;
+    --controller) controllers+=("$2"); shift 2 ;;
     --queue) queues+=("$2"); shift 2 ;;
     --label) labels+=("$2"); shift 2 ;;
     --token-file) token="$2"; shift 2 ;;
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$binary" ] && [ -x "$binary" ] || { echo "install-agent: --binary must name the ferry-agent executable" >&2; exit 2; }
-[ -n "$controller" ] || { echo "install-agent: --controller URL is required" >&2; exit 2; }
+[ ${#controllers[@]} -gt 0 ] || { echo "install-agent: --controller URL is required" >&2; exit 2; }
 if { [ -n "$tls_cert" ] && [ -z "$tls_key" ]; } || { [ -z "$tls_cert" ] && [ -n "$tls_key" ]; }; then
   echo "install-agent: --tls-cert and --tls-key go together" >&2; exit 2
 fi
@@ -41,7 +42,11 @@ done
 [ -z "$tls_key" ] || install -D -m 0640 -o root -g ferry "$tls_key" "/etc/ferry/tls/$(basename "$tls_key")"
 if [ ! -f /etc/ferry/agent.toml ]; then
   {
-    echo "controller = \"$controller\""
+    if [ ${#controllers[@]} -eq 1 ]; then
+      echo "controller = \"${controllers[0]}\""
+    else
+      printf 'controllers = ['; printf '"%s", ' "${controllers[@]}" | sed 's/, $//'; echo ']'
+    fi
     printf 'queues = ['; printf '"%s", ' "${queues[@]}" | sed 's/, $//'; echo ']'
     echo 'work_dir = "/var/lib/ferry-agent/work"'
     [ -n "$token" ] && echo 'token_file = "/etc/ferry/agent.token"'
