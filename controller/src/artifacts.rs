@@ -11,6 +11,7 @@ mod handles;
 mod names;
 pub mod object;
 pub mod retention;
+pub mod shared_dir;
 
 use files::*;
 pub use names::check_name;

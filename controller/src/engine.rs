@@ -314,6 +314,12 @@ impl Engine {
             .register(&name, &session, queues, labels);
         tracing::info!(lost = effects.jobs.len(), "agent registered");
         self.publish(effects);
+        // Another controller caching the name's earlier session drops it (this one reads the
+        // new session back once).
+        self.notify(Wakes {
+            agents: vec![name],
+            ..Wakes::default()
+        });
         Ok(session)
     }
 

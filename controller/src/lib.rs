@@ -41,6 +41,8 @@ pub enum RunError {
     Serve(#[from] tonic::transport::Error),
     #[error("setting up TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    SharedDir(#[from] artifacts::shared_dir::SharedDirError),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -71,6 +73,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         }
         None => None,
     };
+    // Several controllers share a PostgreSQL store: outputs kept in a data directory must be
+    // readable by all of them.
+    if objects.is_none() && !config.store_url.starts_with("sqlite://") {
+        artifacts::shared_dir::check(store.as_ref(), &config.artifacts.root).await?;
+    }
     let mut engine = engine::Engine::new(
         config.engine.clone(),
         store.clone(),

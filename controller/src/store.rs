@@ -4,6 +4,7 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -348,6 +349,10 @@ pub trait Store: Send + Sync + 'static {
     async fn read_logs(&self, attempt: &AttemptKey, after_seq: i64) -> Result<LogPage, StoreError>;
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError>;
 
+    /// Stores `value` under the setting `key` unless one is there already, and returns the
+    /// stored value: the first controller binds it, later ones learn it.
+    async fn bind_setting(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
     /// Takes the singleton `role` if no other controller holds it (`None` otherwise). The role
     /// is held until the returned value is dropped or its connection breaks.
     async fn lead(&self, role: &str) -> Result<Option<Box<dyn Leadership>>, StoreError>;
@@ -371,7 +376,10 @@ pub async fn open(
         let store = sqlite::SqliteStore::open(std::path::Path::new(path)).await?;
         return Ok(std::sync::Arc::new(store));
     }
-    let _ = password;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::PostgresStore::open(url, password).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
     Err(StoreError::UnsupportedUrl(redact_url(url)))
 }
 

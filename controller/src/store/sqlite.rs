@@ -11,6 +11,7 @@ mod logs;
 mod migrate;
 mod outputs;
 mod readers;
+mod settings;
 mod transitions;
 mod watermarks;
 mod writer;
@@ -32,6 +33,7 @@ use crate::model::{
 };
 use crate::notify::{InProcess, Notifier, WakeSink};
 
+pub(crate) use readers::ReadTx;
 use readers::{ReaderPool, READ_NOW_MAX_ATTEMPTS, READ_NOW_MAX_TASKS};
 
 pub struct SqliteStore {
@@ -72,31 +74,6 @@ pub(crate) fn exec(
         .map_err(backend)
 }
 
-/// A read transaction on a reader connection: one consistent snapshot for several queries,
-/// with `BEGIN` and `COMMIT` from the statement cache. Ends when dropped.
-pub(crate) struct ReadTx<'c>(&'c Connection);
-
-impl<'c> ReadTx<'c> {
-    pub(crate) fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
-        exec(conn, "BEGIN", [])?;
-        Ok(Self(conn))
-    }
-}
-
-impl std::ops::Deref for ReadTx<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        self.0
-    }
-}
-
-impl Drop for ReadTx<'_> {
-    fn drop(&mut self) {
-        let _ = exec(self.0, "COMMIT", []);
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date
     /// (`migrate`); refuses a database whose schema is newer than this binary.
@@ -119,7 +96,7 @@ impl SqliteStore {
                      PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(backend)?;
-                migrate::apply(&mut conn, wall_clock())?;
+                migrate::apply(&mut conn, migrate::wall_clock())?;
                 conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 Ok(conn)
             }
@@ -462,6 +439,13 @@ impl Store for SqliteStore {
     }
 
     /// A SQLite store is owned by one controller: every role is its own, for good.
+    async fn bind_setting(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.writer
+            .write(move |conn| settings::bind(conn, &key, &value))
+            .await
+    }
+
     async fn lead(&self, _role: &str) -> Result<Option<Box<dyn Leadership>>, StoreError> {
         Ok(Some(Box::new(Owned)))
     }
@@ -483,13 +467,6 @@ impl Leadership for Owned {
     async fn still_held(&mut self) -> bool {
         true
     }
-}
-
-/// Milliseconds since the Unix epoch, for the record of when a migration was applied.
-fn wall_clock() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 #[cfg(test)]

@@ -27,6 +27,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "agent_liveness",
         sql: include_str!("migrations/0002_agent_liveness.sql"),
     },
+    Migration {
+        version: 3,
+        name: "settings",
+        sql: include_str!("migrations/0003_settings.sql"),
+    },
 ];
 
 /// The highest schema version this binary knows.
@@ -85,6 +90,13 @@ pub(super) fn apply(conn: &mut Connection, now: Millis) -> Result<(), StoreError
         tracing::info!(version = m.version, name = m.name, "store schema migrated");
     }
     tx.commit().map_err(backend)
+}
+
+/// Milliseconds since the Unix epoch, for the record of when a migration was applied.
+pub(super) fn wall_clock() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 #[cfg(test)]
