@@ -1,29 +1,148 @@
 //! The conformance suite every `Store` backend must pass: the transitions of DESIGN.md
 //! (claim, fencing, DAG release, retries, lost attempts, cancel, hand-back, timeouts, logs),
-//! written once against the trait. Each backend's tests call `run_all` on a fresh store.
-//! `early.rs` holds the claims handed out before their transaction is durable, `recovery.rs`
-//! work taken back (lost, cancelled, handed back, timed out), `outputs.rs` and `watermarks.rs`
-//! the scenarios of published outputs and of extracts.
+//! written once against the trait, and instantiated per backend with
+//! [`store_conformance_suite!`]: one test per scenario, each on a fresh database.
+//! `basics.rs` holds the core transitions, `early.rs` the claims handed out before their
+//! transaction is durable, `recovery.rs` work taken back (lost, cancelled, handed back, timed
+//! out), `outputs.rs` and `watermarks.rs` published outputs and extracts, `agents.rs` agents'
+//! liveness, `races.rs` two controllers racing on one database.
 
+mod agents;
+mod basics;
 mod early;
 mod outputs;
+mod races;
 mod recovery;
 mod watermarks;
 
-use early::*;
-use outputs::*;
-use recovery::*;
-use watermarks::*;
+pub(crate) use agents::*;
+pub(crate) use basics::*;
+pub(crate) use early::*;
+pub(crate) use outputs::*;
+pub(crate) use races::*;
+pub(crate) use recovery::*;
+pub(crate) use watermarks::*;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::{ClaimRequest, Completion, Effects, Store, StoreError};
 use crate::model::{
-    AttemptFinish, AttemptKey, AttemptReport, AttemptState, Backfill, ExtractColumn, ExtractInfo,
-    ExtractRange, JobState, LogChunk, NewJob, Outcome, OutputFile, RetryPolicy, TaskKind, TaskSpec,
-    TaskState,
+    AgentState, AttemptFinish, AttemptKey, AttemptReport, AttemptState, Backfill, ExtractColumn,
+    ExtractInfo, ExtractRange, JobState, LogChunk, NewJob, Outcome, OutputFile, RetryPolicy,
+    TaskKind, TaskSpec, TaskState,
 };
+
+/// A backend under test: each value is one fresh, empty database, which `open` opens as many
+/// times as asked, each a handle of its own, as separate controllers sharing that database
+/// would (two `open`s are two controllers).
+#[async_trait]
+pub(crate) trait TestBackend: Send + Sync {
+    async fn open(&self) -> Arc<dyn Store>;
+}
+
+/// One `#[tokio::test]` per conformance scenario, each on a fresh database: `$backend` is an
+/// async expression of a `Box<dyn TestBackend>`, evaluated once per test. Invoke it inside a
+/// module of the backend's tests:
+///
+/// ```ignore
+/// mod conformance {
+///     crate::store::conformance::store_conformance_suite!(super::fresh_backend());
+/// }
+/// ```
+macro_rules! store_conformance_suite {
+    ($backend:expr) => {
+        $crate::store::conformance::store_conformance_suite!(@store $backend;
+            claims_need_a_live_session,
+            submit_serves_parked_claims,
+            completion_hands_its_claims_early,
+            dag_runs_in_order,
+            failure_skips_downstream_and_fails_job,
+            retries_after_backoff,
+            lost_attempts_are_fenced_and_requeued,
+            labels_route_tasks,
+            cancel_stops_running_attempts,
+            release_requeues_without_counting,
+            controller_times_out_unreported_attempts,
+            idempotency_key_returns_the_same_job,
+            logs_keep_a_bounded_tail,
+            outputs_publish_with_the_success_and_become_inputs,
+            fenced_or_failed_completions_publish_nothing,
+            retention_reads_job_ends_and_forgets_outputs,
+            watermarks_move_only_with_a_current_success,
+            backfills_extract_a_range_and_leave_the_watermark,
+            watermarks_are_set_and_reset_by_hand,
+            queue_stats_count_queued_and_running,
+            agents_are_touched_and_found_silent);
+        $crate::store::conformance::store_conformance_suite!(@backend $backend;
+            two_controllers_never_hand_out_an_attempt_twice,
+            a_completion_racing_agent_death_ends_one_way,
+            two_controllers_declaring_one_death_requeue_once);
+    };
+    (@store $backend:expr; $($scenario:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let backend: Box<dyn $crate::store::conformance::TestBackend> = $backend.await;
+                let store = backend.open().await;
+                $crate::store::conformance::$scenario(&store).await;
+            }
+        )+
+    };
+    (@backend $backend:expr; $($scenario:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let backend: Box<dyn $crate::store::conformance::TestBackend> = $backend.await;
+                $crate::store::conformance::$scenario(backend.as_ref()).await;
+            }
+        )+
+    };
+}
+pub(crate) use store_conformance_suite;
+
+/// Every scenario in turn on one store, which must be empty; the two-controller scenarios get
+/// that one handle twice. Kept until every backend instantiates [`store_conformance_suite!`];
+/// lists the same scenarios.
+pub async fn run_all(store: Arc<dyn Store>) {
+    claims_need_a_live_session(&store).await;
+    submit_serves_parked_claims(&store).await;
+    completion_hands_its_claims_early(&store).await;
+    dag_runs_in_order(&store).await;
+    failure_skips_downstream_and_fails_job(&store).await;
+    retries_after_backoff(&store).await;
+    lost_attempts_are_fenced_and_requeued(&store).await;
+    labels_route_tasks(&store).await;
+    cancel_stops_running_attempts(&store).await;
+    release_requeues_without_counting(&store).await;
+    controller_times_out_unreported_attempts(&store).await;
+    idempotency_key_returns_the_same_job(&store).await;
+    logs_keep_a_bounded_tail(&store).await;
+    outputs_publish_with_the_success_and_become_inputs(&store).await;
+    fenced_or_failed_completions_publish_nothing(&store).await;
+    retention_reads_job_ends_and_forgets_outputs(&store).await;
+    watermarks_move_only_with_a_current_success(&store).await;
+    backfills_extract_a_range_and_leave_the_watermark(&store).await;
+    watermarks_are_set_and_reset_by_hand(&store).await;
+    queue_stats_count_queued_and_running(&store).await;
+    agents_are_touched_and_found_silent(&store).await;
+    let shared = Shared(store);
+    two_controllers_never_hand_out_an_attempt_twice(&shared).await;
+    a_completion_racing_agent_death_ends_one_way(&shared).await;
+    two_controllers_declaring_one_death_requeue_once(&shared).await;
+}
+
+/// A backend of one store handle, opened again as itself.
+struct Shared(Arc<dyn Store>);
+
+#[async_trait]
+impl TestBackend for Shared {
+    async fn open(&self) -> Arc<dyn Store> {
+        self.0.clone()
+    }
+}
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -78,6 +197,20 @@ fn registration(name: &str) -> super::AgentRegistration {
     }
 }
 
+/// Registers these agents (session `NAME-1`, queue `q`), unless one already is, ready, under
+/// that session.
+async fn agents(store: &Arc<dyn Store>, names: &[&str]) {
+    for name in names {
+        let reg = registration(name);
+        match store.get_agent(name).await.unwrap() {
+            Some(a) if a.session == reg.session && a.state == AgentState::Ready => {}
+            _ => {
+                store.register_agent(reg, T0).await.unwrap();
+            }
+        }
+    }
+}
+
 fn finish(agent: &str, attempt: &AttemptKey, outcome: Outcome) -> AttemptFinish {
     AttemptFinish {
         agent: agent.into(),
@@ -128,325 +261,4 @@ async fn end(
         .complete(completion(agent, key, outcome, vec![]), None, now)
         .await?;
     Ok(effects)
-}
-
-/// Runs every scenario on `store`, which must be empty.
-pub async fn run_all(store: Arc<dyn Store>) {
-    for agent in ["w", "w2", "other", "plain", "dc1-agent"] {
-        store.register_agent(registration(agent), T0).await.unwrap();
-    }
-    claims_need_a_live_session(&store).await;
-    submit_serves_parked_claims(&store).await;
-    completion_hands_its_claims_early(&store).await;
-    dag_runs_in_order(&store).await;
-    failure_skips_downstream_and_fails_job(&store).await;
-    retries_after_backoff(&store).await;
-    lost_attempts_are_fenced_and_requeued(&store).await;
-    labels_route_tasks(&store).await;
-    cancel_stops_running_attempts(&store).await;
-    release_requeues_without_counting(&store).await;
-    controller_times_out_unreported_attempts(&store).await;
-    idempotency_key_returns_the_same_job(&store).await;
-    logs_keep_a_bounded_tail(&store).await;
-    outputs_publish_with_the_success_and_become_inputs(&store).await;
-    fenced_or_failed_completions_publish_nothing(&store).await;
-    retention_reads_job_ends_and_forgets_outputs(&store).await;
-    watermarks_move_only_with_a_current_success(&store).await;
-    backfills_extract_a_range_and_leave_the_watermark(&store).await;
-    watermarks_are_set_and_reset_by_hand(&store).await;
-    queue_stats_count_queued_and_running(&store).await;
-}
-
-async fn claims_need_a_live_session(store: &Arc<dyn Store>) {
-    store
-        .submit_job(job("session", vec![task("a", &[])]), T0)
-        .await
-        .unwrap();
-    let mut stale = claim_req("w", 1);
-    stale.session = "w-0".into();
-    assert!(
-        store.claim(stale, T0).await.unwrap().assignments.is_empty(),
-        "an old session claims nothing"
-    );
-    assert!(store
-        .claim(claim_req("nobody", 1), T0)
-        .await
-        .unwrap()
-        .assignments
-        .is_empty());
-    store
-        .set_agent_state("w", crate::model::AgentState::Draining)
-        .await
-        .unwrap();
-    assert!(
-        store
-            .claim(claim_req("w", 1), T0)
-            .await
-            .unwrap()
-            .assignments
-            .is_empty(),
-        "a draining agent claims nothing"
-    );
-    store.register_agent(registration("w"), T0).await.unwrap();
-    let a = store
-        .claim(claim_req("w", 1), T0)
-        .await
-        .unwrap()
-        .assignments
-        .remove(0);
-    end(store, "w", &a.attempt, Outcome::Succeeded, T0)
-        .await
-        .unwrap();
-}
-
-async fn dag_runs_in_order(store: &Arc<dyn Store>) {
-    let id = store
-        .submit_job(
-            job(
-                "dag",
-                vec![task("a", &[]), task("b", &["a"]), task("c", &["a", "b"])],
-            ),
-            T0,
-        )
-        .await
-        .unwrap()
-        .job_id;
-    let first = store
-        .claim(claim_req("w", 8), T0)
-        .await
-        .unwrap()
-        .assignments;
-    assert_eq!(first.len(), 1, "only the root is eligible");
-    assert_eq!(first[0].attempt.task_id, "a");
-    assert_eq!(first[0].params["day"], "1");
-    assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Running);
-    end(store, "w", &first[0].attempt, Outcome::Succeeded, T0 + 1)
-        .await
-        .unwrap();
-    let second = store
-        .claim(claim_req("w", 8), T0 + 2)
-        .await
-        .unwrap()
-        .assignments;
-    assert_eq!(
-        second
-            .iter()
-            .map(|a| a.attempt.task_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["b"]
-    );
-    end(store, "w", &second[0].attempt, Outcome::Succeeded, T0 + 3)
-        .await
-        .unwrap();
-    let third = store
-        .claim(claim_req("w", 8), T0 + 4)
-        .await
-        .unwrap()
-        .assignments;
-    assert_eq!(third[0].attempt.task_id, "c");
-    end(store, "w", &third[0].attempt, Outcome::Succeeded, T0 + 5)
-        .await
-        .unwrap();
-    let done = store.get_job(&id).await.unwrap();
-    assert_eq!(done.state, JobState::Succeeded);
-    assert_eq!(done.finished_at, Some(T0 + 5));
-}
-
-async fn failure_skips_downstream_and_fails_job(store: &Arc<dyn Store>) {
-    let id = store
-        .submit_job(
-            job(
-                "fail",
-                vec![
-                    task("a", &[]),
-                    task("b", &["a"]),
-                    task("c", &["b"]),
-                    task("d", &[]),
-                ],
-            ),
-            T0,
-        )
-        .await
-        .unwrap()
-        .job_id;
-    let claimed = store
-        .claim(claim_req("w", 8), T0)
-        .await
-        .unwrap()
-        .assignments;
-    assert_eq!(claimed.len(), 2);
-    for a in &claimed {
-        let outcome = if a.attempt.task_id == "a" {
-            Outcome::Failed
-        } else {
-            Outcome::Succeeded
-        };
-        end(store, "w", &a.attempt, outcome, T0 + 1).await.unwrap();
-    }
-    assert_eq!(task_state(store, &id, "a").await, TaskState::Failed);
-    assert_eq!(task_state(store, &id, "b").await, TaskState::Skipped);
-    assert_eq!(task_state(store, &id, "c").await, TaskState::Skipped);
-    assert_eq!(task_state(store, &id, "d").await, TaskState::Succeeded);
-    assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Failed);
-}
-
-async fn retries_after_backoff(store: &Arc<dyn Store>) {
-    let mut t = task("r", &[]);
-    t.retry = RetryPolicy {
-        max_attempts: 2,
-        initial_delay_ms: 1_000,
-        max_delay_ms: 1_000,
-    };
-    let id = store
-        .submit_job(job("retry", vec![t]), T0)
-        .await
-        .unwrap()
-        .job_id;
-    let a1 = store
-        .claim(claim_req("w", 1), T0)
-        .await
-        .unwrap()
-        .assignments
-        .remove(0);
-    end(store, "w", &a1.attempt, Outcome::Failed, T0)
-        .await
-        .unwrap();
-    let early = store.claim(claim_req("w", 1), T0 + 100).await.unwrap();
-    assert!(early.assignments.is_empty(), "backoff holds the retry");
-    let ready = early.next_ready_at.expect("the retry's time is known");
-    assert!((T0 + 500..=T0 + 1_000).contains(&ready), "{ready}");
-    let a2 = store
-        .claim(claim_req("w", 1), T0 + 1_000)
-        .await
-        .unwrap()
-        .assignments
-        .remove(0);
-    assert_eq!(a2.attempt.attempt, 2);
-    end(store, "w", &a2.attempt, Outcome::Succeeded, T0 + 1_001)
-        .await
-        .unwrap();
-    let done = store.get_job(&id).await.unwrap();
-    assert_eq!(done.state, JobState::Succeeded);
-    let states: Vec<_> = done.tasks[0].attempts.iter().map(|a| a.state).collect();
-    assert_eq!(states, vec![AttemptState::Failed, AttemptState::Succeeded]);
-}
-
-async fn idempotency_key_returns_the_same_job(store: &Arc<dyn Store>) {
-    let mut j = job("idem", vec![task("a", &[])]);
-    j.idempotency_key = Some("k1".into());
-    let first = store.submit_job(j.clone(), T0).await.unwrap();
-    let second = store.submit_job(j.clone(), T0 + 1).await.unwrap();
-    assert_eq!(first.job_id, second.job_id);
-    assert!(second.existing);
-    j.tasks[0].id = "other".into();
-    let conflict = store.submit_job(j, T0 + 2).await;
-    assert!(
-        matches!(conflict, Err(StoreError::Conflict(_))),
-        "{conflict:?}"
-    );
-    let a = store
-        .claim(claim_req("w", 1), T0 + 3)
-        .await
-        .unwrap()
-        .assignments
-        .remove(0);
-    end(store, "w", &a.attempt, Outcome::Succeeded, T0 + 4)
-        .await
-        .unwrap();
-}
-
-async fn logs_keep_a_bounded_tail(store: &Arc<dyn Store>) {
-    store
-        .submit_job(job("logs", vec![task("a", &[])]), T0)
-        .await
-        .unwrap();
-    let a = store
-        .claim(claim_req("w", 1), T0)
-        .await
-        .unwrap()
-        .assignments
-        .remove(0);
-    for i in 0..10u8 {
-        let chunk = LogChunk {
-            stderr: i % 2 == 1,
-            data: vec![b'0' + i; 1_000],
-        };
-        store
-            .append_logs("w", &a.attempt, vec![chunk], 0, 4_096)
-            .await
-            .unwrap();
-    }
-    let page = store.read_logs(&a.attempt, 0).await.unwrap();
-    assert!(page.truncated);
-    assert!(!page.finished);
-    let kept: Vec<u8> = page
-        .chunks
-        .iter()
-        .flat_map(|(_, c)| c.data.clone())
-        .collect();
-    assert!(kept.len() <= 4_096, "{}", kept.len());
-    assert_eq!(*kept.last().unwrap(), b'9', "the tail is kept");
-    let mut last = completion("w", &a.attempt, Outcome::Succeeded, vec![]);
-    last.report.logs = vec![LogChunk {
-        stderr: false,
-        data: b"end".to_vec(),
-    }];
-    last.log_limit = 4_096;
-    store.complete(last, None, T0 + 1).await.unwrap();
-    let page = store.read_logs(&a.attempt, 0).await.unwrap();
-    assert!(page.finished);
-    assert_eq!(page.chunks.last().unwrap().1.data, b"end");
-}
-
-async fn queue_stats_count_queued_and_running(store: &Arc<dyn Store>) {
-    let counts = |stats: Vec<crate::model::QueueStats>| -> Vec<(String, u32, u32)> {
-        stats
-            .into_iter()
-            .filter(|q| q.name.starts_with("stats-"))
-            .map(|q| (q.name, q.queued, q.running))
-            .collect()
-    };
-    store
-        .submit_job(
-            job(
-                "stats",
-                vec![
-                    on_queue(task("a", &[]), "stats-b"),
-                    on_queue(task("b", &[]), "stats-b"),
-                    on_queue(task("c", &[]), "stats-a"),
-                ],
-            ),
-            T0,
-        )
-        .await
-        .unwrap();
-    let mut req = claim_req("w", 1);
-    req.queues = vec!["stats-b".into()];
-    let claimed = store.claim(req, T0).await.unwrap();
-    assert_eq!(claimed.assignments.len(), 1);
-    let expected = |b_running| {
-        vec![
-            ("stats-a".to_string(), 1, 0),
-            ("stats-b".to_string(), 1, b_running),
-        ]
-    };
-    assert_eq!(
-        counts(store.queue_stats().await.unwrap()),
-        expected(1),
-        "per queue, in name order"
-    );
-    end(
-        store,
-        "w",
-        &claimed.assignments[0].attempt,
-        Outcome::Succeeded,
-        T0,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        counts(store.queue_stats().await.unwrap()),
-        expected(0),
-        "a finished task counts no more"
-    );
 }

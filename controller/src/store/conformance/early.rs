@@ -3,7 +3,8 @@
 
 use super::*;
 
-pub(super) async fn submit_serves_parked_claims(store: &Arc<dyn Store>) {
+pub(crate) async fn submit_serves_parked_claims(store: &Arc<dyn Store>) {
+    agents(store, &["other", "w", "w2"]).await;
     let mut elsewhere = claim_req("other", 1);
     elsewhere.queues = vec!["elsewhere".into()];
     let written = store
@@ -50,7 +51,8 @@ pub(super) async fn submit_serves_parked_claims(store: &Arc<dyn Store>) {
     );
 }
 
-pub(super) async fn completion_hands_its_claims_early(store: &Arc<dyn Store>) {
+pub(crate) async fn completion_hands_its_claims_early(store: &Arc<dyn Store>) {
+    agents(store, &["w"]).await;
     let id = store
         .submit_job(job("early", vec![task("a", &[]), task("b", &["a"])]), T0)
         .await

@@ -19,7 +19,7 @@ fn file(name: &str, size: u64) -> OutputFile {
     }
 }
 
-pub(super) async fn outputs_publish_with_the_success_and_become_inputs(store: &Arc<dyn Store>) {
+pub(crate) async fn outputs_publish_with_the_success_and_become_inputs(store: &Arc<dyn Store>) {
     let (reg, claim) = outputs_agent("out-a");
     store.register_agent(reg, T0).await.unwrap();
     let id = store
@@ -130,7 +130,7 @@ pub(super) async fn outputs_publish_with_the_success_and_become_inputs(store: &A
     assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Succeeded);
 }
 
-pub(super) async fn fenced_or_failed_completions_publish_nothing(store: &Arc<dyn Store>) {
+pub(crate) async fn fenced_or_failed_completions_publish_nothing(store: &Arc<dyn Store>) {
     let (reg, claim) = outputs_agent("out-b");
     store.register_agent(reg.clone(), T0).await.unwrap();
     let mut spec = on_queue(task("t", &[]), "outputs");
@@ -185,9 +185,29 @@ pub(super) async fn fenced_or_failed_completions_publish_nothing(store: &Arc<dyn
     assert!(store.list_outputs(&id, None).await.unwrap().is_empty());
 }
 
-pub(super) async fn retention_reads_job_ends_and_forgets_outputs(store: &Arc<dyn Store>) {
-    let jobs = store.list_jobs(None, 1000).await.unwrap();
-    let outputs = jobs.iter().find(|j| j.name == "outputs").unwrap();
+pub(crate) async fn retention_reads_job_ends_and_forgets_outputs(store: &Arc<dyn Store>) {
+    let (mut reg, mut claim) = outputs_agent("out-r");
+    reg.queues = vec!["retention".into()];
+    claim.queues = reg.queues.clone();
+    store.register_agent(reg, T0).await.unwrap();
+    let ended = store
+        .submit_job(
+            job("retained", vec![on_queue(task("t", &[]), "retention")]),
+            T0,
+        )
+        .await
+        .unwrap()
+        .job_id;
+    let a = store.claim(claim, T0).await.unwrap().assignments.remove(0);
+    let files = vec![file("a", 1), file("b", 2), file("c", 3)];
+    store
+        .complete(
+            completion("out-r", &a.attempt, Outcome::Succeeded, files),
+            None,
+            T0 + 7,
+        )
+        .await
+        .unwrap();
     let pending = store
         .submit_job(
             job("pending", vec![on_queue(task("p", &[]), "nobody-serves")]),
@@ -197,18 +217,14 @@ pub(super) async fn retention_reads_job_ends_and_forgets_outputs(store: &Arc<dyn
         .unwrap()
         .job_id;
     let ends = store
-        .job_ends(vec![outputs.id.clone(), pending.clone(), "unknown".into()])
+        .job_ends(vec![ended.clone(), pending.clone(), "unknown".into()])
         .await
         .unwrap();
     assert_eq!(ends.len(), 2);
-    assert_eq!(ends[&outputs.id], Some(T0 + 7));
+    assert_eq!(ends[&ended], Some(T0 + 7));
     assert_eq!(ends[&pending], None);
-    assert_eq!(store.delete_outputs(&outputs.id).await.unwrap(), 3);
-    assert!(store
-        .list_outputs(&outputs.id, None)
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(store.delete_outputs(&outputs.id).await.unwrap(), 0);
+    assert_eq!(store.delete_outputs(&ended).await.unwrap(), 3);
+    assert!(store.list_outputs(&ended, None).await.unwrap().is_empty());
+    assert_eq!(store.delete_outputs(&ended).await.unwrap(), 0);
     store.cancel_job(&pending, T0).await.unwrap();
 }

@@ -4,7 +4,8 @@
 
 use super::*;
 
-pub(super) async fn lost_attempts_are_fenced_and_requeued(store: &Arc<dyn Store>) {
+pub(crate) async fn lost_attempts_are_fenced_and_requeued(store: &Arc<dyn Store>) {
+    agents(store, &["other"]).await;
     let mut t = task("l", &[]);
     t.retry.max_attempts = 2;
     let id = store
@@ -69,7 +70,8 @@ pub(super) async fn lost_attempts_are_fenced_and_requeued(store: &Arc<dyn Store>
     );
 }
 
-pub(super) async fn labels_route_tasks(store: &Arc<dyn Store>) {
+pub(crate) async fn labels_route_tasks(store: &Arc<dyn Store>) {
+    agents(store, &["plain", "dc1-agent"]).await;
     let mut t = task("local", &[]);
     t.labels.insert("site".into(), "dc1".into());
     store.submit_job(job("labels", vec![t]), T0).await.unwrap();
@@ -88,7 +90,8 @@ pub(super) async fn labels_route_tasks(store: &Arc<dyn Store>) {
         .unwrap();
 }
 
-pub(super) async fn cancel_stops_running_attempts(store: &Arc<dyn Store>) {
+pub(crate) async fn cancel_stops_running_attempts(store: &Arc<dyn Store>) {
+    agents(store, &["w"]).await;
     let id = store
         .submit_job(job("cancel", vec![task("a", &[]), task("b", &["a"])]), T0)
         .await
@@ -117,7 +120,8 @@ pub(super) async fn cancel_stops_running_attempts(store: &Arc<dyn Store>) {
     assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Cancelled);
 }
 
-pub(super) async fn release_requeues_without_counting(store: &Arc<dyn Store>) {
+pub(crate) async fn release_requeues_without_counting(store: &Arc<dyn Store>) {
+    agents(store, &["w", "w2"]).await;
     let id = store
         .submit_job(job("release", vec![task("a", &[])]), T0)
         .await
@@ -149,7 +153,8 @@ pub(super) async fn release_requeues_without_counting(store: &Arc<dyn Store>) {
     assert_eq!(store.get_job(&id).await.unwrap().state, JobState::Succeeded);
 }
 
-pub(super) async fn controller_times_out_unreported_attempts(store: &Arc<dyn Store>) {
+pub(crate) async fn controller_times_out_unreported_attempts(store: &Arc<dyn Store>) {
+    agents(store, &["w"]).await;
     let mut t = task("slow", &[]);
     t.timeout_ms = 1_000;
     let id = store

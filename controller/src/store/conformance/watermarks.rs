@@ -22,13 +22,47 @@ fn incremental(id: &str) -> TaskSpec {
 }
 
 fn wm_agent(session: &str) -> (crate::store::AgentRegistration, ClaimRequest) {
-    let mut reg = registration("wm");
-    reg.queues = vec!["wm".into()];
+    agent_on_own_queue("wm", session)
+}
+
+/// Agent `name` serving the queue of its own name, under `session`.
+fn agent_on_own_queue(
+    name: &str,
+    session: &str,
+) -> (crate::store::AgentRegistration, ClaimRequest) {
+    let mut reg = registration(name);
+    reg.queues = vec![name.into()];
     reg.session = session.into();
-    let mut claim = claim_req("wm", 4);
-    claim.queues = vec!["wm".into()];
+    let mut claim = claim_req(name, 4);
+    claim.queues = vec![name.into()];
     claim.session = session.into();
     (reg, claim)
+}
+
+/// Agent `name` on its queue of that name, and a first run of the job `name`'s incremental
+/// task `extract` done by it, which stored the watermark "10". Returns the agent's claim.
+async fn extracted_once(store: &Arc<dyn Store>, name: &str) -> ClaimRequest {
+    let (reg, claim) = agent_on_own_queue(name, &format!("{name}-1"));
+    store.register_agent(reg, T0).await.unwrap();
+    let spec = on_queue(incremental("extract"), name);
+    store.submit_job(job(name, vec![spec]), T0).await.unwrap();
+    let a = store.claim(claim.clone(), T0).await.unwrap().assignments;
+    store
+        .complete(
+            with_extract(
+                completion(name, &a[0].attempt, Outcome::Succeeded, vec![]),
+                extracted(3, Some("10"), false),
+            ),
+            None,
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_mark(store, name, "extract").await.as_deref(),
+        Some("10")
+    );
+    claim
 }
 
 fn extracted(rows: u64, watermark: Option<&str>, backfill: bool) -> ExtractInfo {
@@ -63,7 +97,7 @@ async fn stored_mark(store: &Arc<dyn Store>, job: &str, task: &str) -> Option<St
         .map(|w| w.value)
 }
 
-pub(super) async fn watermarks_move_only_with_a_current_success(store: &Arc<dyn Store>) {
+pub(crate) async fn watermarks_move_only_with_a_current_success(store: &Arc<dyn Store>) {
     let (reg, claim) = wm_agent("wm-1");
     store.register_agent(reg, T0).await.unwrap();
     let mut load = on_queue(task("load", &["extract"]), "wm");
@@ -273,9 +307,9 @@ pub(super) async fn watermarks_move_only_with_a_current_success(store: &Arc<dyn 
         .any(|w| w.job_name == "wm-job" && w.value == "10"));
 }
 
-pub(super) async fn backfills_extract_a_range_and_leave_the_watermark(store: &Arc<dyn Store>) {
-    let (_, claim) = wm_agent("wm-3");
-    let mut backfilled = job("wm-job", vec![incremental("extract")]);
+pub(crate) async fn backfills_extract_a_range_and_leave_the_watermark(store: &Arc<dyn Store>) {
+    let claim = extracted_once(store, "wm-bf").await;
+    let mut backfilled = job("wm-bf", vec![on_queue(incremental("extract"), "wm-bf")]);
     backfilled.backfill.insert(
         "extract".into(),
         Backfill {
@@ -319,7 +353,7 @@ pub(super) async fn backfills_extract_a_range_and_leave_the_watermark(store: &Ar
     store
         .complete(
             with_extract(
-                completion("wm", &a[0].attempt, Outcome::Succeeded, vec![]),
+                completion("wm-bf", &a[0].attempt, Outcome::Succeeded, vec![]),
                 extracted(4, Some("7"), false),
             ),
             None,
@@ -328,7 +362,7 @@ pub(super) async fn backfills_extract_a_range_and_leave_the_watermark(store: &Ar
         .await
         .unwrap();
     assert_eq!(
-        stored_mark(store, "wm-job", "extract").await.as_deref(),
+        stored_mark(store, "wm-bf", "extract").await.as_deref(),
         Some("10")
     );
     assert_eq!(
@@ -341,10 +375,10 @@ pub(super) async fn backfills_extract_a_range_and_leave_the_watermark(store: &Ar
     );
 }
 
-pub(super) async fn watermarks_are_set_and_reset_by_hand(store: &Arc<dyn Store>) {
-    let (_, claim) = wm_agent("wm-3");
+pub(crate) async fn watermarks_are_set_and_reset_by_hand(store: &Arc<dyn Store>) {
+    let claim = extracted_once(store, "wm-set").await;
     let set = store
-        .set_watermark("wm-job", "extract", "15", T0 + 30)
+        .set_watermark("wm-set", "extract", "15", T0 + 30)
         .await
         .unwrap();
     assert_eq!(
@@ -358,7 +392,7 @@ pub(super) async fn watermarks_are_set_and_reset_by_hand(store: &Arc<dyn Store>)
         ("updated_at", "15", None, 0, T0 + 30)
     );
     assert_eq!(
-        store.list_watermarks(Some("wm-job")).await.unwrap(),
+        store.list_watermarks(Some("wm-set")).await.unwrap(),
         vec![set]
     );
     store
@@ -367,7 +401,7 @@ pub(super) async fn watermarks_are_set_and_reset_by_hand(store: &Arc<dyn Store>)
                 "wm-mixed",
                 vec![
                     on_queue(incremental("extract"), "nobody-serves"),
-                    task("sh", &[]),
+                    on_queue(task("sh", &[]), "nobody-serves"),
                 ],
             ),
             T0,
@@ -395,18 +429,21 @@ pub(super) async fn watermarks_are_set_and_reset_by_hand(store: &Arc<dyn Store>)
         other => panic!("{other:?}"),
     }
     let next = store
-        .submit_job(job("wm-job", vec![incremental("extract")]), T0 + 31)
+        .submit_job(
+            job("wm-set", vec![on_queue(incremental("extract"), "wm-set")]),
+            T0 + 31,
+        )
         .await
         .unwrap()
         .job_id;
-    assert!(store.reset_watermark("wm-job", "extract").await.unwrap());
-    assert!(!store.reset_watermark("wm-job", "extract").await.unwrap());
+    assert!(store.reset_watermark("wm-set", "extract").await.unwrap());
+    assert!(!store.reset_watermark("wm-set", "extract").await.unwrap());
     assert!(matches!(
         store.reset_watermark("no-such-name", "extract").await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        store.reset_watermark("wm-job", "zz").await,
+        store.reset_watermark("wm-set", "zz").await,
         Err(StoreError::NotFound(_))
     ));
     let a = store.claim(claim, T0 + 32).await.unwrap().assignments;

@@ -14,10 +14,6 @@ use crate::store::{ClaimRequest, Claimed, Effects, StoreError};
 /// happens in Rust.
 const SCAN: i64 = 256;
 
-fn labels_match(required: &BTreeMap<String, String>, carried: &BTreeMap<String, String>) -> bool {
-    required.iter().all(|(k, v)| carried.get(k) == Some(v))
-}
-
 pub(super) fn claim(
     conn: &Connection,
     req: &ClaimRequest,
@@ -79,7 +75,7 @@ pub(super) fn claim(
                 ));
                 if labels != "{}" {
                     let required: BTreeMap<String, String> = from_json(&labels)?;
-                    if !labels_match(&required, &req.labels) {
+                    if !crate::rules::labels_match(&required, &req.labels) {
                         continue;
                     }
                 }
@@ -331,31 +327,4 @@ pub(super) fn queue_stats(conn: &Connection) -> Result<Vec<QueueStats>, StoreErr
         }
     }
     Ok(stats.into_values().collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_must_all_match() {
-        let carried: BTreeMap<_, _> = [
-            ("site".to_string(), "dc1".to_string()),
-            ("gpu".into(), "no".into()),
-        ]
-        .into();
-        assert!(labels_match(&BTreeMap::new(), &carried));
-        assert!(labels_match(
-            &[("site".to_string(), "dc1".to_string())].into(),
-            &carried
-        ));
-        assert!(!labels_match(
-            &[("site".to_string(), "dc2".to_string())].into(),
-            &carried
-        ));
-        assert!(!labels_match(
-            &[("zone".to_string(), "a".to_string())].into(),
-            &carried
-        ));
-    }
 }

@@ -1,13 +1,13 @@
 //! The store's read side: read-only connections, which WAL lets run beside the writer — a
 //! small pool used on the blocking threads, and one connection for point reads made on the
-//! caller's thread.
+//! caller's thread — and read transactions on them (`ReadTx`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{backend, SqliteStore, StoreError, STATEMENT_CACHE};
+use super::{backend, exec, SqliteStore, StoreError, STATEMENT_CACHE};
 
 /// Idle read-only connections, reused by reads on the blocking threads.
 pub(super) struct ReaderPool {
@@ -41,6 +41,31 @@ fn open_reader(path: &Path, busy_timeout_ms: u32) -> Result<Connection, StoreErr
     .map_err(backend)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// A read transaction on a reader connection: one consistent snapshot for several queries,
+/// with `BEGIN` and `COMMIT` from the statement cache. Ends when dropped.
+pub(crate) struct ReadTx<'c>(&'c Connection);
+
+impl<'c> ReadTx<'c> {
+    pub(crate) fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        exec(conn, "BEGIN", [])?;
+        Ok(Self(conn))
+    }
+}
+
+impl std::ops::Deref for ReadTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.0
+    }
+}
+
+impl Drop for ReadTx<'_> {
+    fn drop(&mut self) {
+        let _ = exec(self.0, "COMMIT", []);
+    }
 }
 
 impl SqliteStore {

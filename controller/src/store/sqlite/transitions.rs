@@ -4,8 +4,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::backend;
-use crate::engine::retry::{self, Decision, Failure};
 use crate::model::{AttemptFinish, AttemptKey, AttemptState, Millis, Outcome, RetryPolicy};
+use crate::rules::retry::{self, Decision, Failure};
 use crate::store::{Effects, StoreError};
 
 /// Fails with `Fenced` unless `attempt` is its task's current, running attempt on `agent`
