@@ -69,3 +69,31 @@ pub async fn check(store: &dyn Store, root: &Path) -> Result<(), SharedDirError>
         bound,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_the_directory_the_first_controller_bound_is_accepted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&tmp.path().join("ferry.db"))
+            .await
+            .unwrap();
+        let shared = tmp.path().join("shared");
+        check(&store, &shared).await.unwrap();
+        // A second controller on the same directory, and the first after a restart.
+        check(&store, &shared).await.unwrap();
+        // A controller with a directory of its own is refused, naming the way out.
+        let own = tmp.path().join("own");
+        let e = check(&store, &own).await.unwrap_err().to_string();
+        assert!(e.contains("--data-dir") && e.contains("s3://"), "{e}");
+        assert!(!own.join(FILE).exists(), "a refused directory is left unmarked");
+        // A directory bound to another store is refused too.
+        std::fs::write(shared.join(FILE), "someone-else").unwrap();
+        assert!(matches!(
+            check(&store, &shared).await,
+            Err(SharedDirError::NotShared { .. })
+        ));
+    }
+}
