@@ -1,0 +1,561 @@
+//! The PostgreSQL store, shared by several controllers: a bounded pool of connections
+//! (`pool`), every write one READ COMMITTED transaction that takes row locks in one order
+//! (agents, tasks, attempts, jobs) and is made again whole after a serialization failure, a
+//! deadlock or a lost connection; reads on one connection, in a snapshot when they take
+//! several statements. Versioned migrations at open (`migrate`), singleton roles on advisory
+//! locks (`leadership`), wake-ups between controllers by `LISTEN`/`NOTIFY` (`notify`).
+
+mod agents;
+mod dispatch;
+mod extracts;
+mod jobs;
+mod leadership;
+mod logs;
+mod migrate;
+mod notify;
+mod outputs;
+mod pool;
+mod settings;
+mod transitions;
+mod watermarks;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    AgentRegistration, AgentSeen, Cancelled, ClaimRequest, Claimed, Completion, Effects,
+    Leadership, LogPage, Store, StoreError, Written,
+};
+use crate::model::{
+    AgentRecord, AgentState, Assignment, AttemptKey, JobRecord, JobState, JobSummary, LogChunk,
+    Millis, NewJob, Outcome, QueueStats, ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
+};
+use crate::notify::{Notifier, WakeSink};
+use pool::{Conn, Pool, Pooled};
+
+/// How many times a transaction is made before its retryable failure is returned.
+const MAX_TRIES: u32 = 5;
+
+pub struct PostgresStore {
+    pool: Arc<Pool>,
+}
+
+/// How a call uses its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A READ COMMITTED transaction that writes, taking row locks.
+    Write,
+    /// A read of several statements in one snapshot.
+    Snapshot,
+    /// One statement, in its own implicit transaction.
+    Single,
+}
+
+/// Runs `$body` (a future using `$c: &Conn`) in a transaction of mode `$mode` on a connection
+/// of `$store`'s pool, and makes it again whole, after a short jittered pause, when it fails
+/// retryably (at most `MAX_TRIES` times): its outcome is then that of one transaction.
+macro_rules! transaction {
+    ($store:expr, $mode:expr, |$c:ident| $body:expr) => {{
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let result = async {
+                let mut conn = $store.pool.get().await?;
+                begin(&mut conn, $mode).await?;
+                let $c: &Conn = &conn;
+                let outcome = $body.await;
+                end(&mut conn, $mode, outcome).await
+            }
+            .await;
+            match result {
+                Err(e) if e.is_retryable() && tries < MAX_TRIES => {
+                    tracing::debug!(tries, error = %e, "postgresql transaction failed, making it again");
+                    backoff(tries).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), StoreError> {
+    let sql = match mode {
+        Mode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
+        Mode::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        Mode::Single => return Ok(()),
+    };
+    // Marked first: a call cancelled while it is in a transaction drops the connection.
+    conn.in_transaction = true;
+    conn.batch(sql).await
+}
+
+/// Commits after a success, rolls back after a failure. A write whose `COMMIT` lost its
+/// connection may or may not be committed: that failure is not retryable.
+async fn end<T>(
+    conn: &mut Pooled<'_>,
+    mode: Mode,
+    outcome: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if mode == Mode::Single {
+        return outcome;
+    }
+    match outcome {
+        Ok(value) => match conn.client().batch_execute("COMMIT").await {
+            Ok(()) => {
+                conn.in_transaction = false;
+                Ok(value)
+            }
+            Err(e) if mode == Mode::Write && e.code().is_none() => Err(StoreError::Backend {
+                message: format!(
+                    "the connection to postgresql was lost while committing, so whether the change was made is unknown: {}",
+                    pool::describe(&e)
+                ),
+                retryable: false,
+                source: Some(Box::new(e)),
+            }),
+            Err(e) => Err(pool::pg(e)),
+        },
+        Err(e) => {
+            if conn.batch("ROLLBACK").await.is_ok() {
+                conn.in_transaction = false;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A pause before try `tries + 1`: 5–20 ms, doubled at each try.
+async fn backoff(tries: u32) {
+    let ms = fastrand::u64(5..=20) << tries.min(6);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// A PostgreSQL URL fit for logs and messages: without its password, whether in the user
+/// part (`postgres://user:secret@host/db`) or a parameter (`?password=secret`).
+pub fn redact(url: &str) -> String {
+    let mut out = super::redact_url(url);
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{base}{}", query.join("&"));
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch, for the record of when a migration was applied.
+fn wall_clock() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (`postgres://` or `postgresql://`), `password`
+    /// taking the place of any in the URL, and brings its schema up to date; refuses a
+    /// database whose schema is newer than this binary.
+    pub async fn open(url: &str, password: Option<String>) -> Result<Self, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::UnsupportedUrl(redact(url)));
+        }
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            // The parser's message may quote the URL: name the redacted one instead.
+            StoreError::backend(format!(
+                "invalid postgresql url {}: {}",
+                redact(url),
+                sanitize(&e.to_string(), url, password.as_deref())
+            ))
+        })?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("ferry-controller");
+        }
+        config.connect_timeout(pool::CONNECT_TIMEOUT);
+        // A dead peer is noticed within about a minute rather than hours.
+        config.keepalives_idle(Duration::from_secs(30));
+        let pool = Arc::new(Pool::new(config, pool::MAX_CONNECTIONS));
+        {
+            let conn = pool.get().await?;
+            migrate::apply(&conn, wall_clock())
+                .await
+                .map_err(|e| match e {
+                    StoreError::Backend {
+                        message, source, ..
+                    } => StoreError::Backend {
+                        message: format!(
+                            "migrating the store at {}: {message}",
+                            pool::target(pool.config())
+                        ),
+                        retryable: false,
+                        source,
+                    },
+                    other => other,
+                })?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool's connections and waits for their drivers (and those of leaderships
+    /// and notifiers' senders) to end.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// An error message with the URL and password taken out.
+fn sanitize(message: &str, url: &str, password: Option<&str>) -> String {
+    let mut out = message.replace(url, &redact(url));
+    for secret in [password, url_password(url)].into_iter().flatten() {
+        if secret.len() >= 3 {
+            out = out.replace(secret, "***");
+        }
+    }
+    out
+}
+
+fn url_password(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.rfind('@')?];
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError> {
+        transaction!(self, Mode::Write, |c| jobs::submit(c, &job, now))
+    }
+
+    async fn submit_and_claim(
+        &self,
+        job: NewJob,
+        claims: Vec<ClaimRequest>,
+        now: Millis,
+    ) -> Result<Written<Vec<Claimed>, Submitted>, StoreError> {
+        let (submitted, claimed) = transaction!(self, Mode::Write, |c| async {
+            let submitted = jobs::submit(c, &job, now).await?;
+            let mut claimed = Vec::with_capacity(claims.len());
+            for claim in &claims {
+                claimed.push(dispatch::claim(c, claim, now).await?);
+            }
+            Ok((submitted, claimed))
+        })?;
+        // PostgreSQL's commit is durable at once.
+        Ok(Written::ready(claimed, submitted))
+    }
+
+    async fn get_job(&self, job_id: &str) -> Result<JobRecord, StoreError> {
+        transaction!(self, Mode::Snapshot, |c| jobs::get(c, job_id))
+    }
+
+    async fn list_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<JobSummary>, StoreError> {
+        transaction!(self, Mode::Single, |c| jobs::list(c, state, limit))
+    }
+
+    async fn cancel_job(&self, job_id: &str, now: Millis) -> Result<Cancelled, StoreError> {
+        transaction!(self, Mode::Write, |c| jobs::cancel(c, job_id, now))
+    }
+
+    async fn register_agent(
+        &self,
+        reg: AgentRegistration,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        transaction!(self, Mode::Write, |c| agents::register(c, &reg, now))
+    }
+
+    async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        transaction!(self, Mode::Snapshot, |c| agents::list(c))
+    }
+
+    async fn get_agent(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
+        transaction!(self, Mode::Snapshot, |c| agents::get(c, name))
+    }
+
+    async fn touch_agents(&self, seen: Vec<AgentSeen>, now: Millis) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        transaction!(self, Mode::Single, |c| agents::touch(c, &seen, now))
+    }
+
+    async fn silent_agents(&self, before: Millis) -> Result<Vec<(String, String)>, StoreError> {
+        transaction!(self, Mode::Single, |c| agents::silent(c, before))
+    }
+
+    async fn set_agent_state(&self, name: &str, state: AgentState) -> Result<(), StoreError> {
+        transaction!(self, Mode::Write, |c| agents::set_state(c, name, state))
+    }
+
+    async fn agent_dead(
+        &self,
+        name: &str,
+        session: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        transaction!(self, Mode::Write, |c| agents::dead(c, name, session, now))
+    }
+
+    async fn claim(&self, req: ClaimRequest, now: Millis) -> Result<Claimed, StoreError> {
+        transaction!(self, Mode::Write, |c| dispatch::claim(c, &req, now))
+    }
+
+    async fn stale_attempts(
+        &self,
+        agent: &str,
+        running: &[AttemptKey],
+    ) -> Result<Vec<StopOrder>, StoreError> {
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        transaction!(self, Mode::Single, |c| dispatch::stale(c, agent, running))
+    }
+
+    async fn reconcile_agent(
+        &self,
+        agent: &str,
+        running: &[AttemptKey],
+        started_before: Millis,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        transaction!(self, Mode::Write, |c| dispatch::reconcile(
+            c,
+            agent,
+            running,
+            started_before,
+            now
+        ))
+    }
+
+    async fn append_logs(
+        &self,
+        agent: &str,
+        attempt: &AttemptKey,
+        chunks: Vec<LogChunk>,
+        dropped_bytes: u64,
+        limit: u64,
+    ) -> Result<(), StoreError> {
+        transaction!(self, Mode::Write, |c| async {
+            transitions::fence_locked(c, agent, attempt).await?;
+            logs::append(c, attempt, &chunks, dropped_bytes, limit).await
+        })
+    }
+
+    async fn complete(
+        &self,
+        c: Completion,
+        claim: Option<ClaimRequest>,
+        now: Millis,
+    ) -> Result<(Effects, Vec<Assignment>), StoreError> {
+        let completion = c;
+        transaction!(self, Mode::Write, |c| complete(
+            c,
+            &completion,
+            claim.as_ref(),
+            now
+        ))
+    }
+
+    async fn complete_early(
+        &self,
+        c: Completion,
+        claim: Option<ClaimRequest>,
+        now: Millis,
+    ) -> Result<Written<Vec<Assignment>, Effects>, StoreError> {
+        let (mut effects, assignments) = self.complete(c, claim, now).await?;
+        effects
+            .jobs
+            .extend(assignments.iter().map(|a| a.attempt.job_id.clone()));
+        // PostgreSQL's commit is durable at once.
+        Ok(Written::ready(assignments, effects))
+    }
+
+    async fn check_attempt(&self, agent: &str, attempt: &AttemptKey) -> Result<(), StoreError> {
+        transaction!(self, Mode::Single, |c| transitions::fence(
+            c, agent, attempt
+        ))
+    }
+
+    async fn running_attempts(
+        &self,
+        attempts: Vec<AttemptKey>,
+    ) -> Result<Vec<AttemptKey>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(attempts);
+        }
+        transaction!(self, Mode::Single, |c| outputs::running(c, &attempts))
+    }
+
+    async fn task_dependencies(
+        &self,
+        job_id: &str,
+        task_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        transaction!(self, Mode::Single, |c| outputs::dependencies(
+            c, job_id, task_id
+        ))
+    }
+
+    async fn list_outputs(
+        &self,
+        job_id: &str,
+        task_id: Option<&str>,
+    ) -> Result<Vec<ResultFile>, StoreError> {
+        transaction!(self, Mode::Snapshot, |c| outputs::list(c, job_id, task_id))
+    }
+
+    async fn list_extracts(
+        &self,
+        job_id: &str,
+        task_id: Option<&str>,
+    ) -> Result<Vec<TaskExtract>, StoreError> {
+        transaction!(self, Mode::Snapshot, |c| extracts::list(c, job_id, task_id))
+    }
+
+    async fn list_watermarks(&self, job_name: Option<&str>) -> Result<Vec<Watermark>, StoreError> {
+        transaction!(self, Mode::Snapshot, |c| watermarks::list(c, job_name))
+    }
+
+    async fn set_watermark(
+        &self,
+        job_name: &str,
+        task_id: &str,
+        value: &str,
+        now: Millis,
+    ) -> Result<Watermark, StoreError> {
+        transaction!(self, Mode::Write, |c| watermarks::set(
+            c, job_name, task_id, value, now
+        ))
+    }
+
+    async fn reset_watermark(&self, job_name: &str, task_id: &str) -> Result<bool, StoreError> {
+        transaction!(self, Mode::Write, |c| watermarks::reset(
+            c, job_name, task_id
+        ))
+    }
+
+    async fn job_ends(
+        &self,
+        job_ids: Vec<String>,
+    ) -> Result<HashMap<String, Option<Millis>>, StoreError> {
+        if job_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        transaction!(self, Mode::Single, |c| outputs::job_ends(c, &job_ids))
+    }
+
+    async fn delete_outputs(&self, job_id: &str) -> Result<u64, StoreError> {
+        transaction!(self, Mode::Single, |c| outputs::delete(c, job_id))
+    }
+
+    async fn release_attempts(
+        &self,
+        agent: &str,
+        attempts: &[AttemptKey],
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        transaction!(self, Mode::Write, |c| dispatch::release(
+            c, agent, attempts, now
+        ))
+    }
+
+    async fn expire_attempts(&self, now: Millis, grace_ms: i64) -> Result<Effects, StoreError> {
+        transaction!(self, Mode::Write, |c| dispatch::expire(c, now, grace_ms))
+    }
+
+    async fn resolve_attempt(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        attempt: u32,
+    ) -> Result<AttemptKey, StoreError> {
+        transaction!(self, Mode::Single, |c| logs::resolve(
+            c, job_id, task_id, attempt
+        ))
+    }
+
+    async fn read_logs(&self, attempt: &AttemptKey, after_seq: i64) -> Result<LogPage, StoreError> {
+        transaction!(self, Mode::Snapshot, |c| logs::read(c, attempt, after_seq))
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        transaction!(self, Mode::Single, |c| dispatch::queue_stats(c))
+    }
+
+    async fn bind_setting(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        transaction!(self, Mode::Write, |c| settings::bind(c, key, value))
+    }
+
+    async fn lead(&self, role: &str) -> Result<Option<Box<dyn Leadership>>, StoreError> {
+        leadership::lead(&self.pool, role).await
+    }
+
+    async fn notifier(
+        &self,
+        sink: Arc<dyn WakeSink>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<dyn Notifier>, StoreError> {
+        Ok(Arc::new(notify::PgNotifier::start(
+            self.pool.clone(),
+            sink,
+            shutdown,
+        )))
+    }
+}
+
+/// One completion in the open transaction: locks the agent's row first when it claims (the
+/// lock order: agents, tasks, attempts, jobs), fences the attempt, records its end and logs,
+/// publishes its outputs and extract, advances the DAG and claims the agent's next attempts.
+async fn complete(
+    c: &Conn,
+    completion: &Completion,
+    claim: Option<&ClaimRequest>,
+    now: Millis,
+) -> Result<(Effects, Vec<Assignment>), StoreError> {
+    let r = &completion.report;
+    let key = &r.finish.attempt;
+    if let Some(claim) = claim {
+        dispatch::lock_session(c, claim).await?;
+    }
+    transitions::fence_locked(c, &r.finish.agent, key).await?;
+    logs::append(c, key, &r.logs, r.dropped_bytes, completion.log_limit).await?;
+    if r.finish.outcome == Outcome::Succeeded {
+        outputs::publish(c, key, &r.outputs, now).await?;
+        if let Some(extract) = &r.extract {
+            extracts::record(c, key, extract, now).await?;
+        }
+    }
+    let effects = transitions::finish(c, &r.finish, now).await?;
+    let assignments = match claim {
+        Some(claim) => dispatch::claim(c, claim, now).await?.assignments,
+        None => Vec::new(),
+    };
+    Ok((effects, assignments))
+}
+
+/// JSON of a value, as the TEXT columns keep it.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::backend(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::backend(format!("corrupt record: {e}")))
+}

@@ -1,0 +1,359 @@
+//! Dispatch in PostgreSQL: claiming queued tasks for an agent (`FOR UPDATE SKIP LOCKED`, so
+//! concurrent claims never wait on each other nor take a task twice), naming attempts an
+//! agent must stop, reconciling what it runs, hand-back and controller-side timeouts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::pool::{col, Conn};
+use super::{from_json, transitions};
+use crate::model::{Assignment, AttemptKey, AttemptState, Millis, QueueStats, StopOrder, TaskSpec};
+use crate::store::{ClaimRequest, Claimed, Effects, StoreError};
+
+/// Locks the agent's row against a concurrent death, registration or state change (`FOR KEY
+/// SHARE`: claims and heartbeats do not wait on it) and returns its state if `session` is still
+/// the agent's.
+pub(super) async fn lock_session(
+    c: &Conn,
+    req: &ClaimRequest,
+) -> Result<Option<String>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT state FROM agents WHERE name = $1 AND session = $2 FOR KEY SHARE",
+            &[&req.agent, &req.session],
+        )
+        .await?;
+    row.map(|r| col(&r, 0)).transpose()
+}
+
+/// A queued task picked for the claim.
+struct Picked {
+    job_id: String,
+    task_id: String,
+    spec: TaskSpec,
+}
+
+/// Locks up to `want` eligible tasks of `queue` that no other transaction holds and whose
+/// labels the agent carries, in claim order. Rows whose labels do not match are read past.
+async fn pick(
+    c: &Conn,
+    req: &ClaimRequest,
+    queue: &str,
+    want: usize,
+    now: Millis,
+    picked: &mut Vec<Picked>,
+) -> Result<(), StoreError> {
+    let mut after: Option<(i64, String, i64)> = None;
+    loop {
+        let limit = (want - picked.len()) as i64;
+        let rows = match &after {
+            None => {
+                c.query(
+                    "SELECT job_id, task_id, labels, spec, ready_at, seq FROM tasks
+                     WHERE state = 'queued' AND queue = $1 AND ready_at <= $2
+                     ORDER BY ready_at, job_id, seq LIMIT $3 FOR UPDATE SKIP LOCKED",
+                    &[&queue, &now, &limit],
+                )
+                .await?
+            }
+            Some((ready, job, seq)) => {
+                c.query(
+                    "SELECT job_id, task_id, labels, spec, ready_at, seq FROM tasks
+                     WHERE state = 'queued' AND queue = $1 AND ready_at <= $2
+                       AND (ready_at, job_id, seq) > ($4, $5, $6)
+                     ORDER BY ready_at, job_id, seq LIMIT $3 FOR UPDATE SKIP LOCKED",
+                    &[&queue, &now, &limit, ready, job, seq],
+                )
+                .await?
+            }
+        };
+        let seen = rows.len() as i64;
+        for r in &rows {
+            let job_id: String = col(r, 0)?;
+            after = Some((col(r, 4)?, job_id.clone(), col(r, 5)?));
+            let labels: &str = col(r, 2)?;
+            if labels != "{}" {
+                let required: BTreeMap<String, String> = from_json(labels)?;
+                if !crate::rules::labels_match(&required, &req.labels) {
+                    continue;
+                }
+            }
+            picked.push(Picked {
+                job_id,
+                task_id: col(r, 1)?,
+                spec: from_json(col(r, 3)?)?,
+            });
+        }
+        if picked.len() >= want || seen < limit {
+            return Ok(());
+        }
+    }
+}
+
+pub(super) async fn claim(
+    c: &Conn,
+    req: &ClaimRequest,
+    now: Millis,
+) -> Result<Claimed, StoreError> {
+    let mut claimed = Claimed::default();
+    if lock_session(c, req).await?.as_deref() != Some("ready") {
+        // A poll that outlived its session (declared dead meanwhile) or a draining agent.
+        return Ok(claimed);
+    }
+    let want = req.max as usize;
+    let mut picked: Vec<Picked> = Vec::new();
+    for queue in &req.queues {
+        if picked.len() >= want {
+            break;
+        }
+        pick(c, req, queue, want, now, &mut picked).await?;
+    }
+    if picked.is_empty() {
+        let next = c
+            .query_one(
+                "SELECT MIN(ready_at) FROM tasks WHERE state = 'queued' AND queue = ANY($1) AND ready_at > $2",
+                &[&req.queues, &now],
+            )
+            .await?;
+        claimed.next_ready_at = col(&next, 0)?;
+        return Ok(claimed);
+    }
+    // Every picked task starts its next attempt, in one statement each.
+    let job_ids: Vec<&str> = picked.iter().map(|p| p.job_id.as_str()).collect();
+    let task_ids: Vec<&str> = picked.iter().map(|p| p.task_id.as_str()).collect();
+    let mut numbers: HashMap<(String, String), u32> = HashMap::new();
+    for r in c
+        .query(
+            "UPDATE tasks t SET state = 'running', attempts = t.attempts + 1
+             FROM unnest($1::text[], $2::text[]) AS p(job_id, task_id)
+             WHERE t.job_id = p.job_id AND t.task_id = p.task_id
+             RETURNING t.job_id, t.task_id, t.attempts",
+            &[&job_ids, &task_ids],
+        )
+        .await?
+    {
+        numbers.insert((col(&r, 0)?, col(&r, 1)?), col::<i64>(&r, 2)? as u32);
+    }
+    let number_of = |p: &Picked| -> Result<u32, StoreError> {
+        numbers
+            .get(&(p.job_id.clone(), p.task_id.clone()))
+            .copied()
+            .ok_or_else(|| {
+                StoreError::backend(format!(
+                    "task {} of job {} vanished while claimed",
+                    p.task_id, p.job_id
+                ))
+            })
+    };
+    let mut attempt_numbers = Vec::with_capacity(picked.len());
+    let mut deadlines = Vec::with_capacity(picked.len());
+    for p in &picked {
+        attempt_numbers.push(i64::from(number_of(p)?));
+        deadlines.push((p.spec.timeout_ms > 0).then(|| now + p.spec.timeout_ms as i64));
+    }
+    c.execute(
+        "INSERT INTO attempts (job_id, task_id, number, agent, state, started_at, deadline_at)
+         SELECT a.job_id, a.task_id, a.number, $4, 'running', $5, a.deadline
+         FROM unnest($1::text[], $2::text[], $3::int8[], $6::int8[]) AS a(job_id, task_id, number, deadline)",
+        &[&job_ids, &task_ids, &attempt_numbers, &req.agent, &now, &deadlines],
+    )
+    .await?;
+    let mut distinct: Vec<&str> = job_ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    c.execute(
+        "UPDATE jobs SET state = 'running' WHERE id = ANY($1) AND state = 'pending'",
+        &[&distinct],
+    )
+    .await?;
+    let mut jobs: HashMap<String, (String, BTreeMap<String, String>)> = HashMap::new();
+    for r in c
+        .query(
+            "SELECT id, name, params FROM jobs WHERE id = ANY($1)",
+            &[&distinct],
+        )
+        .await?
+    {
+        jobs.insert(col(&r, 0)?, (col(&r, 1)?, from_json(col(&r, 2)?)?));
+    }
+    for (p, number) in picked.into_iter().zip(attempt_numbers) {
+        let (job_name, job_params) = jobs.get(&p.job_id).ok_or_else(|| {
+            StoreError::backend(format!("job {} vanished while claimed", p.job_id))
+        })?;
+        let inputs = if p.spec.depends_on.is_empty() {
+            Vec::new()
+        } else {
+            super::outputs::inputs(c, &p.job_id, &p.spec).await?
+        };
+        // Only incremental sql tasks look up a range (two primary-key reads).
+        let extract_range = match p.spec.kind.incremental_column() {
+            Some(_) => Some(super::extracts::range(c, &p.job_id, job_name, &p.task_id).await?),
+            None => None,
+        };
+        claimed.assignments.push(Assignment {
+            attempt: AttemptKey {
+                job_id: p.job_id,
+                task_id: p.task_id,
+                attempt: number as u32,
+            },
+            job_name: job_name.clone(),
+            task: p.spec,
+            params: job_params.clone(),
+            inputs,
+            extract_range,
+        });
+    }
+    Ok(claimed)
+}
+
+pub(super) async fn stale(
+    c: &Conn,
+    agent: &str,
+    running: &[AttemptKey],
+) -> Result<Vec<StopOrder>, StoreError> {
+    let mut stop = Vec::new();
+    for key in running {
+        if let Err(StoreError::Fenced { reason, .. }) = transitions::fence(c, agent, key).await {
+            stop.push(StopOrder {
+                attempt: key.clone(),
+                reason,
+            });
+        }
+    }
+    Ok(stop)
+}
+
+/// Attempts running on `agent` started before `started_before`, their tasks locked (in job
+/// and task order, so that two such transactions take their locks in the same order).
+async fn lock_running_on(
+    c: &Conn,
+    agent: &str,
+    started_before: Millis,
+) -> Result<Vec<AttemptKey>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT a.job_id, a.task_id, a.number FROM attempts a
+             JOIN tasks t ON t.job_id = a.job_id AND t.task_id = a.task_id
+             WHERE a.agent = $1 AND a.state = 'running' AND a.started_at < $2
+             ORDER BY a.job_id, a.task_id FOR UPDATE OF t",
+            &[&agent, &started_before],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AttemptKey {
+                job_id: col(r, 0)?,
+                task_id: col(r, 1)?,
+                attempt: col::<i64>(r, 2)? as u32,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn reconcile(
+    c: &Conn,
+    agent: &str,
+    running: &[AttemptKey],
+    started_before: Millis,
+    now: Millis,
+) -> Result<Effects, StoreError> {
+    let reported: HashSet<&AttemptKey> = running.iter().collect();
+    let mut effects = Effects::default();
+    for key in lock_running_on(c, agent, started_before).await? {
+        if !reported.contains(&key) {
+            let why =
+                format!("agent {agent} does not run this attempt: its assignment never arrived");
+            transitions::end_and_retry(c, &key, AttemptState::Lost, &why, now, &mut effects)
+                .await?;
+        }
+    }
+    Ok(effects)
+}
+
+/// Every running attempt of `agent` becomes `lost`.
+pub(super) async fn lose_all(
+    c: &Conn,
+    agent: &str,
+    why: &str,
+    now: Millis,
+) -> Result<Effects, StoreError> {
+    let mut effects = Effects::default();
+    for key in lock_running_on(c, agent, i64::MAX).await? {
+        transitions::end_and_retry(c, &key, AttemptState::Lost, why, now, &mut effects).await?;
+    }
+    Ok(effects)
+}
+
+pub(super) async fn release(
+    c: &Conn,
+    agent: &str,
+    attempts: &[AttemptKey],
+    now: Millis,
+) -> Result<Effects, StoreError> {
+    let mut effects = Effects::default();
+    let mut attempts: Vec<&AttemptKey> = attempts.iter().collect();
+    attempts.sort_by(|a, b| (&a.job_id, &a.task_id).cmp(&(&b.job_id, &b.task_id)));
+    for key in attempts {
+        if transitions::fence_locked(c, agent, key).await.is_ok() {
+            let why = format!("handed back by draining agent {agent}");
+            transitions::hand_back(c, key, &why, now, &mut effects).await?;
+        }
+    }
+    Ok(effects)
+}
+
+pub(super) async fn expire(c: &Conn, now: Millis, grace_ms: i64) -> Result<Effects, StoreError> {
+    let rows = c
+        .query(
+            "SELECT a.agent, a.job_id, a.task_id, a.number, a.started_at, a.deadline_at FROM attempts a
+             JOIN tasks t ON t.job_id = a.job_id AND t.task_id = a.task_id
+             WHERE a.state = 'running' AND a.deadline_at IS NOT NULL AND a.deadline_at < $1
+             ORDER BY a.job_id, a.task_id FOR UPDATE OF t",
+            &[&(now - grace_ms)],
+        )
+        .await?;
+    let mut effects = Effects::default();
+    for r in &rows {
+        let agent: String = col(r, 0)?;
+        let key = AttemptKey {
+            job_id: col(r, 1)?,
+            task_id: col(r, 2)?,
+            attempt: col::<i64>(r, 3)? as u32,
+        };
+        let (started, deadline): (i64, i64) = (col(r, 4)?, col(r, 5)?);
+        let why = format!(
+            "timed out after {} (the agent did not report it; stopped by the controller)",
+            humantime::format_duration(std::time::Duration::from_millis(
+                (deadline - started) as u64
+            ))
+        );
+        if transitions::end_and_retry(c, &key, AttemptState::TimedOut, &why, now, &mut effects)
+            .await?
+        {
+            effects.stop.push(crate::model::PlacedAttempt {
+                agent,
+                attempt: key,
+            });
+        }
+    }
+    Ok(effects)
+}
+
+/// Tasks queued and running per queue, by queue name.
+pub(super) async fn queue_stats(c: &Conn) -> Result<Vec<QueueStats>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT queue, COUNT(*) FILTER (WHERE state = 'queued'), COUNT(*) FILTER (WHERE state = 'running')
+             FROM tasks WHERE state IN ('queued', 'running') GROUP BY queue ORDER BY queue",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(QueueStats {
+                name: col(r, 0)?,
+                queued: col::<i64>(r, 1)? as u32,
+                running: col::<i64>(r, 2)? as u32,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,318 @@
+//! The PostgreSQL store's connections: a small bounded pool (a semaphore and a stack of idle
+//! connections, each with its own prepared statements), and how a failed call is told
+//! (retryable or not). Connection drivers run on the pool's `TaskTracker`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_util::task::TaskTracker;
+
+use crate::store::StoreError;
+
+/// Connections the pool opens at most.
+pub(super) const MAX_CONNECTIONS: usize = 16;
+/// How long opening a connection may take.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call waits for a free connection before it fails (retryably).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Statement parameters, as tokio-postgres takes them.
+pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A failed call to PostgreSQL, kept as the error's source. Serialization failures, deadlocks
+/// and lost connections are retryable: the whole transaction may be made again.
+pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
+    let retryable = is_retryable(&e);
+    StoreError::Backend {
+        message: describe(&e),
+        retryable,
+        source: Some(Box::new(e)),
+    }
+}
+
+/// What went wrong, in words: the server's message and SQLSTATE, or the client's error with
+/// its causes (tokio-postgres' own `Display` says only "db error").
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut out = format!("{} (sqlstate {})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            out.push_str(": ");
+            out.push_str(detail);
+        }
+        return out;
+    }
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    if let Some(code) = e.code() {
+        return [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            // The server is shutting down or restarting: another connection may succeed.
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code);
+    }
+    e.is_closed()
+        || std::error::Error::source(e)
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
+}
+
+/// Where a configuration connects, for messages: hosts, ports and database, never a password.
+pub(super) fn target(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            let port = config
+                .get_ports()
+                .get(i)
+                .or(config.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect();
+    format!(
+        "{}/{}",
+        hosts.join(","),
+        config.get_dbname().or(config.get_user()).unwrap_or("")
+    )
+}
+
+/// One connection and the statements prepared on it.
+pub(super) struct Conn {
+    client: Client,
+    statements: Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl Conn {
+    /// Opens a connection; its driver runs on `tracker` until the client is dropped.
+    pub(super) async fn connect(
+        config: &Config,
+        tracker: &TaskTracker,
+    ) -> Result<Conn, StoreError> {
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+            .await
+            .map_err(|_| StoreError::Backend {
+                message: format!(
+                    "connecting to postgresql at {}: timed out after {CONNECT_TIMEOUT:?}",
+                    target(config)
+                ),
+                retryable: true,
+                source: None,
+            })?
+            .map_err(|e| {
+                let retryable = is_retryable(&e) || e.code().is_none();
+                StoreError::Backend {
+                    message: format!(
+                        "connecting to postgresql at {}: {}",
+                        target(config),
+                        describe(&e)
+                    ),
+                    retryable,
+                    source: Some(Box::new(e)),
+                }
+            })?;
+        tracker.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "postgresql connection ended");
+            }
+        });
+        Ok(Conn {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// The statement for `sql`, prepared once per connection.
+    pub(super) async fn statement(&self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(stmt) = self.statements.lock().unwrap().get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql).await.map_err(pg)?;
+        self.statements.lock().unwrap().insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
+    pub(super) async fn query(
+        &self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let stmt = self.statement(sql).await?;
+        self.client.query(&stmt, params).await.map_err(pg)
+    }
+
+    pub(super) async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let stmt = self.statement(sql).await?;
+        self.client.query_opt(&stmt, params).await.map_err(pg)
+    }
+
+    pub(super) async fn query_one(
+        &self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Row, StoreError> {
+        let stmt = self.statement(sql).await?;
+        self.client.query_one(&stmt, params).await.map_err(pg)
+    }
+
+    pub(super) async fn execute(
+        &self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<u64, StoreError> {
+        let stmt = self.statement(sql).await?;
+        self.client.execute(&stmt, params).await.map_err(pg)
+    }
+
+    /// Runs statements without parameters, by the simple query protocol.
+    pub(super) async fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.client.batch_execute(sql).await.map_err(pg)
+    }
+}
+
+/// Column `i` of a row, as `T`.
+pub(super) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
+    row.try_get(i).map_err(pg)
+}
+
+/// A bounded set of connections to one database.
+pub(super) struct Pool {
+    config: Config,
+    permits: Semaphore,
+    idle: Mutex<Vec<Conn>>,
+    tracker: TaskTracker,
+    closed: AtomicBool,
+}
+
+impl Pool {
+    pub(super) fn new(config: Config, size: usize) -> Pool {
+        Pool {
+            config,
+            permits: Semaphore::new(size),
+            idle: Mutex::new(Vec::new()),
+            tracker: TaskTracker::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The tracker that owns the drivers of this pool's connections (and of the store's own
+    /// dedicated ones).
+    pub(super) fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// A connection of the pool: an idle one still open, else a new one.
+    pub(super) async fn get(&self) -> Result<Pooled<'_>, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.acquire())
+            .await
+            .map_err(|_| StoreError::Backend {
+                message: format!(
+                    "no free postgresql connection after {ACQUIRE_TIMEOUT:?} (all {MAX_CONNECTIONS} busy)"
+                ),
+                retryable: true,
+                source: None,
+            })?
+            .map_err(|_| StoreError::Closed)?;
+        let idle = loop {
+            let Some(conn) = self.idle.lock().unwrap().pop() else {
+                break None;
+            };
+            if !conn.is_closed() {
+                break Some(conn);
+            }
+        };
+        let conn = match idle {
+            Some(conn) => conn,
+            None => Conn::connect(&self.config, &self.tracker).await?,
+        };
+        Ok(Pooled {
+            pool: self,
+            conn: Some(conn),
+            in_transaction: false,
+            _permit: permit,
+        })
+    }
+
+    /// Closes every idle connection and refuses new calls; waits for the connections in use
+    /// to come back and for every driver to end.
+    pub(super) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.permits.close();
+        self.idle.lock().unwrap().clear();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// A connection taken from the pool; it goes back when dropped, unless it is closed, the pool
+/// is, or it is left inside a transaction (a call cancelled midway): then it is dropped.
+pub(super) struct Pooled<'p> {
+    pool: &'p Pool,
+    conn: Option<Conn>,
+    pub(super) in_transaction: bool,
+    _permit: SemaphorePermit<'p>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        self.conn
+            .as_ref()
+            .expect("a pooled connection until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if !self.in_transaction && !conn.is_closed() && !self.pool.closed.load(Ordering::Acquire) {
+            self.pool.idle.lock().unwrap().push(conn);
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! Tests of the PostgreSQL store, each on a fresh database (`TestDb`) of the server named by
+//! `FERRY_TEST_POSTGRES_URL`: the shared conformance suite, migrations, concurrent opens,
+//! leadership, agent liveness, wake-ups between handles, and concurrent transitions.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
+use super::PostgresStore;
+use crate::model::{HostMetrics, Outcome};
+use crate::notify::{WakeSink, Wakes};
+use crate::store::{AgentSeen, Store, StoreError};
+
+/// The variable naming the PostgreSQL server tests use.
+pub(crate) const URL_VAR: &str = "FERRY_TEST_POSTGRES_URL";
+
+/// The server's URL: `FERRY_TEST_POSTGRES_URL`, else (outside CI) the local default.
+pub(crate) fn server_url() -> String {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{URL_VAR} must name a PostgreSQL server for the tests (CI is set)")
+        }
+        _ => "postgres://postgres@127.0.0.1:5432/test".to_string(),
+    }
+}
+
+/// `url` naming database `db` instead of its own.
+pub(crate) fn with_database(url: &str, db: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let path = rest.find(['/', '?']).map_or(url.len(), |i| start + i);
+    let query = url[path..].find('?').map_or("", |i| &url[path + i..]);
+    format!("{}/{db}{query}", &url[..path])
+}
+
+/// A database of its own for one test, created from the server's URL and dropped (with its
+/// connections) when the value is.
+pub(crate) struct TestDb {
+    pub(crate) url: String,
+    server: String,
+    name: String,
+}
+
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "connecting to {}: {}",
+                super::redact(url),
+                super::pool::describe(&e)
+            )
+        });
+    tokio::spawn(connection);
+    client
+}
+
+impl TestDb {
+    pub(crate) async fn new() -> TestDb {
+        let server = server_url();
+        let name = format!(
+            "ferry_t_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        );
+        let client = admin(&server).await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            client.batch_execute(&sql).await.unwrap_or_else(|e| {
+                panic!("creating database {name}: {}", super::pool::describe(&e))
+            });
+        }
+        TestDb {
+            url: with_database(&server, &name),
+            server,
+            name,
+        }
+    }
+
+    pub(crate) async fn open(&self) -> PostgresStore {
+        PostgresStore::open(&self.url, None).await.unwrap()
+    }
+
+    /// A connection to this database, outside any store.
+    pub(crate) async fn client(&self) -> tokio_postgres::Client {
+        admin(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Its own thread and runtime: a test's runtime may be ending.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&server, NoTls).await?;
+                let driver = tokio::spawn(connection);
+                let dropped = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+                drop(client);
+                let _ = driver.await;
+                dropped
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!(
+                "could not drop test database {}: {}",
+                self.name,
+                super::pool::describe(&e)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_store_conformance_suite() {
+    let db = TestDb::new().await;
+    crate::store::conformance::run_all(Arc::new(db.open().await)).await;
+}
+
+async fn migrations(db: &TestDb) -> Vec<(i64, String, i64)> {
+    db.client()
+        .await
+        .query(
+            "SELECT version, name, applied_at FROM ferry_schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_applied_twice_change_nothing() {
+    let db = TestDb::new().await;
+    db.open().await.close().await;
+    let first = migrations(&db).await;
+    assert_eq!(
+        first
+            .iter()
+            .map(|m| (m.0, m.1.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "initial")]
+    );
+    db.open().await.close().await;
+    assert_eq!(migrations(&db).await, first, "nothing applied again");
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_naming_both_versions() {
+    let db = TestDb::new().await;
+    db.open().await.close().await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO ferry_schema_migrations (version, name, applied_at) VALUES (999, 'future', 2)",
+        )
+        .await
+        .unwrap();
+    let err = PostgresStore::open(&db.url, None).await.err().unwrap();
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 999,
+                known: 1
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("999") && message.contains(" 1 "),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_of_a_fresh_database_both_succeed() {
+    let db = TestDb::new().await;
+    let (a, b) = tokio::join!(
+        PostgresStore::open(&db.url, None),
+        PostgresStore::open(&db.url, None)
+    );
+    a.unwrap().close().await;
+    b.unwrap().close().await;
+    assert_eq!(migrations(&db).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named_without_its_password() {
+    let err = PostgresStore::open("postgres://ferry:s3cret@127.0.0.1:1/ferrydb", None)
+        .await
+        .err()
+        .unwrap();
+    let message = err.to_string();
+    assert!(message.contains("127.0.0.1:1/ferrydb"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+    let err = PostgresStore::open(
+        "postgres://ferry@127.0.0.1:1/ferrydb",
+        Some("hunter22".into()),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(!err.to_string().contains("hunter22"), "{err}");
+}
+
+#[test]
+fn urls_are_redacted() {
+    assert_eq!(
+        super::redact("postgresql://ferry:s3cret@db:5432/ferry?sslmode=disable&password=x1"),
+        "postgresql://ferry@db:5432/ferry?sslmode=disable&password=***"
+    );
+    assert_eq!(super::redact("postgres://db/ferry"), "postgres://db/ferry");
+    assert_eq!(
+        with_database("postgres://u@h:5432/test?sslmode=disable", "x"),
+        "postgres://u@h:5432/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_failures_are_told_apart() {
+    let db = TestDb::new().await;
+    let store = db.open().await;
+    let conn = store.pool.get().await.unwrap();
+    for (code, retryable) in [("40001", true), ("40P01", true), ("23505", false)] {
+        let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '{code}'; END $$");
+        let err = conn.batch(&sql).await.unwrap_err();
+        assert_eq!(err.is_retryable(), retryable, "{code}: {err}");
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "{code}: the source is kept"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_is_exclusive_and_moves_when_dropped() {
+    let db = TestDb::new().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let mut held = a
+        .lead("reaper")
+        .await
+        .unwrap()
+        .expect("a free role is taken");
+    assert!(b.lead("reaper").await.unwrap().is_none(), "held elsewhere");
+    assert!(
+        a.lead("reaper").await.unwrap().is_none(),
+        "one holder, even in one process"
+    );
+    assert!(held.still_held().await);
+    let other = b.lead("retention").await.unwrap();
+    assert!(other.is_some(), "roles are independent");
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut moved = loop {
+        if let Some(moved) = b.lead("reaper").await.unwrap() {
+            break moved;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the role never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(moved.still_held().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touches_extend_live_sessions_and_silence_is_listed() {
+    let db = TestDb::new().await;
+    let store = db.open().await;
+    for name in ["x", "y", "z"] {
+        let mut reg = crate::store::AgentRegistration {
+            name: name.into(),
+            session: format!("{name}-1"),
+            queues: vec!["q".into()],
+            labels: Default::default(),
+            max_tasks: 1,
+            hostname: "h".into(),
+            version: "v".into(),
+        };
+        store.register_agent(reg.clone(), 1_000).await.unwrap();
+        reg.session = format!("{name}-2");
+        if name == "z" {
+            store.register_agent(reg, 1_000).await.unwrap();
+        }
+    }
+    let metrics = HostMetrics {
+        cpu_percent: 12.5,
+        memory_used_bytes: 1 << 30,
+        ..HostMetrics::default()
+    };
+    let seen = |name: &str, session: &str, metrics: Option<HostMetrics>| AgentSeen {
+        name: name.into(),
+        session: session.into(),
+        metrics,
+    };
+    store
+        .touch_agents(
+            vec![
+                seen("x", "x-1", Some(metrics)),
+                seen("x", "x-1", None),
+                seen("z", "z-1", None),
+            ],
+            2_000,
+        )
+        .await
+        .unwrap();
+    let x = store.get_agent("x").await.unwrap().unwrap();
+    assert_eq!((x.seen_at, x.metrics), (2_000, Some(metrics)));
+    assert_eq!(
+        store.get_agent("z").await.unwrap().unwrap().seen_at,
+        1_000,
+        "an old session extends nothing"
+    );
+    assert_eq!(store.get_agent("nobody").await.unwrap(), None);
+    store
+        .touch_agents(vec![seen("x", "x-1", None)], 1_500)
+        .await
+        .unwrap();
+    let x = store.get_agent("x").await.unwrap().unwrap();
+    assert_eq!((x.seen_at, x.metrics), (2_000, Some(metrics)), "never back");
+    assert_eq!(
+        store.silent_agents(1_500).await.unwrap(),
+        [
+            ("y".to_string(), "y-1".to_string()),
+            ("z".into(), "z-2".into())
+        ]
+    );
+    store.agent_dead("y", "y-1", 3_000).await.unwrap();
+    store
+        .touch_agents(vec![seen("y", "y-1", None)], 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.silent_agents(2_500).await.unwrap(),
+        [
+            ("x".to_string(), "x-1".to_string()),
+            ("z".into(), "z-2".into())
+        ],
+        "the dead are neither touched nor listed"
+    );
+}
+
+#[derive(Default)]
+struct Recorder {
+    delivered: Mutex<Vec<Wakes>>,
+    woken_all: AtomicU32,
+}
+
+impl WakeSink for Recorder {
+    fn deliver(&self, wakes: &Wakes) {
+        self.delivered.lock().unwrap().push(wakes.clone());
+    }
+    fn wake_all(&self) {
+        self.woken_all.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Recorder {
+    fn got_job(&self, job: &str) -> usize {
+        let delivered = self.delivered.lock().unwrap();
+        delivered
+            .iter()
+            .filter(|w| w.jobs.iter().any(|j| j == job))
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wakes_reach_the_other_handles_sink_within_a_second() {
+    let db = TestDb::new().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (sink_a, sink_b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let notifier_a = a.notifier(sink_a.clone(), shutdown.clone()).await.unwrap();
+    let notifier_b = b.notifier(sink_b.clone(), shutdown.clone()).await.unwrap();
+    // Each listener wakes everything once it listens.
+    let ready = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sink_a.woken_all.load(Ordering::Relaxed) == 0
+        || sink_b.woken_all.load(Ordering::Relaxed) == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < ready,
+            "listeners never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = tokio::time::Instant::now();
+    notifier_a.publish(Wakes {
+        work: true,
+        jobs: vec!["job-1".into()],
+        agents: vec![],
+    });
+    assert_eq!(sink_a.got_job("job-1"), 1, "delivered here at once");
+    while sink_b.got_job("job-1") == 0 {
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "not delivered within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got = sink_b.delivered.lock().unwrap().clone();
+    assert!(got.iter().any(|w| w.work), "{got:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sink_a.got_job("job-1"),
+        1,
+        "its own notification is skipped"
+    );
+    shutdown.cancel();
+    notifier_a.close().await;
+    notifier_b.close().await;
+}
+
+/// Many agents finishing tasks of one job at once: one dependent released once, counters
+/// exact, no claim of one task twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_and_completions_of_one_job_serialise() {
+    use crate::model::{NewJob, RetryPolicy, TaskKind, TaskSpec};
+    let db = TestDb::new().await;
+    let store: Arc<dyn Store> = Arc::new(db.open().await);
+    const ROOTS: usize = 24;
+    let task = |id: String, deps: Vec<String>| TaskSpec {
+        id,
+        queue: "q".into(),
+        labels: Default::default(),
+        depends_on: deps,
+        kind: TaskKind::Shell {
+            command: "true".into(),
+        },
+        outputs: vec![],
+        timeout_ms: 0,
+        retry: RetryPolicy::default(),
+    };
+    let roots: Vec<String> = (0..ROOTS).map(|i| format!("r{i:02}")).collect();
+    let mut tasks: Vec<TaskSpec> = roots.iter().map(|r| task(r.clone(), vec![])).collect();
+    tasks.push(task("last".into(), roots.clone()));
+    let job = store
+        .submit_job(
+            NewJob {
+                name: "wide".into(),
+                params: Default::default(),
+                tasks,
+                idempotency_key: None,
+                backfill: Default::default(),
+            },
+            1,
+        )
+        .await
+        .unwrap()
+        .job_id;
+    let agents: Vec<String> = (0..8).map(|i| format!("a{i}")).collect();
+    for agent in &agents {
+        let reg = crate::store::AgentRegistration {
+            name: agent.clone(),
+            session: format!("{agent}-1"),
+            queues: vec!["q".into()],
+            labels: Default::default(),
+            max_tasks: 4,
+            hostname: "h".into(),
+            version: "v".into(),
+        };
+        store.register_agent(reg, 1).await.unwrap();
+    }
+    let workers = agents.iter().map(|agent| {
+        let (store, agent) = (store.clone(), agent.clone());
+        tokio::spawn(async move {
+            let req = crate::store::ClaimRequest {
+                agent: agent.clone(),
+                session: format!("{agent}-1"),
+                queues: vec!["q".into()],
+                labels: Default::default(),
+                max: 2,
+            };
+            let mut done = Vec::new();
+            let mut next = store.claim(req.clone(), 2).await.unwrap().assignments;
+            while let Some(a) = next.pop() {
+                let completion = crate::store::Completion {
+                    report: crate::model::AttemptReport {
+                        finish: crate::model::AttemptFinish {
+                            agent: agent.clone(),
+                            attempt: a.attempt.clone(),
+                            outcome: Outcome::Succeeded,
+                            exit_code: Some(0),
+                            error: String::new(),
+                        },
+                        outputs: vec![],
+                        extract: None,
+                        logs: vec![],
+                        dropped_bytes: 0,
+                    },
+                    log_limit: 1024,
+                };
+                let (_, more) = store
+                    .complete(completion, Some(req.clone()), 3)
+                    .await
+                    .unwrap();
+                next.extend(more);
+                done.push(a.attempt.task_id);
+            }
+            done
+        })
+    });
+    let mut done: Vec<String> = Vec::new();
+    for worker in workers.collect::<Vec<_>>() {
+        done.extend(worker.await.unwrap());
+    }
+    done.sort();
+    let mut expected = roots.clone();
+    expected.push("last".into());
+    expected.sort();
+    assert_eq!(done, expected, "every task ran once");
+    let record = store.get_job(&job).await.unwrap();
+    assert_eq!(record.state, crate::model::JobState::Succeeded);
+    assert!(record.tasks.iter().all(|t| t.attempts.len() == 1));
+}

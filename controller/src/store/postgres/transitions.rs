@@ -1,0 +1,309 @@
+//! State transitions of tasks and jobs in PostgreSQL, each within the caller's transaction:
+//! fencing (the task's row locked before its attempt is checked, so that a completion racing
+//! a death, a timeout or a cancel ends in one outcome), the end of an attempt, retries, DAG
+//! release, skipping downstream, job completion (the job's row, locked last).
+
+use super::pool::{col, Conn};
+use crate::model::{AttemptFinish, AttemptKey, AttemptState, Millis, Outcome, RetryPolicy};
+use crate::rules::retry::{self, Decision, Failure};
+use crate::store::{Effects, StoreError};
+
+/// Why `attempt` is not its task's current, running attempt on `agent`, if it is not.
+fn refusal(
+    agent: &str,
+    attempt: &AttemptKey,
+    current: Option<i64>,
+    found: Option<(String, String)>,
+) -> Result<(), StoreError> {
+    let reason = match (current, found) {
+        (_, None) | (None, _) => "unknown attempt".to_string(),
+        (_, Some((_, owner))) if owner != agent => format!("attempt belongs to agent {owner}"),
+        (Some(current), _) if current != i64::from(attempt.attempt) => {
+            format!("superseded by attempt {current}")
+        }
+        (_, Some((state, _))) if state != AttemptState::Running.as_str() => state,
+        _ => return Ok(()),
+    };
+    Err(StoreError::Fenced {
+        attempt: attempt.clone(),
+        reason,
+    })
+}
+
+/// Fails with `Fenced` unless `attempt` is its task's current, running attempt on `agent`
+/// (DESIGN.md invariant 1): a read, taking no lock.
+pub(super) async fn fence(c: &Conn, agent: &str, attempt: &AttemptKey) -> Result<(), StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT a.state, a.agent, t.attempts FROM attempts a
+             JOIN tasks t ON t.job_id = a.job_id AND t.task_id = a.task_id
+             WHERE a.job_id = $1 AND a.task_id = $2 AND a.number = $3",
+            &[
+                &attempt.job_id,
+                &attempt.task_id,
+                &i64::from(attempt.attempt),
+            ],
+        )
+        .await?;
+    match row {
+        None => refusal(agent, attempt, None, None),
+        Some(r) => refusal(
+            agent,
+            attempt,
+            Some(col(&r, 2)?),
+            Some((col(&r, 0)?, col(&r, 1)?)),
+        ),
+    }
+}
+
+/// `fence`, holding the task's row lock until the transaction ends. The attempt is read by a
+/// second statement, once the lock is held, so that it sees the end of the attempt by whoever
+/// held the lock before (in one statement, the attempt's row would be the one of its start).
+pub(super) async fn fence_locked(
+    c: &Conn,
+    agent: &str,
+    attempt: &AttemptKey,
+) -> Result<(), StoreError> {
+    let current = c
+        .query_opt(
+            "SELECT attempts FROM tasks WHERE job_id = $1 AND task_id = $2 FOR UPDATE",
+            &[&attempt.job_id, &attempt.task_id],
+        )
+        .await?;
+    let Some(current) = current else {
+        return refusal(agent, attempt, None, None);
+    };
+    let found = c
+        .query_opt(
+            "SELECT state, agent FROM attempts WHERE job_id = $1 AND task_id = $2 AND number = $3",
+            &[
+                &attempt.job_id,
+                &attempt.task_id,
+                &i64::from(attempt.attempt),
+            ],
+        )
+        .await?;
+    let found = match found {
+        Some(r) => Some((col(&r, 0)?, col(&r, 1)?)),
+        None => None,
+    };
+    refusal(agent, attempt, Some(col(&current, 0)?), found)
+}
+
+/// Records how a (fenced) attempt ended and moves its task and job on.
+pub(super) async fn finish(
+    c: &Conn,
+    finish: &AttemptFinish,
+    now: Millis,
+) -> Result<Effects, StoreError> {
+    let key = &finish.attempt;
+    c.execute(
+        "UPDATE attempts SET state = $4, exit_code = $5, error = $6, finished_at = $7
+         WHERE job_id = $1 AND task_id = $2 AND number = $3",
+        &[
+            &key.job_id,
+            &key.task_id,
+            &i64::from(key.attempt),
+            &finish.outcome.attempt_state().as_str(),
+            &finish.exit_code,
+            &finish.error,
+            &now,
+        ],
+    )
+    .await?;
+    let mut effects = Effects::default();
+    match finish.outcome {
+        Outcome::Succeeded => task_succeeded(c, key, now, &mut effects).await?,
+        Outcome::Failed | Outcome::TimedOut => {
+            task_attempt_failed(c, key, Failure::Task, now, &mut effects).await?
+        }
+        // An agent reports `cancelled` only when told to stop; the task gets no other try.
+        Outcome::Cancelled => give_up(c, key, now).await?,
+    }
+    effects.jobs.push(key.job_id.clone());
+    Ok(effects)
+}
+
+/// Ends a running attempt without success, as `lost` (its agent died or never got it: retried
+/// at once) or `timed_out` on the controller's own clock (retried after a backoff). The
+/// caller holds the task's lock; false (nothing done) when the attempt had already ended.
+pub(super) async fn end_and_retry(
+    c: &Conn,
+    key: &AttemptKey,
+    state: AttemptState,
+    why: &str,
+    now: Millis,
+    effects: &mut Effects,
+) -> Result<bool, StoreError> {
+    let failure = if state == AttemptState::Lost {
+        Failure::Lost
+    } else {
+        Failure::Task
+    };
+    if !end_attempt(c, key, state, why, now).await? {
+        return Ok(false);
+    }
+    task_attempt_failed(c, key, failure, now, effects).await?;
+    effects.jobs.push(key.job_id.clone());
+    Ok(true)
+}
+
+/// Hands an attempt back: it ends as `lost`, its task is queued at once, nothing is counted.
+pub(super) async fn hand_back(
+    c: &Conn,
+    key: &AttemptKey,
+    why: &str,
+    now: Millis,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
+    if !end_attempt(c, key, AttemptState::Lost, why, now).await? {
+        return Ok(());
+    }
+    c.execute(
+        "UPDATE tasks SET state = 'queued', ready_at = $3 WHERE job_id = $1 AND task_id = $2",
+        &[&key.job_id, &key.task_id, &now],
+    )
+    .await?;
+    effects.queued = true;
+    effects.jobs.push(key.job_id.clone());
+    Ok(())
+}
+
+/// Ends the attempt if it is running; false if it was not.
+async fn end_attempt(
+    c: &Conn,
+    key: &AttemptKey,
+    state: AttemptState,
+    why: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let ended = c
+        .execute(
+            "UPDATE attempts SET state = $4, error = $5, finished_at = $6
+             WHERE job_id = $1 AND task_id = $2 AND number = $3 AND state = 'running'",
+            &[
+                &key.job_id,
+                &key.task_id,
+                &i64::from(key.attempt),
+                &state.as_str(),
+                &why,
+                &now,
+            ],
+        )
+        .await?;
+    Ok(ended > 0)
+}
+
+async fn task_succeeded(
+    c: &Conn,
+    key: &AttemptKey,
+    now: Millis,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE tasks SET state = 'succeeded' WHERE job_id = $1 AND task_id = $2",
+        &[&key.job_id, &key.task_id],
+    )
+    .await?;
+    // Two tasks finishing at once that release one dependent: the second waits for the
+    // first's lock on it, then counts down from the row the first left.
+    let released = c
+        .execute(
+            "UPDATE tasks SET deps_remaining = deps_remaining - 1,
+                              state = CASE WHEN deps_remaining = 1 THEN 'queued' ELSE state END,
+                              ready_at = $3
+             WHERE job_id = $1 AND state = 'blocked' AND task_id IN
+                   (SELECT task_id FROM task_deps WHERE job_id = $1 AND depends_on = $2)",
+            &[&key.job_id, &key.task_id, &now],
+        )
+        .await?;
+    if released > 0 {
+        effects.queued = true;
+    }
+    task_done(c, &key.job_id, 1, 0, now).await
+}
+
+async fn task_attempt_failed(
+    c: &Conn,
+    key: &AttemptKey,
+    kind: Failure,
+    now: Millis,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
+    let r = c
+        .query_one(
+            "SELECT failures, max_attempts, initial_delay_ms, max_delay_ms FROM tasks
+             WHERE job_id = $1 AND task_id = $2",
+            &[&key.job_id, &key.task_id],
+        )
+        .await?;
+    let failures = col::<i64>(&r, 0)? as u32 + 1;
+    let policy = RetryPolicy {
+        max_attempts: col::<i64>(&r, 1)? as u32,
+        initial_delay_ms: col::<i64>(&r, 2)? as u64,
+        max_delay_ms: col::<i64>(&r, 3)? as u64,
+    };
+    match retry::decide(&policy, failures, kind, fastrand::f64()) {
+        Decision::Retry { delay_ms } => {
+            c.execute(
+                "UPDATE tasks SET state = 'queued', failures = $3, ready_at = $4 WHERE job_id = $1 AND task_id = $2",
+                &[&key.job_id, &key.task_id, &i64::from(failures), &(now + delay_ms as i64)],
+            )
+            .await?;
+            effects.queued = true;
+            Ok(())
+        }
+        Decision::GiveUp => {
+            c.execute(
+                "UPDATE tasks SET failures = $3 WHERE job_id = $1 AND task_id = $2",
+                &[&key.job_id, &key.task_id, &i64::from(failures)],
+            )
+            .await?;
+            give_up(c, key, now).await
+        }
+    }
+}
+
+/// The task fails for good: everything downstream of it is skipped.
+async fn give_up(c: &Conn, key: &AttemptKey, now: Millis) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE tasks SET state = 'failed' WHERE job_id = $1 AND task_id = $2",
+        &[&key.job_id, &key.task_id],
+    )
+    .await?;
+    let skipped = c
+        .execute(
+            "WITH RECURSIVE down(task_id) AS (
+                 SELECT task_id FROM task_deps WHERE job_id = $1 AND depends_on = $2
+                 UNION
+                 SELECT d.task_id FROM task_deps d JOIN down ON d.depends_on = down.task_id
+                 WHERE d.job_id = $1)
+             UPDATE tasks SET state = 'skipped'
+             WHERE job_id = $1 AND state = 'blocked' AND task_id IN (SELECT task_id FROM down)",
+            &[&key.job_id, &key.task_id],
+        )
+        .await?;
+    task_done(c, &key.job_id, 1 + skipped as i64, 1, now).await
+}
+
+/// Counts finished tasks on the job and ends the job when none is left. The job's row is the
+/// last lock a transition takes: completions of a job's tasks serialise here.
+async fn task_done(
+    c: &Conn,
+    job_id: &str,
+    done: i64,
+    failed: i64,
+    now: Millis,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE jobs SET tasks_done = tasks_done + $2, tasks_failed = tasks_failed + $3,
+                         state = CASE WHEN tasks_done + $2 >= tasks_total
+                                      THEN CASE WHEN tasks_failed + $3 > 0 THEN 'failed' ELSE 'succeeded' END
+                                      ELSE state END,
+                         finished_at = CASE WHEN tasks_done + $2 >= tasks_total THEN $4 ELSE finished_at END
+         WHERE id = $1 AND state IN ('pending', 'running')",
+        &[&job_id, &done, &failed, &now],
+    )
+    .await?;
+    Ok(())
+}
