@@ -336,15 +336,24 @@ impl Engine {
         } else {
             self.store.stale_attempts(&who.name, running).await?
         };
-        let started_before = now_ms() - self.config.agent_timeout.as_millis() as i64;
-        let effects = self
-            .store
-            .reconcile_agent(&who.name, running, started_before, now_ms())
-            .await?;
-        if !effects.jobs.is_empty() {
-            tracing::warn!(agent = %who.name, lost = effects.jobs.len(), "attempts the agent never received are lost");
+        // Assignments that never reached the agent are looked for once per agent timeout
+        // (only those older than it count), not on every heartbeat: a store call per
+        // heartbeat would cost thousands a second with thousands of agents.
+        if self
+            .local
+            .liveness
+            .reconcile_due(&who.name, self.config.agent_timeout)
+        {
+            let started_before = now_ms() - self.config.agent_timeout.as_millis() as i64;
+            let effects = self
+                .store
+                .reconcile_agent(&who.name, running, started_before, now_ms())
+                .await?;
+            if !effects.jobs.is_empty() {
+                tracing::warn!(agent = %who.name, lost = effects.jobs.len(), "attempts the agent never received are lost");
+            }
+            self.publish(effects);
         }
-        self.publish(effects);
         Ok(AgentOrders {
             assignments: Vec::new(),
             stop,
@@ -475,3 +484,6 @@ impl Engine {
         Ok(views)
     }
 }
+
+#[cfg(test)]
+mod tests;

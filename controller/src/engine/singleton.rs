@@ -60,7 +60,7 @@ pub async fn run<F, Fut>(
             Ok(None) => failures = 0,
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 60 == 0 {
+                if failures == 1 || failures.is_multiple_of(60) {
                     tracing::warn!(role, error = %e, "could not ask the store for the role; will retry");
                 }
             }

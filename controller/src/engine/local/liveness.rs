@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -25,6 +26,8 @@ struct LiveAgent {
     /// The store may know better (an order or a death was announced): read it again before
     /// answering this session.
     verify: bool,
+    /// When this controller last compared the agent's running attempts with the store's.
+    reconciled: Option<Instant>,
     wake: Arc<Notify>,
 }
 
@@ -70,6 +73,7 @@ impl Liveness {
             seen: false,
             metrics: None,
             verify: false,
+            reconciled: None,
             wake: Arc::new(Notify::new()),
         };
         if let Some(old) = self.lock().insert(name.to_string(), live) {
@@ -116,6 +120,7 @@ impl Liveness {
                     seen: true,
                     metrics: None,
                     verify: false,
+                    reconciled: agents.get(name).and_then(|l| l.reconciled),
                     wake,
                 };
                 let answer = view(&live);
@@ -142,6 +147,27 @@ impl Liveness {
             live.seen = true;
             if metrics.is_some() {
                 live.metrics = metrics;
+            }
+        }
+    }
+
+    /// Whether the agent's running attempts are due to be compared with the store's: at most
+    /// once per `every` for each agent (the first heartbeat waits one period too).
+    pub fn reconcile_due(&self, name: &str, every: Duration) -> bool {
+        let mut agents = self.lock();
+        let Some(live) = agents.get_mut(name) else {
+            return false;
+        };
+        let now = Instant::now();
+        match live.reconciled {
+            Some(at) if now.duration_since(at) < every => false,
+            None => {
+                live.reconciled = Some(now);
+                false
+            }
+            Some(_) => {
+                live.reconciled = Some(now);
+                true
             }
         }
     }
