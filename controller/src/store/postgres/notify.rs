@@ -223,7 +223,7 @@ async fn listen(config: Config, id: String, sink: Arc<dyn WakeSink>, stop: Cance
             return;
         }
         failures += 1;
-        if failures == 1 || failures % 60 == 0 {
+        if failures == 1 || failures.is_multiple_of(60) {
             tracing::warn!(error = %listened.err().unwrap_or_default(), "lost the connection that listens for other controllers' wake-ups; reconnecting");
         }
         let pause = tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64()));

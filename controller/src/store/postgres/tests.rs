@@ -1,6 +1,7 @@
 //! Tests of the PostgreSQL store, each on a fresh database (`TestDb`) of the server named by
-//! `FERRY_TEST_POSTGRES_URL`: the shared conformance suite, migrations, concurrent opens,
-//! leadership, agent liveness, wake-ups between handles, and concurrent transitions.
+//! `FERRY_TEST_POSTGRES_URL`: the shared conformance suite (one test per scenario),
+//! migrations, concurrent opens, leadership, agent liveness, wake-ups between handles, and
+//! concurrent transitions.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,10 +126,22 @@ impl Drop for TestDb {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passes_the_store_conformance_suite() {
-    let db = TestDb::new().await;
-    crate::store::conformance::run_all(Arc::new(db.open().await)).await;
+/// A fresh database; each `open` is another `PostgresStore` on it (another controller).
+struct Fresh(TestDb);
+
+#[async_trait::async_trait]
+impl crate::store::conformance::TestBackend for Fresh {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.0.open().await)
+    }
+}
+
+async fn fresh() -> Box<dyn crate::store::conformance::TestBackend> {
+    Box::new(Fresh(TestDb::new().await))
+}
+
+mod conformance {
+    crate::store::conformance::store_conformance_suite!(super::fresh());
 }
 
 async fn migrations(db: &TestDb) -> Vec<(i64, String, i64)> {
