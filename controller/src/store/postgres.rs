@@ -17,10 +17,13 @@ mod outputs;
 mod pool;
 mod settings;
 mod transitions;
+mod tx;
 mod watermarks;
 
 #[cfg(test)]
-pub(crate) mod tests;
+pub(crate) mod test_db;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -39,24 +42,11 @@ use crate::model::{
     Millis, NewJob, Outcome, QueueStats, ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
 };
 use crate::notify::{Notifier, WakeSink};
-use pool::{Conn, Pool, Pooled};
-
-/// How many times a transaction is made before its retryable failure is returned.
-const MAX_TRIES: u32 = 5;
+use pool::{Conn, Pool};
+use tx::{backoff, begin, end, Mode, MAX_TRIES};
 
 pub struct PostgresStore {
     pool: Arc<Pool>,
-}
-
-/// How a call uses its connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// A READ COMMITTED transaction that writes, taking row locks.
-    Write,
-    /// A read of several statements in one snapshot.
-    Snapshot,
-    /// One statement, in its own implicit transaction.
-    Single,
 }
 
 /// Runs `$body` (a future using `$c: &Conn`) in a transaction of mode `$mode` on a connection
@@ -84,58 +74,6 @@ macro_rules! transaction {
             }
         }
     }};
-}
-
-async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), StoreError> {
-    let sql = match mode {
-        Mode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
-        Mode::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        Mode::Single => return Ok(()),
-    };
-    // Marked first: a call cancelled while it is in a transaction drops the connection.
-    conn.in_transaction = true;
-    conn.batch(sql).await
-}
-
-/// Commits after a success, rolls back after a failure. A write whose `COMMIT` lost its
-/// connection may or may not be committed: that failure is not retryable.
-async fn end<T>(
-    conn: &mut Pooled<'_>,
-    mode: Mode,
-    outcome: Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    if mode == Mode::Single {
-        return outcome;
-    }
-    match outcome {
-        Ok(value) => match conn.client().batch_execute("COMMIT").await {
-            Ok(()) => {
-                conn.in_transaction = false;
-                Ok(value)
-            }
-            Err(e) if mode == Mode::Write && e.code().is_none() => Err(StoreError::Backend {
-                message: format!(
-                    "the connection to postgresql was lost while committing, so whether the change was made is unknown: {}",
-                    pool::describe(&e)
-                ),
-                retryable: false,
-                source: Some(Box::new(e)),
-            }),
-            Err(e) => Err(pool::pg(e)),
-        },
-        Err(e) => {
-            if conn.batch("ROLLBACK").await.is_ok() {
-                conn.in_transaction = false;
-            }
-            Err(e)
-        }
-    }
-}
-
-/// A pause before try `tries + 1`: 5–20 ms, doubled at each try.
-async fn backoff(tries: u32) {
-    let ms = fastrand::u64(5..=20) << tries.min(6);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 /// A PostgreSQL URL fit for logs and messages: without its password, whether in the user

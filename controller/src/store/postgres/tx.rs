@@ -1,0 +1,75 @@
+//! Transactions of the PostgreSQL store: how one begins (READ COMMITTED to write, a
+//! REPEATABLE READ snapshot to read several statements), ends (commit or roll back, a lost
+//! `COMMIT` told apart), and the pause before one is made again.
+
+use std::time::Duration;
+
+use super::pool::{self, Pooled};
+use crate::store::StoreError;
+
+/// How many times a transaction is made before its retryable failure is returned.
+pub(super) const MAX_TRIES: u32 = 5;
+
+/// How a call uses its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A READ COMMITTED transaction that writes, taking row locks.
+    Write,
+    /// A read of several statements in one snapshot.
+    Snapshot,
+    /// One statement, in its own implicit transaction.
+    Single,
+}
+
+/// Begins the transaction `mode` asks for, if any.
+pub(super) async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), StoreError> {
+    let sql = match mode {
+        Mode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
+        Mode::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        Mode::Single => return Ok(()),
+    };
+    // Marked first: a call cancelled while it is in a transaction drops the connection.
+    conn.in_transaction = true;
+    conn.batch(sql).await
+}
+
+/// Commits after a success, rolls back after a failure. A write whose `COMMIT` lost its
+/// connection may or may not be committed: that failure is not retryable.
+pub(super) async fn end<T>(
+    conn: &mut Pooled<'_>,
+    mode: Mode,
+    outcome: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if mode == Mode::Single {
+        return outcome;
+    }
+    match outcome {
+        Ok(value) => match conn.client().batch_execute("COMMIT").await {
+            Ok(()) => {
+                conn.in_transaction = false;
+                Ok(value)
+            }
+            Err(e) if mode == Mode::Write && e.code().is_none() => Err(StoreError::Backend {
+                message: format!(
+                    "the connection to postgresql was lost while committing, so whether the change was made is unknown: {}",
+                    pool::describe(&e)
+                ),
+                retryable: false,
+                source: Some(Box::new(e)),
+            }),
+            Err(e) => Err(pool::pg(e)),
+        },
+        Err(e) => {
+            if conn.batch("ROLLBACK").await.is_ok() {
+                conn.in_transaction = false;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A pause before try `tries + 1`: 5–20 ms, doubled at each try.
+pub(super) async fn backoff(tries: u32) {
+    let ms = fastrand::u64(5..=20) << tries.min(6);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
