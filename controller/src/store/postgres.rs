@@ -22,8 +22,6 @@ mod watermarks;
 
 #[cfg(test)]
 pub(crate) mod test_db;
-#[cfg(test)]
-mod tests;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -75,6 +73,10 @@ macro_rules! transaction {
         }
     }};
 }
+
+// After `transaction!`, which the tests use.
+#[cfg(test)]
+mod tests;
 
 /// A PostgreSQL URL fit for logs and messages: without its password, whether in the user
 /// part (`postgres://user:secret@host/db`) or a parameter (`?password=secret`).
@@ -148,8 +150,8 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    /// Closes the pool's connections and waits for their drivers (and those of leaderships
-    /// and notifiers' senders) to end.
+    /// Closes every connection of the store, its leaderships' included (which frees their
+    /// roles), and waits for their drivers to end; later calls fail with `Closed`.
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::StoreError;
@@ -108,11 +109,9 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// Opens a connection; its driver runs on `tracker` until the client is dropped.
-    pub(super) async fn connect(
-        config: &Config,
-        tracker: &TaskTracker,
-    ) -> Result<Conn, StoreError> {
+    /// Opens a connection; its driver runs on `drivers` until the client is dropped or the
+    /// drivers are stopped.
+    pub(super) async fn connect(config: &Config, drivers: &Drivers) -> Result<Conn, StoreError> {
         let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
             .await
             .map_err(|_| StoreError::Backend {
@@ -135,9 +134,14 @@ impl Conn {
                     source: Some(Box::new(e)),
                 }
             })?;
-        tracker.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "postgresql connection ended");
+        let stop = drivers.stop.clone();
+        drivers.tracker.spawn(async move {
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %describe(&e), "postgresql connection ended");
+                },
+                // Dropped mid-call: the call fails as a lost connection.
+                _ = stop.cancelled() => {}
             }
         });
         Ok(Conn {
@@ -211,12 +215,19 @@ pub(super) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, Store
     row.try_get(i).map_err(pg)
 }
 
+/// Who runs the drivers of connections: a tracker to wait for them, a token that ends them.
+#[derive(Default)]
+pub(super) struct Drivers {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
 /// A bounded set of connections to one database.
 pub(super) struct Pool {
     config: Config,
     permits: Semaphore,
     idle: Mutex<Vec<Conn>>,
-    tracker: TaskTracker,
+    drivers: Drivers,
     closed: AtomicBool,
 }
 
@@ -226,7 +237,7 @@ impl Pool {
             config,
             permits: Semaphore::new(size),
             idle: Mutex::new(Vec::new()),
-            tracker: TaskTracker::new(),
+            drivers: Drivers::default(),
             closed: AtomicBool::new(false),
         }
     }
@@ -235,10 +246,9 @@ impl Pool {
         &self.config
     }
 
-    /// The tracker that owns the drivers of this pool's connections (and of the store's own
-    /// dedicated ones).
-    pub(super) fn tracker(&self) -> &TaskTracker {
-        &self.tracker
+    /// The drivers of this pool's connections (and of the store's own dedicated ones).
+    pub(super) fn drivers(&self) -> &Drivers {
+        &self.drivers
     }
 
     /// A connection of the pool: an idle one still open, else a new one.
@@ -266,7 +276,7 @@ impl Pool {
         };
         let conn = match idle {
             Some(conn) => conn,
-            None => Conn::connect(&self.config, &self.tracker).await?,
+            None => Conn::connect(&self.config, &self.drivers).await?,
         };
         Ok(Pooled {
             pool: self,
@@ -276,14 +286,15 @@ impl Pool {
         })
     }
 
-    /// Closes every idle connection and refuses new calls; waits for the connections in use
-    /// to come back and for every driver to end.
+    /// Refuses new calls and closes every connection, those in use and the dedicated ones
+    /// (leaderships) too; waits for their drivers to end.
     pub(super) async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.permits.close();
         self.idle.lock().unwrap().clear();
-        self.tracker.close();
-        self.tracker.wait().await;
+        self.drivers.stop.cancel();
+        self.drivers.tracker.close();
+        self.drivers.tracker.wait().await;
     }
 }
 

@@ -151,6 +151,79 @@ async fn retryable_failures_are_told_apart() {
     }
 }
 
+/// Every connection of the store is cut (a server restart, a failover): the next calls are
+/// made again on new connections and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_survive_lost_connections() {
+    let db = TestDb::new().await;
+    let store = db.open().await;
+    store.list_jobs(None, 1).await.unwrap();
+    let killed = db
+        .client()
+        .await
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!killed.is_empty(), "the store's connection was there");
+    let job = crate::model::NewJob {
+        name: "after".into(),
+        params: Default::default(),
+        tasks: vec![],
+        idempotency_key: None,
+        backfill: Default::default(),
+    };
+    let id = store.submit_job(job, 1).await.unwrap().job_id;
+    assert_eq!(store.get_job(&id).await.unwrap().name, "after");
+}
+
+/// A transaction whose connection is cut midway is made again whole, on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_cut_midway_is_made_again() {
+    use super::tx::{backoff, begin, end, Mode, MAX_TRIES};
+    use super::Conn;
+    let db = TestDb::new().await;
+    let store = db.open().await;
+    let tries = AtomicU32::new(0);
+    let store = &store;
+    let written: Result<u64, StoreError> = transaction!(store, Mode::Write, |c| async {
+        c.batch("CREATE TABLE IF NOT EXISTS cut (n INT)").await?;
+        c.batch("INSERT INTO cut VALUES (1)").await?;
+        if tries.fetch_add(1, Ordering::Relaxed) == 0 {
+            c.batch("SELECT pg_terminate_backend(pg_backend_pid())")
+                .await?;
+        }
+        c.execute("SELECT 1 FROM cut", &[]).await
+    });
+    assert_eq!(written.unwrap(), 1, "one row: the first try left nothing");
+    assert_eq!(tries.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_frees_roles_and_refuses_calls() {
+    let db = TestDb::new().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let _held = a.lead("reaper").await.unwrap().expect("taken");
+    tokio::time::timeout(Duration::from_secs(5), a.close())
+        .await
+        .expect("close does not wait for the leadership to be dropped");
+    assert!(matches!(
+        a.list_jobs(None, 1).await,
+        Err(StoreError::Closed)
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.lead("reaper").await.unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the role stayed taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_is_exclusive_and_moves_when_dropped() {
     let db = TestDb::new().await;
