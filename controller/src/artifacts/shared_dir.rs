@@ -88,7 +88,10 @@ mod tests {
         let own = tmp.path().join("own");
         let e = check(&store, &own).await.unwrap_err().to_string();
         assert!(e.contains("--data-dir") && e.contains("s3://"), "{e}");
-        assert!(!own.join(FILE).exists(), "a refused directory is left unmarked");
+        assert!(
+            !own.join(FILE).exists(),
+            "a refused directory is left unmarked"
+        );
         // A directory bound to another store is refused too.
         std::fs::write(shared.join(FILE), "someone-else").unwrap();
         assert!(matches!(
