@@ -286,8 +286,9 @@ async fn give_up(c: &Conn, key: &AttemptKey, now: Millis) -> Result<(), StoreErr
     task_done(c, &key.job_id, 1 + skipped as i64, 1, now).await
 }
 
-/// Counts finished tasks on the job and ends the job when none is left. The job's row is the
-/// last lock a transition takes: completions of a job's tasks serialise here.
+/// Counts finished tasks on the job and ends it when none is left (`rules::job_end` decides).
+/// The job's row is the last lock a transition takes: completions of a job's tasks serialise
+/// here.
 async fn task_done(
     c: &Conn,
     job_id: &str,
@@ -295,15 +296,24 @@ async fn task_done(
     failed: i64,
     now: Millis,
 ) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE jobs SET tasks_done = tasks_done + $2, tasks_failed = tasks_failed + $3,
-                         state = CASE WHEN tasks_done + $2 >= tasks_total
-                                      THEN CASE WHEN tasks_failed + $3 > 0 THEN 'failed' ELSE 'succeeded' END
-                                      ELSE state END,
-                         finished_at = CASE WHEN tasks_done + $2 >= tasks_total THEN $4 ELSE finished_at END
-         WHERE id = $1 AND state IN ('pending', 'running')",
-        &[&job_id, &done, &failed, &now],
-    )
-    .await?;
+    let Some(row) = c
+        .query_opt(
+            "UPDATE jobs SET tasks_done = tasks_done + $2, tasks_failed = tasks_failed + $3
+             WHERE id = $1 AND state IN ('pending', 'running')
+             RETURNING tasks_total, tasks_done, tasks_failed",
+            &[&job_id, &done, &failed],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let (total, done, failed): (i64, i64, i64) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+    if let Some(end) = crate::rules::job_end(total, done, failed) {
+        c.execute(
+            "UPDATE jobs SET state = $2, finished_at = $3 WHERE id = $1",
+            &[&job_id, &end.as_str(), &now],
+        )
+        .await?;
+    }
     Ok(())
 }

@@ -245,7 +245,7 @@ fn give_up(
     task_done(conn, &key.job_id, 1 + skipped as i64, 1, now)
 }
 
-/// Counts finished tasks on the job and ends the job when none is left.
+/// Counts finished tasks on the job and ends it when none is left (`rules::job_end` decides).
 fn task_done(
     conn: &Connection,
     job_id: &str,
@@ -253,16 +253,27 @@ fn task_done(
     failed: i64,
     now: Millis,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE jobs SET tasks_done = tasks_done + ?2, tasks_failed = tasks_failed + ?3,
-                         state = CASE WHEN tasks_done + ?2 >= tasks_total
-                                      THEN CASE WHEN tasks_failed + ?3 > 0 THEN 'failed' ELSE 'succeeded' END
-                                      ELSE state END,
-                         finished_at = CASE WHEN tasks_done + ?2 >= tasks_total THEN ?4 ELSE finished_at END
+    // Not `UPDATE … RETURNING`: SQLite re-prepares such a statement on every run.
+    let changed = super::exec(
+        conn,
+        "UPDATE jobs SET tasks_done = tasks_done + ?2, tasks_failed = tasks_failed + ?3
          WHERE id = ?1 AND state IN ('pending', 'running')",
-    )
-    .map_err(backend)?
-    .execute(params![job_id, done, failed, now])
-    .map_err(backend)?;
+        params![job_id, done, failed],
+    )?;
+    if changed == 0 {
+        return Ok(());
+    }
+    let (total, done, failed): (i64, i64, i64) = conn
+        .prepare_cached("SELECT tasks_total, tasks_done, tasks_failed FROM jobs WHERE id = ?1")
+        .map_err(backend)?
+        .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(backend)?;
+    if let Some(end) = crate::rules::job_end(total, done, failed) {
+        super::exec(
+            conn,
+            "UPDATE jobs SET state = ?2, finished_at = ?3 WHERE id = ?1",
+            params![job_id, end.as_str(), now],
+        )?;
+    }
     Ok(())
 }
