@@ -47,12 +47,16 @@ if [ "$FERRY_ATTEMPT" = 1 ]; then echo $$ >> {pids}; sleep 300; fi
     );
     let cli = controller.cli();
     let id = cli.submit(&job).await.unwrap();
-    eventually("the task to start", Duration::from_secs(20), || async {
-        Ok(pids.exists().then_some(()))
+    // The file exists as soon as the shell opens it, before the pid is written: wait for it.
+    let pid = eventually("the task to start", Duration::from_secs(20), || async {
+        Ok(if pids.exists() {
+            read_pids(&pids)?.first().copied()
+        } else {
+            None
+        })
     })
     .await
     .unwrap();
-    let pid = read_pids(&pids).unwrap()[0];
 
     // Freeze the controller: to the agent it is unreachable (its calls get no answer).
     let controller_pid = Pid::from_raw(controller.pid().unwrap() as i32);
