@@ -383,16 +383,29 @@ pub async fn open(
     Err(StoreError::UnsupportedUrl(redact_url(url)))
 }
 
-/// A store URL fit for logs and messages: no password.
+/// A store URL fit for logs and messages: without its password, whether in the user part
+/// (`postgres://user:secret@host/db`) or a parameter (`?password=secret`).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let mut out = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}://{user}{}", &url[..scheme], &url[at..])
         }
         _ => url.to_string(),
+    };
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{base}{}", query.join("&"));
     }
+    out
 }
 
 #[cfg(test)]

@@ -78,22 +78,31 @@ macro_rules! transaction {
 #[cfg(test)]
 mod tests;
 
-/// A PostgreSQL URL fit for logs and messages: without its password, whether in the user
-/// part (`postgres://user:secret@host/db`) or a parameter (`?password=secret`).
-pub fn redact(url: &str) -> String {
-    let mut out = super::redact_url(url);
-    if let Some(q) = out.find('?') {
-        let (base, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out = format!("{base}{}", query.join("&"));
+/// Controllers write agents' signs of life with their own wall clocks and the reaper compares
+/// them with its own: clocks that disagree shorten or lengthen the agent timeout by as much.
+/// Says so when this controller's clock and the database's disagree by more than a second.
+async fn warn_of_clock_skew(conn: &Conn) {
+    let asked = wall_clock();
+    let Ok(row) = conn
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    let answered = wall_clock();
+    let Ok(db) = pool::col::<i64>(&row, 0) else {
+        return;
+    };
+    let skew = db - (asked + answered) / 2;
+    if skew.abs() > 1_000 {
+        tracing::warn!(
+            skew_ms = skew,
+            "this controller's clock and the database's disagree: agents' timeouts are counted across controllers with their wall clocks, so keep every controller's clock synchronised (NTP)"
+        );
     }
-    out
 }
 
 /// Milliseconds since the Unix epoch, for the record of when a migration was applied.
@@ -109,13 +118,13 @@ impl PostgresStore {
     /// database whose schema is newer than this binary.
     pub async fn open(url: &str, password: Option<String>) -> Result<Self, StoreError> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(StoreError::UnsupportedUrl(redact(url)));
+            return Err(StoreError::UnsupportedUrl(super::redact_url(url)));
         }
         let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
             // The parser's message may quote the URL: name the redacted one instead.
             StoreError::backend(format!(
                 "invalid postgresql url {}: {}",
-                redact(url),
+                super::redact_url(url),
                 sanitize(&e.to_string(), url, password.as_deref())
             ))
         })?;
@@ -146,6 +155,7 @@ impl PostgresStore {
                     },
                     other => other,
                 })?;
+            warn_of_clock_skew(&conn).await;
         }
         Ok(Self { pool })
     }
@@ -159,7 +169,7 @@ impl PostgresStore {
 
 /// An error message with the URL and password taken out.
 fn sanitize(message: &str, url: &str, password: Option<&str>) -> String {
-    let mut out = message.replace(url, &redact(url));
+    let mut out = message.replace(url, &super::redact_url(url));
     for secret in [password, url_password(url)].into_iter().flatten() {
         if secret.len() >= 3 {
             out = out.replace(secret, "***");
@@ -276,6 +286,16 @@ impl Store for PostgresStore {
         started_before: Millis,
         now: Millis,
     ) -> Result<Effects, StoreError> {
+        // Nearly always nothing is missing: one read, no transaction, no lock.
+        let orphans = transaction!(self, Mode::Single, |c| dispatch::orphans(
+            c,
+            agent,
+            running,
+            started_before
+        ))?;
+        if orphans.is_empty() {
+            return Ok(Effects::default());
+        }
         transaction!(self, Mode::Write, |c| dispatch::reconcile(
             c,
             agent,

@@ -249,6 +249,35 @@ async fn lock_running_on(
         .collect()
 }
 
+/// The attempts `reconcile` would end, read without locking anything.
+pub(super) async fn orphans(
+    c: &Conn,
+    agent: &str,
+    running: &[AttemptKey],
+    started_before: Millis,
+) -> Result<Vec<AttemptKey>, StoreError> {
+    let reported: HashSet<&AttemptKey> = running.iter().collect();
+    let rows = c
+        .query(
+            "SELECT job_id, task_id, number FROM attempts
+             WHERE agent = $1 AND state = 'running' AND started_at < $2",
+            &[&agent, &started_before],
+        )
+        .await?;
+    let mut orphans = Vec::new();
+    for r in &rows {
+        let key = AttemptKey {
+            job_id: col(r, 0)?,
+            task_id: col(r, 1)?,
+            attempt: col::<i64>(r, 2)? as u32,
+        };
+        if !reported.contains(&key) {
+            orphans.push(key);
+        }
+    }
+    Ok(orphans)
+}
+
 pub(super) async fn reconcile(
     c: &Conn,
     agent: &str,

@@ -46,7 +46,7 @@ async fn admin(url: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| {
             panic!(
                 "connecting to {}: {}",
-                super::redact(url),
+                crate::store::redact_url(url),
                 super::pool::describe(&e)
             )
         });

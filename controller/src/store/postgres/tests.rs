@@ -124,10 +124,15 @@ async fn an_unreachable_server_is_named_without_its_password() {
 #[test]
 fn urls_are_redacted() {
     assert_eq!(
-        super::redact("postgresql://ferry:s3cret@db:5432/ferry?sslmode=disable&password=x1"),
+        crate::store::redact_url(
+            "postgresql://ferry:s3cret@db:5432/ferry?sslmode=disable&password=x1"
+        ),
         "postgresql://ferry@db:5432/ferry?sslmode=disable&password=***"
     );
-    assert_eq!(super::redact("postgres://db/ferry"), "postgres://db/ferry");
+    assert_eq!(
+        crate::store::redact_url("postgres://db/ferry"),
+        "postgres://db/ferry"
+    );
     assert_eq!(
         with_database("postgres://u@h:5432/test?sslmode=disable", "x"),
         "postgres://u@h:5432/x?sslmode=disable"
@@ -505,4 +510,85 @@ async fn concurrent_claims_and_completions_of_one_job_serialise() {
     let record = store.get_job(&job).await.unwrap();
     assert_eq!(record.state, crate::model::JobState::Succeeded);
     assert!(record.tasks.iter().all(|t| t.attempts.len() == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_measure_cycle() {
+    use crate::model::{NewJob, TaskKind, TaskSpec};
+    let db = TestDb::new().await;
+    let store: Arc<dyn Store> = Arc::new(db.open().await);
+    let reg = crate::store::AgentRegistration {
+        name: "m".into(),
+        session: "m-1".into(),
+        queues: vec!["q".into()],
+        labels: Default::default(),
+        max_tasks: 4,
+        hostname: "h".into(),
+        version: "v".into(),
+    };
+    store.register_agent(reg, 1).await.unwrap();
+    let req = crate::store::ClaimRequest {
+        agent: "m".into(),
+        session: "m-1".into(),
+        queues: vec!["q".into()],
+        labels: Default::default(),
+        max: 1,
+    };
+    let spec = TaskSpec {
+        id: "t".into(),
+        queue: "q".into(),
+        labels: Default::default(),
+        depends_on: vec![],
+        kind: TaskKind::Shell {
+            command: "true".into(),
+        },
+        outputs: vec![],
+        timeout_ms: 0,
+        retry: Default::default(),
+    };
+    let started = std::time::Instant::now();
+    const N: usize = 400;
+    for i in 0..N {
+        store
+            .submit_job(
+                NewJob {
+                    name: format!("j{i}"),
+                    params: Default::default(),
+                    tasks: vec![spec.clone()],
+                    idempotency_key: None,
+                    backfill: Default::default(),
+                },
+                2,
+            )
+            .await
+            .unwrap();
+        let a = store
+            .claim(req.clone(), 2)
+            .await
+            .unwrap()
+            .assignments
+            .remove(0);
+        let completion = crate::store::Completion {
+            report: crate::model::AttemptReport {
+                finish: crate::model::AttemptFinish {
+                    agent: "m".into(),
+                    attempt: a.attempt.clone(),
+                    outcome: Outcome::Succeeded,
+                    exit_code: Some(0),
+                    error: String::new(),
+                },
+                outputs: vec![],
+                extract: None,
+                logs: vec![],
+                dropped_bytes: 0,
+            },
+            log_limit: 1024,
+        };
+        store
+            .complete(completion, Some(req.clone()), 3)
+            .await
+            .unwrap();
+        store.get_job(&a.attempt.job_id).await.unwrap();
+    }
+    eprintln!("MEASURE {:?} per cycle", started.elapsed() / N as u32);
 }
