@@ -10,6 +10,7 @@ pub mod rules;
 pub mod s3;
 pub mod service;
 pub mod store;
+pub mod store_lock;
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub enum RunError {
     Tls(String),
     #[error("{0}")]
     SharedDir(#[from] artifacts::shared_dir::SharedDirError),
+    #[error("{0}")]
+    StoreLock(#[from] store_lock::StoreLockError),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -50,6 +53,11 @@ pub enum RunError {
 /// Serves until `shutdown` is cancelled, then stops accepting, ends long polls and streams,
 /// and waits for its tasks.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    // A SQLite store is one controller's: a second one on it stops here.
+    let _store_lock = match config.store_url.strip_prefix("sqlite://") {
+        Some(path) => Some(store_lock::hold(std::path::Path::new(path))?),
+        None => None,
+    };
     let store = store::open(
         &config.store_url,
         config.store_password.as_ref().map(|p| p.0.clone()),

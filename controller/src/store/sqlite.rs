@@ -82,6 +82,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::backend(format!("creating {}: {e}", dir.display())))?;
         }
+        refuse_truncated(path)?;
         let path = path.to_path_buf();
         let conn = tokio::task::spawn_blocking({
             let path = path.clone();
@@ -111,6 +112,27 @@ impl SqliteStore {
             now: Mutex::new(None),
         })
     }
+}
+
+/// An empty database file beside a write-ahead log that holds data is a store whose file was
+/// truncated or replaced: SQLite would open it as a new, empty store and the jobs in the log
+/// would be silently gone. Refused, saying what to do.
+fn refuse_truncated(path: &Path) -> Result<(), StoreError> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    let (Ok(db), Ok(log)) = (std::fs::metadata(path), std::fs::metadata(&wal)) else {
+        return Ok(());
+    };
+    if db.len() == 0 && log.len() > 0 {
+        return Err(StoreError::backend(format!(
+            "the store file {} is empty but its write-ahead log {} holds {} bytes: the file was truncated or replaced; restore it from a backup, or move both away to start an empty store on purpose",
+            path.display(),
+            wal.display(),
+            log.len()
+        )));
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -121,3 +121,16 @@ async fn jobs_are_read_whole_on_either_path() {
     let err = store.get_job("nope").await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_file_beside_a_full_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::write(dir.path().join("ferry.db-wal"), b"not empty").unwrap();
+    let e = match super::SqliteStore::open(&path).await {
+        Ok(_) => panic!("a truncated store opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("truncated") && e.contains("ferry.db-wal"), "{e}");
+}
