@@ -31,6 +31,9 @@ pub struct AgentOpts {
     pub extra_args: Vec<String>,
     /// Variables set in the agent's environment.
     pub env: Vec<(String, String)>,
+    /// More `--controller` URLs, given in this order after the one [`Agent::start`] names:
+    /// controllers sharing one database, tried in turn when one cannot be reached.
+    pub controllers: Vec<String>,
 }
 
 impl AgentOpts {
@@ -45,6 +48,7 @@ impl AgentOpts {
             drain_timeout: None,
             extra_args: Vec::new(),
             env: Vec::new(),
+            controllers: Vec::new(),
         }
     }
 
@@ -82,28 +86,38 @@ impl AgentOpts {
         self.extra_args.push(arg.into());
         self
     }
+
+    /// One more `--controller URL`, after those given so far.
+    pub fn controller(mut self, url: impl Into<String>) -> Self {
+        self.controllers.push(url.into());
+        self
+    }
 }
 
 pub struct Agent {
     name: String,
-    controller: String,
+    /// Every `--controller` it was given, in order.
+    controllers: Vec<String>,
     proc: Proc,
     // Dropped after `proc`, so that the log tail is printed before the dir is kept.
     dir: TestDir,
 }
 
 impl Agent {
-    /// Starts an agent against `controller` (`http://…`) and waits until the controller lists
-    /// it as `ready`.
+    /// Starts an agent against `controller` (`http://…`), then those of
+    /// [`AgentOpts::controllers`], and waits until a controller lists it as `ready`.
     pub async fn start(controller: &str, opts: AgentOpts) -> Result<Self> {
         let dir = TestDir::new(&format!("agent-{}", opts.name))?;
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work)?;
+        let controllers: Vec<String> = std::iter::once(controller.to_owned())
+            .chain(opts.controllers.iter().cloned())
+            .collect();
         let mut cmd = Command::new(bin_path(AGENT_BIN));
-        cmd.arg("--controller")
-            .arg(controller)
-            .arg("--name")
-            .arg(&opts.name);
+        for url in &controllers {
+            cmd.arg("--controller").arg(url);
+        }
+        cmd.arg("--name").arg(&opts.name);
         for queue in &opts.queues {
             cmd.arg("--queue").arg(queue);
         }
@@ -127,7 +141,7 @@ impl Agent {
         let proc = Proc::spawn(&format!("ferry-agent {}", opts.name), cmd, &log)?;
         let mut agent = Self {
             name: opts.name,
-            controller: controller.to_owned(),
+            controllers,
             proc,
             dir,
         };
@@ -203,15 +217,35 @@ impl Agent {
         }
     }
 
-    /// This agent's state in `JobService/ListAgents`, `None` when it is not listed.
+    /// The `--controller` URLs it was given, in order.
+    pub fn controllers(&self) -> &[String] {
+        &self.controllers
+    }
+
+    /// This agent's state in `JobService/ListAgents` of the first of its controllers that
+    /// answers, `None` when it is not listed.
     pub async fn listed_state(&self) -> Result<Option<AgentState>> {
-        let mut client = grpc::job_client(&self.controller).await?;
-        let agents = client
-            .list_agents(ListAgentsRequest {})
-            .await
-            .context("ListAgents")?
-            .into_inner()
-            .agents;
+        let mut failures = Vec::new();
+        let mut listed = None;
+        for url in &self.controllers {
+            let answer = async {
+                let mut client = grpc::job_client(url).await?;
+                client
+                    .list_agents(ListAgentsRequest {})
+                    .await
+                    .context("ListAgents")
+            };
+            match answer.await {
+                Ok(answer) => {
+                    listed = Some(answer.into_inner().agents);
+                    break;
+                }
+                Err(e) => failures.push(format!("{url}: {e:#}")),
+            }
+        }
+        let Some(agents) = listed else {
+            bail!("no controller answered: {}", failures.join("; "));
+        };
         Ok(agents
             .iter()
             .find(|a| a.name == self.name)

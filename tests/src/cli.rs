@@ -71,9 +71,10 @@ impl fmt::Display for CliOutput {
     }
 }
 
-/// `ferry --controller URL …` with a temp dir for the job files it is given.
+/// `ferry --controller URL… …` with a temp dir for the job files it is given.
 pub struct Cli {
-    controller: String,
+    /// Every `--controller`, in order (at least one).
+    controllers: Vec<String>,
     /// Flags given before every command (`--tls-ca …`).
     global: Vec<String>,
     /// Variables set for every command.
@@ -84,8 +85,18 @@ pub struct Cli {
 
 impl Cli {
     pub fn new(controller: impl Into<String>) -> Result<Self> {
+        Self::with_controllers([controller.into()])
+    }
+
+    /// `ferry --controller A --controller B …`: controllers sharing one database, tried in
+    /// turn when the one before cannot be reached.
+    pub fn with_controllers(controllers: impl IntoIterator<Item = String>) -> Result<Self> {
+        let controllers: Vec<String> = controllers.into_iter().collect();
+        if controllers.is_empty() {
+            bail!("a CLI needs at least one controller");
+        }
         Ok(Self {
-            controller: controller.into(),
+            controllers,
             global: Vec::new(),
             env: Vec::new(),
             dir: TestDir::new("cli")?,
@@ -105,8 +116,14 @@ impl Cli {
         self
     }
 
+    /// The first `--controller`.
     pub fn controller(&self) -> &str {
-        &self.controller
+        &self.controllers[0]
+    }
+
+    /// Every `--controller`, in order.
+    pub fn controllers(&self) -> &[String] {
+        &self.controllers
     }
 
     fn command<I, S>(&self, args: I) -> tokio::process::Command
@@ -115,9 +132,10 @@ impl Cli {
         S: AsRef<OsStr>,
     {
         let mut cmd = tokio::process::Command::new(bin_path(CLI_BIN));
-        cmd.arg("--controller")
-            .arg(&self.controller)
-            .args(&self.global)
+        for url in &self.controllers {
+            cmd.arg("--controller").arg(url);
+        }
+        cmd.args(&self.global)
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("FERRY_CONTROLLER")

@@ -1,4 +1,6 @@
-//! A `ferry-controller` process on a free port with its own data dir and log file.
+//! A `ferry-controller` process on a free port with its own data dir and log file. Its store is
+//! the SQLite file in that dir, or, with `FERRY_TEST_STORE=postgres`, a fresh PostgreSQL
+//! database of its own (see `store_db.rs`), unless its options name one.
 
 use std::{
     net::TcpListener,
@@ -23,6 +25,7 @@ use crate::{
     cli::Cli,
     flag_duration, grpc,
     process::{log_tail, Proc, TestDir},
+    store_db::{test_store, StoreDatabase, TestStore},
     tls::{ClientCerts, DevCerts},
 };
 
@@ -33,8 +36,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ControllerOpts {
     /// `--agent-timeout`: silent longer than this, an agent is dead.
     pub agent_timeout: Duration,
-    /// `--store`; `None` keeps the default SQLite file in the data dir.
+    /// `--store`; `None` is the default SQLite file in the data dir, or a fresh PostgreSQL
+    /// database with `FERRY_TEST_STORE=postgres`.
     pub store: Option<String>,
+    /// `--data-dir`; `None` is `data` in the controller's own temp dir. Controllers of one
+    /// cluster share one.
+    pub data_dir: Option<PathBuf>,
     pub extra_args: Vec<String>,
     /// Variables set in the controller's environment.
     pub env: Vec<(String, String)>,
@@ -47,6 +54,7 @@ impl Default for ControllerOpts {
         Self {
             agent_timeout: Duration::from_secs(2),
             store: None,
+            data_dir: None,
             extra_args: Vec::new(),
             env: Vec::new(),
             tls: None,
@@ -62,6 +70,18 @@ impl ControllerOpts {
 
     pub fn store(mut self, url: impl Into<String>) -> Self {
         self.store = Some(url.into());
+        self
+    }
+
+    /// The SQLite file `ferry.db` under `data` in the controller's own temp dir (its default
+    /// place), whatever `FERRY_TEST_STORE` says: for tests of what only the embedded store does.
+    pub fn sqlite(self) -> Self {
+        // A relative path resolves in the controller's working dir, its temp dir.
+        self.store("sqlite://data/ferry.db")
+    }
+
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 
@@ -98,8 +118,13 @@ impl ControllerOpts {
 
 pub struct Controller {
     opts: ControllerOpts,
+    /// `--store`, when given one.
+    store: Option<String>,
     port: u16,
     proc: Option<Proc>,
+    /// The database made for this controller alone. Dropped after `proc`: the controller is
+    /// killed before its database is.
+    database: Option<StoreDatabase>,
     // Dropped after `proc`, so that the log tail is printed before the dir is kept.
     dir: TestDir,
 }
@@ -108,14 +133,7 @@ impl Controller {
     /// Starts a controller and waits until it answers gRPC. A port taken by someone else in
     /// the meantime is retried with another one.
     pub async fn start(opts: ControllerOpts) -> Result<Self> {
-        let dir = TestDir::new("controller")?;
-        std::fs::create_dir_all(dir.path().join("data"))?;
-        let mut controller = Self {
-            opts,
-            port: 0,
-            proc: None,
-            dir,
-        };
+        let mut controller = Self::prepare(opts).await?;
         let mut tries = 0;
         loop {
             tries += 1;
@@ -131,6 +149,57 @@ impl Controller {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A controller that is not started yet: its dir, and its database when it gets one.
+    async fn prepare(opts: ControllerOpts) -> Result<Self> {
+        let dir = TestDir::new("controller")?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        if let Some(data) = &opts.data_dir {
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("creating {}", data.display()))?;
+        }
+        let database = match (&opts.store, test_store()) {
+            (None, TestStore::Postgres) => Some(StoreDatabase::create().await?),
+            _ => None,
+        };
+        let store = opts
+            .store
+            .clone()
+            .or_else(|| database.as_ref().map(|db| db.url().to_owned()));
+        Ok(Self {
+            opts,
+            store,
+            port: 0,
+            proc: None,
+            database,
+            dir,
+        })
+    }
+
+    /// Runs a controller that is expected to refuse to start, until it exits (at most
+    /// `timeout`): its exit status and its whole log (standard output and error).
+    pub async fn start_refused(
+        opts: ControllerOpts,
+        timeout: Duration,
+    ) -> Result<(ExitStatus, String)> {
+        let mut controller = Self::prepare(opts).await?;
+        controller.port = free_port()?;
+        controller.spawn()?;
+        let status = controller.wait_exit(timeout).await?;
+        let log = std::fs::read_to_string(controller.log_path())
+            .with_context(|| format!("reading {}", controller.log_path().display()))?;
+        Ok((status, log))
+    }
+
+    /// `--store` as given to the process: `None` for the default SQLite file.
+    pub fn store_url(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
+    /// The PostgreSQL database made for this controller alone, if it got one.
+    pub fn database(&self) -> Option<&StoreDatabase> {
+        self.database.as_ref()
     }
 
     /// `http://127.0.0.1:PORT`, or `https://…` with TLS.
@@ -153,7 +222,10 @@ impl Controller {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        match &self.opts.data_dir {
+            Some(dir) => dir.clone(),
+            None => self.dir.path().join("data"),
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -166,6 +238,13 @@ impl Controller {
 
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().and_then(Proc::pid)
+    }
+
+    /// Whether its process was started and has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.proc
+            .as_mut()
+            .is_some_and(|p| matches!(p.try_wait(), Ok(None)))
     }
 
     /// A CLI pointed at this controller (trusting it, with TLS).
@@ -218,6 +297,14 @@ impl Controller {
     }
 
     async fn spawn_and_wait(&mut self) -> Result<()> {
+        self.spawn()?;
+        if let Some(certs) = &self.opts.tls {
+            grpc::trust(&self.addr(), certs.clone());
+        }
+        self.wait_ready().await
+    }
+
+    fn spawn(&mut self) -> Result<()> {
         let mut cmd = Command::new(bin_path(CONTROLLER_BIN));
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
@@ -225,7 +312,7 @@ impl Controller {
             .arg(self.data_dir())
             .arg("--agent-timeout")
             .arg(flag_duration(self.opts.agent_timeout));
-        if let Some(store) = &self.opts.store {
+        if let Some(store) = &self.store {
             cmd.arg("--store").arg(store);
         }
         cmd.args(&self.opts.extra_args)
@@ -237,10 +324,7 @@ impl Controller {
             old.kill9()?;
         }
         self.proc = Some(Proc::spawn("ferry-controller", cmd, &self.log_path())?);
-        if let Some(certs) = &self.opts.tls {
-            grpc::trust(&self.addr(), certs.clone());
-        }
-        self.wait_ready().await
+        Ok(())
     }
 
     async fn wait_ready(&mut self) -> Result<()> {

@@ -2,6 +2,10 @@
 //! `ferry` binaries, each in its own temp dir with its own log file, on a free port, waits for
 //! readiness over gRPC and kills everything on drop. Shared with the benchmarks crate.
 //!
+//! A controller's store is the SQLite file in its data dir, or with `FERRY_TEST_STORE=postgres`
+//! a fresh PostgreSQL database of its own (`store_db.rs`); a [`Cluster`] is several controllers
+//! on one database, and a [`PgServer`] a PostgreSQL server of a test's own.
+//!
 //! Temp dirs and logs are kept (and their paths printed with the tail of each log) when the
 //! thread is panicking, so write tests that fail by panicking (`assert!`, `unwrap`), not by
 //! returning `Err`.
@@ -9,26 +13,32 @@
 mod agent;
 mod bin;
 mod cli;
+mod cluster;
 mod controller;
 pub mod databases;
 mod fake_agent;
 mod grpc;
 pub mod job;
 pub mod moto;
+mod pg_server;
 mod process;
 pub mod procs;
 pub mod results_fixture;
+mod store_db;
 mod tls;
 mod wait;
 
 pub use agent::{Agent, AgentOpts, RefusedAgent};
 pub use bin::{bin_dir, bin_path, AGENT_BIN, CLI_BIN, CONTROLLER_BIN};
 pub use cli::{job_id_of, Cli, CliOutput, TERMINAL_JOB_STATES};
+pub use cluster::Cluster;
 pub use controller::{free_port, Controller, ControllerOpts};
 pub use fake_agent::FakeAgent;
 pub use grpc::{agent_client, connect, job_client};
 pub use moto::Moto;
+pub use pg_server::PgServer;
 pub use process::{log_tail, TestDir};
+pub use store_db::{test_store, with_database, StoreDatabase, TestStore};
 pub use tls::{ClientCerts, DevCerts};
 pub use wait::{eventually, POLL_INTERVAL};
 

@@ -1,4 +1,5 @@
-//! Looking at processes that tasks started, by pid, to check that none outlives its task.
+//! Looking at processes by pid: whether one that a task started outlives its task, and whom a
+//! process is connected to.
 
 use std::path::Path;
 
@@ -31,6 +32,53 @@ pub fn read_pids(path: &Path) -> Result<Vec<i32>> {
         .collect()
 }
 
+/// The remote ports of the established TCP connections that process `pid` holds (its socket
+/// descriptors, looked up in `/proc/PID/net/tcp` and `tcp6`), sorted, without repeats: on
+/// this host, which controllers it is connected to.
+pub fn tcp_peer_ports(pid: u32) -> Result<Vec<u16>> {
+    let fds = format!("/proc/{pid}/fd");
+    let mut inodes = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&fds).with_context(|| format!("reading {fds}"))? {
+        // A descriptor closed since the listing is simply gone.
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if let Some(inode) = target
+            .strip_prefix("socket:[")
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            inodes.insert(inode.to_owned());
+        }
+    }
+    let mut ports = std::collections::BTreeSet::new();
+    for table in ["tcp", "tcp6"] {
+        let path = format!("/proc/{pid}/net/{table}");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(&"01"), Some(inode)) =
+                (fields.get(2), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if !inodes.contains(*inode) {
+                continue;
+            }
+            let port = remote
+                .rsplit(':')
+                .next()
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+                .with_context(|| format!("bad remote address {remote:?} in {path}"))?;
+            ports.insert(port);
+        }
+    }
+    Ok(ports.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +103,16 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_connection_of_this_process_is_seen_with_its_remote_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(!tcp_peer_ports(std::process::id()).unwrap().contains(&port));
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _server = listener.accept().unwrap();
+        assert!(tcp_peer_ports(std::process::id()).unwrap().contains(&port));
     }
 
     #[test]
