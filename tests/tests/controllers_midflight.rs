@@ -2,7 +2,7 @@
 //! short tasks (some claim, upload or completion is likely under way); in the middle of an
 //! upload (which goes on through another controller, into the shared data dir); and, made
 //! certain, while a completion's transaction waits on the database after the attempt's outputs
-//! were moved to the published area. Every job succeeds and no task runs twice; an attempt may be lost only
+//! were moved to the published area (also with one controller, started again). Every job succeeds and no task runs twice; an attempt may be lost only
 //! if it never started (its assignment died with the controller, see "Orphaned assignments" in
 //! ARCHITECTURE.md).
 
@@ -143,14 +143,30 @@ async fn a_controller_killed_mid_flow_runs_no_task_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_inside_a_completion_loses_neither_the_attempt_nor_its_outputs() {
+    completion_cut(2).await;
+}
+
+/// The same with one controller, started again after its death: the agent sends its
+/// completion again to the new process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_restarted_after_dying_inside_a_completion_records_the_attempt() {
+    completion_cut(1).await;
+}
+
+/// `n` controllers (1 or 2) on one database; the one the agent talks to dies while its
+/// completion of `extract` (with an output) waits on the database, after the output was moved
+/// to the published area. The completion is sent again to the other controller, or to the
+/// same one started again: the attempt is recorded as it ran, once.
+async fn completion_cut(n: usize) {
     let mut cluster = Cluster::start(
-        2,
+        n,
         ControllerOpts::default().agent_timeout(Duration::from_secs(5)),
     )
     .await
     .unwrap();
+    let order: Vec<usize> = (0..n).collect();
     let agent = cluster
-        .agent(&[0, 1], AgentOpts::new("agent-a").queue("etl"))
+        .agent(&order, AgentOpts::new("agent-a").queue("etl"))
         .await
         .unwrap();
     let victim = cluster
@@ -186,7 +202,8 @@ shell = 'grep -qx payload "$FERRY_INPUTS/extract/out.txt"'
 "#,
         runs = runs_file.display()
     );
-    let cli = cluster.cli_via(&[1 - victim]);
+    // Another controller, or the victim once it runs again.
+    let cli = cluster.cli_via(&[(victim + 1) % n]);
     let id = cli.submit(&job).await.unwrap();
     let probe = cluster.database().client().await.unwrap();
     eventually(
@@ -208,6 +225,9 @@ shell = 'grep -qx payload "$FERRY_INPUTS/extract/out.txt"'
     .unwrap();
     cluster.kill9(victim).unwrap();
     lock.rollback().await.unwrap();
+    if n == 1 {
+        cluster.restart(victim).await.unwrap();
+    }
 
     let done = cli.wait_job(&id, JOB_TIMEOUT).await.unwrap();
     assert_eq!(state(&done), "succeeded", "{done:#}");
