@@ -78,33 +78,6 @@ macro_rules! transaction {
 #[cfg(test)]
 mod tests;
 
-/// Controllers write agents' signs of life with their own wall clocks and the reaper compares
-/// them with its own: clocks that disagree shorten or lengthen the agent timeout by as much.
-/// Says so when this controller's clock and the database's disagree by more than a second.
-async fn warn_of_clock_skew(conn: &Conn) {
-    let asked = wall_clock();
-    let Ok(row) = conn
-        .query_one(
-            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-            &[],
-        )
-        .await
-    else {
-        return;
-    };
-    let answered = wall_clock();
-    let Ok(db) = pool::col::<i64>(&row, 0) else {
-        return;
-    };
-    let skew = db - (asked + answered) / 2;
-    if skew.abs() > 1_000 {
-        tracing::warn!(
-            skew_ms = skew,
-            "this controller's clock and the database's disagree: agents' timeouts are counted across controllers with their wall clocks, so keep every controller's clock synchronised (NTP)"
-        );
-    }
-}
-
 /// Milliseconds since the Unix epoch, for the record of when a migration was applied.
 fn wall_clock() -> Millis {
     std::time::SystemTime::now()
@@ -125,7 +98,7 @@ impl PostgresStore {
             StoreError::backend(format!(
                 "invalid postgresql url {}: {}",
                 super::redact_url(url),
-                sanitize(&e.to_string(), url, password.as_deref())
+                pool::sanitize(&e.to_string(), url, password.as_deref())
             ))
         })?;
         if let Some(password) = password {
@@ -155,7 +128,7 @@ impl PostgresStore {
                     },
                     other => other,
                 })?;
-            warn_of_clock_skew(&conn).await;
+            pool::warn_of_clock_skew(&conn, wall_clock).await;
         }
         Ok(Self { pool })
     }
@@ -165,23 +138,6 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// An error message with the URL and password taken out.
-fn sanitize(message: &str, url: &str, password: Option<&str>) -> String {
-    let mut out = message.replace(url, &super::redact_url(url));
-    for secret in [password, url_password(url)].into_iter().flatten() {
-        if secret.len() >= 3 {
-            out = out.replace(secret, "***");
-        }
-    }
-    out
-}
-
-fn url_password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let userinfo = &rest[..rest.rfind('@')?];
-    userinfo.split_once(':').map(|(_, p)| p)
 }
 
 #[async_trait]

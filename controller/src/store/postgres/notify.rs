@@ -299,6 +299,9 @@ fn deliver(id: &str, payload: &str, sink: &dyn WakeSink) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::postgres::test_db::TestDb;
+    use crate::store::Store;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     fn decode(text: &str) -> Payload {
         serde_json::from_str(text).unwrap()
@@ -327,5 +330,76 @@ mod tests {
         assert_eq!(payloads.len(), 1);
         let p = decode(&payloads[0]);
         assert!(p.all && p.work);
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        delivered: Mutex<Vec<Wakes>>,
+        woken_all: AtomicU32,
+    }
+
+    impl WakeSink for Recorder {
+        fn deliver(&self, wakes: &Wakes) {
+            self.delivered.lock().unwrap().push(wakes.clone());
+        }
+        fn wake_all(&self) {
+            self.woken_all.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    impl Recorder {
+        fn got_job(&self, job: &str) -> usize {
+            let delivered = self.delivered.lock().unwrap();
+            delivered
+                .iter()
+                .filter(|w| w.jobs.iter().any(|j| j == job))
+                .count()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wakes_reach_the_other_handles_sink_within_a_second() {
+        let db = TestDb::new().await;
+        let (a, b) = (db.open().await, db.open().await);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (sink_a, sink_b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let notifier_a = a.notifier(sink_a.clone(), shutdown.clone()).await.unwrap();
+        let notifier_b = b.notifier(sink_b.clone(), shutdown.clone()).await.unwrap();
+        // Each listener wakes everything once it listens.
+        let ready = tokio::time::Instant::now() + Duration::from_secs(5);
+        while sink_a.woken_all.load(Ordering::Relaxed) == 0
+            || sink_b.woken_all.load(Ordering::Relaxed) == 0
+        {
+            assert!(
+                tokio::time::Instant::now() < ready,
+                "listeners never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let sent = tokio::time::Instant::now();
+        notifier_a.publish(Wakes {
+            work: true,
+            jobs: vec!["job-1".into()],
+            agents: vec![],
+        });
+        assert_eq!(sink_a.got_job("job-1"), 1, "delivered here at once");
+        while sink_b.got_job("job-1") == 0 {
+            assert!(
+                sent.elapsed() < Duration::from_secs(1),
+                "not delivered within a second"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let got = sink_b.delivered.lock().unwrap().clone();
+        assert!(got.iter().any(|w| w.work), "{got:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            sink_a.got_job("job-1"),
+            1,
+            "its own notification is skipped"
+        );
+        shutdown.cancel();
+        notifier_a.close().await;
+        notifier_b.close().await;
     }
 }

@@ -327,3 +327,47 @@ impl Drop for Pooled<'_> {
         }
     }
 }
+
+/// An error message with the URL and password taken out.
+pub(super) fn sanitize(message: &str, url: &str, password: Option<&str>) -> String {
+    let mut out = message.replace(url, &crate::store::redact_url(url));
+    for secret in [password, url_password(url)].into_iter().flatten() {
+        if secret.len() >= 3 {
+            out = out.replace(secret, "***");
+        }
+    }
+    out
+}
+
+fn url_password(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.rfind('@')?];
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
+/// Controllers write agents' signs of life with their own wall clocks and the reaper compares
+/// them with its own: clocks that disagree shorten or lengthen the agent timeout by as much.
+/// Says so when this controller's clock and the database's disagree by more than a second.
+pub(super) async fn warn_of_clock_skew(conn: &Conn, wall_clock: fn() -> crate::model::Millis) {
+    let asked = wall_clock();
+    let Ok(row) = conn
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    let answered = wall_clock();
+    let Ok(db) = col::<i64>(&row, 0) else {
+        return;
+    };
+    let skew = db - (asked + answered) / 2;
+    if skew.abs() > 1_000 {
+        tracing::warn!(
+            skew_ms = skew,
+            "this controller's clock and the database's disagree: agents' timeouts are counted across controllers with their wall clocks, so keep every controller's clock synchronised (NTP)"
+        );
+    }
+}

@@ -1,16 +1,15 @@
 //! Tests of the PostgreSQL store, each on a fresh database (`TestDb`) of the server named by
 //! `FERRY_TEST_POSTGRES_URL`: the shared conformance suite (one test per scenario),
-//! migrations, concurrent opens, leadership, agent liveness, wake-ups between handles, and
-//! concurrent transitions.
+//! migrations, concurrent opens, lost connections, leadership, agent liveness, and
+//! concurrent transitions (wake-ups between handles: `notify.rs`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::test_db::{with_database, TestDb};
 use super::PostgresStore;
 use crate::model::{HostMetrics, Outcome};
-use crate::notify::{WakeSink, Wakes};
 use crate::store::{AgentSeen, Store, StoreError};
 
 /// A fresh database; each `open` is another `PostgresStore` on it (another controller).
@@ -336,77 +335,6 @@ async fn touches_extend_live_sessions_and_silence_is_listed() {
         ],
         "the dead are neither touched nor listed"
     );
-}
-
-#[derive(Default)]
-struct Recorder {
-    delivered: Mutex<Vec<Wakes>>,
-    woken_all: AtomicU32,
-}
-
-impl WakeSink for Recorder {
-    fn deliver(&self, wakes: &Wakes) {
-        self.delivered.lock().unwrap().push(wakes.clone());
-    }
-    fn wake_all(&self) {
-        self.woken_all.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Recorder {
-    fn got_job(&self, job: &str) -> usize {
-        let delivered = self.delivered.lock().unwrap();
-        delivered
-            .iter()
-            .filter(|w| w.jobs.iter().any(|j| j == job))
-            .count()
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wakes_reach_the_other_handles_sink_within_a_second() {
-    let db = TestDb::new().await;
-    let (a, b) = (db.open().await, db.open().await);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (sink_a, sink_b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-    let notifier_a = a.notifier(sink_a.clone(), shutdown.clone()).await.unwrap();
-    let notifier_b = b.notifier(sink_b.clone(), shutdown.clone()).await.unwrap();
-    // Each listener wakes everything once it listens.
-    let ready = tokio::time::Instant::now() + Duration::from_secs(5);
-    while sink_a.woken_all.load(Ordering::Relaxed) == 0
-        || sink_b.woken_all.load(Ordering::Relaxed) == 0
-    {
-        assert!(
-            tokio::time::Instant::now() < ready,
-            "listeners never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let sent = tokio::time::Instant::now();
-    notifier_a.publish(Wakes {
-        work: true,
-        jobs: vec!["job-1".into()],
-        agents: vec![],
-    });
-    assert_eq!(sink_a.got_job("job-1"), 1, "delivered here at once");
-    while sink_b.got_job("job-1") == 0 {
-        assert!(
-            sent.elapsed() < Duration::from_secs(1),
-            "not delivered within a second"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let got = sink_b.delivered.lock().unwrap().clone();
-    assert!(got.iter().any(|w| w.work), "{got:?}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        sink_a.got_job("job-1"),
-        1,
-        "its own notification is skipped"
-    );
-    shutdown.cancel();
-    notifier_a.close().await;
-    notifier_b.close().await;
 }
 
 /// Many agents finishing tasks of one job at once: one dependent released once, counters
