@@ -1,6 +1,7 @@
 //! The PostgreSQL store's connections: a small bounded pool (a semaphore and a stack of idle
 //! connections, each with its own prepared statements), and how a failed call is told
-//! (retryable or not). Connection drivers run on the pool's `TaskTracker`.
+//! (retryable or not, in words that never hold the password), and the clock check at open.
+//! Connection drivers run on the pool's `TaskTracker` and end on its token at `close`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
