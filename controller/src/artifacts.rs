@@ -397,6 +397,29 @@ impl Artifacts {
         blocking(move || remove_dir(&dir)).await
     }
 
+    /// Takes back into staging the outputs of `key` that a controller moved to the published
+    /// area and then died before its transaction recorded them (the attempt is still running:
+    /// the caller checked it, so no row names them). True when there was such a directory.
+    pub async fn reclaim_published(&self, key: &AttemptKey) -> Result<bool, ArtifactError> {
+        check_key(key)?;
+        let (published, staging) = (
+            Self::attempt_dir(&self.published, key),
+            self.staging_dir(key),
+        );
+        blocking(move || {
+            if staging.exists() || !published.is_dir() {
+                return Ok(false);
+            }
+            let parent = staging.parent().expect("attempt dir has a parent");
+            fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            fs::rename(&published, &staging).map_err(io("reclaiming", &published))?;
+            sync_dir(parent)?;
+            sync_dir(published.parent().expect("attempt dir has a parent"))?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Removes everything a job has here, staged and published (retention).
     pub async fn remove_job(&self, job_id: &str) -> Result<(), ArtifactError> {
         check_id("job id", job_id)?;

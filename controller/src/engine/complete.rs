@@ -5,6 +5,8 @@
 use tokio::sync::oneshot;
 
 use super::{Engine, EngineError, Identity};
+use crate::artifacts::ArtifactError;
+use crate::model::AttemptKey;
 use crate::model::{now_ms, Assignment, AttemptReport, Outcome};
 use crate::store::{ClaimRequest, Completion, StoreError};
 
@@ -41,8 +43,22 @@ impl Engine {
             if let Err(e) = self.artifacts.verify(&key, outputs).await {
                 // A fenced attempt hears that it is fenced rather than about its files.
                 self.store.check_attempt(&who.name, &key).await?;
-                tracing::warn!(error = %e, "completion refused: outputs do not check out");
-                return Err(e.into());
+                // The completion sent again after a controller died between moving its
+                // outputs and recording them: the files wait in the published area.
+                let reclaimed = matches!(e, ArtifactError::NotStaged { .. })
+                    && self.artifacts.reclaim_published(&key).await?;
+                let again = if reclaimed {
+                    tracing::info!(
+                        "outputs moved by a controller that died before recording them, taken back"
+                    );
+                    self.artifacts.verify(&key, outputs).await
+                } else {
+                    Err(e)
+                };
+                if let Err(e) = again {
+                    tracing::warn!(error = %e, "completion refused: outputs do not check out");
+                    return Err(e.into());
+                }
             }
             Some(self.artifacts.publish(&key).await?)
         } else {
@@ -88,7 +104,16 @@ impl Engine {
                     publication.commit();
                     Ok(())
                 }
-                (Err(StoreError::Fenced { .. }), Some(publication)) => publication.remove().await,
+                // Fenced: unless another controller recorded this very attempt's success
+                // meanwhile (its rows name these files), they are of no use.
+                (Err(StoreError::Fenced { .. }), Some(publication)) => {
+                    if self.published_by_attempt(&key).await {
+                        publication.commit();
+                        Ok(())
+                    } else {
+                        publication.remove().await
+                    }
+                }
                 (Err(_), Some(publication)) => publication.restore().await,
                 // Not a success (or a success without outputs): its staging is of no more use.
                 (Ok(_) | Err(StoreError::Fenced { .. }), None) => {
@@ -104,5 +129,20 @@ impl Engine {
         tracing::debug!(agent = %who.name, ?outcome, published, bytes, "attempt completed");
         self.publish(effects);
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Whether the store's published outputs of the task are this attempt's.
+    async fn published_by_attempt(&self, key: &AttemptKey) -> bool {
+        match self
+            .store
+            .list_outputs(&key.job_id, Some(&key.task_id))
+            .await
+        {
+            Ok(rows) => rows.iter().any(|r| r.attempt == key.attempt),
+            // Unknown: keep the files (retention removes what no row names).
+            Err(_) => true,
+        }
     }
 }
