@@ -438,13 +438,37 @@ impl Client {
                     );
                     return Some(resp);
                 }
-                Err(e) => failures.failed(&e),
+                Err(e) => match tls_hint(config, &e) {
+                    Some(hint) => failures.failed(&format!("{e} ({hint})")),
+                    None => failures.failed(&e),
+                },
             }
             if !backoff.sleep(cancel).await {
                 return None;
             }
         }
     }
+}
+
+/// What to check when a TLS controller closes the connection without saying why: a controller
+/// that requires client certificates refuses one without (or from another CA) with an alert
+/// that, depending on timing, arrives after the client saw the connection close.
+fn tls_hint(config: &Config, error: &ClientError) -> Option<&'static str> {
+    let ClientError::Transient(text) = error else {
+        return None;
+    };
+    let text = text.to_lowercase();
+    let closed = [
+        "connection closed",
+        "broken pipe",
+        "connection reset",
+        "cancelled",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign));
+    (config.tls.is_some() && closed && !text.contains("certificate")).then_some(
+        "the controller closed the connection: if it requires client certificates, give this agent one signed by its CA with --tls-cert and --tls-key",
+    )
 }
 
 /// A transfer call's failure (`None`: no answer within `timeout`), classed for its caller.
