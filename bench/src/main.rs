@@ -3,12 +3,18 @@
 //! standard output; progress goes to standard error.
 
 mod agent_idle;
+mod agents;
 mod baseline;
+mod cluster;
 mod common;
+mod dispatch;
 mod extract;
+mod failover;
 mod latency;
+mod procs;
 mod reassign;
 mod report;
+mod sim;
 mod store;
 mod throughput;
 mod upload;
@@ -51,7 +57,14 @@ enum Bench {
     /// SQL extraction rows/s (PostgreSQL csv/parquet, MariaDB csv) beside psql, ConnectorX
     /// and the mariadb client; agent peak RSS.
     Extract(extract::Args),
-    /// Every benchmark in sequence, with its defaults.
+    /// Tasks/s of the control plane alone (SQLite; PostgreSQL with 1 and N controllers):
+    /// simulated agents that complete every attempt at once. Not part of `all` (over 2 min).
+    Dispatch(dispatch::Args),
+    /// CPU and memory of N controllers and PostgreSQL under thousands of heartbeating agents.
+    Agents(agents::Args),
+    /// Controllers on PostgreSQL killed under real agents: how soon work moves, nothing lost.
+    Failover(failover::Args),
+    /// Every benchmark in sequence, with its defaults (all but `dispatch`).
     All,
 }
 
@@ -65,6 +78,9 @@ impl Bench {
             Self::Store(_) => "store",
             Self::Upload(_) => "upload",
             Self::Extract(_) => "extract",
+            Self::Dispatch(_) => "dispatch",
+            Self::Agents(_) => "agents",
+            Self::Failover(_) => "failover",
             Self::All => "all",
         }
     }
@@ -82,6 +98,9 @@ impl Bench {
             Self::Store(args) => store::run(args).await,
             Self::Upload(args) => upload::run(args).await,
             Self::Extract(args) => extract::run(args).await,
+            Self::Dispatch(args) => dispatch::run(args).await,
+            Self::Agents(args) => agents::run(args).await,
+            Self::Failover(args) => failover::run(args).await,
             Self::All => unreachable!("`all` is expanded before running"),
         }
     }
@@ -105,6 +124,9 @@ fn main() -> ExitCode {
             Bench::Store(defaults()),
             Bench::Upload(defaults()),
             Bench::Extract(defaults()),
+            // Under 2 minutes each; `dispatch` is not: its PostgreSQL runs alone take longer.
+            Bench::Failover(defaults()),
+            Bench::Agents(defaults()),
         ],
         one => vec![one],
     };
@@ -267,6 +289,23 @@ mod tests {
         assert_eq!(r.runs, 3);
         let u: upload::Args = defaults();
         assert_eq!((u.size_mib, u.timeout), (2048, 300));
+        let d: dispatch::Args = defaults();
+        assert_eq!(
+            (d.store, d.controllers, d.tasks, d.jobs, d.agents, d.slots),
+            (dispatch::StoreChoice::Both, 3, 20_000, 20, 32, 8)
+        );
+        let f: failover::Args = defaults();
+        assert_eq!((f.controllers, f.runs), (3, 3));
+        assert_eq!(f.agent_timeout, std::time::Duration::from_secs(5));
+        let a: agents::Args = defaults();
+        assert_eq!((a.count, a.controllers, a.poll), (5_000, 3, false));
+        assert_eq!(
+            (a.interval, a.window),
+            (
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(30)
+            )
+        );
     }
 
     #[test]
@@ -274,5 +313,11 @@ mod tests {
         <Cli as clap::CommandFactory>::command().debug_assert();
         let cli = Cli::parse_from(["ferry-bench", "agent-idle", "--seconds", "10"]);
         assert!(matches!(cli.bench, Bench::AgentIdle(a) if a.seconds == 10));
+        let cli = Cli::parse_from(["ferry-bench", "dispatch", "--store", "sqlite"]);
+        assert!(
+            matches!(cli.bench, Bench::Dispatch(d) if d.store == dispatch::StoreChoice::Sqlite)
+        );
+        let cli = Cli::parse_from(["ferry-bench", "agents", "--window", "10s", "--poll"]);
+        assert!(matches!(cli.bench, Bench::Agents(a) if a.poll && a.window.as_secs() == 10));
     }
 }
