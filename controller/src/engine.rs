@@ -311,7 +311,7 @@ impl Engine {
         let effects = self.store.register_agent(reg, now_ms()).await?;
         self.local
             .liveness
-            .register(&name, &session, queues, labels);
+            .register(&name, &session, queues, labels, max_tasks);
         tracing::info!(lost = effects.jobs.len(), "agent registered");
         self.publish(effects);
         // Another controller caching the name's earlier session drops it (this one reads the

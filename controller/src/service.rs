@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod auth;
+mod checks;
 pub mod convert;
 pub mod job;
 mod status;
@@ -47,6 +48,8 @@ fn stream_file(
 
 fn identity(who: Option<ferry_proto::v1::AgentIdentity>) -> Result<Identity, Status> {
     let who = who.ok_or_else(|| Status::invalid_argument("agent identity is missing"))?;
+    checks::lookup_id("agent name", &who.name)?;
+    checks::lookup_id("agent session", &who.session)?;
     Ok(Identity {
         name: who.name,
         session: who.session,

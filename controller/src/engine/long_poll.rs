@@ -19,6 +19,9 @@ impl Engine {
         wait: Duration,
     ) -> Result<AgentOrders, EngineError> {
         let mut view = self.session(who).await?;
+        // More free slots than the agent registered to run are cut to that number: a poll
+        // never claims past what the agent said it can hold.
+        let free_slots = free_slots.min(view.max_tasks);
         let deadline = Instant::now() + wait.min(self.config.max_poll_wait);
         let mut last_round = false;
         let mut first_round = true;

@@ -1,52 +1,48 @@
 //! Structural checks of a submitted job, whoever sent it: the CLI checks the file with its
-//! locations first, but the API is open to any client, so the controller checks again.
+//! locations first, but the API is open to any client, so the controller checks again: every
+//! field against its limit (`fields`, the limits of `ferry_jobspec::limits`), then the graph.
 
 use std::collections::{HashMap, HashSet};
 
+use ferry_jobspec::check::{self, shown};
+
 use crate::model::{sql_compressions, NewJob, TaskKind, TaskSpec, SQL_FORMATS};
 
-/// Every problem with the job, in task order; empty when it is valid.
+mod fields;
+
+pub(crate) use fields::labels;
+
+/// Every problem with the job: its fields past their limits (`fields`), then its structure in
+/// task order; empty when it is valid.
 pub fn problems(job: &NewJob) -> Vec<String> {
     let mut problems = Vec::new();
-    if job.name.trim().is_empty() {
-        problems.push("job name is empty".to_string());
+    fields::problems(job, &mut problems);
+    if job.tasks.len() > ferry_jobspec::limits::TASKS_PER_JOB_MAX {
+        // The graph of a job refused for its size is not worth walking.
+        return reported(problems);
     }
     if job.tasks.is_empty() {
         problems.push("job has no tasks".to_string());
     }
     let mut ids = HashSet::new();
     for task in &job.tasks {
-        if task.id.is_empty() {
-            problems.push("a task has an empty id".to_string());
-        } else if !task
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
-            problems.push(format!(
-                "task id {:?} may hold only letters, digits, '_', '.' and '-'",
-                task.id
-            ));
-        } else if task.id == "." || task.id == ".." {
-            // It names directories of the artifact store.
-            problems.push(format!("task id {:?} is reserved", task.id));
+        if let Some(problem) = check::task_id(&task.id) {
+            problems.push(format!("task id {} {problem}", shown(&task.id)));
         }
         if !ids.insert(task.id.as_str()) {
-            problems.push(format!("duplicate task id {:?}", task.id));
-        }
-        if task.queue.is_empty() {
-            problems.push(format!("task {:?} has an empty queue", task.id));
+            problems.push(format!("duplicate task id {}", shown(&task.id)));
         }
         sql_problems(task, &mut problems);
     }
     for task in &job.tasks {
         for dep in &task.depends_on {
             if dep == &task.id {
-                problems.push(format!("task {:?} depends on itself", task.id));
+                problems.push(format!("task {} depends on itself", shown(&task.id)));
             } else if !ids.contains(dep.as_str()) {
                 problems.push(format!(
-                    "task {:?} depends on unknown task {dep:?}",
-                    task.id
+                    "task {} depends on unknown task {}",
+                    shown(&task.id),
+                    shown(dep)
                 ));
             }
         }
@@ -56,7 +52,7 @@ pub fn problems(job: &NewJob) -> Vec<String> {
     }
     for (task_id, range) in &job.backfill {
         match job.tasks.iter().find(|t| &t.id == task_id) {
-            None => problems.push(format!("backfill names unknown task {task_id:?}")),
+            None => problems.push(format!("backfill names unknown task {}", shown(task_id))),
             Some(t) if t.kind.incremental_column().is_none() => problems.push(format!(
                 "backfill of task {task_id:?}: it is not an incremental sql task"
             )),
@@ -64,9 +60,22 @@ pub fn problems(job: &NewJob) -> Vec<String> {
         }
         if range.until.is_empty() {
             problems.push(format!(
-                "backfill of task {task_id:?} has an empty upper bound (until)"
+                "backfill of task {} has an empty upper bound (until)",
+                shown(task_id)
             ));
         }
+    }
+    reported(problems)
+}
+
+/// Problems reported at once: the first 20, and how many more there are.
+const REPORTED_MAX: usize = 20;
+
+fn reported(mut problems: Vec<String>) -> Vec<String> {
+    if problems.len() > REPORTED_MAX {
+        let more = problems.len() - REPORTED_MAX;
+        problems.truncate(REPORTED_MAX);
+        problems.push(format!("and {more} more problems"));
     }
     problems
 }
@@ -84,21 +93,23 @@ fn sql_problems(task: &TaskSpec, problems: &mut Vec<String>) {
     else {
         return;
     };
-    let id = &task.id;
+    let id = &shown(&task.id);
     if datasource.trim().is_empty() {
-        problems.push(format!("sql task {id:?} has no datasource"));
+        problems.push(format!("sql task {id} has no datasource"));
     }
     if query.trim().is_empty() {
-        problems.push(format!("sql task {id:?} has no query"));
+        problems.push(format!("sql task {id} has no query"));
     }
     match sql_compressions(format) {
         None => problems.push(format!(
-            "sql task {id:?}: unknown format {format:?}; use {}",
+            "sql task {id}: unknown format {}; use {}",
+            shown(format),
             SQL_FORMATS.join(", ")
         )),
         Some(allowed) if !compression.is_empty() && !allowed.contains(&compression.as_str()) => {
             problems.push(format!(
-                "sql task {id:?}: compression {compression:?} does not apply to {format}; use {}",
+                "sql task {id}: compression {} does not apply to {format}; use {}",
+                shown(compression),
                 allowed.join(", ")
             ))
         }
@@ -106,7 +117,7 @@ fn sql_problems(task: &TaskSpec, problems: &mut Vec<String>) {
     }
     if !task.outputs.is_empty() {
         problems.push(format!(
-            "sql task {id:?} declares outputs: its extract files are its outputs"
+            "sql task {id} declares outputs: its extract files are its outputs"
         ));
     }
 }

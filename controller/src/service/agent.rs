@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::{convert, identity, Stream};
+use super::{checks, convert, identity, Stream};
 use crate::artifacts::{object::URL_LIFETIME, UploadGrant, UploadHeader};
 use crate::engine::{AgentOrders, Engine, EngineError};
 use crate::model::{AttemptFinish, AttemptReport};
@@ -166,6 +166,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let max_tasks = checks::registration(request.get_ref())?;
         super::auth::check_agent_name(&request, &request.get_ref().name, self.names_bound)?;
         let r = request.into_inner();
         let session = self
@@ -174,7 +175,7 @@ impl AgentService for AgentApi {
                 r.name,
                 r.queues,
                 r.labels.into_iter().collect(),
-                r.max_tasks.max(1),
+                max_tasks,
                 r.hostname,
                 r.version,
             )
@@ -191,6 +192,8 @@ impl AgentService for AgentApi {
     ) -> Result<Response<pb::PollResponse>, Status> {
         let r = request.into_inner();
         let who = identity(r.agent)?;
+        checks::free_slots(r.free_slots)?;
+        checks::attempts("running", &r.running)?;
         let running = convert::attempt_keys(r.running);
         let orders = self
             .engine
@@ -214,6 +217,7 @@ impl AgentService for AgentApi {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = request.into_inner();
         let who = identity(r.agent)?;
+        checks::attempts("running", &r.running)?;
         let running = convert::attempt_keys(r.running);
         let orders = self
             .engine
@@ -232,6 +236,7 @@ impl AgentService for AgentApi {
         let r = request.into_inner();
         let who = identity(r.agent)?;
         let attempt = convert::attempt_key(r.attempt)?;
+        checks::log_chunks(&r.chunks)?;
         self.engine
             .append_logs(
                 &who,
@@ -249,8 +254,11 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<Self::CompleteStream>, Status> {
-        let r = request.into_inner();
-        let who = identity(r.agent)?;
+        let mut r = request.into_inner();
+        let who = identity(r.agent.take())?;
+        checks::log_chunks(&r.logs)?;
+        // A long error is cut, not refused: refusing the completion would strand the attempt.
+        ferry_jobspec::check::truncate(&mut r.error, ferry_jobspec::limits::ERROR_MESSAGE_MAX);
         let finish = AttemptFinish {
             agent: who.name.clone(),
             attempt: convert::attempt_key(r.attempt)?,
@@ -296,6 +304,7 @@ impl AgentService for AgentApi {
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let r = request.into_inner();
         let who = identity(r.agent)?;
+        checks::attempts("attempts", &r.attempts)?;
         self.engine
             .release(&who, &convert::attempt_keys(r.attempts))
             .await?;
@@ -340,6 +349,7 @@ impl AgentService for AgentApi {
         let r = request.into_inner();
         let who = identity(r.agent)?;
         let consumer = convert::attempt_key(r.attempt)?;
+        checks::task_id("task id", &r.task_id)?;
         let (file, reader) = self
             .engine
             .fetch_input(&who, &consumer, &r.task_id, &r.name, r.offset)
@@ -425,6 +435,7 @@ impl AgentService for AgentApi {
         let r = request.into_inner();
         let who = identity(r.agent)?;
         let consumer = convert::attempt_key(r.attempt)?;
+        checks::task_id("task id", &r.task_id)?;
         let grant = self
             .engine
             .grant_download(&who, &consumer, &r.task_id, &r.name)

@@ -13,6 +13,7 @@ use crate::model::{
 
 pub fn attempt_key(r: Option<pb::AttemptRef>) -> Result<AttemptKey, Status> {
     let r = r.ok_or_else(|| Status::invalid_argument("attempt is missing"))?;
+    super::checks::attempt("attempt", &r)?;
     Ok(AttemptKey {
         job_id: r.job_id,
         task_id: r.task_id,
@@ -91,7 +92,10 @@ pub fn new_job(
             Some(pb::task_spec::Kind::Shell(s)) => TaskKind::Shell { command: s.command },
             Some(pb::task_spec::Kind::Sql(s)) => sql_kind(s),
             None => {
-                problems.push(format!("task {:?} has no kind (shell or sql)", t.id));
+                problems.push(format!(
+                    "task {} has no kind (shell or sql)",
+                    ferry_jobspec::check::shown(&t.id)
+                ));
                 continue;
             }
         };

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{checks, convert};
 use crate::engine::Engine;
 use crate::model::{AttemptKey, JobRecord};
 
@@ -136,7 +136,9 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let job = self.engine.job(&request.into_inner().job_id).await?;
+        let job_id = request.into_inner().job_id;
+        checks::lookup_id("job id", &job_id)?;
+        let job = self.engine.job(&job_id).await?;
         Ok(Response::new(convert::job(&job)))
     }
 
@@ -145,11 +147,7 @@ impl JobService for JobApi {
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let r = request.into_inner();
-        let limit = if r.limit == 0 {
-            50
-        } else {
-            r.limit.min(10_000)
-        };
+        let limit = checks::list_limit(r.limit)?;
         let jobs = self
             .engine
             .jobs(convert::job_state_filter(r.state)?, limit)
@@ -163,7 +161,9 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
-        let cancelled = self.engine.cancel(&request.into_inner().job_id).await?;
+        let job_id = request.into_inner().job_id;
+        checks::lookup_id("job id", &job_id)?;
+        let cancelled = self.engine.cancel(&job_id).await?;
         Ok(Response::new(pb::CancelJobResponse {
             cancelled: cancelled.cancelled,
             state: cancelled
@@ -180,6 +180,7 @@ impl JobService for JobApi {
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let job_id = request.into_inner().job_id;
+        checks::lookup_id("job id", &job_id)?;
         // Subscribed before the first read, so that no change falls between the two.
         let changes = self.engine.watch(&job_id);
         // Fail fast on an unknown id, before the stream starts; the job read is the first
@@ -203,6 +204,8 @@ impl JobService for JobApi {
         request: Request<pb::GetLogsRequest>,
     ) -> Result<Response<Self::GetLogsStream>, Status> {
         let r = request.into_inner();
+        checks::lookup_id("job id", &r.job_id)?;
+        checks::task_id("task id", &r.task_id)?;
         let key = self
             .engine
             .resolve_attempt(&r.job_id, &r.task_id, r.attempt)
@@ -232,7 +235,9 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::DrainAgentRequest>,
     ) -> Result<Response<pb::DrainAgentResponse>, Status> {
-        self.engine.drain(&request.into_inner().name).await?;
+        let name = request.into_inner().name;
+        checks::lookup_id("agent name", &name)?;
+        self.engine.drain(&name).await?;
         Ok(Response::new(pb::DrainAgentResponse {}))
     }
 
@@ -251,6 +256,8 @@ impl JobService for JobApi {
         request: Request<pb::ListResultsRequest>,
     ) -> Result<Response<pb::ListResultsResponse>, Status> {
         let r = request.into_inner();
+        checks::lookup_id("job id", &r.job_id)?;
+        checks::task_id("task id", &r.task_id)?;
         let task = (!r.task_id.is_empty()).then_some(r.task_id.as_str());
         let files = self.engine.results(&r.job_id, task).await?;
         let extracts = self.engine.extracts(&r.job_id, task).await?;
@@ -265,6 +272,7 @@ impl JobService for JobApi {
         request: Request<pb::ListWatermarksRequest>,
     ) -> Result<Response<pb::ListWatermarksResponse>, Status> {
         let r = request.into_inner();
+        checks::job_name("job name", &r.job_name)?;
         let name = (!r.job_name.is_empty()).then_some(r.job_name.as_str());
         let marks = self.engine.watermarks(name).await?;
         Ok(Response::new(pb::ListWatermarksResponse {
@@ -277,6 +285,9 @@ impl JobService for JobApi {
         request: Request<pb::SetWatermarkRequest>,
     ) -> Result<Response<pb::Watermark>, Status> {
         let r = request.into_inner();
+        checks::job_name("job name", &r.job_name)?;
+        checks::task_id("task id", &r.task_id)?;
+        checks::watermark_value(&r.value)?;
         let mark = self
             .engine
             .set_watermark(&r.job_name, &r.task_id, &r.value)
@@ -289,6 +300,8 @@ impl JobService for JobApi {
         request: Request<pb::ResetWatermarkRequest>,
     ) -> Result<Response<pb::ResetWatermarkResponse>, Status> {
         let r = request.into_inner();
+        checks::job_name("job name", &r.job_name)?;
+        checks::task_id("task id", &r.task_id)?;
         let existed = self.engine.reset_watermark(&r.job_name, &r.task_id).await?;
         Ok(Response::new(pb::ResetWatermarkResponse { existed }))
     }
@@ -300,6 +313,8 @@ impl JobService for JobApi {
         request: Request<pb::DownloadResultRequest>,
     ) -> Result<Response<Self::DownloadResultStream>, Status> {
         let r = request.into_inner();
+        checks::lookup_id("job id", &r.job_id)?;
+        checks::task_id("task id", &r.task_id)?;
         let (file, reader) = self
             .engine
             .result(&r.job_id, &r.task_id, &r.name, r.offset)
@@ -317,6 +332,8 @@ impl JobService for JobApi {
         request: Request<pb::DownloadResultRequest>,
     ) -> Result<Response<pb::GrantDownloadResponse>, Status> {
         let r = request.into_inner();
+        checks::lookup_id("job id", &r.job_id)?;
+        checks::task_id("task id", &r.task_id)?;
         let grant = self
             .engine
             .result_url(&r.job_id, &r.task_id, &r.name)

@@ -19,6 +19,7 @@ struct LiveAgent {
     state: AgentState,
     queues: Vec<String>,
     labels: BTreeMap<String, String>,
+    max_tasks: u32,
     /// Seen since the last batch written to the store.
     seen: bool,
     /// Metrics of a heartbeat not yet written.
@@ -36,6 +37,8 @@ struct LiveAgent {
 pub struct PollView {
     pub queues: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// The tasks the agent registered to run at once: a poll claims no more.
+    pub max_tasks: u32,
     pub draining: bool,
     pub wake: Arc<Notify>,
 }
@@ -64,12 +67,14 @@ impl Liveness {
         session: &str,
         queues: Vec<String>,
         labels: BTreeMap<String, String>,
+        max_tasks: u32,
     ) {
         let live = LiveAgent {
             session: session.to_string(),
             state: AgentState::Ready,
             queues,
             labels,
+            max_tasks,
             seen: false,
             metrics: None,
             verify: false,
@@ -117,6 +122,7 @@ impl Liveness {
                     state: r.state,
                     queues: r.queues.clone(),
                     labels: r.labels.clone(),
+                    max_tasks: r.max_tasks,
                     seen: true,
                     metrics: None,
                     verify: false,
@@ -249,6 +255,7 @@ fn view(live: &LiveAgent) -> PollView {
     PollView {
         queues: live.queues.clone(),
         labels: live.labels.clone(),
+        max_tasks: live.max_tasks,
         draining: live.state == AgentState::Draining,
         wake: live.wake.clone(),
     }
@@ -294,8 +301,8 @@ mod tests {
     #[test]
     fn seen_sessions_are_batched_once() {
         let live = Liveness::default();
-        live.register("a", "s1", vec!["q".into()], BTreeMap::new());
-        live.register("b", "s2", vec!["q".into()], BTreeMap::new());
+        live.register("a", "s1", vec!["q".into()], BTreeMap::new(), 1);
+        live.register("b", "s2", vec!["q".into()], BTreeMap::new(), 1);
         assert!(live.touch("a", "s1").is_some());
         live.heartbeat("a", Some(HostMetrics::default()));
         let batch = live.take_seen();
@@ -310,7 +317,7 @@ mod tests {
     #[test]
     fn a_recheck_sends_the_next_call_to_the_store() {
         let live = Liveness::default();
-        live.register("a", "s1", vec!["q".into()], BTreeMap::new());
+        live.register("a", "s1", vec!["q".into()], BTreeMap::new(), 1);
         live.recheck("a");
         assert!(live.touch("a", "s1").is_none());
         let r = record("a", "s1", AgentState::Draining);
@@ -320,9 +327,9 @@ mod tests {
     #[test]
     fn reconcile_drops_replaced_and_dead_sessions() {
         let live = Liveness::default();
-        live.register("a", "s1", vec!["q".into()], BTreeMap::new());
-        live.register("b", "s2", vec!["q".into()], BTreeMap::new());
-        live.register("c", "s3", vec!["q".into()], BTreeMap::new());
+        live.register("a", "s1", vec!["q".into()], BTreeMap::new(), 1);
+        live.register("b", "s2", vec!["q".into()], BTreeMap::new(), 1);
+        live.register("c", "s3", vec!["q".into()], BTreeMap::new(), 1);
         live.reconcile(&[
             record("a", "s1", AgentState::Draining),
             record("b", "other", AgentState::Ready),

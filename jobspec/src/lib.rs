@@ -1,0 +1,8 @@
+//! The rules of what a Ferry request may hold, written once for the CLI (which reports them
+//! with their place in a job file) and the controller (which checks every request again, as if
+//! no CLI existed): the limits (`limits`) and the pure checks built on them (`check`).
+//!
+//! No I/O, no gRPC: plain strings and numbers in, a problem's words out.
+
+pub mod check;
+pub mod limits;
