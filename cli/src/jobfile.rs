@@ -103,18 +103,33 @@ pub fn apply_params(spec: &mut JobSpec, overrides: &[(String, String)]) {
     }
 }
 
-/// A parameter name reaches shell commands as an environment variable name and SQL as a bind
-/// name, so it is `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn is_param_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+// The rules shared with the controller (`ferry_jobspec`): a parameter name is
+// `[A-Za-z_][A-Za-z0-9_]*`, a task id `[A-Za-z0-9_.-]+`.
+pub use ferry_jobspec::check::{is_param_name, is_task_id};
 
-/// A task id is `[A-Za-z0-9_.-]+`.
-pub fn is_task_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+#[cfg(test)]
+mod limit_tests {
+    use super::parse;
+
+    #[test]
+    fn the_limits_shared_with_the_controller_are_named_with_their_place() {
+        let source = format!(
+            "name = \"j\"\n[[tasks]]\nid = \"{}\"\nshell = \"x\"\n[[tasks]]\nid = \"b\"\n\
+             shell = \"{}\"\ntimeout = \"300000000y\"\n\
+             retry = {{ max_attempts = 101, initial_delay = \"2d\" }}\n",
+            "a".repeat(129),
+            "x".repeat((64 << 10) + 1),
+        );
+        let problems = parse("job.toml", &source).unwrap_err().problems;
+        assert_eq!(
+            problems,
+            vec![
+                "job.toml:3:6: task #1 id is 129 bytes long; the limit is 128",
+                "job.toml:7:9: shell is 65537 bytes long; the limit is 65536",
+                "job.toml:8:11: timeout 109575000000d is above the limit of 7d",
+                "job.toml:9:26: retry.max_attempts 101 is above the limit of 100",
+                "job.toml:9:47: retry.initial_delay 2d is above the limit of 1d",
+            ]
+        );
+    }
 }

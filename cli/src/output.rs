@@ -65,8 +65,11 @@ impl Table {
         }
     }
 
+    /// Adds a row; control characters in a cell (a name with terminal escapes, a newline) are
+    /// printed escaped, so that no value sent by an agent or a client can redraw the terminal
+    /// or break the table's lines.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.into_iter().map(printable).collect());
     }
 
     pub fn render(&self) -> String {
@@ -97,6 +100,22 @@ impl Table {
         }
         out
     }
+}
+
+/// `text` with every control character escaped (`\u{1b}`, `\n`).
+pub fn printable(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// RFC 3339 with milliseconds, or `None` for 0 (not yet).
@@ -217,6 +236,16 @@ mod tests {
         assert_eq!(
             table.render(),
             "NAME     STATE     NOTE\nagent-a  ready\nb        draining  x\n"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_cells_are_escaped() {
+        let mut table = Table::new(&["NAME", "HOST"]);
+        table.row(vec!["evil\u{1b}[2J".into(), "a\nb\u{9b}".into()]);
+        assert_eq!(
+            table.render(),
+            "NAME           HOST\nevil\\u{1b}[2J  a\\nb\\u{9b}\n"
         );
     }
 

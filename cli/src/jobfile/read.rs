@@ -7,6 +7,9 @@ use ferry_proto::v1::{task_spec::Kind, JobSpec, RetryPolicy, ShellTask, TaskSpec
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use ferry_jobspec::check::{self, Chars};
+use ferry_jobspec::limits as l;
+
 use super::{is_param_name, is_task_id, Problem};
 
 mod sql;
@@ -78,6 +81,13 @@ impl Reader<'_> {
         self.problems.push(Problem::new(offset, message));
     }
 
+    /// Notes `what`'s problem with a limit shared with the controller (`ferry_jobspec`).
+    fn limit(&mut self, value: &Value<'_>, what: &str, problem: Option<String>) {
+        if let Some(problem) = problem {
+            self.push(value.span().start, format!("{what} {problem}"));
+        }
+    }
+
     fn job(&mut self, root: &DeTable<'_>) -> Draft {
         let mut spec = JobSpec::default();
         let mut tasks = Vec::new();
@@ -88,6 +98,8 @@ impl Reader<'_> {
                 "name" => {
                     has_name = true;
                     if let Some(name) = self.nonempty_string(value, "name") {
+                        let problem = check::text(&name, l::JOB_NAME_MAX, Chars::NoControl, true);
+                        self.limit(value, "name", problem);
                         spec.name = name;
                     }
                 }
@@ -142,6 +154,11 @@ impl Reader<'_> {
                 "no tasks: a job needs at least one [[tasks]] entry",
             );
         }
+        self.limit(
+            value,
+            "tasks",
+            check::count(items.len(), l::TASKS_PER_JOB_MAX),
+        );
         for (i, item) in items.iter().enumerate() {
             let number = i + 1;
             match item.get_ref().as_table() {
@@ -176,6 +193,8 @@ impl Reader<'_> {
                             value.span().start,
                             format!("task #{number} has an empty id"),
                         );
+                    } else if id.len() > l::TASK_ID_MAX {
+                        self.limit(value, &format!("task #{number} id"), check::task_id(&id));
                     } else if !is_task_id(&id) {
                         self.push(
                             value.span().start,
@@ -214,6 +233,9 @@ impl Reader<'_> {
                 "shell" => {
                     shell = true;
                     if let Some(command) = self.nonempty_string(value, "shell") {
+                        let problem =
+                            check::text(&command, l::SHELL_COMMAND_MAX, Chars::NoNul, true);
+                        self.limit(value, "shell", problem);
                         task.kind = Some(Kind::Shell(ShellTask { command }));
                     }
                 }
@@ -227,7 +249,11 @@ impl Reader<'_> {
                     task.outputs = self.outputs(value);
                     outputs_at = Some(value.span().start);
                 }
-                "timeout" => task.timeout_ms = self.duration_ms(value, "timeout").unwrap_or(0),
+                "timeout" => {
+                    task.timeout_ms = self
+                        .duration_ms(value, "timeout", l::TIMEOUT_MAX_MS)
+                        .unwrap_or(0)
+                }
                 "retry" => task.retry = self.retry(value, &label),
                 _ => self.unknown_key(key, &format!("in {label}"), TASK_KEYS),
             }
@@ -266,12 +292,13 @@ impl Reader<'_> {
                     }
                 }
                 "initial_delay" => {
-                    delays.0 = self.duration_ms(value, "retry.initial_delay");
+                    delays.0 =
+                        self.duration_ms(value, "retry.initial_delay", l::RETRY_DELAY_MAX_MS);
                     retry.initial_delay_ms = delays.0;
                 }
                 "max_delay" => {
                     delays.1 = self
-                        .duration_ms(value, "retry.max_delay")
+                        .duration_ms(value, "retry.max_delay", l::RETRY_DELAY_MAX_MS)
                         .map(|ms| (ms, value.span().start));
                     retry.max_delay_ms = delays.1.map(|(ms, _)| ms);
                 }
@@ -298,6 +325,16 @@ impl Reader<'_> {
         match i64::from_str_radix(int.as_str(), int.radix()) {
             Ok(n) if n < 1 => {
                 self.push(at, "retry.max_attempts must be at least 1");
+                None
+            }
+            Ok(n) if n > i64::from(l::MAX_ATTEMPTS_MAX) => {
+                self.push(
+                    at,
+                    format!(
+                        "retry.max_attempts {n} is above the limit of {}",
+                        l::MAX_ATTEMPTS_MAX
+                    ),
+                );
                 None
             }
             Ok(n) => match u32::try_from(n) {
@@ -430,13 +467,18 @@ impl Reader<'_> {
             .collect()
     }
 
-    fn duration_ms(&mut self, value: &Value<'_>, what: &str) -> Option<u64> {
+    fn duration_ms(&mut self, value: &Value<'_>, what: &str, max_ms: u64) -> Option<u64> {
         let Some(text) = value.get_ref().as_str() else {
             self.wrong_type(value, what, DURATION);
             return None;
         };
         match humantime::parse_duration(text) {
-            Ok(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Ok(d) => {
+                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                let problem = check::duration_ms(ms, max_ms);
+                self.limit(value, what, problem.clone());
+                problem.is_none().then_some(ms)
+            }
             Err(err) => {
                 self.push(
                     value.span().start,
