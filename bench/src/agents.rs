@@ -113,6 +113,7 @@ async fn measure(args: &Args, db: &FreshDb) -> Result<()> {
         ));
     }
     tokio::time::sleep_until(measure_from.into()).await;
+    let commits = db.activity().await?.commits;
     let before = (
         cluster::controllers_cpu(controllers)?,
         PgCpu::read(db.name()),
@@ -129,6 +130,8 @@ async fn measure(args: &Args, db: &FreshDb) -> Result<()> {
         eprintln!("[agents] {exited} backends exited in the window: their CPU is not counted");
     }
     let bench_s = cluster::own_cpu_since(before.2)?;
+    // Busy backends report their counts about once a second: close enough over the window.
+    let commits = (db.activity().await?.commits - commits) as f64 / wall;
     stop.cancel();
     let mut latencies = Vec::new();
     while let Some(joined) = loops.join_next().await {
@@ -234,9 +237,9 @@ async fn measure(args: &Args, db: &FreshDb) -> Result<()> {
         );
     }
     eprintln!(
-        "[agents] over {wall:.1} s: {:.0} heartbeats/s; CPU controllers {:.1}%, postgres \
-         {:.1}%, this process {:.1}% of a core; peak RSS {} MiB; heartbeat p50 {:.2} ms, p99 \
-         {:.2} ms, max {:.1} ms (load {})",
+        "[agents] over {wall:.1} s: {:.0} heartbeats/s, about {commits:.0} commits/s; CPU \
+         controllers {:.1}%, postgres {:.1}%, this process {:.1}% of a core; peak RSS {} MiB; \
+         heartbeat p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms (load {})",
         beats as f64 / wall,
         percent(controller_s),
         percent(postgres_s),

@@ -165,10 +165,11 @@ async fn controller_killed(args: &Args, db: &FreshDb) -> Result<ControllerKilled
     let victim = procs::connected_controller(&a, &ports, limit).await?;
     let survivor = (victim + 1) % ports.len();
     let mut client = cluster.list[survivor].job_client().await?;
+    // Times are taken before each kill: `kill9` returns once the process is reaped.
+    let t0 = now_ms();
     cluster.list[victim]
         .kill9()
         .context("kill -9 of the agent's controller")?;
-    let t0 = now_ms();
     // A job submitted right after the kill can only be claimed through another controller.
     let probe = common::shell_job("failover-probe", vec![("probe".into(), "true")], 1);
     let probe_id = common::submit(&mut client, probe).await?;
@@ -244,12 +245,12 @@ async fn reaper_and_agent_killed(args: &Args, db: &FreshDb) -> Result<ReaperKill
     let reaper = procs::role_holder(&logs, "reaper", limit).await?;
     let survivor = (reaper + 1) % logs.len();
     let mut client = cluster.list[survivor].job_client().await?;
+    let killed_reaper = now_ms();
     cluster.list[reaper]
         .kill9()
         .context("kill -9 of the reaper's controller")?;
-    let killed_reaper = now_ms();
-    a.kill9().context("kill -9 of agent A")?;
     let t0 = now_ms();
+    a.kill9().context("kill -9 of agent A")?;
     let job = wait_job(&mut client, &job_id, limit, "attempt 2 to start", |job| {
         job.tasks
             .first()

@@ -277,7 +277,7 @@ mod tests {
         let t: throughput::Args = defaults();
         assert_eq!(
             (t.tasks, t.jobs, t.concurrency, t.max_tasks),
-            (20_000, 2_000, 32, 8)
+            (10_000, 2_000, 32, 8)
         );
         let l: latency::Args = defaults();
         assert_eq!((l.jobs, l.warmup, l.trace), (1000, 20, false));

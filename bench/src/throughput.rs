@@ -1,4 +1,4 @@
-//! `throughput`: tasks per second through one agent (`--max-tasks 8`), as one job of 20,000
+//! `throughput`: tasks per second through one agent (`--max-tasks 8`), as one job of 10,000
 //! independent tasks and as 2,000 one-task jobs submitted 32 at a time; with the CPU time the
 //! controller and the agent spent on it; first, how many `/bin/sh -c true` this host spawns per
 //! second on all its cores, the ceiling of any such figure.
@@ -36,8 +36,9 @@ const SHELLS_PER_CORE: usize = 1_000;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Tasks of the single job of scenario A (0 skips it).
-    #[arg(long, default_value_t = 20_000)]
+    /// Tasks of the single job of scenario A (0 skips it; at most 10,000, the controller's
+    /// limit of tasks per job).
+    #[arg(long, default_value_t = 10_000)]
     pub tasks: usize,
     /// One-task jobs of scenario B (0 skips it).
     #[arg(long, default_value_t = 2_000)]
