@@ -49,6 +49,11 @@ pub trait WakeSink: Send + Sync + 'static {
     fn deliver(&self, wakes: &Wakes);
     /// Wakes every poll and watcher once, for a notifier that may have lost messages.
     fn wake_all(&self);
+    /// Wakes every watcher once (polls stay parked): a lost message may have changed a job,
+    /// while no work is waiting.
+    fn wake_watchers(&self) {
+        self.wake_all();
+    }
 }
 
 /// Carries wake-ups to every controller sharing the store, this one included.

@@ -42,4 +42,8 @@ impl WakeSink for Local {
         self.work.notify_waiters();
         self.watchers.changed_all();
     }
+
+    fn wake_watchers(&self) {
+        self.watchers.changed_all();
+    }
 }

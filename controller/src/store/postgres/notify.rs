@@ -258,6 +258,10 @@ async fn listen_once(
     let listen = client.batch_execute("LISTEN ferry_wakes");
     tokio::pin!(listen);
     let mut listening = false;
+    type Question<'c> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<bool, tokio_postgres::Error>> + Send + 'c>,
+    >;
+    let mut question: Option<Question<'_>> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -276,9 +280,34 @@ async fn listen_once(
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("the server closed the connection".to_string()),
             },
-            _ = fallback.tick() => sink.wake_all(),
+            // The connection is driven by `messages` above, so the fallback's question runs
+            // beside it rather than blocking this loop.
+            _ = fallback.tick(), if question.is_none() => {
+                question = Some(Box::pin(work_waiting(&client)));
+            }
+            answer = async { question.as_mut().expect("guarded").await }, if question.is_some() => {
+                question = None;
+                match answer {
+                    Ok(false) => sink.wake_watchers(),
+                    // Work is waiting, or the question failed: wake everyone.
+                    Ok(true) | Err(_) => sink.wake_all(),
+                }
+            }
         }
     }
+}
+
+/// The fallback round's question: is a queued task eligible now? Watchers are always woken
+/// (a job may have changed); parked polls only when work waits, so that thousands of idle
+/// agents do not each run a claim every `FALLBACK_PERIOD`.
+async fn work_waiting(client: &tokio_postgres::Client) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'queued' AND ready_at <= $1)",
+            &[&crate::model::now_ms()],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Delivers one notification to `sink`, unless this notifier sent it.
