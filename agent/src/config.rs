@@ -268,6 +268,9 @@ pub struct Config {
     pub tls: Option<ferry_proto::tls::ClientTls>,
     /// Datasources of sql tasks, by name; their URLs and passwords never leave the agent.
     pub datasources: BTreeMap<String, crate::sql::Datasource>,
+    /// The binary run as guard server (the agent's own, in helper mode; not a setting: tests
+    /// that run the agent inside their own binary point it at `ferry-agent`).
+    pub guard_exe: PathBuf,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -437,6 +440,7 @@ impl RawConfig {
             kill_grace: self.kill_grace,
             max_output_bytes: self.max_output_bytes,
             tls,
+            guard_exe: PathBuf::from("/proc/self/exe"),
         })
     }
 }

@@ -38,7 +38,16 @@ async fn a_task_outlives_the_controller_that_assigned_it() {
         drain_timeout: Some("1s".into()),
         ..Cli::default()
     };
-    let config = Config::load_from(cli, Vec::new()).unwrap();
+    let mut config = Config::load_from(cli, Vec::new()).unwrap();
+    // Guardians run from the agent's binary: the one `cargo test` built beside this one
+    // (`target/<profile>/deps/ferry_agent-…` → `target/<profile>/ferry-agent`).
+    let exe = std::env::current_exe().unwrap();
+    config.guard_exe = exe.parent().unwrap().parent().unwrap().join("ferry-agent");
+    assert!(
+        config.guard_exe.is_file(),
+        "{} not built: run `cargo test -p ferry-agent` (it builds the binary)",
+        config.guard_exe.display()
+    );
     let shutdown = Shutdown::default();
     let agent = tokio::spawn(crate::run(config, shutdown.clone()));
 

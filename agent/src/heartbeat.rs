@@ -1,5 +1,6 @@
 //! Heartbeat loop and the lease watchdog that kills running tasks when the controller has been
-//! out of reach for `agent_timeout` (DESIGN invariant 4), counted on the boot clock.
+//! out of reach for `agent_timeout` (DESIGN invariant 4), counted on the boot clock; each
+//! acknowledged heartbeat renews the lease the attempts' guardians hold (invariant 7).
 
 use std::{
     sync::{
@@ -10,11 +11,12 @@ use std::{
 };
 
 use ferry_proto::v1::HeartbeatRequest;
-use tokio::time::MissedTickBehavior;
+use tokio::{sync::watch, time::MissedTickBehavior};
 use tracing::{error, warn};
 
 use crate::{
     client::{ClientError, FailureLog},
+    guard::deadline::Window,
     metrics::Metrics,
     Agent, Session,
 };
@@ -36,11 +38,14 @@ pub fn boot_now() -> Duration {
 
 /// The agent's view of its lease: when the last acknowledged heartbeat was sent, whichever
 /// controller acknowledged it (they share one store, so a move to another controller neither
-/// renews nor resets the lease: only an acknowledged heartbeat does).
-#[derive(Default)]
+/// renews nor resets the lease: only an acknowledged heartbeat does). Its end (that sending +
+/// `agent_timeout`) is published to the attempts' guardians, which stop their tasks within the
+/// same kill window as the watchdog ([`Window`]) even if this process cannot.
 pub struct Lease {
     timeout_ns: AtomicU64,
     last_ack_ns: AtomicU64,
+    kill_grace: Duration,
+    end: watch::Sender<Duration>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -48,22 +53,54 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Lease {
+    pub fn new(kill_grace: Duration) -> Self {
+        Lease {
+            timeout_ns: AtomicU64::new(0),
+            last_ack_ns: AtomicU64::new(0),
+            kill_grace,
+            end: watch::Sender::new(Duration::ZERO),
+        }
+    }
+
     /// A fresh session: registration counts as contact at `now`.
     pub fn reset(&self, timeout: Duration, now: Duration) {
         self.timeout_ns.store(nanos(timeout), Ordering::Relaxed);
         self.last_ack_ns.store(nanos(now), Ordering::Relaxed);
+        self.end.send_replace(now + timeout);
     }
 
     /// A heartbeat sent at `sent` was acknowledged.
     pub fn ack(&self, sent: Duration) {
-        self.last_ack_ns.fetch_max(nanos(sent), Ordering::Relaxed);
+        let before = self.last_ack_ns.fetch_max(nanos(sent), Ordering::Relaxed);
+        if nanos(sent) > before {
+            let end = sent + self.timeout();
+            self.end.send_if_modified(|current| {
+                let later = end > *current;
+                if later {
+                    *current = end;
+                }
+                later
+            });
+        }
     }
 
-    /// `Some(silence)` once `now - last_ack >= agent_timeout`.
+    /// The controller's `agent_timeout`, once registered.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_nanos(self.timeout_ns.load(Ordering::Relaxed))
+    }
+
+    /// The lease's end, renewed with each acknowledged heartbeat, on the boot clock.
+    pub fn end(&self) -> watch::Receiver<Duration> {
+        self.end.subscribe()
+    }
+
+    /// `Some(silence)` once the lease's kill window has opened (shortly before
+    /// `now - last_ack` reaches `agent_timeout`): running tasks must stop.
     pub fn expired(&self, now: Duration) -> Option<Duration> {
-        let timeout = self.timeout_ns.load(Ordering::Relaxed);
-        let silence = nanos(now).saturating_sub(self.last_ack_ns.load(Ordering::Relaxed));
-        (timeout > 0 && silence >= timeout).then(|| Duration::from_nanos(silence))
+        let timeout = self.timeout();
+        let last_ack = Duration::from_nanos(self.last_ack_ns.load(Ordering::Relaxed));
+        let window = Window::of_lease(last_ack + timeout, timeout, self.kill_grace);
+        (!timeout.is_zero() && now >= window.term_at).then(|| now.saturating_sub(last_ack))
     }
 }
 
@@ -157,19 +194,36 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
     fn lease_counts_from_send_time_of_last_ack() {
-        let lease = Lease::default();
+        // 15 s timeout, 100 ms kill grace: the window opens 1.1 s before the lease's end.
+        let lease = Lease::new(100 * MS);
+        let end = lease.end();
         lease.reset(15 * S, 100 * S);
-        assert_eq!(lease.expired(114 * S), None);
-        assert_eq!(lease.expired(115 * S), Some(15 * S));
+        assert_eq!(*end.borrow(), 115 * S);
+        assert_eq!(lease.expired(113 * S), None);
+        assert_eq!(lease.expired(113_900 * MS), Some(13_900 * MS));
         // Sent at 110, acknowledged later: the clock restarts from the sending.
         lease.ack(110 * S);
-        assert_eq!(lease.expired(124 * S), None);
-        assert_eq!(lease.expired(125 * S), Some(15 * S));
+        assert_eq!(*end.borrow(), 125 * S);
+        assert_eq!(lease.expired(123 * S), None);
+        assert_eq!(lease.expired(124 * S), Some(14 * S));
         // A late answer to an older heartbeat never moves the lease back.
         lease.ack(105 * S);
-        assert_eq!(lease.expired(124 * S), None);
+        assert_eq!(*end.borrow(), 125 * S);
+        assert_eq!(lease.expired(123 * S), None);
+    }
+
+    #[test]
+    fn the_watchdog_and_the_guardians_share_one_window() {
+        let lease = Lease::new(5 * S);
+        lease.reset(2 * S, 10 * S);
+        let window = Window::of_lease(*lease.end().borrow(), 2 * S, 5 * S);
+        assert_eq!(lease.expired(window.term_at - MS), None);
+        assert!(lease.expired(window.term_at).is_some());
+        assert!(window.kill_at < 12 * S, "killed before the lease ends");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod direct;
 pub mod drain;
 #[cfg(test)]
 mod failover_tests;
+pub mod guard;
 pub mod heartbeat;
 pub mod inputs;
 pub mod logs;
@@ -21,7 +22,7 @@ mod testing;
 pub mod upload;
 pub mod workdirs;
 
-use std::{ffi::OsString, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use ferry_proto::v1::StopOrder;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -45,6 +46,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Guards(#[from] guard::PrepareError),
 }
 
 /// Used when the controller announces no timeout of its own (DESIGN's default).
@@ -57,8 +60,8 @@ pub(crate) struct Agent {
     work_dir: PathBuf,
     /// Empty directories for attempts.
     work_dirs: workdirs::WorkDirs,
-    /// The agent's own `FERRY_*` variables, withheld from tasks.
-    withheld_env: Vec<OsString>,
+    /// Starts the guardian of each shell attempt.
+    guards: guard::Guards,
     client: Client,
     running: Arc<Running>,
     lease: Lease,
@@ -124,6 +127,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
         work_dir = %work_dir.display(),
         "agent starting"
     );
+    // Before the old attempt directories go: what ran in them is stopped first.
+    let guards = guard::prepare(
+        &work_dir,
+        config.guard_exe.clone(),
+        runner::shell::agent_ferry_vars(),
+        config.max_tasks as usize,
+    )
+    .await?;
     let work_dirs =
         workdirs::WorkDirs::new(work_dir.clone()).map_err(|source| AgentError::WorkDir {
             path: work_dir.clone(),
@@ -132,10 +143,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
     let agent = Arc::new(Agent {
         work_dir,
         work_dirs,
-        withheld_env: runner::shell::agent_ferry_vars(),
+        guards,
         client,
         running: Arc::new(Running::default()),
-        lease: Lease::default(),
+        lease: Lease::new(config.kill_grace),
         drain: shutdown.drain.child_token(),
         tracker: TaskTracker::new(),
         config,
@@ -191,6 +202,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
     agent.running.abort_all(true);
     agent.tracker.close();
     agent.tracker.wait().await;
+    agent.guards.shutdown().await;
     info!("agent stopped");
     Ok(())
 }

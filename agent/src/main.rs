@@ -1,4 +1,5 @@
-//! `ferry-agent` binary: parse config, install tracing, run the agent until it drains.
+//! `ferry-agent` binary: parse config, install tracing, run the agent until it drains (or,
+//! started as a guardian, be one).
 
 use std::{io::IsTerminal, process::ExitCode};
 
@@ -7,6 +8,10 @@ use ferry_agent::{Config, Shutdown};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // A guardian (the agent's binary in helper mode) needs neither config nor runtime.
+    if let Some(code) = ferry_agent::guard::helper_main() {
+        return code;
+    }
     let config = match Config::load() {
         Ok(config) => config,
         Err(e) => {

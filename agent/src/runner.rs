@@ -229,17 +229,21 @@ async fn run_shell(
     kill: &KillSwitch,
 ) -> End {
     let job = ShellJob {
+        label: format!("{}/{}/{}", attempt.job_id, attempt.task_id, attempt.attempt),
         command: command.to_owned(),
         env: task_env(assignment, attempt, dir),
         dir: dir.to_path_buf(),
-        withhold: agent.withheld_env.clone(),
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
         kill_grace: agent.config.kill_grace,
+    };
+    let lease = shell::LeaseFeed {
+        end: agent.lease.end(),
+        agent_timeout: agent.lease.timeout(),
     };
     let flush_stop = CancellationToken::new();
     let sink = |stream: LogStream, data: &[u8]| shipper.push(stream, data);
     let work = async {
-        let end = shell::run(&job, &sink, kill).await;
+        let end = shell::run(&job, &agent.guards, lease, &sink, kill).await;
         flush_stop.cancel();
         end
     };

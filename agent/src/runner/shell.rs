@@ -1,41 +1,47 @@
-//! Shell runner: `/bin/sh -c` in its own process group and a fresh working directory, with
-//! timeout, SIGTERM→SIGKILL escalation and a final kill of the whole group.
+//! Shell runner: `/bin/sh -c` under the attempt's guardian (`guard/`), which starts it in its
+//! own process group (and cgroup) and a fresh working directory, enforces the timeout
+//! (SIGTERM→SIGKILL) and stops it when the agent asks, dies or loses its lease; this side
+//! pumps the task's output, renews the guardian's lease and maps how the task ended.
 
-use std::{
-    ffi::OsString,
-    io,
-    os::unix::process::ExitStatusExt,
-    path::PathBuf,
-    process::{ExitStatus, Stdio},
-    time::Duration,
-};
+use std::{ffi::OsString, io, path::PathBuf, time::Duration};
 
 use ferry_proto::v1::{LogStream, Outcome};
-use nix::{
-    sys::signal::{killpg, Signal},
-    unistd::Pid,
-};
-use tokio::{io::AsyncReadExt, process::Command};
+use tokio::{io::AsyncReadExt, net::unix::pipe, sync::watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::running::KillSwitch;
+use crate::{
+    guard::{
+        protocol::{Ending, FromGuard, Spec, ToGuard},
+        Guarded, Guards,
+    },
+    running::KillSwitch,
+};
 
-/// How long output pipes may stay open once the process group is dead (a process that left the
-/// group could hold them forever).
+/// How long output pipes may stay open once the task has ended (a process that escaped its
+/// guardian could hold them forever).
 const PIPE_GRACE: Duration = Duration::from_secs(2);
+/// How long a guardian may take to start the task before the attempt fails.
+const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// One shell attempt, ready to start.
 pub struct ShellJob {
+    /// `job/task/attempt`, for the guardian's diagnostics.
+    pub label: String,
     pub command: String,
     /// The attempt's working directory (already created).
     pub dir: PathBuf,
-    /// Variables to set for the task.
+    /// Variables to set for the task (on top of the agent's, less its own `FERRY_*`).
     pub env: Vec<(String, String)>,
-    /// Variables of the agent's own environment to withhold from the task.
-    pub withhold: Vec<OsString>,
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
+}
+
+/// The lease the attempt's guardian holds: its end, renewed with each acknowledged heartbeat,
+/// and the controller's agent timeout.
+pub struct LeaseFeed {
+    pub end: watch::Receiver<Duration>,
+    pub agent_timeout: Duration,
 }
 
 /// How an attempt ended, as reported in `Complete`.
@@ -87,47 +93,46 @@ pub fn agent_ferry_vars() -> Vec<OsString> {
         .collect()
 }
 
-fn signal_group(pgid: Pid, signal: Signal) {
-    match killpg(pgid, signal) {
-        Ok(()) => debug!(pgid = pgid.as_raw(), ?signal, "signalled process group"),
-        // Already gone: nothing left to stop.
-        Err(nix::errno::Errno::ESRCH) => {}
-        Err(e) => warn!(pgid = pgid.as_raw(), ?signal, error = %e, "cannot signal process group"),
-    }
-}
-
-/// Runs the job; `sink` receives output as it arrives.
+/// Runs the job under a guardian from `guards`; `sink` receives output as it arrives.
 pub async fn run(
     job: &ShellJob,
+    guards: &Guards,
+    mut lease: LeaseFeed,
     sink: &(dyn Fn(LogStream, &[u8]) + Sync),
     kill: &KillSwitch,
 ) -> End {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(&job.command)
-        .current_dir(&job.dir)
-        .process_group(0)
-        .kill_on_drop(true)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for name in &job.withhold {
-        cmd.env_remove(name);
-    }
-    cmd.envs(job.env.iter().map(|(k, v)| (k, v)));
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => return End::Finished(Report::failed(format!("cannot start /bin/sh: {e}"))),
+    let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
+    let Ok(((out_r, out_w), (err_r, err_w))) = pipes else {
+        return End::Finished(Report::failed("cannot create the task's output pipes"));
     };
-    let Some(pid) = child.id() else {
-        return End::Finished(Report::failed(
-            "the process ended before it could be watched",
-        ));
+    let spec = Spec {
+        label: job.label.clone(),
+        lease_end: *lease.end.borrow_and_update(),
+        agent_timeout: lease.agent_timeout,
+        kill_grace: job.kill_grace,
+        timeout: job.timeout,
+        // Placed by `guards`.
+        cgroup_parent: None,
+        records: None,
+        cwd: job.dir.clone(),
+        argv: vec!["/bin/sh".into(), "-c".into(), OsString::from(&job.command)],
+        env: job
+            .env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect(),
     };
-    let pgid = Pid::from_raw(pid as i32);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let group_dead = CancellationToken::new();
+    let guarded = match guards.spawn(spec, out_w.into(), err_w.into()).await {
+        Ok(guarded) => guarded,
+        Err(e) => {
+            return End::Finished(Report::failed(format!(
+                "cannot start the task's guardian: {e}"
+            )))
+        }
+    };
+    let stdout = pipe::Receiver::from_owned_fd(out_r.into()).ok();
+    let stderr = pipe::Receiver::from_owned_fd(err_r.into()).ok();
+    let task_over = CancellationToken::new();
 
     let pumps = async {
         let both = async {
@@ -139,56 +144,19 @@ pub async fn run(
         tokio::select! {
             _ = both => {}
             () = async {
-                group_dead.cancelled().await;
+                task_over.cancelled().await;
                 tokio::time::sleep(PIPE_GRACE).await;
-            } => warn!("task output still open after its process group ended; no longer reading it"),
+            } => warn!("task output still open after the task ended; no longer reading it"),
         }
     };
 
     let supervise = async {
-        let deadline = async {
-            match job.timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        enum Why {
-            Exited(io::Result<ExitStatus>),
-            TimedOut,
-            Aborted,
+        let mut guarded = guarded;
+        let (end, clean) = supervise(job, guards, &mut guarded, &mut lease, kill).await;
+        task_over.cancel();
+        if clean {
+            guards.give_back(guarded);
         }
-        debug!("process started");
-        let why = tokio::select! {
-            status = child.wait() => Why::Exited(status),
-            () = deadline => Why::TimedOut,
-            () = kill.abort.cancelled() => Why::Aborted,
-        };
-        let end = match why {
-            Why::Exited(Ok(status)) => End::Finished(report_exit(status)),
-            Why::Exited(Err(e)) => End::Finished(Report::failed(format!(
-                "waiting for the process failed: {e}"
-            ))),
-            Why::TimedOut => {
-                let t = job.timeout.unwrap_or_default();
-                debug!(
-                    timeout_ms = t.as_millis() as u64,
-                    "attempt timed out; terminating"
-                );
-                terminate(&mut child, pgid, job.kill_grace, &kill.force).await;
-                End::Finished(Report {
-                    outcome: Outcome::TimedOut,
-                    exit_code: None,
-                    error: format!("timed out after {}", humantime::format_duration(t)),
-                })
-            }
-            Why::Aborted => {
-                terminate(&mut child, pgid, job.kill_grace, &kill.force).await;
-                End::Aborted
-            }
-        };
-        // Whatever the outcome, nothing the task started outlives the attempt.
-        signal_group(pgid, Signal::SIGKILL);
-        group_dead.cancel();
         end
     };
 
@@ -201,38 +169,95 @@ pub async fn run(
     end
 }
 
-/// SIGTERM to the group, then SIGKILL after `grace` (or at once when `force` fires).
-async fn terminate(
-    child: &mut tokio::process::Child,
-    pgid: Pid,
-    grace: Duration,
-    force: &CancellationToken,
-) {
-    signal_group(pgid, Signal::SIGTERM);
-    tokio::select! {
-        _ = child.wait() => return,
-        () = tokio::time::sleep(grace) => {}
-        () = force.cancelled() => {}
-    }
-    signal_group(pgid, Signal::SIGKILL);
-    let _ = child.wait().await;
-}
-
-fn report_exit(status: ExitStatus) -> Report {
-    match (status.code(), status.signal()) {
-        (Some(0), _) => Report {
+/// Talks with the guardian until the task has ended: renews its lease, passes stop requests
+/// on, and maps how the task ended; and whether the guardian can take another attempt.
+async fn supervise(
+    job: &ShellJob,
+    guards: &Guards,
+    guarded: &mut Guarded,
+    lease: &mut LeaseFeed,
+    kill: &KillSwitch,
+) -> (End, bool) {
+    let (mut rx, mut tx) = guarded.split();
+    let mut started: Option<(i32, i32, Option<PathBuf>)> = None;
+    let (mut termed, mut killed, mut lease_open) = (false, false, true);
+    let start_limit = tokio::time::sleep(START_LIMIT);
+    tokio::pin!(start_limit);
+    // Outer error: the guardian is lost; inner: it could not start the task.
+    let ended: Result<Result<Ending, String>, String> = loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Ok(Some(FromGuard::Started { guard_pid, shell_pid, cgroup })) => {
+                    debug!(guard_pid, shell_pid, "process started");
+                    started = Some((guard_pid, shell_pid, cgroup));
+                }
+                Ok(Some(FromGuard::Ended(ending))) => break Ok(Ok(ending)),
+                Ok(Some(FromGuard::Failed(error))) => break Ok(Err(error)),
+                Ok(None) => break Err("the task's guardian ended without a word".to_owned()),
+                Err(e) => break Err(format!("the task's guardian cannot be heard: {e}")),
+            },
+            changed = lease.end.changed(), if lease_open => match changed {
+                Ok(()) => {
+                    let end = *lease.end.borrow_and_update();
+                    let _ = tx.send(&ToGuard::Lease(end)).await;
+                }
+                Err(_) => lease_open = false,
+            },
+            () = kill.abort.cancelled(), if !termed => {
+                termed = true;
+                let _ = tx.send(&ToGuard::Term).await;
+            }
+            () = kill.force.cancelled(), if !killed => {
+                killed = true;
+                let _ = tx.send(&ToGuard::Kill).await;
+            }
+            () = &mut start_limit, if started.is_none() => {
+                break Err(format!(
+                    "the task's guardian did not start it within {}",
+                    humantime::format_duration(START_LIMIT)
+                ));
+            }
+        }
+    };
+    let ending = match ended {
+        Ok(Ok(ending)) => ending,
+        Ok(Err(error)) => return (End::Finished(Report::failed(error)), true),
+        Err(error) => {
+            // Whatever it guarded goes too.
+            if let Some((guard_pid, shell_pid, cgroup)) = started {
+                guards.clean_up_after(guard_pid, shell_pid, cgroup).await;
+            }
+            warn!(%error, "the task's guardian failed");
+            return (End::Finished(Report::failed(error)), false);
+        }
+    };
+    let end = match ending {
+        Ending::Exited(0) => End::Finished(Report {
             outcome: Outcome::Succeeded,
             exit_code: Some(0),
             error: String::new(),
-        },
-        (Some(code), _) => Report {
+        }),
+        Ending::Exited(code) => End::Finished(Report {
             outcome: Outcome::Failed,
             exit_code: Some(code),
             error: format!("exit code {code}"),
-        },
-        (None, Some(sig)) => Report::failed(format!("killed by signal {sig}")),
-        (None, None) => Report::failed(format!("ended abnormally: {status}")),
-    }
+        }),
+        Ending::Signaled(sig) => End::Finished(Report::failed(format!("killed by signal {sig}"))),
+        Ending::TimedOut => {
+            let t = job.timeout.unwrap_or_default();
+            End::Finished(Report {
+                outcome: Outcome::TimedOut,
+                exit_code: None,
+                error: format!("timed out after {}", humantime::format_duration(t)),
+            })
+        }
+        Ending::LeaseExpired => {
+            info!("the lease ran out; the guardian stopped the task");
+            End::Aborted
+        }
+        Ending::Stopped => End::Aborted,
+    };
+    (end, true)
 }
 
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
@@ -259,37 +284,7 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::Mutex, time::Instant};
-
     use super::*;
-
-    fn job(dir: &std::path::Path, command: &str) -> ShellJob {
-        ShellJob {
-            command: command.to_owned(),
-            dir: dir.to_owned(),
-            env: Vec::new(),
-            withhold: Vec::new(),
-            timeout: None,
-            kill_grace: Duration::from_secs(5),
-        }
-    }
-
-    async fn run_capture(job: &ShellJob, kill: &KillSwitch) -> (End, String) {
-        let out = Mutex::new(Vec::new());
-        // Stdout only: its interleaving with stderr is not deterministic.
-        let sink = |stream: LogStream, data: &[u8]| {
-            if stream == LogStream::Stdout {
-                out.lock().unwrap().extend_from_slice(data)
-            }
-        };
-        let end = run(job, &sink, kill).await;
-        let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
-        (end, text)
-    }
-
-    fn alive(pid: i32) -> bool {
-        nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
-    }
 
     #[test]
     fn param_names() {
@@ -298,121 +293,5 @@ mod tests {
         assert_eq!(param_env_name("a b$c"), "FERRY_PARAM_A_B_C");
         assert_eq!(param_env_name("crème"), "FERRY_PARAM_CR_ME");
         assert_eq!(param_env_name("X_9"), "FERRY_PARAM_X_9");
-    }
-
-    #[tokio::test]
-    async fn outcomes_and_env() {
-        let tmp = tempfile::tempdir().unwrap();
-        let kill = KillSwitch::default();
-        let mut j = job(
-            tmp.path(),
-            r#"echo "$FERRY_PARAM_DAY|${HOME-gone}|$(pwd)"; echo err >&2"#,
-        );
-        j.env = vec![("FERRY_PARAM_DAY".into(), "2026-11-24; rm -rf /".into())];
-        j.withhold = vec!["HOME".into()];
-        let (end, out) = run_capture(&j, &kill).await;
-        assert_eq!(
-            end,
-            End::Finished(Report {
-                outcome: Outcome::Succeeded,
-                exit_code: Some(0),
-                error: String::new()
-            })
-        );
-        let cwd = tmp.path().canonicalize().unwrap();
-        assert!(
-            out == format!("2026-11-24; rm -rf /|gone|{}\n", cwd.display()),
-            "{out}"
-        );
-
-        let (end, _) = run_capture(&job(tmp.path(), "exit 3"), &kill).await;
-        assert_eq!(
-            end,
-            End::Finished(Report {
-                outcome: Outcome::Failed,
-                exit_code: Some(3),
-                error: "exit code 3".into()
-            })
-        );
-        let (end, _) = run_capture(&job(tmp.path(), "kill -9 $$"), &kill).await;
-        assert_eq!(end, End::Finished(Report::failed("killed by signal 9")));
-    }
-
-    #[tokio::test]
-    async fn background_child_is_killed_with_the_group() {
-        let tmp = tempfile::tempdir().unwrap();
-        let kill = KillSwitch::default();
-        let started = Instant::now();
-        let (end, out) = run_capture(&job(tmp.path(), "sleep 100 & echo $!"), &kill).await;
-        assert!(matches!(
-            end,
-            End::Finished(Report {
-                outcome: Outcome::Succeeded,
-                ..
-            })
-        ));
-        let pid: i32 = out.trim().parse().unwrap();
-        // Reaped by init soon after the SIGKILL; it must not be running.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while alive(pid) && !is_zombie(pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            !alive(pid) || is_zombie(pid),
-            "background child {pid} survived"
-        );
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    fn is_zombie(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true)
-    }
-
-    #[tokio::test]
-    async fn timeout_escalates_to_sigkill() {
-        let tmp = tempfile::tempdir().unwrap();
-        let kill = KillSwitch::default();
-        let mut j = job(tmp.path(), "trap '' TERM; sleep 100 & echo $!; wait");
-        j.timeout = Some(Duration::from_millis(200));
-        j.kill_grace = Duration::from_millis(200);
-        let started = Instant::now();
-        let (end, out) = run_capture(&j, &kill).await;
-        assert_eq!(
-            end,
-            End::Finished(Report {
-                outcome: Outcome::TimedOut,
-                exit_code: None,
-                error: "timed out after 200ms".into()
-            })
-        );
-        assert!(started.elapsed() < Duration::from_secs(5));
-        let pid: i32 = out.trim().parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while alive(pid) && !is_zombie(pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            !alive(pid) || is_zombie(pid),
-            "child {pid} survived the timeout"
-        );
-    }
-
-    #[tokio::test]
-    async fn abort_reports_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let kill = KillSwitch::default();
-        let j = job(tmp.path(), "sleep 100");
-        let abort = kill.abort.clone();
-        let (end, _) = tokio::join!(run_capture(&j, &kill), async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            abort.cancel();
-        });
-        assert_eq!(end.0, End::Aborted);
     }
 }
