@@ -459,12 +459,15 @@ async fn complete(
             extracts::record(c, key, extract, now).await?;
         }
     }
-    let effects = transitions::finish(c, &r.finish, now).await?;
-    let assignments = match claim {
-        Some(claim) => dispatch::claim(c, claim, now).await?.assignments,
-        None => Vec::new(),
-    };
-    Ok((effects, assignments))
+    transitions::deferring_job_counts(c, now, async {
+        let effects = transitions::finish(c, &r.finish, now).await?;
+        let assignments = match claim {
+            Some(claim) => dispatch::claim(c, claim, now).await?.assignments,
+            None => Vec::new(),
+        };
+        Ok((effects, assignments))
+    })
+    .await
 }
 
 /// JSON of a value, as the TEXT columns keep it.
