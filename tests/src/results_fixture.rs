@@ -239,3 +239,23 @@ pub fn last_error(job: &Value, task: &str) -> String {
         .unwrap_or_else(|| panic!("task {task} has no attempt: {job:#}"));
     last["error"].as_str().unwrap_or_default().to_owned()
 }
+
+/// Regular files under `dir` with their sizes (none when `dir` does not exist yet).
+pub fn files_with_sizes(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    out
+}

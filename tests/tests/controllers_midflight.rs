@@ -11,6 +11,7 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use ferry_tests::{
     eventually,
     job::{attempts, state, task_state},
+    results_fixture::files_with_sizes,
     AgentOpts, Cluster, ControllerOpts, TestDir,
 };
 
@@ -241,26 +242,6 @@ shell = 'grep -qx payload "$FERRY_INPUTS/extract/out.txt"'
     assert_eq!(state(&tries[0]), "succeeded", "{done:#}");
     let ran = std::fs::read_to_string(&runs_file).unwrap();
     assert_eq!(ran.lines().collect::<Vec<_>>(), ["1"], "extract ran once");
-}
-
-/// Regular files under `dir` with their sizes (none when `dir` does not exist yet).
-fn files_with_sizes(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&at) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push((entry.path(), meta.len()));
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,36 +1,13 @@
 //! An upload interrupted by `kill -9` of the controller resumes after the restart from what
 //! the controller had kept, instead of starting over: the job succeeds and the file is whole.
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use ferry_tests::{
     job::state,
-    results_fixture::{sha256_file, GIB},
+    results_fixture::{files_with_sizes, sha256_file, GIB},
     Agent, AgentOpts, Controller, ControllerOpts, TestDir,
 };
-
-/// Regular files under `dir` with their sizes (none when `dir` does not exist yet).
-fn files_with_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&at) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push((entry.path(), meta.len()));
-            }
-        }
-    }
-    out
-}
 
 /// Whether a log line says an upload resumed from a nonzero offset: it mentions "resum" and
 /// carries a `key=N` field with N > 0 (`from=123456`).
