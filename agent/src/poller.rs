@@ -37,6 +37,7 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
             .max_tasks
             .saturating_sub(agent.running.busy() as u32);
         let started = Instant::now();
+        let sent = boot_now();
         let result = tokio::select! {
             r = agent.client.poll(free, POLL_WAIT, agent.running.snapshot()) => r,
             // A poll for no slot cannot have claimed anything: dropping it loses nothing.
@@ -46,6 +47,11 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
         };
         match result {
             Ok(resp) => {
+                // An answered poll is contact like an acknowledged heartbeat: the controller
+                // recorded the session as alive when the poll reached it, after `sent`. Without
+                // this, work handed out right after an outage starts under the stale lease
+                // and its guardian kills it at once.
+                agent.lease.ack(sent);
                 failures.recovered();
                 backoff.reset();
                 let empty = resp.assignments.is_empty() && resp.stop.is_empty() && !resp.drain;

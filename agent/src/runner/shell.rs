@@ -101,6 +101,18 @@ pub async fn run(
     sink: &(dyn Fn(LogStream, &[u8]) + Sync),
     kill: &KillSwitch,
 ) -> End {
+    // Work handed out right after an outage may find the lease not yet renewed: wait (at most
+    // an agent timeout) for the heartbeat that renews it, rather than start a task its guardian
+    // would stop at once.
+    let margin = lease.agent_timeout / 4;
+    let renewed = async {
+        while *lease.end.borrow_and_update() <= crate::heartbeat::boot_now() + margin {
+            if lease.end.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(lease.agent_timeout, renewed).await;
     let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
     let Ok(((out_r, out_w), (err_r, err_w))) = pipes else {
         return End::Finished(Report::failed("cannot create the task's output pipes"));
@@ -231,6 +243,9 @@ async fn supervise(
             return (End::Finished(Report::failed(error)), false);
         }
     };
+    // A guardian that had to stop its task (lease, stop order) is not kept for the next one:
+    // a kill still reaching its cgroup must not hit the next attempt's task.
+    let reusable = !matches!(ending, Ending::LeaseExpired | Ending::Stopped);
     let end = match ending {
         Ending::Exited(0) => End::Finished(Report {
             outcome: Outcome::Succeeded,
@@ -257,7 +272,7 @@ async fn supervise(
         }
         Ending::Stopped => End::Aborted,
     };
-    (end, true)
+    (end, reusable)
 }
 
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
