@@ -102,6 +102,24 @@ impl FreshDb {
         })
     }
 
+    /// The relations (tables and indexes) that PostgreSQL read the most rows of, most first:
+    /// where a plan scans more than it keeps. Needs the database's own connection, as the
+    /// per-relation views only show the current database.
+    pub async fn hottest_reads(&self, top: usize) -> Result<Vec<(String, i64)>> {
+        let client = connect(&self.url).await?;
+        let rows = client
+            .query(
+                "SELECT relname || ' (seq)', seq_tup_read FROM pg_stat_user_tables
+                 UNION ALL
+                 SELECT indexrelname || ' (index)', idx_tup_read FROM pg_stat_user_indexes
+                 ORDER BY 2 DESC LIMIT $1",
+                &[&(top as i64)],
+            )
+            .await
+            .context("reading pg_stat_user_tables")?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Drops the database (its connections too): call it once the controllers are gone.
     pub async fn remove(self) {
         let dropped = async {

@@ -125,6 +125,18 @@ async fn measure(args: &Args, run: &Run) -> Result<()> {
             ),
             Err(e) => eprintln!("[dispatch] {}: {e:#}", run.label),
         }
+        if let Ok(hot) = db.hottest_reads(5).await {
+            let per = |n: i64| n as f64 / args.tasks.max(1) as f64;
+            let hot: Vec<String> = hot
+                .iter()
+                .map(|(name, n)| format!("{name} {:.1}", per(*n)))
+                .collect();
+            eprintln!(
+                "[dispatch] {}: rows read per task, by relation: {}",
+                run.label,
+                hot.join(", ")
+            );
+        }
     }
     db.remove().await;
     result

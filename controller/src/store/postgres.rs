@@ -6,6 +6,8 @@
 //! locks (`leadership`), wake-ups between controllers by `LISTEN`/`NOTIFY` (`notify`).
 
 mod agents;
+mod batch;
+mod combiner;
 mod dispatch;
 mod extracts;
 mod jobs;
@@ -37,7 +39,7 @@ use super::{
 };
 use crate::model::{
     AgentRecord, AgentState, Assignment, AttemptKey, JobRecord, JobState, JobSummary, LogChunk,
-    Millis, NewJob, Outcome, QueueStats, ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
+    Millis, NewJob, QueueStats, ResultFile, StopOrder, Submitted, TaskExtract, Watermark,
 };
 use crate::notify::{Notifier, WakeSink};
 use pool::{Conn, Pool};
@@ -45,6 +47,8 @@ use tx::{backoff, begin, end, Mode, MAX_TRIES};
 
 pub struct PostgresStore {
     pool: Arc<Pool>,
+    /// Completions and claims, many agents' to a transaction.
+    combiner: combiner::Combiner,
 }
 
 /// Runs `$body` (a future using `$c: &Conn`) in a transaction of mode `$mode` on a connection
@@ -75,6 +79,8 @@ macro_rules! transaction {
 }
 
 // After `transaction!`, which the tests use.
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod tests;
 
@@ -130,12 +136,14 @@ impl PostgresStore {
                 })?;
             pool::warn_of_clock_skew(&conn, wall_clock).await;
         }
-        Ok(Self { pool })
+        let combiner = combiner::Combiner::start(pool.clone());
+        Ok(Self { pool, combiner })
     }
 
     /// Closes every connection of the store, its leaderships' included (which frees their
     /// roles), and waits for their drivers to end; later calls fail with `Closed`.
     pub async fn close(&self) {
+        self.combiner.close().await;
         self.pool.close().await;
     }
 }
@@ -221,7 +229,11 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, req: ClaimRequest, now: Millis) -> Result<Claimed, StoreError> {
-        transaction!(self, Mode::Write, |c| dispatch::claim(c, &req, now))
+        let item = batch::Item {
+            completion: None,
+            claim: Some(req),
+        };
+        Ok(self.combiner.call(item, now).await?.claimed)
     }
 
     async fn stale_attempts(
@@ -281,13 +293,12 @@ impl Store for PostgresStore {
         claim: Option<ClaimRequest>,
         now: Millis,
     ) -> Result<(Effects, Vec<Assignment>), StoreError> {
-        let completion = c;
-        transaction!(self, Mode::Write, |c| complete(
-            c,
-            &completion,
-            claim.as_ref(),
-            now
-        ))
+        let item = batch::Item {
+            completion: Some(c),
+            claim,
+        };
+        let done = self.combiner.call(item, now).await?;
+        Ok((done.effects, done.claimed.assignments))
     }
 
     async fn complete_early(
@@ -435,39 +446,6 @@ impl Store for PostgresStore {
             shutdown,
         )))
     }
-}
-
-/// One completion in the open transaction: locks the agent's row first when it claims (the
-/// lock order: agents, tasks, attempts, jobs), fences the attempt, records its end and logs,
-/// publishes its outputs and extract, advances the DAG and claims the agent's next attempts.
-async fn complete(
-    c: &Conn,
-    completion: &Completion,
-    claim: Option<&ClaimRequest>,
-    now: Millis,
-) -> Result<(Effects, Vec<Assignment>), StoreError> {
-    let r = &completion.report;
-    let key = &r.finish.attempt;
-    if let Some(claim) = claim {
-        dispatch::lock_session(c, claim).await?;
-    }
-    transitions::fence_locked(c, &r.finish.agent, key).await?;
-    logs::append(c, key, &r.logs, r.dropped_bytes, completion.log_limit).await?;
-    if r.finish.outcome == Outcome::Succeeded {
-        outputs::publish(c, key, &r.outputs, now).await?;
-        if let Some(extract) = &r.extract {
-            extracts::record(c, key, extract, now).await?;
-        }
-    }
-    transitions::deferring_job_counts(c, now, async {
-        let effects = transitions::finish(c, &r.finish, now).await?;
-        let assignments = match claim {
-            Some(claim) => dispatch::claim(c, claim, now).await?.assignments,
-            None => Vec::new(),
-        };
-        Ok((effects, assignments))
-    })
-    .await
 }
 
 /// JSON of a value, as the TEXT columns keep it.

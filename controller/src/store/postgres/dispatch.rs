@@ -33,10 +33,11 @@ struct Picked {
 }
 
 /// Locks up to `want` eligible tasks of `queue` that no other transaction holds and whose
-/// labels the agent carries, in claim order. Rows whose labels do not match are read past.
+/// required labels are among `labels`, in claim order. Rows whose labels do not match are
+/// read past.
 async fn pick(
     c: &Conn,
-    req: &ClaimRequest,
+    labels: &BTreeMap<String, String>,
     queue: &str,
     want: usize,
     now: Millis,
@@ -70,10 +71,10 @@ async fn pick(
         for r in &rows {
             let job_id: String = col(r, 0)?;
             after = Some((col(r, 4)?, job_id.clone(), col(r, 5)?));
-            let labels: &str = col(r, 2)?;
-            if labels != "{}" {
-                let required: BTreeMap<String, String> = from_json(labels)?;
-                if !crate::rules::labels_match(&required, &req.labels) {
+            let required: &str = col(r, 2)?;
+            if required != "{}" {
+                let required: BTreeMap<String, String> = from_json(required)?;
+                if !crate::rules::labels_match(&required, labels) {
                     continue;
                 }
             }
@@ -89,38 +90,85 @@ async fn pick(
     }
 }
 
+/// Claims work for one agent: nothing unless its session is still live and ready.
 pub(super) async fn claim(
     c: &Conn,
     req: &ClaimRequest,
     now: Millis,
 ) -> Result<Claimed, StoreError> {
-    let mut claimed = Claimed::default();
     if lock_session(c, req).await?.as_deref() != Some("ready") {
         // A poll that outlived its session (declared dead meanwhile) or a draining agent.
-        return Ok(claimed);
+        return Ok(Claimed::default());
     }
-    let want = req.max as usize;
-    let mut picked: Vec<Picked> = Vec::new();
-    for queue in &req.queues {
-        if picked.len() >= want {
-            break;
+    Ok(claim_for(c, &[req], now).await?.pop().unwrap_or_default())
+}
+
+/// Claims work for agents whose rows the caller has locked and found live and ready, one
+/// `Claimed` per request in their order. Requests asking for the same queues with the same
+/// labels share one pick, handed out in request order; every picked task starts its next
+/// attempt, and each statement after the picks covers all of them.
+pub(super) async fn claim_for(
+    c: &Conn,
+    reqs: &[&ClaimRequest],
+    now: Millis,
+) -> Result<Vec<Claimed>, StoreError> {
+    let mut claimed: Vec<Claimed> = reqs.iter().map(|_| Claimed::default()).collect();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, req) in reqs.iter().enumerate() {
+        let same = |g: &&mut Vec<usize>| {
+            let first = reqs[g[0]];
+            first.queues == req.queues && first.labels == req.labels
+        };
+        match groups.iter_mut().find(same) {
+            Some(group) => group.push(i),
+            None => groups.push(vec![i]),
         }
-        pick(c, req, queue, want, now, &mut picked).await?;
+    }
+    // (request, task) in the order they are handed out.
+    let mut picked: Vec<(usize, Picked)> = Vec::new();
+    for group in &groups {
+        let first = reqs[group[0]];
+        let want: usize = group.iter().map(|&i| reqs[i].max as usize).sum();
+        let mut got: Vec<Picked> = Vec::new();
+        for queue in &first.queues {
+            if got.len() >= want {
+                break;
+            }
+            pick(c, &first.labels, queue, want, now, &mut got).await?;
+        }
+        let short = got.len() < want;
+        let mut got = got.into_iter();
+        let mut empty = Vec::new();
+        for &i in group {
+            let before = picked.len();
+            picked.extend(got.by_ref().take(reqs[i].max as usize).map(|p| (i, p)));
+            if picked.len() == before {
+                empty.push(i);
+            }
+        }
+        if short && !empty.is_empty() {
+            let next = c
+                .query_one(
+                    "SELECT MIN(ready_at) FROM tasks WHERE state = 'queued' AND queue = ANY($1) AND ready_at > $2",
+                    &[&first.queues, &now],
+                )
+                .await?;
+            let next: Option<Millis> = col(&next, 0)?;
+            for i in empty {
+                claimed[i].next_ready_at = next;
+            }
+        }
     }
     if picked.is_empty() {
-        let next = c
-            .query_one(
-                "SELECT MIN(ready_at) FROM tasks WHERE state = 'queued' AND queue = ANY($1) AND ready_at > $2",
-                &[&req.queues, &now],
-            )
-            .await?;
-        claimed.next_ready_at = col(&next, 0)?;
         return Ok(claimed);
     }
-    // Every picked task starts its next attempt, in one statement each.
-    let job_ids: Vec<&str> = picked.iter().map(|p| p.job_id.as_str()).collect();
-    let task_ids: Vec<&str> = picked.iter().map(|p| p.task_id.as_str()).collect();
-    let mut numbers: HashMap<(String, String), u32> = HashMap::new();
+    let job_ids: Vec<&str> = picked.iter().map(|(_, p)| p.job_id.as_str()).collect();
+    let task_ids: Vec<&str> = picked.iter().map(|(_, p)| p.task_id.as_str()).collect();
+    let agents: Vec<&str> = picked
+        .iter()
+        .map(|(i, _)| reqs[*i].agent.as_str())
+        .collect();
+    let mut numbers: HashMap<(String, String), i64> = HashMap::new();
     for r in c
         .query(
             "UPDATE tasks t SET state = 'running', attempts = t.attempts + 1
@@ -131,10 +179,12 @@ pub(super) async fn claim(
         )
         .await?
     {
-        numbers.insert((col(&r, 0)?, col(&r, 1)?), col::<i64>(&r, 2)? as u32);
+        numbers.insert((col(&r, 0)?, col(&r, 1)?), col(&r, 2)?);
     }
-    let number_of = |p: &Picked| -> Result<u32, StoreError> {
-        numbers
+    let mut attempt_numbers = Vec::with_capacity(picked.len());
+    let mut deadlines = Vec::with_capacity(picked.len());
+    for (_, p) in &picked {
+        let number = numbers
             .get(&(p.job_id.clone(), p.task_id.clone()))
             .copied()
             .ok_or_else(|| {
@@ -142,19 +192,23 @@ pub(super) async fn claim(
                     "task {} of job {} vanished while claimed",
                     p.task_id, p.job_id
                 ))
-            })
-    };
-    let mut attempt_numbers = Vec::with_capacity(picked.len());
-    let mut deadlines = Vec::with_capacity(picked.len());
-    for p in &picked {
-        attempt_numbers.push(i64::from(number_of(p)?));
+            })?;
+        attempt_numbers.push(number);
         deadlines.push((p.spec.timeout_ms > 0).then(|| now + p.spec.timeout_ms as i64));
     }
     c.execute(
         "INSERT INTO attempts (job_id, task_id, number, agent, state, started_at, deadline_at)
-         SELECT a.job_id, a.task_id, a.number, $4, 'running', $5, a.deadline
-         FROM unnest($1::text[], $2::text[], $3::int8[], $6::int8[]) AS a(job_id, task_id, number, deadline)",
-        &[&job_ids, &task_ids, &attempt_numbers, &req.agent, &now, &deadlines],
+         SELECT a.job_id, a.task_id, a.number, a.agent, 'running', $4, a.deadline
+         FROM unnest($1::text[], $2::text[], $3::int8[], $5::int8[], $6::text[])
+              AS a(job_id, task_id, number, deadline, agent)",
+        &[
+            &job_ids,
+            &task_ids,
+            &attempt_numbers,
+            &now,
+            &deadlines,
+            &agents,
+        ],
     )
     .await?;
     let mut distinct: Vec<&str> = job_ids.clone();
@@ -175,7 +229,7 @@ pub(super) async fn claim(
     {
         jobs.insert(col(&r, 0)?, (col(&r, 1)?, from_json(col(&r, 2)?)?));
     }
-    for (p, number) in picked.into_iter().zip(attempt_numbers) {
+    for ((i, p), number) in picked.into_iter().zip(attempt_numbers) {
         let (job_name, job_params) = jobs.get(&p.job_id).ok_or_else(|| {
             StoreError::backend(format!("job {} vanished while claimed", p.job_id))
         })?;
@@ -189,7 +243,7 @@ pub(super) async fn claim(
             Some(_) => Some(super::extracts::range(c, &p.job_id, job_name, &p.task_id).await?),
             None => None,
         };
-        claimed.assignments.push(Assignment {
+        claimed[i].assignments.push(Assignment {
             attempt: AttemptKey {
                 job_id: p.job_id,
                 task_id: p.task_id,

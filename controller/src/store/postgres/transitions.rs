@@ -9,7 +9,7 @@ use crate::rules::retry::{self, Decision, Failure};
 use crate::store::{Effects, StoreError};
 
 /// Why `attempt` is not its task's current, running attempt on `agent`, if it is not.
-fn refusal(
+pub(super) fn refusal(
     agent: &str,
     attempt: &AttemptKey,
     current: Option<i64>,
@@ -194,6 +194,68 @@ async fn end_attempt(
     Ok(ended > 0)
 }
 
+/// Records the success of several fenced attempts of distinct tasks, the tasks' own ends
+/// and the release of their dependents in one statement each; counts them on their jobs
+/// (held back, as `task_done`).
+pub(super) async fn succeed_many(
+    c: &Conn,
+    finishes: &[&AttemptFinish],
+    now: Millis,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
+    if finishes.is_empty() {
+        return Ok(());
+    }
+    let job_ids: Vec<&str> = finishes.iter().map(|f| f.attempt.job_id.as_str()).collect();
+    let task_ids: Vec<&str> = finishes
+        .iter()
+        .map(|f| f.attempt.task_id.as_str())
+        .collect();
+    let numbers: Vec<i64> = finishes
+        .iter()
+        .map(|f| i64::from(f.attempt.attempt))
+        .collect();
+    let codes: Vec<Option<i32>> = finishes.iter().map(|f| f.exit_code).collect();
+    let errors: Vec<&str> = finishes.iter().map(|f| f.error.as_str()).collect();
+    c.execute(
+        "UPDATE attempts a SET state = 'succeeded', exit_code = u.code, error = u.error, finished_at = $6
+         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::text[])
+              AS u(job_id, task_id, number, code, error)
+         WHERE a.job_id = u.job_id AND a.task_id = u.task_id AND a.number = u.number",
+        &[&job_ids, &task_ids, &numbers, &codes, &errors, &now],
+    )
+    .await?;
+    c.execute(
+        "UPDATE tasks t SET state = 'succeeded'
+         FROM unnest($1::text[], $2::text[]) AS u(job_id, task_id)
+         WHERE t.job_id = u.job_id AND t.task_id = u.task_id",
+        &[&job_ids, &task_ids],
+    )
+    .await?;
+    // As in `task_succeeded`; a dependent of several of these counts them all down at once.
+    let released = c
+        .execute(
+            "UPDATE tasks t SET deps_remaining = t.deps_remaining - d.n,
+                                state = CASE WHEN t.deps_remaining = d.n THEN 'queued' ELSE t.state END,
+                                ready_at = $3
+             FROM (SELECT td.job_id, td.task_id, COUNT(*) AS n
+                   FROM task_deps td
+                   JOIN unnest($1::text[], $2::text[]) AS u(job_id, task_id)
+                     ON td.job_id = u.job_id AND td.depends_on = u.task_id
+                   GROUP BY td.job_id, td.task_id) AS d
+             WHERE t.job_id = d.job_id AND t.task_id = d.task_id AND t.state = 'blocked'",
+            &[&job_ids, &task_ids, &now],
+        )
+        .await?;
+    if released > 0 {
+        effects.queued = true;
+    }
+    for f in finishes {
+        task_done(c, &f.attempt.job_id, 1, 0, now).await?;
+    }
+    Ok(())
+}
+
 async fn task_succeeded(
     c: &Conn,
     key: &AttemptKey,
@@ -307,14 +369,65 @@ pub(super) async fn deferring_job_counts<R>(
         })
         .await;
     let result = result?;
-    for (job_id, done, failed) in deferred {
-        count_done(c, &job_id, done, failed, now).await?;
-    }
+    count_done_many(c, deferred, now).await?;
     Ok(result)
 }
 
+/// `count_done` for several jobs at once, the counts of one job summed, the job rows locked
+/// in id order (two transactions counting on the same jobs take them in the same order).
+async fn count_done_many(
+    c: &Conn,
+    counts: Vec<(String, i64, i64)>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let mut summed: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for (job_id, done, failed) in counts {
+        let sum = summed.entry(job_id).or_default();
+        sum.0 += done;
+        sum.1 += failed;
+    }
+    match summed.len() {
+        0 => return Ok(()),
+        1 => {
+            let (job_id, (done, failed)) = summed.into_iter().next().expect("one job");
+            return count_done(c, &job_id, done, failed, now).await;
+        }
+        _ => {}
+    }
+    let ids: Vec<&str> = summed.keys().map(String::as_str).collect();
+    let done: Vec<i64> = summed.values().map(|v| v.0).collect();
+    let failed: Vec<i64> = summed.values().map(|v| v.1).collect();
+    c.execute(
+        "SELECT 1 FROM jobs WHERE id = ANY($1) AND state IN ('pending', 'running')
+         ORDER BY id FOR NO KEY UPDATE",
+        &[&ids],
+    )
+    .await?;
+    let rows = c
+        .query(
+            "UPDATE jobs j SET tasks_done = j.tasks_done + u.done, tasks_failed = j.tasks_failed + u.failed
+             FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(id, done, failed)
+             WHERE j.id = u.id AND j.state IN ('pending', 'running')
+             RETURNING j.id, j.tasks_total, j.tasks_done, j.tasks_failed",
+            &[&ids, &done, &failed],
+        )
+        .await?;
+    for row in &rows {
+        let job_id: &str = col(row, 0)?;
+        let (total, done, failed): (i64, i64, i64) = (col(row, 1)?, col(row, 2)?, col(row, 3)?);
+        if let Some(end) = crate::rules::job_end(total, done, failed) {
+            c.execute(
+                "UPDATE jobs SET state = $2, finished_at = $3 WHERE id = $1",
+                &[&job_id, &end.as_str(), &now],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Counts finished tasks on the job, now or, inside `deferring_job_counts`, at its end.
-async fn task_done(
+pub(super) async fn task_done(
     c: &Conn,
     job_id: &str,
     done: i64,

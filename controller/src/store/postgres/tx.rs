@@ -33,6 +33,21 @@ pub(super) async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), Store
     conn.batch(sql).await
 }
 
+/// Begins a write transaction for the combiner's batches, whose statements join arrays of
+/// keys (a few to a hundred) to tables that grow by thousands of rows a second: each is planned
+/// for the values it gets, never from a plan cached while a table was small, and reaches rows
+/// by their indexes (every statement of a batch has one). Left to its costs, the planner
+/// scans whole tables for a batch until they hold tens of thousands of rows, and until
+/// autovacuum has analysed them.
+pub(super) async fn begin_planned(conn: &mut Pooled<'_>) -> Result<(), StoreError> {
+    conn.in_transaction = true;
+    conn.batch(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; \
+         SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_seqscan = off",
+    )
+    .await
+}
+
 /// Commits after a success, rolls back after a failure. A write whose `COMMIT` lost its
 /// connection may or may not be committed: that failure is not retryable.
 pub(super) async fn end<T>(
