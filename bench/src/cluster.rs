@@ -102,6 +102,18 @@ impl FreshDb {
         })
     }
 
+    /// Opens a transaction on the database that holds its snapshot until the client is
+    /// dropped: as a report or a forgotten `psql` session would, it keeps every row version
+    /// dead since it began from being removed (or marked dead in an index).
+    pub async fn hold_snapshot(&self) -> Result<tokio_postgres::Client> {
+        let client = connect(&self.url).await?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+            .await
+            .context("opening the long transaction")?;
+        Ok(client)
+    }
+
     /// The relations (tables and indexes) that PostgreSQL read the most rows of, most first:
     /// where a plan scans more than it keeps. Needs the database's own connection, as the
     /// per-relation views only show the current database.

@@ -59,6 +59,10 @@ pub struct Args {
     /// Slots of each simulated agent.
     #[arg(long, default_value_t = 8)]
     pub slots: u32,
+    /// Keep a transaction open on the PostgreSQL database for the whole of each run (as a
+    /// long report elsewhere in the database would): dispatch must not collapse.
+    #[arg(long)]
+    pub long_transaction: bool,
     /// Upper bound for each run, in seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -93,7 +97,10 @@ pub async fn run(args: &Args) -> Result<()> {
     counts.dedup();
     for n in counts {
         runs.push(Run {
-            label: format!("postgres_x{n}"),
+            label: match args.long_transaction {
+                true => format!("postgres_x{n}_long_transaction"),
+                false => format!("postgres_x{n}"),
+            },
             postgres: true,
             controllers: n,
             target: POSTGRES_TARGET,
@@ -113,7 +120,12 @@ async fn measure(args: &Args, run: &Run) -> Result<()> {
     }
     let db = FreshDb::create().await?;
     let store = Store::Postgres(db.url().to_owned());
+    let held = match args.long_transaction {
+        true => Some(db.hold_snapshot().await?),
+        false => None,
+    };
     let result = measure_on(args, run, &store, Some(db.name())).await;
+    drop(held);
     // The controllers are gone: their backends have reported what they did.
     tokio::time::sleep(Duration::from_millis(500)).await;
     if result.is_ok() {

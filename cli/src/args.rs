@@ -99,10 +99,23 @@ pub struct SubmitArgs {
     /// Wait for the job to end, showing progress on standard error; exit 0 only if it succeeded
     #[arg(long)]
     pub wait: bool,
+    /// How long to wait for the controller to accept the job before sending it again (to the
+    /// next controller, with the same idempotency key, so that it is accepted once)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_answer_timeout)]
+    pub answer_timeout: std::time::Duration,
     /// Extract an incremental sql task over an explicit range (FROM < column <= TO; FROM may
     /// be empty: from the start) without reading or moving its stored watermark
     #[arg(long = "backfill", value_name = "TASK=FROM..TO", value_parser = parse_backfill)]
     pub backfill: Vec<BackfillArg>,
+}
+
+/// `--answer-timeout`: a duration of at least a second ("30s", "2m").
+fn parse_answer_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 30s)"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("at least 1s".into());
+    }
+    Ok(d)
 }
 
 /// `--backfill TASK=FROM..TO`.

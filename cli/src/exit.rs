@@ -119,6 +119,13 @@ impl CliError {
                     reason: root_cause(status).unwrap_or(message),
                 }
             }
+            // The controller answered, but its store did not (or it is shutting down).
+            Code::Unavailable if message.starts_with("store ") => CliError::Refused {
+                url: url.to_owned(),
+                call,
+                code: Code::Unavailable,
+                message,
+            },
             Code::Unavailable => CliError::Unreachable {
                 url: url.to_owned(),
                 reason: root_cause(status).unwrap_or(message),
@@ -201,6 +208,7 @@ impl CliError {
             CliError::Refused { code, .. } => matches!(
                 code,
                 Code::Unknown
+                    | Code::Unavailable
                     | Code::Internal
                     | Code::Cancelled
                     | Code::DeadlineExceeded

@@ -8,6 +8,7 @@
 mod agents;
 mod batch;
 mod combiner;
+mod cursors;
 mod dispatch;
 mod extracts;
 mod jobs;
@@ -49,6 +50,8 @@ pub struct PostgresStore {
     pool: Arc<Pool>,
     /// Completions and claims, many agents' to a transaction.
     combiner: combiner::Combiner,
+    /// Where this controller's claims of each queue start.
+    cursors: Arc<cursors::Cursors>,
 }
 
 /// Runs `$body` (a future using `$c: &Conn`) in a transaction of mode `$mode` on a connection
@@ -136,8 +139,13 @@ impl PostgresStore {
                 })?;
             pool::warn_of_clock_skew(&conn, wall_clock).await;
         }
-        let combiner = combiner::Combiner::start(pool.clone());
-        Ok(Self { pool, combiner })
+        let cursors = Arc::new(cursors::Cursors::default());
+        let combiner = combiner::Combiner::start(pool.clone(), cursors.clone());
+        Ok(Self {
+            pool,
+            combiner,
+            cursors,
+        })
     }
 
     /// Closes every connection of the store, its leaderships' included (which frees their
@@ -164,7 +172,7 @@ impl Store for PostgresStore {
             let submitted = jobs::submit(c, &job, now).await?;
             let mut claimed = Vec::with_capacity(claims.len());
             for claim in &claims {
-                claimed.push(dispatch::claim(c, claim, now).await?);
+                claimed.push(dispatch::claim(c, claim, now, Some(&self.cursors)).await?);
             }
             Ok((submitted, claimed))
         })?;

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::cursors::Cursors;
 use super::pool::{col, Conn};
 use super::{dispatch, extracts, logs, outputs, transitions};
 use crate::model::{AttemptKey, Millis, Outcome};
@@ -44,6 +45,7 @@ pub(super) async fn run(
     c: &Conn,
     items: &[Item],
     now: Millis,
+    cursors: &Cursors,
 ) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
     let mut seen = HashSet::new();
     if !items.iter().filter_map(Item::task).all(|t| seen.insert(t)) {
@@ -107,7 +109,7 @@ pub(super) async fn run(
             .collect();
         for (i, claimed) in claiming
             .iter()
-            .zip(dispatch::claim_for(c, &reqs, now).await?)
+            .zip(dispatch::claim_for(c, &reqs, now, Some(cursors)).await?)
         {
             done[*i].claimed = claimed;
         }

@@ -96,7 +96,7 @@ async fn run(
 ) -> Result<Vec<Result<batch::Done, StoreError>>, StoreError> {
     transaction!(store, Mode::Write, |c| {
         let c: &Conn = c;
-        batch::run(c, items, now)
+        batch::run(c, items, now, &store.cursors)
     })
 }
 
@@ -261,7 +261,7 @@ async fn a_failed_batch_is_made_again_call_by_call() {
             reply,
         });
     }
-    combiner::run(&store.pool, calls).await;
+    combiner::run(&store.pool, &store.cursors, calls).await;
     let good = answers.remove(0).await.unwrap();
     let bad = answers.remove(0).await.unwrap();
     assert!(good.is_ok(), "{good:?}");
@@ -270,5 +270,31 @@ async fn a_failed_batch_is_made_again_call_by_call() {
     let job = store.get_job(&claimed[0].attempt.job_id).await.unwrap();
     let states: Vec<&str> = job.tasks.iter().map(|t| t.state.as_str()).collect();
     assert_eq!(states, ["succeeded", "running"]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_task_left_behind_the_claim_cursor_is_claimed_within_a_sweep() {
+    let db = TestDb::new().await;
+    let (store, job_id) = setup(&db, vec![task("a", &[]), task("b", &[]), task("c", &[])]).await;
+    let first = store.claim(claim("a1", 2), 2).await.unwrap().assignments;
+    assert_eq!(first.len(), 2);
+    // As if a's claim had rolled back: queued again, behind where this controller's claims of
+    // the queue now start.
+    db.client()
+        .await
+        .execute(
+            "UPDATE tasks SET state = 'queued' WHERE job_id = $1 AND task_id = 'a'",
+            &[&job_id],
+        )
+        .await
+        .unwrap();
+    let next = store.claim(claim("a2", 2), 3).await.unwrap().assignments;
+    let ids: Vec<&str> = next.iter().map(|a| a.attempt.task_id.as_str()).collect();
+    assert_eq!(ids, ["c"], "read from the cursor on");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let later = store.claim(claim("a2", 2), 4).await.unwrap().assignments;
+    let ids: Vec<&str> = later.iter().map(|a| a.attempt.task_id.as_str()).collect();
+    assert_eq!(ids, ["a"], "found behind the cursor within a second");
     store.close().await;
 }

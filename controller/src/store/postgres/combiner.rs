@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::batch::{self, Done, Item};
+use super::cursors::Cursors;
 use super::pool::{Conn, Pool};
 use super::tx::{backoff, begin_planned, end, Mode, MAX_TRIES};
 use crate::model::Millis;
@@ -40,10 +41,10 @@ pub(super) struct Combiner {
 }
 
 impl Combiner {
-    pub(super) fn start(pool: Arc<Pool>) -> Self {
+    pub(super) fn start(pool: Arc<Pool>, cursors: Arc<Cursors>) -> Self {
         let (calls, rx) = mpsc::channel(QUEUE);
         let cancel = CancellationToken::new();
-        let worker = tokio::spawn(work(pool, rx, cancel.clone()));
+        let worker = tokio::spawn(work(pool, cursors, rx, cancel.clone()));
         Self {
             calls,
             cancel,
@@ -72,7 +73,12 @@ impl Combiner {
 
 /// Takes calls into batches until cancelled; then answers the calls still waiting with
 /// `Closed` and waits for the batches under way.
-async fn work(pool: Arc<Pool>, mut rx: mpsc::Receiver<Call>, cancel: CancellationToken) {
+async fn work(
+    pool: Arc<Pool>,
+    cursors: Arc<Cursors>,
+    mut rx: mpsc::Receiver<Call>,
+    cancel: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut running = JoinSet::new();
     // Calls that completed a task another call of the forming batch completes too.
@@ -116,11 +122,11 @@ async fn work(pool: Arc<Pool>, mut rx: mpsc::Receiver<Call>, cancel: Cancellatio
         }
         held.extend(later);
         while running.try_join_next().is_some() {}
-        let pool = pool.clone();
+        let (pool, cursors) = (pool.clone(), cursors.clone());
         let span = tracing::debug_span!("store_batch", calls = calls.len());
         running.spawn(
             async move {
-                run(&pool, calls).await;
+                run(&pool, &cursors, calls).await;
                 drop(slot);
             }
             .instrument(span),
@@ -154,7 +160,7 @@ enum Failed {
 }
 
 /// Runs one batch and answers its calls.
-pub(super) async fn run(pool: &Pool, calls: Vec<Call>) {
+pub(super) async fn run(pool: &Pool, cursors: &Cursors, calls: Vec<Call>) {
     // A caller that went away (its agent's call was cancelled) claims nothing: what it
     // claimed would never reach its agent.
     let calls: Vec<Call> = calls
@@ -174,7 +180,7 @@ pub(super) async fn run(pool: &Pool, calls: Vec<Call>) {
         .into_iter()
         .map(|c| (c.item, (c.reply, c.now)))
         .unzip();
-    match transact(pool, &items, now).await {
+    match transact(pool, cursors, &items, now).await {
         Ok(results) => {
             for ((reply, _), result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
@@ -190,7 +196,7 @@ pub(super) async fn run(pool: &Pool, calls: Vec<Call>) {
         Err(Failed::Body(e)) if items.len() > 1 => {
             tracing::debug!(calls = items.len(), error = %e, "a batch failed: its calls are made one by one");
             for (item, (reply, now)) in items.into_iter().zip(replies) {
-                let result = match transact(pool, std::slice::from_ref(&item), now).await {
+                let result = match transact(pool, cursors, std::slice::from_ref(&item), now).await {
                     Ok(mut one) => one.pop().unwrap_or_else(|| Err(StoreError::Closed)),
                     Err(Failed::All(e) | Failed::Body(e)) => Err(e),
                 };
@@ -209,6 +215,7 @@ pub(super) async fn run(pool: &Pool, calls: Vec<Call>) {
 /// retryable failure, as `transaction!` does.
 async fn transact(
     pool: &Pool,
+    cursors: &Cursors,
     items: &[Item],
     now: Millis,
 ) -> Result<Vec<Result<Done, StoreError>>, Failed> {
@@ -219,7 +226,7 @@ async fn transact(
             let mut conn = pool.get().await.map_err(Failed::All)?;
             begin_planned(&mut conn).await.map_err(Failed::All)?;
             let c: &Conn = &conn;
-            match batch::run(c, items, now).await {
+            match batch::run(c, items, now, cursors).await {
                 Ok(results) => end(&mut conn, Mode::Write, Ok(results))
                     .await
                     .map_err(Failed::All),

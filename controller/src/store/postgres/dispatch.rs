@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::cursors::{Cursors, Key};
 use super::pool::{col, Conn};
 use super::{from_json, transitions};
 use crate::model::{Assignment, AttemptKey, AttemptState, Millis, QueueStats, StopOrder, TaskSpec};
@@ -33,8 +34,8 @@ struct Picked {
 }
 
 /// Locks up to `want` eligible tasks of `queue` that no other transaction holds and whose
-/// required labels are among `labels`, in claim order. Rows whose labels do not match are
-/// read past.
+/// required labels are among `labels`, in claim order, from the claim cursor of `cursors`
+/// (`cursors.rs`) if any, looking behind it first when a sweep is due.
 async fn pick(
     c: &Conn,
     labels: &BTreeMap<String, String>,
@@ -42,35 +43,88 @@ async fn pick(
     want: usize,
     now: Millis,
     picked: &mut Vec<Picked>,
+    cursors: Option<&Cursors>,
 ) -> Result<(), StoreError> {
-    let mut after: Option<(i64, String, i64)> = None;
+    let start = cursors.and_then(|k| k.start(queue, labels));
+    if let (Some(cursors), Some(start)) = (cursors, &start) {
+        // What lies behind is older: when it is looked at, it goes first.
+        if cursors.sweep_due(queue, labels) {
+            scan(c, labels, queue, want, now, picked, None, Some(start)).await?;
+        }
+    }
+    if picked.len() >= want {
+        return Ok(());
+    }
+    let seen = scan(c, labels, queue, want, now, picked, start, None).await?;
+    if let (Some(cursors), Some(seen)) = (cursors, seen) {
+        cursors.advance(queue, labels, seen);
+    }
+    Ok(())
+}
+
+/// Reads queued tasks of `queue` in claim order after `after` and up to `upto` (each if given),
+/// locking those whose labels match until `want` are picked; returns the key of the last row
+/// read. Rows whose labels do not match are read past.
+#[allow(clippy::too_many_arguments)]
+async fn scan(
+    c: &Conn,
+    labels: &BTreeMap<String, String>,
+    queue: &str,
+    want: usize,
+    now: Millis,
+    picked: &mut Vec<Picked>,
+    mut after: Option<Key>,
+    upto: Option<&Key>,
+) -> Result<Option<Key>, StoreError> {
+    /// The claim's read, with `$cond` between its filter and its order.
+    macro_rules! sql {
+        ($cond:literal) => {
+            concat!(
+                "SELECT job_id, task_id, labels, spec, ready_at, seq FROM tasks
+                 WHERE state = 'queued' AND queue = $1 AND ready_at <= $2",
+                $cond,
+                " ORDER BY ready_at, job_id, seq LIMIT $3 FOR UPDATE SKIP LOCKED"
+            )
+        };
+    }
+    let mut last = None;
     loop {
         let limit = (want - picked.len()) as i64;
-        let rows = match &after {
-            None => {
+        let rows = match (&after, upto) {
+            (None, None) => c.query(sql!(""), &[&queue, &now, &limit]).await?,
+            (Some((ready, job, seq)), None) => {
                 c.query(
-                    "SELECT job_id, task_id, labels, spec, ready_at, seq FROM tasks
-                     WHERE state = 'queued' AND queue = $1 AND ready_at <= $2
-                     ORDER BY ready_at, job_id, seq LIMIT $3 FOR UPDATE SKIP LOCKED",
-                    &[&queue, &now, &limit],
-                )
-                .await?
-            }
-            Some((ready, job, seq)) => {
-                c.query(
-                    "SELECT job_id, task_id, labels, spec, ready_at, seq FROM tasks
-                     WHERE state = 'queued' AND queue = $1 AND ready_at <= $2
-                       AND (ready_at, job_id, seq) > ($4, $5, $6)
-                     ORDER BY ready_at, job_id, seq LIMIT $3 FOR UPDATE SKIP LOCKED",
+                    sql!(" AND (ready_at, job_id, seq) > ($4, $5, $6)"),
                     &[&queue, &now, &limit, ready, job, seq],
                 )
                 .await?
             }
+            (None, Some((ready, job, seq))) => {
+                c.query(
+                    sql!(" AND (ready_at, job_id, seq) <= ($4, $5, $6)"),
+                    &[&queue, &now, &limit, ready, job, seq],
+                )
+                .await?
+            }
+            (Some((ready, job, seq)), Some((to_ready, to_job, to_seq))) => {
+                c.query(
+                    sql!(
+                        " AND (ready_at, job_id, seq) > ($4, $5, $6)
+                          AND (ready_at, job_id, seq) <= ($7, $8, $9)"
+                    ),
+                    &[
+                        &queue, &now, &limit, ready, job, seq, to_ready, to_job, to_seq,
+                    ],
+                )
+                .await?
+            }
         };
-        let seen = rows.len() as i64;
+        let read = rows.len() as i64;
         for r in &rows {
             let job_id: String = col(r, 0)?;
-            after = Some((col(r, 4)?, job_id.clone(), col(r, 5)?));
+            let key: Key = (col(r, 4)?, job_id.clone(), col(r, 5)?);
+            after = Some(key.clone());
+            last = Some(key);
             let required: &str = col(r, 2)?;
             if required != "{}" {
                 let required: BTreeMap<String, String> = from_json(required)?;
@@ -84,8 +138,8 @@ async fn pick(
                 spec: from_json(col(r, 3)?)?,
             });
         }
-        if picked.len() >= want || seen < limit {
-            return Ok(());
+        if picked.len() >= want || read < limit {
+            return Ok(last);
         }
     }
 }
@@ -95,12 +149,16 @@ pub(super) async fn claim(
     c: &Conn,
     req: &ClaimRequest,
     now: Millis,
+    cursors: Option<&Cursors>,
 ) -> Result<Claimed, StoreError> {
     if lock_session(c, req).await?.as_deref() != Some("ready") {
         // A poll that outlived its session (declared dead meanwhile) or a draining agent.
         return Ok(Claimed::default());
     }
-    Ok(claim_for(c, &[req], now).await?.pop().unwrap_or_default())
+    Ok(claim_for(c, &[req], now, cursors)
+        .await?
+        .pop()
+        .unwrap_or_default())
 }
 
 /// Claims work for agents whose rows the caller has locked and found live and ready, one
@@ -111,6 +169,7 @@ pub(super) async fn claim_for(
     c: &Conn,
     reqs: &[&ClaimRequest],
     now: Millis,
+    cursors: Option<&Cursors>,
 ) -> Result<Vec<Claimed>, StoreError> {
     let mut claimed: Vec<Claimed> = reqs.iter().map(|_| Claimed::default()).collect();
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -134,7 +193,7 @@ pub(super) async fn claim_for(
             if got.len() >= want {
                 break;
             }
-            pick(c, &first.labels, queue, want, now, &mut got).await?;
+            pick(c, &first.labels, queue, want, now, &mut got, cursors).await?;
         }
         let short = got.len() < want;
         let mut got = got.into_iter();
