@@ -2,6 +2,7 @@
 
 mod controllers;
 mod datasources;
+mod task_env;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -72,6 +73,14 @@ pub struct Cli {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// A variable of the agent's environment its tasks get too; repeat (or separate with
+    /// commas) for several. Tasks otherwise get only PATH, HOME, LANG, LC_ALL, TZ and their
+    /// FERRY_* variables.
+    #[arg(long = "pass-env", value_name = "NAME", value_delimiter = ',')]
+    pub pass_env: Vec<String>,
+    /// PATH of tasks [default: /usr/local/bin:/usr/bin:/bin].
+    #[arg(long, value_name = "PATH")]
+    pub task_path: Option<String>,
 }
 
 /// Settings that can be set in every layer; the names are the config-file keys and, uppercased
@@ -91,10 +100,12 @@ const KEYS: &[&str] = &[
     "tls_ca",
     "tls_cert",
     "tls_key",
+    "pass_env",
+    "task_path",
 ];
 /// Keys whose environment value is a comma-separated list. `FERRY_CONTROLLER` is one too, but
 /// replaces the file's `controller` and `controllers` alike (`take_controllers`).
-const LIST_KEYS: &[&str] = &["queues", "labels"];
+const LIST_KEYS: &[&str] = &["queues", "labels", "pass_env"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -151,6 +162,12 @@ pub struct RawConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// Variables of the agent's environment its tasks get too.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// PATH of tasks, instead of `task_env::DEFAULT_PATH`.
+    #[serde(default)]
+    pub task_path: Option<String>,
     /// `[datasources.NAME]` tables (config file only: URLs and secrets stay out of flags).
     #[serde(default)]
     pub datasources: BTreeMap<String, RawDatasource>,
@@ -268,6 +285,10 @@ pub struct Config {
     pub tls: Option<ferry_proto::tls::ClientTls>,
     /// Datasources of sql tasks, by name; their URLs and passwords never leave the agent.
     pub datasources: BTreeMap<String, crate::sql::Datasource>,
+    /// Variables of the agent's environment its tasks get too (checked names, each once).
+    pub pass_env: Vec<String>,
+    /// PATH of tasks, when not the default.
+    pub task_path: Option<String>,
     /// The binary run as guard server (the agent's own, in helper mode; not a setting: tests
     /// that run the agent inside their own binary point it at `ferry-agent`).
     pub guard_exe: PathBuf,
@@ -335,6 +356,10 @@ impl Config {
         if !cli.labels.is_empty() {
             builder = builder.set_override("labels", cli.labels)?;
         }
+        if !cli.pass_env.is_empty() {
+            builder = builder.set_override("pass_env", cli.pass_env)?;
+        }
+        builder = builder.set_override_option("task_path", cli.task_path)?;
         let mut raw: RawConfig = builder.build()?.try_deserialize()?;
         raw.take_controllers(controllers);
         raw.validate()
@@ -371,6 +396,7 @@ impl RawConfig {
     /// Checks every setting and produces the typed configuration.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let (controllers, tls) = self.controller_urls()?;
+        let (pass_env, task_path) = self.task_env()?;
         let hostname = hostname();
         let name = self.name.unwrap_or_else(|| hostname.clone());
         if name.trim().is_empty() {
@@ -426,6 +452,8 @@ impl RawConfig {
         };
         let datasources = datasources::resolve(&self.datasources)?;
         Ok(Config {
+            pass_env,
+            task_path,
             datasources,
             token,
             controllers,

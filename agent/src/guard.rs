@@ -31,7 +31,6 @@ mod spawn;
 mod task;
 
 use std::{
-    ffi::OsString,
     fs, io,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -75,17 +74,12 @@ pub const GUARD_MARK: &str = "FERRY_AGENT_GUARDIAN";
 /// Before the agent's first task: locks the work directory, stops what an earlier agent on it
 /// left running, and sets up cgroups where cgroup v2 is writable (saying once when it is not).
 /// Guardians will run `exe` in helper mode.
-pub async fn prepare(
-    work_dir: &Path,
-    exe: PathBuf,
-    withhold: Vec<OsString>,
-    keep: usize,
-) -> Result<Guards, PrepareError> {
+pub async fn prepare(work_dir: &Path, exe: PathBuf, keep: usize) -> Result<Guards, PrepareError> {
     if std::env::var_os(GUARD_MARK).is_some() {
         return Err(PrepareError::NotAGuardian(exe));
     }
     let work_dir = work_dir.to_owned();
-    tokio::task::spawn_blocking(move || prepare_blocking(&work_dir, exe, withhold, keep))
+    tokio::task::spawn_blocking(move || prepare_blocking(&work_dir, exe, keep))
         .await
         .map_err(|e| PrepareError::State {
             path: PathBuf::new(),
@@ -93,12 +87,7 @@ pub async fn prepare(
         })?
 }
 
-fn prepare_blocking(
-    work_dir: &Path,
-    exe: PathBuf,
-    withhold: Vec<OsString>,
-    keep: usize,
-) -> Result<Guards, PrepareError> {
+fn prepare_blocking(work_dir: &Path, exe: PathBuf, keep: usize) -> Result<Guards, PrepareError> {
     let state = work_dir.join(STATE_DIR);
     let fail = |source| PrepareError::State {
         path: state.clone(),
@@ -144,7 +133,6 @@ fn prepare_blocking(
     };
     Ok(Guards::new(
         exe,
-        withhold,
         keep,
         cgroup,
         Some(state.join(records::GUARDS)),

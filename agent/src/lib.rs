@@ -14,9 +14,11 @@ pub mod logs;
 pub mod metrics;
 pub mod outputs;
 pub mod poller;
+pub mod redact;
 pub mod runner;
 pub mod running;
 pub mod sql;
+pub mod task_env;
 #[cfg(test)]
 mod testing;
 pub mod upload;
@@ -62,6 +64,10 @@ pub(crate) struct Agent {
     work_dirs: workdirs::WorkDirs,
     /// Starts the guardian of each shell attempt.
     guards: guard::Guards,
+    /// The variables every task starts with.
+    task_env: task_env::TaskEnv,
+    /// Redacted from tasks' logs and errors.
+    secrets: Arc<redact::Secrets>,
     client: Client,
     running: Arc<Running>,
     lease: Lease,
@@ -131,10 +137,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
     let guards = guard::prepare(
         &work_dir,
         config.guard_exe.clone(),
-        runner::shell::agent_ferry_vars(),
         config.max_tasks as usize,
     )
     .await?;
+    let task_env = task_env::TaskEnv::from_process(config.task_path.as_deref(), &config.pass_env);
+    let secrets = Arc::new(redact::Secrets::of_config(&config));
+    info!(variables = ?task_env, "tasks start with these variables and their FERRY_* ones");
     let work_dirs =
         workdirs::WorkDirs::new(work_dir.clone()).map_err(|source| AgentError::WorkDir {
             path: work_dir.clone(),
@@ -144,6 +152,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
         work_dir,
         work_dirs,
         guards,
+        task_env,
+        secrets,
         client,
         running: Arc::new(Running::default()),
         lease: Lease::new(config.kill_grace),

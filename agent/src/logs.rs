@@ -1,9 +1,10 @@
 //! Per-attempt log shipper: a bounded buffer of output that drops the oldest bytes when full,
-//! flushed with `AppendLogs`; whatever is left at the end travels inside `Complete`.
+//! flushed with `AppendLogs`; whatever is left at the end travels inside `Complete`. Output
+//! enters it through a [`Redactor`] per stream: the agent's secrets never reach the buffer.
 
 use std::{
     collections::VecDeque,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -14,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::{
     client::{Client, ClientError, FailureLog},
+    redact::{Redactor, Secrets},
     running::KillSwitch,
     Session,
 };
@@ -100,19 +102,52 @@ impl LogBuffer {
 /// Shared between the output readers (`push`) and the flush loop of one attempt.
 #[derive(Default)]
 pub struct LogShipper {
-    buf: Mutex<LogBuffer>,
+    state: Mutex<Shipping>,
     wake: Notify,
 }
 
+/// The buffer, and what each stream's redactor holds back.
+#[derive(Default)]
+struct Shipping {
+    buf: LogBuffer,
+    stdout: Redactor,
+    stderr: Redactor,
+}
+
 impl LogShipper {
-    fn lock(&self) -> MutexGuard<'_, LogBuffer> {
-        self.buf.lock().unwrap_or_else(|e| e.into_inner())
+    /// A shipper that redacts `secrets`.
+    pub fn new(secrets: Arc<Secrets>) -> LogShipper {
+        LogShipper {
+            state: Mutex::new(Shipping {
+                buf: LogBuffer::default(),
+                stdout: Redactor::new(Arc::clone(&secrets)),
+                stderr: Redactor::new(secrets),
+            }),
+            wake: Notify::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shipping> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn push(&self, stream: LogStream, data: &[u8]) {
         let pending = {
-            let mut buf = self.lock();
-            buf.push(stream, data);
+            let mut state = self.lock();
+            let Shipping {
+                buf,
+                stdout,
+                stderr,
+            } = &mut *state;
+            let redactor = if stream == LogStream::Stderr {
+                stderr
+            } else {
+                stdout
+            };
+            let data = redactor.feed(data);
+            if !data.is_empty() {
+                buf.push(stream, &data);
+            }
             buf.pending()
         };
         if pending >= FLUSH_BYTES {
@@ -120,9 +155,22 @@ impl LogShipper {
         }
     }
 
-    /// What is left for `Complete`: pending chunks and the bytes dropped since the last send.
+    /// What is left for `Complete`: pending chunks (with what the redactors held back) and the
+    /// bytes dropped since the last send.
     pub fn finish(&self) -> (Vec<LogChunk>, u64) {
-        self.lock().take()
+        let mut state = self.lock();
+        let Shipping {
+            buf,
+            stdout,
+            stderr,
+        } = &mut *state;
+        for (stream, redactor) in [(LogStream::Stdout, stdout), (LogStream::Stderr, stderr)] {
+            let held = redactor.finish();
+            if !held.is_empty() {
+                buf.push(stream, &held);
+            }
+        }
+        buf.take()
     }
 
     /// Sends pending output every [`FLUSH_EVERY`] or at [`FLUSH_BYTES`] until `stop`. On
@@ -146,7 +194,7 @@ impl LogShipper {
                 _ = tick.tick() => {}
                 () = self.wake.notified() => {}
             }
-            let (chunks, dropped) = self.lock().take();
+            let (chunks, dropped) = self.lock().buf.take();
             if chunks.is_empty() && dropped == 0 {
                 continue;
             }
@@ -169,12 +217,12 @@ impl LogShipper {
                 }
                 Err(e @ ClientError::Transient(_)) => {
                     failures.failed(&e);
-                    self.lock().restore(req.chunks, req.dropped_bytes);
+                    self.lock().buf.restore(req.chunks, req.dropped_bytes);
                 }
                 Err(e @ (ClientError::Rejected(_) | ClientError::Precondition(_))) => {
                     let bytes: usize = req.chunks.iter().map(|c| c.data.len()).sum();
                     warn!(error = %e, bytes, "controller refused log output; dropped it");
-                    self.lock().dropped += req.dropped_bytes + bytes as u64;
+                    self.lock().buf.dropped += req.dropped_bytes + bytes as u64;
                 }
             }
         }
@@ -187,6 +235,28 @@ mod tests {
 
     fn total(chunks: &[LogChunk]) -> usize {
         chunks.iter().map(|c| c.data.len()).sum()
+    }
+
+    #[test]
+    fn shipped_output_is_redacted_across_reads() {
+        let shipper = LogShipper::new(Arc::new(Secrets::new(["hunter2-secret", "tok"])));
+        shipper.push(LogStream::Stdout, b"ORDERS_PASSWORD=hunt");
+        shipper.push(LogStream::Stderr, b"tok: no\n");
+        shipper.push(LogStream::Stdout, b"er2-secret\nlast: hunter2");
+        let (chunks, dropped) = shipper.finish();
+        assert_eq!(dropped, 0);
+        let text = |stream: LogStream| -> String {
+            chunks
+                .iter()
+                .filter(|c| c.stream == stream as i32)
+                .map(|c| String::from_utf8_lossy(&c.data).into_owned())
+                .collect()
+        };
+        assert_eq!(
+            text(LogStream::Stdout),
+            "ORDERS_PASSWORD=[redacted]\nlast: hunter2"
+        );
+        assert_eq!(text(LogStream::Stderr), "tok: no\n");
     }
 
     #[test]

@@ -60,7 +60,7 @@ async fn run_attempt(
     kill: KillSwitch,
 ) {
     debug!(job_name = %assignment.job_name, "attempt started");
-    let shipper = LogShipper::default();
+    let shipper = LogShipper::new(Arc::clone(&agent.secrets));
     let mut work_dir = None;
     let mut extract: Option<ExtractInfo> = None;
     // A working directory with the dependencies' outputs staged in it, then the task's kind.
@@ -156,7 +156,8 @@ async fn run_attempt(
         attempt: Some(attempt),
         outcome: report.outcome as i32,
         exit_code: report.exit_code,
-        error: report.error,
+        // A driver's or the shell's message may quote a secret.
+        error: agent.secrets.redact_str(&report.error),
         logs,
         dropped_bytes,
         want,
@@ -231,7 +232,7 @@ async fn run_shell(
     let job = ShellJob {
         label: format!("{}/{}/{}", attempt.job_id, attempt.task_id, attempt.attempt),
         command: command.to_owned(),
-        env: task_env(assignment, attempt, dir),
+        env: agent.task_env.with(task_env(assignment, attempt, dir)),
         dir: dir.to_path_buf(),
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
         kill_grace: agent.config.kill_grace,
@@ -334,8 +335,8 @@ async fn run_sql(
     }
 }
 
-/// The variables a task gets besides the agent's (non-`FERRY_`) environment. Parameter values
-/// travel only here, never inside the command text.
+/// The attempt's own variables, set over those every task of the agent gets
+/// ([`crate::task_env`]). Parameter values travel only here, never inside the command text.
 fn task_env(
     assignment: &Assignment,
     attempt: &AttemptRef,

@@ -25,7 +25,6 @@ use ferry_agent::{
 fn guards(cgroup: Option<PathBuf>) -> Guards {
     Guards::new(
         PathBuf::from(env!("CARGO_BIN_EXE_ferry-agent")),
-        Vec::new(),
         1,
         cgroup,
         None,

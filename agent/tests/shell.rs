@@ -16,10 +16,9 @@ use ferry_agent::{
 use ferry_proto::v1::{LogStream, Outcome};
 use tokio::sync::watch;
 
-fn guards(withhold: &[&str]) -> Guards {
+fn guards() -> Guards {
     Guards::new(
         PathBuf::from(env!("CARGO_BIN_EXE_ferry-agent")),
-        withhold.iter().map(Into::into).collect(),
         2,
         None,
         None,
@@ -79,12 +78,13 @@ async fn gone_within(pid: i32, limit: Duration) -> bool {
 #[tokio::test]
 async fn outcomes_and_env() {
     let tmp = tempfile::tempdir().unwrap();
-    let guards = guards(&["HOME"]);
+    let guards = guards();
     let kill = KillSwitch::default();
     let mut j = job(
         tmp.path(),
         r#"echo "$FERRY_PARAM_DAY|${HOME-gone}|$(pwd)"; echo err >&2"#,
     );
+    // The task's whole environment: nothing of the agent's or the guardian's (HOME) is added.
     j.env = vec![("FERRY_PARAM_DAY".into(), "2026-11-24; rm -rf /".into())];
     let (end, out) = run_capture(&guards, &j, &kill).await;
     assert_eq!(
@@ -118,7 +118,7 @@ async fn outcomes_and_env() {
 async fn a_missing_directory_fails_the_attempt() {
     let tmp = tempfile::tempdir().unwrap();
     let (end, _) = run_capture(
-        &guards(&[]),
+        &guards(),
         &job(&tmp.path().join("nowhere"), "true"),
         &KillSwitch::default(),
     )
@@ -138,8 +138,7 @@ async fn background_child_is_killed_with_the_group() {
     let tmp = tempfile::tempdir().unwrap();
     let kill = KillSwitch::default();
     let started = Instant::now();
-    let (end, out) =
-        run_capture(&guards(&[]), &job(tmp.path(), "sleep 100 & echo $!"), &kill).await;
+    let (end, out) = run_capture(&guards(), &job(tmp.path(), "sleep 100 & echo $!"), &kill).await;
     assert!(matches!(
         end,
         End::Finished(Report {
@@ -159,7 +158,7 @@ async fn an_escaped_descendant_is_killed_with_the_task() {
     let tmp = tempfile::tempdir().unwrap();
     let kill = KillSwitch::default();
     let (end, out) = run_capture(
-        &guards(&[]),
+        &guards(),
         &job(
             tmp.path(),
             "(setsid sh -c 'echo $$; exec sleep 100' &) | head -n1",
@@ -180,7 +179,7 @@ async fn timeout_escalates_to_sigkill() {
     j.timeout = Some(Duration::from_millis(200));
     j.kill_grace = Duration::from_millis(200);
     let started = Instant::now();
-    let (end, out) = run_capture(&guards(&[]), &j, &kill).await;
+    let (end, out) = run_capture(&guards(), &j, &kill).await;
     assert_eq!(
         end,
         End::Finished(Report {
@@ -200,7 +199,7 @@ async fn timeout_escalates_to_sigkill() {
 #[tokio::test]
 async fn abort_reports_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let guards = guards(&[]);
+    let guards = guards();
     let kill = KillSwitch::default();
     let j = job(tmp.path(), "sleep 100");
     let abort = kill.abort.clone();

@@ -335,3 +335,66 @@ fn urls_in_logs_lose_their_credentials() {
     assert_eq!(redacted("https://h:1"), "https://h:1");
     assert_eq!(redacted("http://h:1/a@b"), "http://h:1/a@b");
 }
+
+#[test]
+fn task_environment_settings() {
+    let c = Config::load_from(Cli::default(), env(&[])).unwrap();
+    assert!(c.pass_env.is_empty() && c.task_path.is_none());
+    let c = Config::load_from(
+        cli(&[
+            "--pass-env",
+            "HTTPS_PROXY,NO_PROXY",
+            "--pass-env",
+            "HTTPS_PROXY",
+        ]),
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.pass_env, ["HTTPS_PROXY", "NO_PROXY"]);
+    let c = Config::load_from(
+        Cli::default(),
+        env(&[
+            ("FERRY_PASS_ENV", "A,B"),
+            ("FERRY_TASK_PATH", "/opt/bin:/bin"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.pass_env, ["A", "B"]);
+    assert_eq!(c.task_path.as_deref(), Some("/opt/bin:/bin"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    let file = path.to_str().unwrap();
+    std::fs::write(
+        &path,
+        "pass_env = [\"JAVA_HOME\"]\ntask_path = \"/usr/bin\"\n",
+    )
+    .unwrap();
+    let c = Config::load_from(cli(&["--config", file]), env(&[])).unwrap();
+    assert_eq!(c.pass_env, ["JAVA_HOME"]);
+    assert_eq!(c.task_path.as_deref(), Some("/usr/bin"));
+
+    let e = load_err(&["--pass-env", "NOT-A-NAME"], &[]);
+    assert!(
+        e.contains("invalid pass_env") && e.contains("\"NOT-A-NAME\" is not a variable name"),
+        "{e}"
+    );
+    let e = load_err(&["--pass-env", "9LIVES"], &[]);
+    assert!(e.contains("9LIVES"), "{e}");
+    let e = load_err(&["--pass-env", "ferry_token_file"], &[]);
+    assert!(e.contains("FERRY_* variables"), "{e}");
+    let e = load_err(&["--pass-env", "PATH", "--task-path", "/bin"], &[]);
+    assert!(e.contains("PATH is passed and set by task_path"), "{e}");
+    let e = load_err(&["--task-path", " "], &[]);
+    assert!(e.contains("invalid task_path"), "{e}");
+    std::fs::write(
+        &path,
+        "pass_env = [\"ORDERS_PW\"]\n[datasources.orders]\nurl = \"postgres://h/d\"\npassword_env = \"ORDERS_PW\"\n",
+    )
+    .unwrap();
+    let e = load_err(&["--config", file], &[]);
+    assert!(
+        e.contains("ORDERS_PW holds the password of datasources.orders"),
+        "{e}"
+    );
+}

@@ -3,7 +3,6 @@
 
 use std::{
     collections::VecDeque,
-    ffi::OsString,
     fs::File,
     io::{self, IoSlice},
     os::fd::{AsRawFd, OwnedFd},
@@ -36,8 +35,6 @@ use super::{
 /// Starts and keeps the guardians of this agent's attempts.
 pub struct Guards {
     exe: PathBuf,
-    /// The agent's own variables, withheld from guardians and so from every task.
-    withhold: Vec<OsString>,
     /// Guardians between attempts, at most `keep`.
     idle: Mutex<Vec<Guarded>>,
     keep: usize,
@@ -54,7 +51,6 @@ impl Guards {
     /// between attempts (the agent's slots).
     pub fn new(
         exe: PathBuf,
-        withhold: Vec<OsString>,
         keep: usize,
         cgroup: Option<PathBuf>,
         records: Option<PathBuf>,
@@ -62,7 +58,6 @@ impl Guards {
     ) -> Self {
         Guards {
             exe,
-            withhold,
             idle: Mutex::new(Vec::new()),
             keep,
             cgroup,
@@ -82,7 +77,10 @@ impl Guards {
     fn start_guardian(&self) -> io::Result<Guarded> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = tokio::process::Command::new(&self.exe);
+        // An empty environment but the mark: a guardian needs none, and a task must not find
+        // the agent's variables (secrets among them) in its parent's /proc/PID/environ.
         cmd.arg0(ARGV0)
+            .env_clear()
             .env(GUARD_MARK, "1")
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::null())
@@ -90,9 +88,6 @@ impl Guards {
             // Away from the agent's group: a Ctrl-C at the agent's terminal is the agent's.
             .process_group(0)
             .kill_on_drop(false);
-        for name in &self.withhold {
-            cmd.env_remove(name);
-        }
         let child = cmd.spawn()?;
         ours.set_nonblocking(true)?;
         Ok(Guarded {

@@ -32,7 +32,7 @@ pub struct Spec {
     pub cwd: PathBuf,
     /// The program and its arguments (`/bin/sh -c COMMAND`).
     pub argv: Vec<OsString>,
-    /// Variables set on top of the guardian's own environment.
+    /// The task's whole environment (`crate::task_env`): nothing of the guardian's is added.
     pub env: Vec<(OsString, OsString)>,
 }
 

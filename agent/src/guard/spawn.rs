@@ -1,9 +1,10 @@
-//! Starting a guardian's task: `spec.argv` in `spec.cwd`, the guardian's environment plus the
-//! spec's, stdin from `/dev/null`, in a process group of its own and — with cgroup v2 — born in
-//! the attempt's cgroup (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7). Writing a running
-//! process into `cgroup.procs` instead is a cgroup migration, which waits for an RCU grace
-//! period (about a millisecond here, doubling the cost of a short task) and holds up every
-//! fork on the machine meanwhile; it is kept only for kernels without `CLONE_INTO_CGROUP`.
+//! Starting a guardian's task: `spec.argv` in `spec.cwd`, with the spec's environment and
+//! nothing of the guardian's, stdin from `/dev/null`, in a process group of its own and — with
+//! cgroup v2 — born in the attempt's cgroup (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7).
+//! Writing a running process into `cgroup.procs` instead is a cgroup migration, which waits
+//! for an RCU grace period (about a millisecond here, doubling the cost of a short task) and
+//! holds up every fork on the machine meanwhile; it is kept only for kernels without
+//! `CLONE_INTO_CGROUP`.
 //!
 //! On x86-64 the child shares the guardian's memory until it execs (`CLONE_VM | CLONE_VFORK`
 //! on a stack of its own, as `posix_spawn` does): a copied address space and its page faults
@@ -27,7 +28,7 @@ use nix::{
     unistd::{pipe2, Pid},
 };
 
-use super::{cgroup, protocol::Spec, GUARD_MARK};
+use super::{cgroup, protocol::Spec};
 
 /// The kernel's `struct clone_args` (`linux/sched.h`), up to `cgroup`.
 #[repr(C)]
@@ -65,20 +66,13 @@ struct ChildArgs {
 /// Starts tasks for one guardian: what every start shares.
 pub(super) struct Spawner {
     null: File,
-    /// The guardian's environment, `KEY=VALUE`, less the guardian's mark.
-    env: Vec<(OsString, CString)>,
     stack: Option<Stack>,
 }
 
 impl Spawner {
     pub fn new() -> io::Result<Self> {
-        let env = std::env::vars_os()
-            .filter(|(k, _)| k != GUARD_MARK)
-            .map(|(k, v)| Ok((k.clone(), key_value(&k, &v)?)))
-            .collect::<io::Result<_>>()?;
         Ok(Spawner {
             null: File::open("/dev/null")?,
-            env,
             stack: Stack::new(),
         })
     }
@@ -108,8 +102,8 @@ impl Spawner {
         let mut cmd = Command::new(&spec.argv[0]);
         cmd.args(&spec.argv[1..])
             .current_dir(&spec.cwd)
+            .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .env_remove(GUARD_MARK)
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
@@ -136,18 +130,12 @@ impl Spawner {
             .iter()
             .map(|a| cstring(a.as_bytes()))
             .collect::<io::Result<_>>()?;
-        let mut envp: Vec<*const libc::c_char> = self
-            .env
-            .iter()
-            .filter(|(k, _)| !spec.env.iter().any(|(s, _)| s == k))
-            .map(|(_, kv)| kv.as_ptr())
-            .collect();
-        let own: Vec<CString> = spec
+        let env: Vec<CString> = spec
             .env
             .iter()
             .map(|(k, v)| key_value(k, v))
             .collect::<io::Result<_>>()?;
-        envp.extend(own.iter().map(|kv| kv.as_ptr()));
+        let mut envp: Vec<*const libc::c_char> = env.iter().map(|kv| kv.as_ptr()).collect();
         envp.push(ptr::null());
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(ptr::null());

@@ -31,8 +31,8 @@ pub struct ShellJob {
     pub command: String,
     /// The attempt's working directory (already created).
     pub dir: PathBuf,
-    /// Variables to set for the task (on top of the agent's, less its own `FERRY_*`).
-    pub env: Vec<(String, String)>,
+    /// The task's whole environment (`crate::task_env`).
+    pub env: Vec<(OsString, OsString)>,
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
 }
@@ -85,14 +85,6 @@ pub fn param_env_name(name: &str) -> String {
     out
 }
 
-/// The names of the agent's own `FERRY_*` variables (they may hold secrets).
-pub fn agent_ferry_vars() -> Vec<OsString> {
-    std::env::vars_os()
-        .map(|(k, _)| k)
-        .filter(|k| k.as_encoded_bytes().starts_with(b"FERRY_"))
-        .collect()
-}
-
 /// Runs the job under a guardian from `guards`; `sink` receives output as it arrives.
 pub async fn run(
     job: &ShellJob,
@@ -128,11 +120,7 @@ pub async fn run(
         records: None,
         cwd: job.dir.clone(),
         argv: vec!["/bin/sh".into(), "-c".into(), OsString::from(&job.command)],
-        env: job
-            .env
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect(),
+        env: job.env.clone(),
     };
     let guarded = match guards.spawn(spec, out_w.into(), err_w.into()).await {
         Ok(guarded) => guarded,

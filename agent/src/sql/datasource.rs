@@ -128,6 +128,16 @@ impl Datasource {
         })
     }
 
+    /// The secret values this datasource holds: its password and the one inside its URL.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        [
+            self.password.as_ref().map(|p| p.0.as_str()),
+            url_password(&self.url.0),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// `message` with the URL and every password replaced by `***`.
     pub fn redact(&self, message: &str) -> String {
         let mut out = message.replace(&self.url.0, "***");
