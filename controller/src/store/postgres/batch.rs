@@ -176,33 +176,42 @@ async fn fence(c: &Conn, items: &[Item]) -> Result<Vec<Option<StoreError>>, Stor
     let job_ids: Vec<&str> = keys.iter().map(|(_, k)| k.job_id.as_str()).collect();
     let task_ids: Vec<&str> = keys.iter().map(|(_, k)| k.task_id.as_str()).collect();
     let numbers: Vec<i64> = keys.iter().map(|(_, k)| i64::from(k.attempt)).collect();
-    let mut current: HashMap<(String, String), i64> = HashMap::new();
-    for r in c
-        .query(
+    // The read is sent with the locks, after them (prepared first, so that nothing reorders
+    // them); PostgreSQL runs it once the locks are held, so it sees the end of an attempt by
+    // whoever held one before.
+    let (lock, read) = tokio::join!(
+        c.statement(
             "SELECT t.job_id, t.task_id, t.attempts FROM tasks t
              JOIN unnest($1::text[], $2::text[]) AS u(job_id, task_id)
                ON t.job_id = u.job_id AND t.task_id = u.task_id
              ORDER BY t.job_id, t.task_id FOR UPDATE OF t",
-            &[&job_ids, &task_ids],
-        )
-        .await?
-    {
-        current.insert((col(&r, 0)?, col(&r, 1)?), col(&r, 2)?);
-    }
-    // Read once the locks are held: it sees the end of an attempt by whoever held one before.
-    let mut found: HashMap<(String, String, i64), (String, String)> = HashMap::new();
-    for r in c
-        .query(
+        ),
+        c.statement(
             "SELECT a.job_id, a.task_id, a.number, a.state, a.agent FROM attempts a
              JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(job_id, task_id, number)
                ON a.job_id = u.job_id AND a.task_id = u.task_id AND a.number = u.number",
-            &[&job_ids, &task_ids, &numbers],
-        )
-        .await?
-    {
+        ),
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (lock, read) = (lock?, read?);
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&job_ids, &task_ids];
+    let read_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&job_ids, &task_ids, &numbers];
+    let (locked, read) = tokio::join!(
+        c.query_prepared(&lock, &lock_params),
+        c.query_prepared(&read, &read_params),
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (locked, read) = (locked?, read?);
+    let mut current: HashMap<(String, String), i64> = HashMap::new();
+    for r in &locked {
+        current.insert((col(r, 0)?, col(r, 1)?), col(r, 2)?);
+    }
+    let mut found: HashMap<(String, String, i64), (String, String)> = HashMap::new();
+    for r in &read {
         found.insert(
-            (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?),
-            (col(&r, 3)?, col(&r, 4)?),
+            (col(r, 0)?, col(r, 1)?, col(r, 2)?),
+            (col(r, 3)?, col(r, 4)?),
         );
     }
     Ok(items

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::batch::{self, Done, Item};
 use super::cursors::Cursors;
 use super::pool::{Conn, Pool};
-use super::tx::{backoff, begin_planned, end, Mode, MAX_TRIES};
+use super::tx::{backoff, begin_with, end, Mode, BEGIN_BATCH, MAX_TRIES};
 use crate::model::Millis;
 use crate::store::StoreError;
 
@@ -180,7 +180,14 @@ pub(super) async fn run(pool: &Pool, cursors: &Cursors, calls: Vec<Call>) {
         .into_iter()
         .map(|c| (c.item, (c.reply, c.now)))
         .unzip();
-    match transact(pool, cursors, &items, now).await {
+    let began = std::time::Instant::now();
+    let outcome = transact(pool, cursors, &items, now).await;
+    tracing::debug!(
+        calls = items.len(),
+        elapsed_us = began.elapsed().as_micros() as u64,
+        "batch done"
+    );
+    match outcome {
         Ok(results) => {
             for ((reply, _), result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
@@ -224,9 +231,10 @@ async fn transact(
         tries += 1;
         let result = async {
             let mut conn = pool.get().await.map_err(Failed::All)?;
-            begin_planned(&mut conn).await.map_err(Failed::All)?;
+            // Marked first: a batch cut short in its transaction drops the connection.
+            conn.in_transaction = true;
             let c: &Conn = &conn;
-            match batch::run(c, items, now, cursors).await {
+            match begin_with(c, BEGIN_BATCH, batch::run(c, items, now, cursors)).await {
                 Ok(results) => end(&mut conn, Mode::Write, Ok(results))
                     .await
                     .map_err(Failed::All),

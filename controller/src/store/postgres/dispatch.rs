@@ -255,38 +255,40 @@ pub(super) async fn claim_for(
         attempt_numbers.push(number);
         deadlines.push((p.spec.timeout_ms > 0).then(|| now + p.spec.timeout_ms as i64));
     }
-    c.execute(
-        "INSERT INTO attempts (job_id, task_id, number, agent, state, started_at, deadline_at)
-         SELECT a.job_id, a.task_id, a.number, a.agent, 'running', $4, a.deadline
-         FROM unnest($1::text[], $2::text[], $3::int8[], $5::int8[], $6::text[])
-              AS a(job_id, task_id, number, deadline, agent)",
-        &[
-            &job_ids,
-            &task_ids,
-            &attempt_numbers,
-            &now,
-            &deadlines,
-            &agents,
-        ],
-    )
-    .await?;
     let mut distinct: Vec<&str> = job_ids.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    c.execute(
-        "UPDATE jobs SET state = 'running' WHERE id = ANY($1) AND state = 'pending'",
-        &[&distinct],
-    )
-    .await?;
+    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let started: [P; 6] = [
+        &job_ids,
+        &task_ids,
+        &attempt_numbers,
+        &now,
+        &deadlines,
+        &agents,
+    ];
+    let jobs: [P; 1] = [&distinct];
+    // Sent together (one round trip).
+    let (inserted, running, job_rows) =
+        tokio::join!(
+        c.execute(
+            "INSERT INTO attempts (job_id, task_id, number, agent, state, started_at, deadline_at)
+             SELECT a.job_id, a.task_id, a.number, a.agent, 'running', $4, a.deadline
+             FROM unnest($1::text[], $2::text[], $3::int8[], $5::int8[], $6::text[])
+                  AS a(job_id, task_id, number, deadline, agent)",
+            &started,
+        ),
+        c.execute(
+            "UPDATE jobs SET state = 'running' WHERE id = ANY($1) AND state = 'pending'",
+            &jobs,
+        ),
+        c.query("SELECT id, name, params FROM jobs WHERE id = ANY($1)", &jobs),
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (_, _, job_rows) = (inserted?, running?, job_rows?);
     let mut jobs: HashMap<String, (String, BTreeMap<String, String>)> = HashMap::new();
-    for r in c
-        .query(
-            "SELECT id, name, params FROM jobs WHERE id = ANY($1)",
-            &[&distinct],
-        )
-        .await?
-    {
-        jobs.insert(col(&r, 0)?, (col(&r, 1)?, from_json(col(&r, 2)?)?));
+    for r in &job_rows {
+        jobs.insert(col(r, 0)?, (col(r, 1)?, from_json(col(r, 2)?)?));
     }
     for ((i, p), number) in picked.into_iter().zip(attempt_numbers) {
         let (job_name, job_params) = jobs.get(&p.job_id).ok_or_else(|| {

@@ -164,22 +164,29 @@ pub(super) fn job_state(text: &str) -> Result<JobState, StoreError> {
 
 /// The job, read whole (the caller's snapshot).
 pub(super) async fn get(c: &Conn, job_id: &str) -> Result<JobRecord, StoreError> {
-    let head = c
-        .query_opt(
+    let job: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&job_id];
+    // The four reads are independent: sent together, they take one round trip.
+    let (head, attempt_rows, extracts, task_rows) = tokio::join!(
+        c.query_opt(
             "SELECT name, state, params, idempotency_key, created_at, finished_at FROM jobs WHERE id = $1",
-            &[&job_id],
-        )
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
-    let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
-    for r in c
-        .query(
+            &job,
+        ),
+        c.query(
             "SELECT task_id, number, agent, state, exit_code, error, started_at, finished_at, log_truncated
              FROM attempts WHERE job_id = $1 ORDER BY task_id, number",
-            &[&job_id],
-        )
-        .await?
-    {
+            &job,
+        ),
+        super::extracts::by_task(c, job_id),
+        c.query(
+            "SELECT task_id, spec, state, ready_at FROM tasks WHERE job_id = $1 ORDER BY seq",
+            &job,
+        ),
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (head, attempt_rows, extracts, task_rows) = (head?, attempt_rows?, extracts?, task_rows?);
+    let head = head.ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+    let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+    for r in attempt_rows {
         let state: String = col(&r, 3)?;
         attempts
             .entry(col(&r, 0)?)
@@ -197,15 +204,9 @@ pub(super) async fn get(c: &Conn, job_id: &str) -> Result<JobRecord, StoreError>
                 logs_truncated: col(&r, 8)?,
             });
     }
-    let mut extracts = super::extracts::by_task(c, job_id).await?;
+    let mut extracts = extracts;
     let mut tasks = Vec::new();
-    for r in c
-        .query(
-            "SELECT task_id, spec, state, ready_at FROM tasks WHERE job_id = $1 ORDER BY seq",
-            &[&job_id],
-        )
-        .await?
-    {
+    for r in task_rows {
         let task_id: String = col(&r, 0)?;
         let spec: TaskSpec = from_json(col(&r, 1)?)?;
         let state: &str = col(&r, 2)?;

@@ -178,6 +178,16 @@ impl Conn {
         self.client.query(&stmt, params).await.map_err(pg)
     }
 
+    /// `query` of a statement prepared already (`statement`): sent when first polled, so that
+    /// statements joined in one future go out in the order they are polled.
+    pub(super) async fn query_prepared(
+        &self,
+        stmt: &Statement,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.client.query(stmt, params).await.map_err(pg)
+    }
+
     pub(super) async fn query_opt(
         &self,
         sql: &'static str,

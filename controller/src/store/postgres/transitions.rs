@@ -217,24 +217,27 @@ pub(super) async fn succeed_many(
         .collect();
     let codes: Vec<Option<i32>> = finishes.iter().map(|f| f.exit_code).collect();
     let errors: Vec<&str> = finishes.iter().map(|f| f.error.as_str()).collect();
-    c.execute(
-        "UPDATE attempts a SET state = 'succeeded', exit_code = u.code, error = u.error, finished_at = $6
-         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::text[])
-              AS u(job_id, task_id, number, code, error)
-         WHERE a.job_id = u.job_id AND a.task_id = u.task_id AND a.number = u.number",
-        &[&job_ids, &task_ids, &numbers, &codes, &errors, &now],
-    )
-    .await?;
-    c.execute(
-        "UPDATE tasks t SET state = 'succeeded'
-         FROM unnest($1::text[], $2::text[]) AS u(job_id, task_id)
-         WHERE t.job_id = u.job_id AND t.task_id = u.task_id",
-        &[&job_ids, &task_ids],
-    )
-    .await?;
-    // As in `task_succeeded`; a dependent of several of these counts them all down at once.
-    let released = c
-        .execute(
+    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let ended: [P; 6] = [&job_ids, &task_ids, &numbers, &codes, &errors, &now];
+    let tasks: [P; 2] = [&job_ids, &task_ids];
+    let released: [P; 3] = [&job_ids, &task_ids, &now];
+    // Sent together (one round trip).
+    let (ended, succeeded, released) = tokio::join!(
+        c.execute(
+            "UPDATE attempts a SET state = 'succeeded', exit_code = u.code, error = u.error, finished_at = $6
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::text[])
+                  AS u(job_id, task_id, number, code, error)
+             WHERE a.job_id = u.job_id AND a.task_id = u.task_id AND a.number = u.number",
+            &ended,
+        ),
+        c.execute(
+            "UPDATE tasks t SET state = 'succeeded'
+             FROM unnest($1::text[], $2::text[]) AS u(job_id, task_id)
+             WHERE t.job_id = u.job_id AND t.task_id = u.task_id",
+            &tasks,
+        ),
+        // As in `task_succeeded`; a dependent of several of these counts them all down at once.
+        c.execute(
             "UPDATE tasks t SET deps_remaining = t.deps_remaining - d.n,
                                 state = CASE WHEN t.deps_remaining = d.n THEN 'queued' ELSE t.state END,
                                 ready_at = $3
@@ -244,9 +247,11 @@ pub(super) async fn succeed_many(
                      ON td.job_id = u.job_id AND td.depends_on = u.task_id
                    GROUP BY td.job_id, td.task_id) AS d
              WHERE t.job_id = d.job_id AND t.task_id = d.task_id AND t.state = 'blocked'",
-            &[&job_ids, &task_ids, &now],
-        )
-        .await?;
+            &released,
+        ),
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (_, _, released) = (ended?, succeeded?, released?);
     if released > 0 {
         effects.queued = true;
     }

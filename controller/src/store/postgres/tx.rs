@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::pool::{self, Pooled};
+use super::pool::{self, Conn, Pooled};
 use crate::store::StoreError;
 
 /// How many times a transaction is made before its retryable failure is returned.
@@ -33,19 +33,26 @@ pub(super) async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), Store
     conn.batch(sql).await
 }
 
-/// Begins a write transaction for the combiner's batches, whose statements join arrays of
-/// keys (a few to a hundred) to tables that grow by thousands of rows a second: each is planned
-/// for the values it gets, never from a plan cached while a table was small, and reaches rows
-/// by their indexes (every statement of a batch has one). Left to its costs, the planner
-/// scans whole tables for a batch until they hold tens of thousands of rows, and until
-/// autovacuum has analysed them.
-pub(super) async fn begin_planned(conn: &mut Pooled<'_>) -> Result<(), StoreError> {
-    conn.in_transaction = true;
-    conn.batch(
-        "BEGIN ISOLATION LEVEL READ COMMITTED; \
-         SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_seqscan = off",
-    )
-    .await
+/// The `BEGIN` of the combiner's batches, whose statements join arrays of keys (a few to a
+/// hundred) to tables that grow by thousands of rows a second: each reaches rows by their
+/// indexes (every statement of a batch has one). Left to its costs, the planner scanned the
+/// whole attempts table for each batch until autovacuum had analysed it. Sent with the batch's
+/// first statements (`begin_with`).
+pub(super) const BEGIN_BATCH: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL enable_seqscan = off";
+
+/// Runs `body` in a write transaction begun by `begin` (simple-query statements), sent with
+/// its first statements rather than a round trip before them. `BEGIN` fails only with the
+/// connection, and then so does everything after it. The caller marks the connection as in a
+/// transaction first.
+pub(super) async fn begin_with<T>(
+    conn: &Conn,
+    begin: &'static str,
+    body: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let (begun, outcome) = tokio::join!(conn.batch(begin), body);
+    begun?;
+    outcome
 }
 
 /// Commits after a success, rolls back after a failure. A write whose `COMMIT` lost its
