@@ -407,8 +407,9 @@ impl Store for PostgresStore {
         attempts: &[AttemptKey],
         now: Millis,
     ) -> Result<Effects, StoreError> {
+        let why = format!("handed back by draining agent {agent}");
         transaction!(self, Mode::Write, |c| dispatch::release(
-            c, agent, attempts, now
+            c, agent, attempts, &why, now
         ))
     }
 

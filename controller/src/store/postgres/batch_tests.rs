@@ -298,3 +298,25 @@ async fn a_task_left_behind_the_claim_cursor_is_claimed_within_a_sweep() {
     assert_eq!(ids, ["a"], "found behind the cursor within a second");
     store.close().await;
 }
+
+#[tokio::test]
+async fn work_claimed_for_a_call_that_ended_is_handed_back() {
+    let db = TestDb::new().await;
+    let (store, job_id) = setup(&db, vec![task("a", &[])]).await;
+    let claimed = store.claim(claim("a1", 1), 2).await.unwrap().assignments;
+    let key = claimed[0].attempt.clone();
+    combiner::hand_back(&store.pool, vec![("a1".into(), key.clone())], 3).await;
+    let job = store.get_job(&job_id).await.unwrap();
+    let task = &job.tasks[0];
+    assert_eq!(task.state.as_str(), "queued");
+    assert_eq!(task.attempts[0].state.as_str(), "lost");
+    assert!(
+        task.attempts[0].error.contains("ended before its claim was answered"),
+        "{:?}",
+        task.attempts[0].error
+    );
+    // Queued at once, and not counted as a failure: the next claim takes it.
+    let again = store.claim(claim("a2", 1), 4).await.unwrap().assignments;
+    assert_eq!(again[0].attempt.attempt, 2);
+    store.close().await;
+}

@@ -16,9 +16,10 @@ use tracing::Instrument;
 
 use super::batch::{self, Done, Item};
 use super::cursors::Cursors;
+use super::dispatch;
 use super::pool::{Conn, Pool};
-use super::tx::{backoff, begin_with, end, Mode, BEGIN_BATCH, MAX_TRIES};
-use crate::model::Millis;
+use super::tx::{backoff, begin, begin_with, end, Mode, BEGIN_BATCH, MAX_TRIES};
+use crate::model::{AttemptKey, Millis};
 use crate::store::StoreError;
 
 /// Batches running at once on one controller.
@@ -189,8 +190,22 @@ pub(super) async fn run(pool: &Pool, cursors: &Cursors, calls: Vec<Call>) {
     );
     match outcome {
         Ok(results) => {
-            for ((reply, _), result) in replies.into_iter().zip(results) {
-                let _ = reply.send(result);
+            let mut undelivered = Vec::new();
+            for (((reply, _), result), item) in replies.into_iter().zip(results).zip(&items) {
+                if let Err(Ok(done)) = reply.send(result) {
+                    // The caller went away during the batch: what it claimed goes back.
+                    if let Some(claim) = &item.claim {
+                        undelivered.extend(
+                            done.claimed
+                                .assignments
+                                .into_iter()
+                                .map(|a| (claim.agent.clone(), a.attempt)),
+                        );
+                    }
+                }
+            }
+            if !undelivered.is_empty() {
+                hand_back(pool, undelivered, now).await;
             }
         }
         Err(Failed::All(e)) => {
@@ -213,6 +228,40 @@ pub(super) async fn run(pool: &Pool, cursors: &Cursors, calls: Vec<Call>) {
         Err(Failed::Body(e)) => {
             if let Some((reply, _)) = replies.into_iter().next() {
                 let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
+/// Hands back attempts claimed for callers that went away before the answer (their agents
+/// never got them): queued again at once, rather than found lost when their agents next
+/// report what they run. Pollers find them at the next wake-up (within a second).
+pub(super) async fn hand_back(pool: &Pool, undelivered: Vec<(String, AttemptKey)>, now: Millis) {
+    let mut by_agent: std::collections::BTreeMap<String, Vec<AttemptKey>> = Default::default();
+    for (agent, key) in undelivered {
+        by_agent.entry(agent).or_default().push(key);
+    }
+    for (agent, keys) in by_agent {
+        let why = format!("handed back: agent {agent}'s call ended before its claim was answered");
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            let result = async {
+                let mut conn = pool.get().await?;
+                begin(&mut conn, Mode::Write).await?;
+                let outcome = dispatch::release(&conn, &agent, &keys, &why, now).await;
+                end(&mut conn, Mode::Write, outcome).await
+            }
+            .await;
+            match result {
+                Err(e) if e.is_retryable() && tries < MAX_TRIES => backoff(tries).await,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(_) => tracing::info!(agent, attempts = keys.len(), "{why}"),
+            Err(e) => {
+                tracing::warn!(agent, error = %e, "could not hand back attempts claimed for a call that ended: they are found lost when the agent next reports")
             }
         }
     }

@@ -427,10 +427,13 @@ pub(super) async fn lose_all(
     Ok(effects)
 }
 
+/// Hands back the attempts of `agent` that are still its current ones, `why` recorded: each
+/// ends as `lost`, its task queued again at once, nothing counted against its retries.
 pub(super) async fn release(
     c: &Conn,
     agent: &str,
     attempts: &[AttemptKey],
+    why: &str,
     now: Millis,
 ) -> Result<Effects, StoreError> {
     let mut effects = Effects::default();
@@ -438,8 +441,7 @@ pub(super) async fn release(
     attempts.sort_by(|a, b| (&a.job_id, &a.task_id).cmp(&(&b.job_id, &b.task_id)));
     for key in attempts {
         if transitions::fence_locked(c, agent, key).await.is_ok() {
-            let why = format!("handed back by draining agent {agent}");
-            transitions::hand_back(c, key, &why, now, &mut effects).await?;
+            transitions::hand_back(c, key, why, now, &mut effects).await?;
         }
     }
     Ok(effects)
