@@ -311,7 +311,9 @@ async fn work_claimed_for_a_call_that_ended_is_handed_back() {
     assert_eq!(task.state.as_str(), "queued");
     assert_eq!(task.attempts[0].state.as_str(), "lost");
     assert!(
-        task.attempts[0].error.contains("ended before its claim was answered"),
+        task.attempts[0]
+            .error
+            .contains("ended before its claim was answered"),
         "{:?}",
         task.attempts[0].error
     );
