@@ -11,6 +11,10 @@ use serde::Deserialize;
 use crate::artifacts::ArtifactConfig;
 use crate::engine::EngineConfig;
 use crate::s3::{S3Config, S3ConfigError, S3Options};
+use crate::serve::{
+    ConnectionLimits, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
+    MIN_HANDSHAKE_TIMEOUT,
+};
 
 /// Command-line flags; each also has a config-file key and a `FERRY_` variable.
 #[derive(Debug, Parser)]
@@ -90,6 +94,15 @@ pub struct Flags {
     /// a controller serving many agents on a large host.
     #[arg(long, value_name = "N")]
     pub async_threads: Option<String>,
+    /// Client connections open at once, served or in their handshake; more are closed as soon
+    /// as they are accepted. Keep it below the open-file limit less 256 descriptors for the
+    /// store, artifacts and logs [default: 768; env: FERRY_MAX_CONNECTIONS].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+    /// A new connection that has not finished its TLS handshake and sent the HTTP/2 preface
+    /// by then is closed; at least 1s [default: 10s; env: FERRY_HANDSHAKE_TIMEOUT].
+    #[arg(long, value_name = "DURATION")]
+    pub handshake_timeout: Option<String>,
 }
 
 /// The keys a config file may hold.
@@ -118,6 +131,8 @@ struct Raw {
     s3_secret_access_key: Option<String>,
     s3_session_token: Option<String>,
     s3_path_style: Option<bool>,
+    max_connections: usize,
+    handshake_timeout: String,
 }
 
 /// Checked settings.
@@ -137,11 +152,13 @@ pub struct Config {
     /// Token clients must present; `None` leaves `JobService` open.
     pub client_token: Option<Secret>,
     /// TLS of the gRPC port; `None` serves plain HTTP/2.
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub tls: Option<ferry_proto::tls::ServerTls>,
     /// Whether TLS requires a client certificate of every caller.
     pub tls_client_auth: bool,
     /// Threads of the async runtime; 1 is a single-threaded runtime.
     pub async_threads: usize,
+    /// The cap on client connections and their handshake deadline.
+    pub connections: ConnectionLimits,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -164,7 +181,7 @@ pub enum ConfigError {
     Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 22] = [
+const KEYS: [&str; 24] = [
     "listen",
     "async_threads",
     "data_dir",
@@ -187,6 +204,8 @@ const KEYS: [&str; 22] = [
     "s3_secret_access_key",
     "s3_session_token",
     "s3_path_style",
+    "max_connections",
+    "handshake_timeout",
 ];
 
 /// Most threads `async_threads` may ask for.
@@ -205,7 +224,12 @@ impl Config {
             .set_default("log_limit", 1_048_576)?
             .set_default("timeout_grace", "10s")?
             .set_default("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)?
-            .set_default("artifact_retention", "7d")?;
+            .set_default("artifact_retention", "7d")?
+            .set_default("max_connections", DEFAULT_MAX_CONNECTIONS as u64)?
+            .set_default(
+                "handshake_timeout",
+                humantime::format_duration(DEFAULT_HANDSHAKE_TIMEOUT).to_string(),
+            )?;
         if let Some(path) = &flags.config {
             builder = builder
                 .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
@@ -235,6 +259,8 @@ impl Config {
             ("artifacts", flags.artifacts),
             ("s3_endpoint", flags.s3_endpoint),
             ("s3_region", flags.s3_region),
+            ("max_connections", flags.max_connections),
+            ("handshake_timeout", flags.handshake_timeout),
         ];
         for (key, value) in flag_values {
             if let Some(value) = value {
@@ -282,7 +308,7 @@ fn server_tls(
     cert: Option<&str>,
     key: Option<&str>,
     client_ca: Option<&str>,
-) -> Result<Option<tonic::transport::ServerTlsConfig>, ConfigError> {
+) -> Result<Option<ferry_proto::tls::ServerTls>, ConfigError> {
     use ferry_proto::tls::{self, TlsFileError};
     // Names the setting whose file is at fault.
     let invalid = |e: TlsFileError| ConfigError::Invalid {
@@ -315,6 +341,37 @@ fn server_tls(
         .map_err(invalid)
 }
 
+/// The cap on connections, within 1..=`MAX_MAX_CONNECTIONS`, and a handshake timeout of at
+/// least `MIN_HANDSHAKE_TIMEOUT`.
+fn connection_limits(
+    max_connections: usize,
+    handshake_timeout: &str,
+) -> Result<ConnectionLimits, ConfigError> {
+    if !(1..=MAX_MAX_CONNECTIONS).contains(&max_connections) {
+        return Err(ConfigError::Invalid {
+            key: "max_connections",
+            problem: format!(
+                "{max_connections} is out of range: between 1 and {MAX_MAX_CONNECTIONS}"
+            ),
+        });
+    }
+    let handshake_timeout = duration("handshake_timeout", handshake_timeout)?;
+    if handshake_timeout < MIN_HANDSHAKE_TIMEOUT {
+        return Err(ConfigError::Invalid {
+            key: "handshake_timeout",
+            problem: format!(
+                "{} is too short: at least {} (a TLS handshake takes a few round trips)",
+                humantime::format_duration(handshake_timeout),
+                humantime::format_duration(MIN_HANDSHAKE_TIMEOUT)
+            ),
+        });
+    }
+    Ok(ConnectionLimits {
+        max_connections,
+        handshake_timeout,
+    })
+}
+
 impl Raw {
     fn validate(self) -> Result<Config, ConfigError> {
         let listen = self.listen.parse().map_err(|e| ConfigError::Invalid {
@@ -333,6 +390,7 @@ impl Raw {
                 ),
             });
         }
+        let connections = connection_limits(self.max_connections, &self.handshake_timeout)?;
         let agent_timeout = duration("agent_timeout", &self.agent_timeout)?;
         if agent_timeout < Duration::from_millis(100) {
             return Err(ConfigError::Invalid {
@@ -412,6 +470,7 @@ impl Raw {
             tls_client_auth: tls.is_some() && self.tls_client_ca.is_some(),
             tls,
             async_threads: self.async_threads,
+            connections,
             agent_token,
             client_token,
             listen,

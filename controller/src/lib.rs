@@ -8,6 +8,7 @@ pub mod model;
 pub mod notify;
 pub mod rules;
 pub mod s3;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod store_lock;
@@ -40,8 +41,6 @@ pub enum RunError {
     },
     #[error("serving gRPC: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error("setting up TLS: {0}")]
-    Tls(String),
     #[error("{0}")]
     SharedDir(#[from] artifacts::shared_dir::SharedDirError),
     #[error("{0}")]
@@ -159,7 +158,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         (Some(_), false) => "on",
         (Some(_), true) => "on, client certificates required",
     };
-    tracing::info!(%addr, tls, store = %store::redact_url(&config.store_url), agent_timeout = ?config.engine.agent_timeout, "controller listening");
+    serve::check_open_file_limit(&config.connections);
+    tracing::info!(%addr, tls, store = %store::redact_url(&config.store_url), agent_timeout = ?config.engine.agent_timeout, max_connections = config.connections.max_connections, handshake_timeout = ?config.connections.handshake_timeout, "controller listening");
 
     let mut agent_api =
         service::agent::AgentApi::new(engine.clone(), tracker.clone(), shutdown.clone());
@@ -167,14 +167,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         agent_api = agent_api.with_names_bound_to_certificates();
     }
     let agent_api = Arc::new(agent_api);
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = config.tls.clone() {
-        server = server
-            .tls_config(tls)
-            .map_err(|e| RunError::Tls(ferry_proto::https::error_chain(&e)))?;
-    }
-    let result = server
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        // An established connection whose peer stops answering pings is closed.
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         // Large frames: an upload chunk of 1 MiB in one frame rather than 64.
         .max_frame_size(Some(1 << 20))
         // Room for 4 MiB upload chunks in flight without waiting on window updates.
@@ -193,12 +189,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .add_service(JobServiceServer::with_interceptor(
             service::job::JobApi::new(engine.clone(), tracker.clone(), shutdown.clone()),
             TokenCheck::new(config.client_token.clone().map(|t| t.0), "client"),
-        ))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.cancelled(),
-        )
-        .await;
+        ));
+    // TLS, the cap on connections and the handshake deadline are ours (serve/), so that a
+    // client that connects and never speaks cannot hold the port.
+    let result = serve::serve(
+        router,
+        listener,
+        config.tls.as_ref(),
+        config.connections,
+        &tracker,
+        &shutdown,
+    )
+    .await;
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;

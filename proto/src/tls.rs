@@ -6,12 +6,12 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// A handshake not done by then is dropped: a peer that stalls in it holds nothing for long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,19 +38,62 @@ pub enum TlsFileError {
 }
 
 /// The controller's side: its certificate chain and key, and the CA that clients' certificates
-/// must chain to when clients must present one.
+/// must chain to when clients must present one; HTTP/2 by ALPN, as tonic's own acceptor. The
+/// controller runs the handshake itself, under its own deadline (`controller/src/serve/`).
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> Result<ServerTlsConfig, TlsFileError> {
-    let mut config = ServerTlsConfig::new()
-        .identity(identity(cert, key)?)
-        .timeout(HANDSHAKE_TIMEOUT);
-    if let Some(ca) = client_ca {
-        config = config.client_ca_root(Certificate::from_pem(certificates(ca)?));
+) -> Result<ServerTls, TlsFileError> {
+    let chain = CertificateDer::pem_slice_iter(&certificates(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, format!("not a usable PEM certificate file ({e})")))?;
+    let private_key = private_key(key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(cert, e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for root in CertificateDer::pem_slice_iter(&certificates(ca)?) {
+                let root = root.map_err(|e| bad(ca, format!("not a usable PEM file ({e})")))?;
+                roots
+                    .add(root)
+                    .map_err(|e| bad(ca, format!("not a usable CA certificate ({e})")))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .build()
+            .map_err(|e| bad(ca, format!("not a usable CA ({e})")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, private_key)
+        .map_err(|e| bad(key, format!("does not go with {} ({e})", cert.display())))?;
+    config.alpn_protocols.push(b"h2".to_vec());
+    Ok(ServerTls(Arc::new(config)))
+}
+
+/// The controller's TLS settings, ready for a `tokio_rustls::TlsAcceptor`. `Debug` shows no key.
+#[derive(Clone)]
+pub struct ServerTls(Arc<rustls::ServerConfig>);
+
+impl ServerTls {
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.0.clone()
     }
-    Ok(config)
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerTls")
+    }
 }
 
 /// A client's side, ready for `Endpoint::tls_config`. `Debug` shows no key.
@@ -173,14 +216,19 @@ pub(crate) fn certificates(path: &Path) -> Result<Vec<u8>, TlsFileError> {
 
 fn identity(cert: &Path, key: &Path) -> Result<Identity, TlsFileError> {
     let cert_pem = certificates(cert)?;
+    private_key(key)?;
+    Ok(Identity::from_pem(cert_pem, read(key)?))
+}
+
+/// The key in the file, once it is known to be a usable PEM private key.
+fn private_key(key: &Path) -> Result<PrivateKeyDer<'static>, TlsFileError> {
     let key_pem = read(key)?;
     PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         bad(
             key,
             format!("holds no usable private key: PKCS#8, PKCS#1 or SEC1 PEM expected ({e})"),
         )
-    })?;
-    Ok(Identity::from_pem(cert_pem, key_pem))
+    })
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ fn flags() -> Flags {
         s3_endpoint: None,
         s3_region: None,
         async_threads: None,
+        max_connections: None,
+        handshake_timeout: None,
     }
 }
 
@@ -164,4 +166,56 @@ fn a_postgres_store_takes_its_password_from_a_file_and_never_shows_it() {
     let e = Config::load(f).unwrap_err().to_string();
     assert!(e.contains("postgres://USER@HOST:PORT/DB"), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn connection_limits_default_below_the_usual_open_file_limit_and_are_checked() {
+    let config = Config::load(flags()).unwrap();
+    assert_eq!(
+        config.connections,
+        crate::serve::ConnectionLimits::default()
+    );
+    assert!(
+        config.connections.max_connections as u64 + crate::serve::RESERVED_FDS <= 1024,
+        "{:?}",
+        config.connections
+    );
+    assert_eq!(
+        config.connections.handshake_timeout,
+        Duration::from_secs(10)
+    );
+
+    let config = Config::load(Flags {
+        max_connections: Some("20".into()),
+        handshake_timeout: Some("1s".into()),
+        ..flags()
+    })
+    .unwrap();
+    assert_eq!(config.connections.max_connections, 20);
+    assert_eq!(config.connections.handshake_timeout, Duration::from_secs(1));
+
+    for (max, timeout, key) in [
+        ("0", "10s", "max_connections"),
+        ("1000001", "10s", "max_connections"),
+        ("10", "999ms", "handshake_timeout"),
+        ("10", "0s", "handshake_timeout"),
+        ("10", "soon", "handshake_timeout"),
+    ] {
+        let err = Config::load(Flags {
+            max_connections: Some(max.into()),
+            handshake_timeout: Some(timeout.into()),
+            ..flags()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(key),
+            "{max} {timeout}: {err} does not name {key}"
+        );
+    }
+    let err = Config::load(Flags {
+        max_connections: Some("many".into()),
+        ..flags()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("max_connections"), "{err}");
 }
