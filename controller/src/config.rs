@@ -12,8 +12,7 @@ use crate::artifacts::ArtifactConfig;
 use crate::engine::EngineConfig;
 use crate::s3::{S3Config, S3ConfigError, S3Options};
 use crate::serve::{
-    ConnectionLimits, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
-    MIN_HANDSHAKE_TIMEOUT,
+    ConnectionLimits, DEFAULT_HANDSHAKE_TIMEOUT, MAX_MAX_CONNECTIONS, MIN_HANDSHAKE_TIMEOUT,
 };
 
 /// Command-line flags; each also has a config-file key and a `FERRY_` variable.
@@ -96,7 +95,7 @@ pub struct Flags {
     pub async_threads: Option<String>,
     /// Client connections open at once, served or in their handshake; more are closed as soon
     /// as they are accepted. Keep it below the open-file limit less 256 descriptors for the
-    /// store, artifacts and logs [default: 768; env: FERRY_MAX_CONNECTIONS].
+    /// store, artifacts and logs [default: the open-file limit less 256; env: FERRY_MAX_CONNECTIONS].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<String>,
     /// A new connection that has not finished its TLS handshake and sent the HTTP/2 preface
@@ -225,7 +224,10 @@ impl Config {
             .set_default("timeout_grace", "10s")?
             .set_default("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)?
             .set_default("artifact_retention", "7d")?
-            .set_default("max_connections", DEFAULT_MAX_CONNECTIONS as u64)?
+            .set_default(
+                "max_connections",
+                crate::serve::default_max_connections() as u64,
+            )?
             .set_default(
                 "handshake_timeout",
                 humantime::format_duration(DEFAULT_HANDSHAKE_TIMEOUT).to_string(),

@@ -16,9 +16,22 @@ use std::time::Duration;
 /// wake-up descriptors, and the connection that is accepted only to be closed at the cap.
 pub const RESERVED_FDS: u64 = 256;
 
-/// Default of `max_connections`: the usual soft open-file limit, 1,024, less `RESERVED_FDS`.
-/// A controller serving more agents raises both (the systemd unit sets `LimitNOFILE=65536`).
+/// `max_connections` when the open-file limit cannot be read: the usual soft limit, 1,024,
+/// less `RESERVED_FDS`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 768;
+
+/// The fewest connections the default allows, however low the open-file limit.
+const MIN_DEFAULT_CONNECTIONS: u64 = 64;
+
+/// Default of `max_connections`: the process's soft open-file limit less `RESERVED_FDS` (an
+/// agent holds one connection, so a controller under the systemd unit's `LimitNOFILE=65536`
+/// serves tens of thousands), `DEFAULT_MAX_CONNECTIONS` when the limit cannot be read.
+pub fn default_max_connections() -> usize {
+    open_file_limit().map_or(DEFAULT_MAX_CONNECTIONS, |n| {
+        n.saturating_sub(RESERVED_FDS)
+            .clamp(MIN_DEFAULT_CONNECTIONS, MAX_MAX_CONNECTIONS as u64) as usize
+    })
+}
 
 /// Default of `handshake_timeout`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +55,7 @@ pub struct ConnectionLimits {
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
-            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections: default_max_connections(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
