@@ -258,6 +258,10 @@ impl AgentService for AgentApi {
         let who = identity(r.agent.take())?;
         checks::log_chunks(&r.logs)?;
         // A long error is cut, not refused: refusing the completion would strand the attempt.
+        // For the same reason a NUL (which PostgreSQL's text cannot hold) is shown as U+FFFD.
+        if r.error.contains('\0') {
+            r.error = r.error.replace('\0', "\u{FFFD}");
+        }
         ferry_jobspec::check::truncate(&mut r.error, ferry_jobspec::limits::ERROR_MESSAGE_MAX);
         let finish = AttemptFinish {
             agent: who.name.clone(),
