@@ -80,6 +80,40 @@ pub fn server_config(
     Ok(ServerTls(Arc::new(config)))
 }
 
+/// Client settings for connections a process makes with rustls itself (the controller's
+/// PostgreSQL store): servers' certificates must chain to the system's CAs or, when `ca` is
+/// given, to the CAs of that PEM file alone.
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            for root in CertificateDer::pem_slice_iter(&certificates(ca)?) {
+                let root = root.map_err(|e| bad(ca, format!("not a usable PEM file ({e})")))?;
+                roots
+                    .add(root)
+                    .map_err(|e| bad(ca, format!("not a usable CA certificate ({e})")))?;
+            }
+        }
+        None => {
+            let (added, _) = roots.add_parsable_certificates(system_roots().iter().cloned());
+            if added == 0 {
+                return Err(TlsFileError::NoSystemRoots);
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsFileError::Bad {
+        path: ca.map(Path::to_owned).unwrap_or_default(),
+        problem: e.to_string(),
+    })?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The controller's TLS settings, ready for a `tokio_rustls::TlsAcceptor`. `Debug` shows no key.
 #[derive(Clone)]
 pub struct ServerTls(Arc<rustls::ServerConfig>);

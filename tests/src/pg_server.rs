@@ -32,11 +32,23 @@ pub struct PgServer {
     proc: Option<Proc>,
     // Dropped after `proc`, so that the log tail is printed before the dir is kept.
     dir: TestDir,
+    /// Whether the server speaks TLS too (`start_with_tls`).
+    tls: bool,
 }
 
 impl PgServer {
     /// Makes a cluster with `initdb` and starts it; returns once it accepts connections.
     pub async fn start() -> Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// `start`, the server also speaking TLS with this certificate and key (copied into its
+    /// directory, readable by the server's OS user only); plain connections stay allowed.
+    pub async fn start_with_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Self> {
+        Self::start_with(Some((cert.to_owned(), key.to_owned()))).await
+    }
+
+    async fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Result<Self> {
         let dir = TestDir::new("postgres")?;
         let owner = if running_as_root() {
             let owner = (os_id("-u")?, os_id("-g")?);
@@ -52,8 +64,21 @@ impl PgServer {
             port: 0,
             proc: None,
             dir,
+            tls: false,
         };
         server.initdb()?;
+        if let Some((cert, key)) = tls {
+            for (from, name) in [(&cert, "server.crt"), (&key, "server.key")] {
+                let to = server.data().join(name);
+                std::fs::copy(from, &to)
+                    .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                if let Some((uid, gid)) = server.owner {
+                    std::os::unix::fs::chown(&to, Some(uid), Some(gid))?;
+                }
+            }
+            server.tls = true;
+        }
         let mut tries = 0;
         loop {
             tries += 1;
@@ -156,6 +181,10 @@ impl PgServer {
             .arg(self.dir.path())
             // A test server: nothing here must survive a power loss.
             .args(["-c", "fsync=off"]);
+        if self.tls {
+            // server.crt and server.key in the data directory: the defaults of ssl_*_file.
+            cmd.args(["-c", "ssl=on"]);
+        }
         self.proc = Some(Proc::spawn("postgres", cmd, &self.log_path())?);
         let url = self.admin_url();
         let ready = eventually("postgres to accept connections", READY_TIMEOUT, || {

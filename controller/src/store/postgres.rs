@@ -19,6 +19,7 @@ mod notify;
 mod outputs;
 mod pool;
 mod settings;
+mod tls;
 mod transitions;
 mod tx;
 mod watermarks;
@@ -102,7 +103,9 @@ impl PostgresStore {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(StoreError::UnsupportedUrl(super::redact_url(url)));
         }
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        // libpq's TLS settings that tokio-postgres does not read (`tls::split_url`).
+        let (parsed_url, ca) = tls::split_url(url);
+        let mut config = tokio_postgres::Config::from_str(&parsed_url).map_err(|e| {
             // The parser's message may quote the URL: name the redacted one instead.
             StoreError::backend(format!(
                 "invalid postgresql url {}: {}",
@@ -119,7 +122,13 @@ impl PostgresStore {
         config.connect_timeout(pool::CONNECT_TIMEOUT);
         // A dead peer is noticed within about a minute rather than hours.
         config.keepalives_idle(Duration::from_secs(30));
-        let pool = Arc::new(Pool::new(config, pool::MAX_CONNECTIONS));
+        let transport = tls::Transport::for_config(&config, ca.as_deref())?;
+        tracing::info!(
+            store = %pool::target(&config),
+            tls = transport.is_tls(),
+            "connecting to the postgresql store"
+        );
+        let pool = Arc::new(Pool::new(config, transport, pool::MAX_CONNECTIONS));
         {
             let conn = pool.get().await?;
             migrate::apply(&conn, wall_clock())

@@ -22,7 +22,7 @@ pub(super) async fn lead(
     if held_elsewhere(pool, role).await? {
         return Ok(None);
     }
-    let conn = Conn::connect(pool.config(), pool.drivers()).await?;
+    let conn = Conn::connect(pool.config(), pool.transport(), pool.drivers()).await?;
     // The server notices a vanished holder within about 20 s, rather than after the system's
     // TCP keepalive default of two hours, and frees the role.
     conn.batch(

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Config};
+
+use super::tls::Transport;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -79,6 +81,7 @@ impl PgNotifier {
         ));
         tracker.spawn(listen(
             pool.config().clone(),
+            pool.transport().clone(),
             id,
             sink.clone(),
             stop.clone(),
@@ -212,13 +215,28 @@ async fn send(
 
 /// The listener: delivers other controllers' wake-ups to `sink` and wakes everything every
 /// `FALLBACK_PERIOD`, reconnecting after a break, until `stop`.
-async fn listen(config: Config, id: String, sink: Arc<dyn WakeSink>, stop: CancellationToken) {
+async fn listen(
+    config: Config,
+    transport: Transport,
+    id: String,
+    sink: Arc<dyn WakeSink>,
+    stop: CancellationToken,
+) {
     let mut fallback = tokio::time::interval(FALLBACK_PERIOD);
     fallback.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut delay = Duration::from_millis(100);
     let mut failures = 0u32;
     loop {
-        let listened = listen_once(&config, &id, &*sink, &stop, &mut fallback, &mut delay).await;
+        let listened = listen_once(
+            &config,
+            &transport,
+            &id,
+            &*sink,
+            &stop,
+            &mut fallback,
+            &mut delay,
+        )
+        .await;
         if stop.is_cancelled() {
             return;
         }
@@ -243,18 +261,18 @@ async fn listen(config: Config, id: String, sink: Arc<dyn WakeSink>, stop: Cance
 /// `stop`). Once listening, `delay` goes back to its start and everything is woken once.
 async fn listen_once(
     config: &Config,
+    transport: &Transport,
     id: &str,
     sink: &dyn WakeSink,
     stop: &CancellationToken,
     fallback: &mut tokio::time::Interval,
     delay: &mut Duration,
 ) -> Result<(), String> {
-    let connect = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls));
-    let (client, mut connection) = tokio::select! {
+    let connect = tokio::time::timeout(CONNECT_TIMEOUT, super::tls::connect(config, transport));
+    let (client, mut messages) = tokio::select! {
         _ = stop.cancelled() => return Ok(()),
         c = connect => c.map_err(|_| "connecting timed out".to_string())?.map_err(|e| e.to_string())?,
     };
-    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     let listen = client.batch_execute("LISTEN ferry_wakes");
     tokio::pin!(listen);
     let mut listening = false;

@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_postgres::{Client, Config, Row, Statement};
+
+use super::tls::Transport;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -112,8 +115,13 @@ pub(super) struct Conn {
 impl Conn {
     /// Opens a connection; its driver runs on `drivers` until the client is dropped or the
     /// drivers are stopped.
-    pub(super) async fn connect(config: &Config, drivers: &Drivers) -> Result<Conn, StoreError> {
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+    pub(super) async fn connect(
+        config: &Config,
+        transport: &Transport,
+        drivers: &Drivers,
+    ) -> Result<Conn, StoreError> {
+        let connect = super::tls::connect(config, transport);
+        let (client, mut messages) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| StoreError::Backend {
                 message: format!(
@@ -137,10 +145,16 @@ impl Conn {
             })?;
         let stop = drivers.stop.clone();
         drivers.tracker.spawn(async move {
+            let driven = async {
+                while let Some(message) = messages.next().await {
+                    if let Err(e) = message {
+                        tracing::debug!(error = %describe(&e), "postgresql connection ended");
+                        break;
+                    }
+                }
+            };
             tokio::select! {
-                ended = connection => if let Err(e) = ended {
-                    tracing::debug!(error = %describe(&e), "postgresql connection ended");
-                },
+                _ = driven => {}
                 // Dropped mid-call: the call fails as a lost connection.
                 _ = stop.cancelled() => {}
             }
@@ -236,6 +250,7 @@ pub(super) struct Drivers {
 /// A bounded set of connections to one database.
 pub(super) struct Pool {
     config: Config,
+    transport: Transport,
     permits: Semaphore,
     idle: Mutex<Vec<Conn>>,
     drivers: Drivers,
@@ -243,9 +258,10 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub(super) fn new(config: Config, size: usize) -> Pool {
+    pub(super) fn new(config: Config, transport: Transport, size: usize) -> Pool {
         Pool {
             config,
+            transport,
             permits: Semaphore::new(size),
             idle: Mutex::new(Vec::new()),
             drivers: Drivers::default(),
@@ -255,6 +271,10 @@ impl Pool {
 
     pub(super) fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub(super) fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// The drivers of this pool's connections (and of the store's own dedicated ones).
@@ -287,7 +307,7 @@ impl Pool {
         };
         let conn = match idle {
             Some(conn) => conn,
-            None => Conn::connect(&self.config, &self.drivers).await?,
+            None => Conn::connect(&self.config, &self.transport, &self.drivers).await?,
         };
         Ok(Pooled {
             pool: self,
