@@ -280,6 +280,8 @@ async fn listen_once(
         Box<dyn std::future::Future<Output = Result<bool, tokio_postgres::Error>> + Send + 'c>,
     >;
     let mut question: Option<Question<'_>> = None;
+    // When the last question was asked: the first asks about every queued task.
+    let mut asked_at: crate::model::Millis = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -301,7 +303,9 @@ async fn listen_once(
             // The connection is driven by `messages` above, so the fallback's question runs
             // beside it rather than blocking this loop.
             _ = fallback.tick(), if question.is_none() => {
-                question = Some(Box::pin(work_waiting(&client)));
+                let now = crate::model::now_ms();
+                question = Some(Box::pin(work_waiting(&client, asked_at, now)));
+                asked_at = now;
             }
             answer = async { question.as_mut().expect("guarded").await }, if question.is_some() => {
                 question = None;
@@ -315,14 +319,27 @@ async fn listen_once(
     }
 }
 
-/// The fallback round's question: is a queued task eligible now? Watchers are always woken
-/// (a job may have changed); parked polls only when work waits, so that thousands of idle
-/// agents do not each run a claim every `FALLBACK_PERIOD`.
-async fn work_waiting(client: &tokio_postgres::Client) -> Result<bool, tokio_postgres::Error> {
+/// How far back, from the previous question, the fallback's question looks: a task that became
+/// eligible that long ago and is still queued (no agent can take it, or a claim that held it
+/// rolled back) wakes the parked polls for this long, then only when they time out and ask
+/// again. It also covers controllers' clocks that disagree by less.
+const LOOK_BACK_MS: i64 = 10_000;
+
+/// The fallback round's question: did a queued task become eligible since the previous one
+/// (`since`, less `LOOK_BACK_MS`)? Watchers are always woken (a job may have changed); parked
+/// polls only when such work waits — a notification lost, a retry's delay over — so that
+/// thousands of idle agents do not each run a claim every `FALLBACK_PERIOD`, nor for as long
+/// as a task waits that none of them can take.
+async fn work_waiting(
+    client: &tokio_postgres::Client,
+    since: crate::model::Millis,
+    now: crate::model::Millis,
+) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'queued' AND ready_at <= $1)",
-            &[&crate::model::now_ms()],
+            "SELECT EXISTS (SELECT 1 FROM tasks
+                            WHERE state = 'queued' AND ready_at > $1 AND ready_at <= $2)",
+            &[&(since - LOOK_BACK_MS), &now],
         )
         .await?;
     Ok(row.get(0))
@@ -448,5 +465,58 @@ mod tests {
         shutdown.cancel();
         notifier_a.close().await;
         notifier_b.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_fallback_wakes_polls_for_work_that_became_eligible_lately_only() {
+        let db = TestDb::new().await;
+        let store = db.open().await;
+        let spec = crate::model::TaskSpec {
+            id: "t".into(),
+            queue: "nobody-serves-this".into(),
+            labels: Default::default(),
+            depends_on: vec![],
+            kind: crate::model::TaskKind::Shell {
+                command: "true".into(),
+            },
+            outputs: vec![],
+            timeout_ms: 0,
+            retry: Default::default(),
+        };
+        let job = crate::model::NewJob {
+            name: "waits".into(),
+            params: Default::default(),
+            tasks: vec![spec],
+            idempotency_key: None,
+            backfill: Default::default(),
+        };
+        let queued_at = 1_000_000;
+        store.submit_job(job, queued_at).await.unwrap();
+        let client = db.client().await;
+        assert!(
+            work_waiting(&client, 0, queued_at).await.unwrap(),
+            "new work"
+        );
+        assert!(
+            work_waiting(
+                &client,
+                queued_at + LOOK_BACK_MS - 1,
+                queued_at + LOOK_BACK_MS
+            )
+            .await
+            .unwrap(),
+            "still looked at within the look-back"
+        );
+        assert!(
+            !work_waiting(
+                &client,
+                queued_at + LOOK_BACK_MS + 1_000,
+                queued_at + 20_000
+            )
+            .await
+            .unwrap(),
+            "a task that waits long for an agent no longer wakes every poll"
+        );
+        store.close().await;
     }
 }
