@@ -4,6 +4,8 @@
 //! only through the store's `outputs` rows, written in the transaction that records the
 //! success, so they see all of an attempt's outputs or none. No SQL and no gRPC here.
 //! `object.rs` is the S3-compatible store, used instead when `--artifacts s3://…` is set.
+//! `space.rs` keeps `disk_reserve` free on the data directory's filesystem: an upload that
+//! cannot fit is refused (`NoSpace`) and its partial file removed.
 
 mod error;
 mod files;
@@ -12,10 +14,12 @@ mod names;
 pub mod object;
 pub mod retention;
 pub mod shared_dir;
+pub mod space;
 
 use files::*;
 pub use names::check_name;
 use names::*;
+use space::{Check, Space};
 
 pub use error::ArtifactError;
 pub use handles::{Pipeline, Publication, Reader, Upload};
@@ -42,6 +46,9 @@ pub struct ArtifactConfig {
     pub max_output_bytes: u64,
     /// Published artifacts of jobs that ended longer ago than this are removed.
     pub retention: Duration,
+    /// Bytes kept free on the data directory's filesystem (`disk_reserve`); `None` is the
+    /// smaller of 1 GiB and 5% of the filesystem (see `space::default_reserve`).
+    pub disk_reserve: Option<u64>,
 }
 
 /// What the first message of an upload declares.
@@ -57,6 +64,8 @@ pub struct UploadHeader {
 /// One staged file being received: its open file and length.
 struct Staged {
     file: File,
+    /// Where it is staged: removed when the disk fills up under it.
+    path: PathBuf,
     len: u64,
     /// Declared by the latest header.
     size: u64,
@@ -81,6 +90,8 @@ pub struct Artifacts {
     max_output_bytes: u64,
     /// Staged files being received, keyed by attempt and name.
     uploads: Mutex<HashMap<(AttemptKey, String), Entry>>,
+    /// The filesystem's reserve and the bytes promised to streams in flight.
+    space: Arc<Space>,
 }
 
 /// Runs blocking file work (or hashing) off the async workers.
@@ -96,8 +107,18 @@ pub(crate) async fn blocking<R: Send + 'static>(
 }
 
 impl Artifacts {
-    /// Opens (creating) the store under `root`.
+    /// Opens (creating) the store under `root`, keeping the default reserve free.
     pub fn open(root: &Path, max_output_bytes: u64) -> Result<Self, ArtifactError> {
+        Self::open_with_reserve(root, max_output_bytes, None)
+    }
+
+    /// Opens (creating) the store under `root`, keeping `disk_reserve` bytes free on its
+    /// filesystem (`None`: the default, see `space::default_reserve`).
+    pub fn open_with_reserve(
+        root: &Path,
+        max_output_bytes: u64,
+        disk_reserve: Option<u64>,
+    ) -> Result<Self, ArtifactError> {
         let staging = root.join("staging");
         let published = root.join("published");
         for dir in [&staging, &published] {
@@ -108,7 +129,15 @@ impl Artifacts {
             published,
             max_output_bytes,
             uploads: Mutex::new(HashMap::new()),
+            space: Arc::new(Space::new(root, disk_reserve)),
         })
+    }
+
+    /// The reserve kept free on the data directory's filesystem now, and the bytes free there.
+    pub fn disk_figures(&self) -> Result<(u64, u64), ArtifactError> {
+        let usage = space::statvfs(&self.staging)
+            .map_err(io("reading the free space of", &self.staging))?;
+        Ok((self.space.reserve(usage.total), usage.free))
     }
 
     pub fn max_output_bytes(&self) -> u64 {
@@ -229,10 +258,27 @@ impl Artifacts {
         }
         let entry = self.entry(&key, &header.name);
         let path = self.staging_dir(&key).join(&header.name);
+        let reservation = Arc::new(self.space.reservation(&header.name));
         let received = {
-            let (entry, header) = (entry.clone(), header.clone());
+            let (entry, header, reservation) = (entry.clone(), header.clone(), reservation.clone());
             blocking(move || {
                 let mut slot = entry.lock().expect("upload poisoned");
+                // What the stream may still write, before anything is created for it.
+                let held = match &*slot {
+                    Slot::Closed => {
+                        return Err(ArtifactError::Closed {
+                            name: header.name.clone(),
+                        })
+                    }
+                    Slot::Open(staged) => staged.len,
+                    Slot::Unloaded => staged_len(&path)?,
+                };
+                let need = if held > header.size {
+                    header.size
+                } else {
+                    header.size - held
+                };
+                reservation.claim(need, header.size, Check::Begin)?;
                 match &mut *slot {
                     Slot::Closed => {
                         return Err(ArtifactError::Closed {
@@ -240,7 +286,17 @@ impl Artifacts {
                         })
                     }
                     Slot::Unloaded => {
-                        *slot = Slot::Open(restore(&path, header.size, header.sha256.clone())?);
+                        let staged = restore(&path, header.size, header.sha256.clone()).map_err(
+                            |e| match e {
+                                ArtifactError::Io { ref source, .. }
+                                    if space::is_no_space(source) =>
+                                {
+                                    reservation.no_space(header.size)
+                                }
+                                e => e,
+                            },
+                        )?;
+                        *slot = Slot::Open(staged);
                     }
                     Slot::Open(staged) => {
                         if staged.len > header.size {
@@ -261,6 +317,7 @@ impl Artifacts {
         };
         Ok(Upload {
             entry,
+            reservation,
             name: header.name,
             resumed_at: received,
             written: 0,
@@ -384,6 +441,15 @@ impl Artifacts {
         })
     }
 
+    /// Removes an attempt's staged files, whether or not this process received them, and
+    /// forgets its uploads (retention: the attempt no longer runs).
+    pub async fn remove_staging(&self, key: &AttemptKey) -> Result<(), ArtifactError> {
+        check_key(key)?;
+        self.close_attempt(key);
+        let dir = self.staging_dir(key);
+        blocking(move || remove_dir(&dir)).await
+    }
+
     /// Removes an attempt's staged files and forgets its uploads (it will not publish).
     pub async fn discard(&self, key: &AttemptKey) -> Result<(), ArtifactError> {
         check_key(key)?;
@@ -498,5 +564,7 @@ impl Artifacts {
     }
 }
 
+#[cfg(test)]
+mod disk_tests;
 #[cfg(test)]
 mod tests;

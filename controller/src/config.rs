@@ -54,6 +54,11 @@ pub struct Flags {
     /// env: FERRY_MAX_OUTPUT_BYTES].
     #[arg(long, value_name = "BYTES")]
     pub max_output_bytes: Option<String>,
+    /// Bytes kept free on the data directory's filesystem for the store and logs: an upload
+    /// that would eat into them is refused and its attempt fails, naming the figures
+    /// [default: the smaller of 1 GiB and 5% of the filesystem; env: FERRY_DISK_RESERVE].
+    #[arg(long, value_name = "BYTES")]
+    pub disk_reserve: Option<String>,
     /// Artifacts of jobs that ended longer ago than this are removed [default: 7d;
     /// env: FERRY_ARTIFACT_RETENTION].
     #[arg(long, value_name = "DURATION")]
@@ -117,6 +122,7 @@ struct Raw {
     log_limit: u64,
     timeout_grace: String,
     max_output_bytes: u64,
+    disk_reserve: Option<u64>,
     artifact_retention: String,
     agent_token_file: Option<String>,
     client_token_file: Option<String>,
@@ -180,7 +186,7 @@ pub enum ConfigError {
     Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 24] = [
+const KEYS: [&str; 25] = [
     "listen",
     "async_threads",
     "data_dir",
@@ -190,6 +196,7 @@ const KEYS: [&str; 24] = [
     "log_limit",
     "timeout_grace",
     "max_output_bytes",
+    "disk_reserve",
     "artifact_retention",
     "agent_token_file",
     "client_token_file",
@@ -252,6 +259,7 @@ impl Config {
             ("log_limit", flags.log_limit),
             ("timeout_grace", flags.timeout_grace),
             ("max_output_bytes", flags.max_output_bytes),
+            ("disk_reserve", flags.disk_reserve),
             ("artifact_retention", flags.artifact_retention),
             ("agent_token_file", flags.agent_token_file),
             ("client_token_file", flags.client_token_file),
@@ -446,6 +454,7 @@ impl Raw {
             root: data_dir.join("artifacts"),
             max_output_bytes: self.max_output_bytes,
             retention: duration("artifact_retention", &self.artifact_retention)?,
+            disk_reserve: self.disk_reserve,
         };
         let objects = match self.artifacts.as_deref().map(str::trim) {
             None | Some("") => None,

@@ -62,10 +62,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         config.store_password.as_ref().map(|p| p.0.clone()),
     )
     .await?;
-    let artifacts = Arc::new(artifacts::Artifacts::open(
+    let artifacts = Arc::new(artifacts::Artifacts::open_with_reserve(
         &config.artifacts.root,
         config.artifacts.max_output_bytes,
+        config.artifacts.disk_reserve,
     )?);
+    if config.objects.is_none() {
+        match artifacts.disk_figures() {
+            Ok((reserve, free)) => tracing::info!(
+                dir = %config.artifacts.root.display(),
+                free_mib = free >> 20,
+                reserve_mib = reserve >> 20,
+                "uploads keep the disk reserve free on the data directory"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read the data directory's free space"),
+        }
+    }
     let objects = match &config.objects {
         Some(s3) => {
             let client = s3::S3Client::new(s3.clone())?;

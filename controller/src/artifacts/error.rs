@@ -27,6 +27,20 @@ pub enum ArtifactError {
     },
     #[error("outputs of attempt {attempt} exceed the limit of {limit} bytes (max_output_bytes)")]
     TooLarge { attempt: AttemptKey, limit: u64 },
+    #[error(
+        "the controller's data directory has {} free{}, keeps {} in reserve: output {name} ({}) does not fit",
+        mib(*.free), promised_to_others(*.promised), mib(*.reserve), mib(*.size)
+    )]
+    NoSpace {
+        name: String,
+        size: u64,
+        /// Free on the data directory's filesystem.
+        free: u64,
+        /// Of which promised to other uploads in flight.
+        promised: u64,
+        /// Kept free (`disk_reserve`).
+        reserve: u64,
+    },
     #[error("upload of {name} is closed: its attempt has completed")]
     Closed { name: String },
     #[error("output {name} is declared twice")]
@@ -69,4 +83,20 @@ pub enum ArtifactError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Bytes as MiB with one decimal, for a person.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+fn promised_to_others(bytes: u64) -> String {
+    if bytes == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({} of it promised to other uploads in flight)",
+            mib(bytes)
+        )
+    }
 }

@@ -66,6 +66,29 @@ pub(super) fn sync_dir(path: &Path) -> Result<(), ArtifactError> {
         .map_err(io("syncing directory", path))
 }
 
+/// The length of a staged file, 0 when there is none.
+pub(super) fn staged_len(path: &Path) -> Result<u64, ArtifactError> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(meta.len()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(io("reading", path)(e)),
+    }
+}
+
+/// Removes a staged file the disk could not hold (closing it) and forgets its state, so that
+/// the space is free at once and nothing is left half-written.
+pub(super) fn drop_partial(slot: &mut Slot) {
+    if let Slot::Open(staged) = std::mem::replace(slot, Slot::Unloaded) {
+        let Staged { file, path, .. } = staged;
+        drop(file);
+        if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "removing a partial staged file failed");
+            }
+        }
+    }
+}
+
 /// Opens (creating) a staged file: the state of an upload that resumes after a controller
 /// restart, from the length the file holds (its chunks were checked as they arrived). A file
 /// longer than its declared size is stale and starts over.
@@ -87,6 +110,7 @@ pub(super) fn restore(path: &Path, size: u64, sha256: String) -> Result<Staged, 
     }
     Ok(Staged {
         file,
+        path: path.to_path_buf(),
         len,
         size,
         sha256,

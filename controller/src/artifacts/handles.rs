@@ -9,11 +9,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::files::drop_partial;
+use super::space::{is_no_space, Check, Reservation};
 use super::{blocking, io, remove_dir, ArtifactError, Entry, Slot, READ_CHUNK};
 
 /// A file being received: one stream of `UploadOutput`.
 pub struct Upload {
     pub(super) entry: Entry,
+    /// This stream's share of the data directory's free space.
+    pub(super) reservation: Arc<Reservation>,
     pub(super) name: String,
     pub(super) resumed_at: u64,
     pub(super) written: u64,
@@ -38,10 +42,11 @@ impl Upload {
         if data.is_empty() {
             return Ok(());
         }
-        let entry = self.entry.clone();
+        let (entry, reservation) = (self.entry.clone(), self.reservation.clone());
         let name = self.name.clone();
         let n = data.len() as u64;
-        blocking(move || write_chunk(&entry, &name, offset, &data, crc, None)).await?;
+        blocking(move || write_chunk(&entry, &reservation, &name, offset, &data, crc, None))
+            .await?;
         self.written += n;
         Ok(())
     }
@@ -53,6 +58,7 @@ impl Upload {
         keep_chunk_memory();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(PIPELINE_DEPTH);
         let (entry, name, from) = (self.entry.clone(), self.name.clone(), self.resumed_at);
+        let reservation = self.reservation.clone();
         let task = tokio::task::spawn_blocking(move || {
             let mut behind = WriteBehind::new(from);
             let mut written = 0;
@@ -60,6 +66,7 @@ impl Upload {
                 if !chunk.data.is_empty() {
                     write_chunk(
                         &entry,
+                        &reservation,
                         &name,
                         chunk.offset,
                         &chunk.data,
@@ -84,21 +91,25 @@ impl Upload {
 
     /// Ends the stream: fsyncs the file and answers its length.
     pub async fn finish(self) -> Result<u64, ArtifactError> {
-        let entry = self.entry.clone();
+        let (entry, reservation) = (self.entry.clone(), self.reservation.clone());
         let name = self.name.clone();
         let received = blocking(move || {
-            let slot = entry.lock().expect("upload poisoned");
+            let mut slot = entry.lock().expect("upload poisoned");
             let Slot::Open(staged) = &*slot else {
                 return Err(ArtifactError::Closed { name });
             };
-            staged
-                .file
-                .sync_data()
-                .map_err(|source| ArtifactError::Io {
+            let (size, len) = (staged.size, staged.len);
+            if let Err(source) = staged.file.sync_data() {
+                if is_no_space(&source) {
+                    drop_partial(&mut slot);
+                    return Err(reservation.no_space(size));
+                }
+                return Err(ArtifactError::Io {
                     what: format!("syncing {name}"),
                     source,
-                })?;
-            Ok(staged.len)
+                });
+            }
+            Ok(len)
         })
         .await?;
         let secs = self.started.elapsed().as_secs_f64();
@@ -192,9 +203,11 @@ fn keep_chunk_memory() {
     }
 }
 
-/// Checks and appends one chunk to a staged file.
+/// Checks and appends one chunk to a staged file. A chunk the data directory's free space
+/// cannot take (by the reserve's count, or `ENOSPC`) removes the partial file: `NoSpace`.
 fn write_chunk(
     entry: &Entry,
+    reservation: &Reservation,
     name: &str,
     offset: u64,
     data: &[u8],
@@ -228,21 +241,38 @@ fn write_chunk(
             offset,
         });
     }
-    let failed = |what: &str| {
-        let what = format!("{what} {name}");
-        move |source| ArtifactError::Io { what, source }
-    };
-    staged
+    let size = staged.size;
+    // Checked again before every chunk: someone else may have filled the disk meanwhile.
+    if let Err(e) = reservation.claim(size - offset, size, Check::Chunk) {
+        if matches!(e, ArtifactError::NoSpace { .. }) {
+            drop_partial(&mut slot);
+        }
+        return Err(e);
+    }
+    let result = staged
         .file
         .write_all_at(data, offset)
-        .map_err(failed("writing"))?;
-    staged.len += n;
-    if let Some(behind) = behind {
-        behind
-            .written(&staged.file, staged.len)
-            .map_err(failed("writing back"))?;
+        .map_err(|e| ("writing", e))
+        .and_then(|()| {
+            staged.len += n;
+            match behind {
+                Some(behind) => behind
+                    .written(&staged.file, staged.len)
+                    .map_err(|e| ("writing back", e)),
+                None => Ok(()),
+            }
+        });
+    match result {
+        Ok(()) => Ok(()),
+        Err((_, source)) if is_no_space(&source) => {
+            drop_partial(&mut slot);
+            Err(reservation.no_space(size))
+        }
+        Err((what, source)) => Err(ArtifactError::Io {
+            what: format!("{what} {name}"),
+            source,
+        }),
     }
-    Ok(())
 }
 
 /// Records the SHA-256 the agent declares for the whole file at the end of its stream (its

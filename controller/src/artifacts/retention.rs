@@ -81,7 +81,9 @@ pub async fn round(
             .into_iter()
             .collect();
         for key in staged.into_iter().filter(|k| !running.contains(k)) {
-            artifacts.discard(&key).await?;
+            // Also what an earlier process staged (`discard` looks only at this one's).
+            artifacts.remove_staging(&key).await?;
+            tracing::debug!(job = %key.job_id, task = %key.task_id, attempt = key.attempt, "staging of an attempt no longer running removed");
             done.attempts += 1;
         }
     }

@@ -13,6 +13,7 @@ fn flags() -> Flags {
         log_limit: None,
         timeout_grace: None,
         max_output_bytes: None,
+        disk_reserve: None,
         artifact_retention: None,
         agent_token_file: None,
         client_token_file: None,
@@ -80,6 +81,10 @@ fn file_then_flags_override_defaults() {
     assert_eq!(config.store_url, "sqlite://./ferry-data/ferry.db");
     assert_eq!(config.artifacts.max_output_bytes, 10 << 30);
     assert_eq!(
+        config.artifacts.disk_reserve, None,
+        "the default follows the disk"
+    );
+    assert_eq!(
         config.artifacts.retention,
         Duration::from_secs(7 * 24 * 3600)
     );
@@ -94,10 +99,12 @@ fn artifact_limits_come_from_flags() {
     let config = Config::load(Flags {
         max_output_bytes: Some("1048576".into()),
         artifact_retention: Some("1h".into()),
+        disk_reserve: Some("8388608".into()),
         ..flags()
     })
     .unwrap();
     assert_eq!(config.artifacts.max_output_bytes, 1 << 20);
+    assert_eq!(config.artifacts.disk_reserve, Some(8 << 20));
     assert_eq!(config.artifacts.retention, Duration::from_secs(3600));
     let err = Config::load(Flags {
         artifact_retention: Some("forever".into()),

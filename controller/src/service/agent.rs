@@ -77,9 +77,17 @@ impl AgentApi {
             .as_ref()
             .map(|a| (a.job_id.clone(), a.task_id.clone(), a.attempt))
             .unwrap_or_default();
-        let span = tracing::debug_span!("upload", job = %job, task = %task, attempt = number, name = %header.name);
-        let received = self.receive(first, header, stream).instrument(span).await?;
-        Ok(pb::UploadOutputResponse { received })
+        let name = header.name.clone();
+        let span = tracing::debug_span!("upload", job = %job, task = %task, attempt = number, name = %name);
+        let received = self.receive(first, header, stream).instrument(span).await;
+        if let Err(status) = &received {
+            if status.code() == tonic::Code::ResourceExhausted {
+                tracing::warn!(job = %job, task = %task, attempt = number, name = %name, error = %status.message(), "upload refused");
+            }
+        }
+        Ok(pb::UploadOutputResponse {
+            received: received?,
+        })
     }
 
     /// Receives one upload stream whose first message is `first`.

@@ -39,6 +39,9 @@ impl From<ArtifactError> for Status {
             | E::Mismatch { .. }
             | E::Disagrees { .. } => Status::failed_precondition(message),
             E::TooLarge { .. } => Status::resource_exhausted(message),
+            // Final for the attempt: the agent fails it with this message (logged, with the
+            // attempt, where the upload is received).
+            E::NoSpace { .. } => Status::resource_exhausted(message),
             E::Closed { .. } => Status::aborted(message),
             E::NotFound(_) => Status::not_found(message),
             E::PastEnd { .. } => Status::out_of_range(message),
