@@ -9,6 +9,9 @@ pub mod job;
 mod status;
 pub mod upload_frames;
 
+#[cfg(test)]
+mod props;
+
 use std::pin::Pin;
 
 use tokio::sync::mpsc;

@@ -65,63 +65,65 @@ pub(super) fn check(tasks: &[TaskMeta], lines: &LineIndex<'_>, problems: &mut Ve
     }
 }
 
-/// Tarjan's algorithm; each component sorted, components ordered by their first node.
+/// Tarjan's algorithm, iterative (a chain of many thousand tasks must not exhaust the
+/// stack); each component sorted, components ordered by their first node.
 fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
-    struct State<'e> {
-        edges: &'e [Vec<usize>],
-        next: usize,
-        index: Vec<Option<usize>>,
-        low: Vec<usize>,
-        on_stack: Vec<bool>,
-        stack: Vec<usize>,
-        out: Vec<Vec<usize>>,
-    }
-    fn visit(s: &mut State<'_>, v: usize) {
-        s.index[v] = Some(s.next);
-        s.low[v] = s.next;
-        s.next += 1;
-        s.stack.push(v);
-        s.on_stack[v] = true;
-        for &w in &s.edges[v] {
-            match s.index[w] {
-                None => {
-                    visit(s, w);
-                    s.low[v] = s.low[v].min(s.low[w]);
-                }
-                Some(iw) if s.on_stack[w] => s.low[v] = s.low[v].min(iw),
-                Some(_) => {}
-            }
-        }
-        if Some(s.low[v]) == s.index[v] {
-            let mut component = Vec::new();
-            while let Some(w) = s.stack.pop() {
-                s.on_stack[w] = false;
-                component.push(w);
-                if w == v {
-                    break;
-                }
-            }
-            component.sort_unstable();
-            s.out.push(component);
-        }
-    }
     let n = edges.len();
-    let mut state = State {
-        edges,
-        next: 0,
-        index: vec![None; n],
-        low: vec![0; n],
-        on_stack: vec![false; n],
-        stack: Vec::new(),
-        out: Vec::new(),
-    };
-    for v in 0..n {
-        if state.index[v].is_none() {
-            visit(&mut state, v);
+    let mut next = 0;
+    let mut index: Vec<Option<usize>> = vec![None; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    // The depth-first path: each node with how many of its edges have been followed.
+    let mut path: Vec<(usize, usize)> = Vec::new();
+    for root in 0..n {
+        if index[root].is_some() {
+            continue;
+        }
+        index[root] = Some(next);
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        path.push((root, 0));
+        while let Some(&mut (v, ref mut followed)) = path.last_mut() {
+            if let Some(&w) = edges[v].get(*followed) {
+                *followed += 1;
+                match index[w] {
+                    None => {
+                        index[w] = Some(next);
+                        low[w] = next;
+                        next += 1;
+                        stack.push(w);
+                        on_stack[w] = true;
+                        path.push((w, 0));
+                    }
+                    Some(iw) if on_stack[w] => low[v] = low[v].min(iw),
+                    Some(_) => {}
+                }
+                continue;
+            }
+            path.pop();
+            if let Some(&(parent, _)) = path.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if Some(low[v]) == index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                component.sort_unstable();
+                out.push(component);
+            }
         }
     }
-    state.out.sort_by_key(|c| c[0]);
-    state.out
+    out.sort_by_key(|c| c[0]);
+    out
 }
 
 /// The shortest path from `start` back to itself inside `component`, both ends included.

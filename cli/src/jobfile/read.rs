@@ -83,8 +83,12 @@ impl Reader<'_> {
 
     /// Notes `what`'s problem with a limit shared with the controller (`ferry_jobspec`).
     fn limit(&mut self, value: &Value<'_>, what: &str, problem: Option<String>) {
+        self.limit_at(value.span().start, what, problem);
+    }
+
+    fn limit_at(&mut self, offset: usize, what: &str, problem: Option<String>) {
         if let Some(problem) = problem {
-            self.push(value.span().start, format!("{what} {problem}"));
+            self.push(offset, format!("{what} {problem}"));
         }
     }
 
@@ -135,10 +139,25 @@ impl Reader<'_> {
                          not starting with a digit"
                     ),
                 );
+            } else {
+                self.limit_at(key.span().start, "parameter name", check::param_name(name));
             }
             if let Some(v) = self.scalar(value, &format!("params.{name}")) {
+                let problem = check::text(&v, l::PARAM_VALUE_MAX, Chars::NoNul, false);
+                self.limit(value, &format!("params.{name}"), problem);
                 params.insert(name.to_owned(), v);
             }
+        }
+        self.limit(value, "params", check::count(params.len(), l::PARAMS_MAX));
+        let bytes: usize = params.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > l::PARAMS_TOTAL_MAX {
+            self.push(
+                value.span().start,
+                format!(
+                    "params take {bytes} bytes together; the limit is {}",
+                    l::PARAMS_TOTAL_MAX
+                ),
+            );
         }
         params
     }
@@ -217,10 +236,13 @@ impl Reader<'_> {
                 "id" => {}
                 "queue" => {
                     if let Some(queue) = self.nonempty_string(value, "queue") {
+                        let problem =
+                            check::text(&queue, l::QUEUE_NAME_MAX, Chars::NoControl, true);
+                        self.limit(value, "queue", problem);
                         task.queue = queue;
                     }
                 }
-                "labels" => task.labels = self.scalar_map(value, "labels"),
+                "labels" => task.labels = self.labels(value),
                 "depends_on" => {
                     let mut seen = std::collections::HashSet::new();
                     for (dep, at) in self.string_list(value, "depends_on") {
@@ -353,7 +375,9 @@ impl Reader<'_> {
 
     fn outputs(&mut self, value: &Value<'_>) -> Vec<String> {
         let mut outputs = Vec::new();
-        for (path, at) in self.string_list(value, "outputs") {
+        let paths = self.string_list(value, "outputs");
+        self.limit(value, "outputs", check::count(paths.len(), l::OUTPUTS_MAX));
+        for (path, at) in paths {
             if path.is_empty() {
                 self.push(at, "outputs: a path must not be empty");
             } else if path.starts_with('/') || path.split('/').any(|part| part == "..") {
@@ -361,11 +385,32 @@ impl Reader<'_> {
                     at,
                     format!("output {path:?} must be a path inside the task's working directory"),
                 );
+            } else if let Some(problem) = check::output_path(&path) {
+                self.push(at, format!("output {} {problem}", check::shown(&path)));
             } else {
                 outputs.push(path);
             }
         }
         outputs
+    }
+
+    /// A task's labels, each key and value within the limits shared with agents'.
+    fn labels(&mut self, value: &Value<'_>) -> HashMap<String, String> {
+        let labels = self.scalar_map(value, "labels");
+        self.limit(value, "labels", check::count(labels.len(), l::LABELS_MAX));
+        if let Some(table) = value.get_ref().as_table() {
+            for (key, v) in table.iter() {
+                let name: &str = key.get_ref();
+                let Some(text) = labels.get(name) else {
+                    continue;
+                };
+                let problem = check::text(name, l::LABEL_KEY_MAX, Chars::NoControl, true);
+                self.limit_at(key.span().start, "label key", problem);
+                let problem = check::text(text, l::LABEL_VALUE_MAX, Chars::NoControl, false);
+                self.limit(v, &format!("labels.{}", check::shown(name)), problem);
+            }
+        }
+        labels
     }
 
     fn unknown_key(

@@ -138,44 +138,56 @@ fn find_cycle(job: &NewJob) -> Option<Vec<String>> {
             )
         })
         .collect();
-    // 0 = unvisited, 1 = on the current path, 2 = done.
+    // 1 = on the current path, 2 = done; absent = unvisited.
     let mut mark: HashMap<&str, u8> = HashMap::new();
     for task in &job.tasks {
-        let mut path = Vec::new();
-        if let Some(cycle) = visit(task.id.as_str(), &deps, &mut mark, &mut path) {
+        if let Some(cycle) = visit(task.id.as_str(), &deps, &mut mark) {
             return Some(cycle);
         }
     }
     None
 }
 
+/// A depth-first walk from `root`, iterative: a chain of thousands of tasks must not exhaust
+/// a runtime worker's stack.
 fn visit<'a>(
-    id: &'a str,
+    root: &'a str,
     deps: &HashMap<&'a str, Vec<&'a str>>,
     mark: &mut HashMap<&'a str, u8>,
-    path: &mut Vec<&'a str>,
 ) -> Option<Vec<String>> {
-    match mark.get(id) {
-        Some(2) => return None,
-        Some(1) => {
-            let start = path.iter().position(|p| *p == id).unwrap_or(0);
-            let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
-            cycle.push(id.to_string());
-            return Some(cycle);
-        }
-        _ => {}
+    if mark.contains_key(root) {
+        return None;
     }
-    mark.insert(id, 1);
-    path.push(id);
-    for dep in deps.get(id).into_iter().flatten() {
-        if deps.contains_key(dep) {
-            if let Some(cycle) = visit(dep, deps, mark, path) {
+    mark.insert(root, 1);
+    // The current path: each task with how many of its dependencies have been followed.
+    let mut path: Vec<(&'a str, usize)> = vec![(root, 0)];
+    while let Some((id, followed)) = path.last_mut() {
+        let id: &'a str = id;
+        let next = deps.get(id).and_then(|d| d.get(*followed)).copied();
+        let Some(dep) = next else {
+            path.pop();
+            mark.insert(id, 2);
+            continue;
+        };
+        *followed += 1;
+        if !deps.contains_key(dep) {
+            continue;
+        }
+        match mark.get(dep) {
+            Some(2) => {}
+            Some(_) => {
+                let start = path.iter().position(|(p, _)| *p == dep).unwrap_or(0);
+                let mut cycle: Vec<String> =
+                    path[start..].iter().map(|(p, _)| p.to_string()).collect();
+                cycle.push(dep.to_string());
                 return Some(cycle);
+            }
+            None => {
+                mark.insert(dep, 1);
+                path.push((dep, 0));
             }
         }
     }
-    path.pop();
-    mark.insert(id, 2);
     None
 }
 

@@ -1,6 +1,8 @@
 //! The `sql` table of an sql task: datasource, query, format, compression, rows per file and
 //! the incremental column.
 
+use ferry_jobspec::check::{self, Chars};
+use ferry_jobspec::limits as l;
 use ferry_proto::v1::SqlTask;
 
 use super::{Reader, Value};
@@ -32,10 +34,15 @@ impl Reader<'_> {
                     sql.datasource = self
                         .nonempty_string(value, "sql.datasource")
                         .unwrap_or_default();
+                    let problem =
+                        check::text(&sql.datasource, l::SQL_NAME_MAX, Chars::NoControl, false);
+                    self.limit(value, "sql.datasource", problem);
                 }
                 "query" => {
                     query = true;
                     sql.query = self.nonempty_string(value, "sql.query").unwrap_or_default();
+                    let problem = check::text(&sql.query, l::SQL_QUERY_MAX, Chars::NoNul, false);
+                    self.limit(value, "sql.query", problem);
                 }
                 "format" => {
                     if let Some(format) = self.nonempty_string(value, "sql.format") {
@@ -100,7 +107,13 @@ impl Reader<'_> {
         let mut column = None;
         for (key, value) in table.iter() {
             match &**key.get_ref() {
-                "column" => column = self.nonempty_string(value, "sql.incremental.column"),
+                "column" => {
+                    column = self.nonempty_string(value, "sql.incremental.column");
+                    if let Some(c) = &column {
+                        let problem = check::text(c, l::SQL_NAME_MAX, Chars::NoControl, false);
+                        self.limit(value, "sql.incremental.column", problem);
+                    }
+                }
                 _ => self.unknown_key(
                     key,
                     &format!("in sql.incremental of {label}"),
