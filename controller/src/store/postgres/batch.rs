@@ -53,8 +53,7 @@ pub(super) async fn run(
             "a batch completes one task twice (the combiner keeps them apart)",
         ));
     }
-    let live = lock_agents(c, items).await?;
-    let mut refused = fence(c, items).await?;
+    let (live, mut refused) = lock_and_fence(c, items).await?;
     for (item, refusal) in items.iter().zip(&refused) {
         let Some(completion) = item.completion.as_ref().filter(|_| refusal.is_none()) else {
             continue;
@@ -126,95 +125,109 @@ pub(super) async fn run(
         .collect())
 }
 
+const LOCK_AGENTS: &str = "SELECT name, session, state FROM agents WHERE name = ANY($1)
+                           ORDER BY name FOR KEY SHARE";
+const LOCK_TASKS: &str = "SELECT t.job_id, t.task_id, t.attempts FROM tasks t
+                          JOIN unnest($1::text[], $2::text[]) AS u(job_id, task_id)
+                            ON t.job_id = u.job_id AND t.task_id = u.task_id
+                          ORDER BY t.job_id, t.task_id FOR UPDATE OF t";
+const READ_ATTEMPTS: &str = "SELECT a.job_id, a.task_id, a.number, a.state, a.agent FROM attempts a
+                             JOIN unnest($1::text[], $2::text[], $3::int8[])
+                                  AS u(job_id, task_id, number)
+                               ON a.job_id = u.job_id AND a.task_id = u.task_id
+                              AND a.number = u.number";
+
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+/// `sql` prepared on `c`, if `needed`.
+async fn prepare_if(
+    c: &Conn,
+    needed: bool,
+    sql: &'static str,
+) -> Result<Option<tokio_postgres::Statement>, StoreError> {
+    match needed {
+        true => c.statement(sql).await.map(Some),
+        false => Ok(None),
+    }
+}
+
+/// The rows of `stmt`, if there is one; sent when first polled.
+async fn query_if(
+    c: &Conn,
+    stmt: Option<tokio_postgres::Statement>,
+    params: &[Param<'_>],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    match stmt {
+        Some(stmt) => c.query_prepared(&stmt, params).await,
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Locks the rows of the agents that claim (in name order, `FOR KEY SHARE` as
-/// `dispatch::lock_session`) and returns the (agent, session) pairs that are live and ready.
-async fn lock_agents<'a>(
+/// `dispatch::lock_session`), then the tasks the items finish (in key order), and fences their
+/// attempts as `transitions::fence_locked` does: the (agent, session) pairs that are live and
+/// ready, and each item's refusal, if any. The three statements are prepared first, then sent
+/// together in that order (one round trip); PostgreSQL runs the attempts' read once the locks
+/// are held, so it sees the end of an attempt by whoever held one before.
+#[allow(clippy::type_complexity)]
+async fn lock_and_fence<'a>(
     c: &Conn,
     items: &'a [Item],
-) -> Result<HashSet<(&'a String, &'a String)>, StoreError> {
+) -> Result<(HashSet<(&'a String, &'a String)>, Vec<Option<StoreError>>), StoreError> {
     let mut names: Vec<&str> = items
         .iter()
         .filter_map(|i| i.claim.as_ref().map(|c| c.agent.as_str()))
         .collect();
-    if names.is_empty() {
-        return Ok(HashSet::new());
-    }
     names.sort_unstable();
     names.dedup();
+    let keys: Vec<&AttemptKey> = items
+        .iter()
+        .filter_map(|i| i.completion.as_ref())
+        .map(|c| &c.report.finish.attempt)
+        .collect();
+    let job_ids: Vec<&str> = keys.iter().map(|k| k.job_id.as_str()).collect();
+    let task_ids: Vec<&str> = keys.iter().map(|k| k.task_id.as_str()).collect();
+    let numbers: Vec<i64> = keys.iter().map(|k| i64::from(k.attempt)).collect();
+    let (agents, lock, read) = tokio::join!(
+        prepare_if(c, !names.is_empty(), LOCK_AGENTS),
+        prepare_if(c, !keys.is_empty(), LOCK_TASKS),
+        prepare_if(c, !keys.is_empty(), READ_ATTEMPTS),
+    );
+    let (agents, lock, read) = (agents?, lock?, read?);
+    let agent_params: [Param; 1] = [&names];
+    let lock_params: [Param; 2] = [&job_ids, &task_ids];
+    let read_params: [Param; 3] = [&job_ids, &task_ids, &numbers];
+    let (agent_rows, locked, found_rows) = tokio::join!(
+        query_if(c, agents, &agent_params),
+        query_if(c, lock, &lock_params),
+        query_if(c, read, &read_params),
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (agent_rows, locked, found_rows) = (agent_rows?, locked?, found_rows?);
     let mut ready: HashMap<String, String> = HashMap::new();
-    for r in c
-        .query(
-            "SELECT name, session, state FROM agents WHERE name = ANY($1)
-             ORDER BY name FOR KEY SHARE",
-            &[&names],
-        )
-        .await?
-    {
-        if col::<&str>(&r, 2)? == "ready" {
-            ready.insert(col(&r, 0)?, col(&r, 1)?);
+    for r in &agent_rows {
+        if col::<&str>(r, 2)? == "ready" {
+            ready.insert(col(r, 0)?, col(r, 1)?);
         }
     }
-    Ok(items
+    let live = items
         .iter()
         .filter_map(|i| i.claim.as_ref())
         .filter(|c| ready.get(&c.agent) == Some(&c.session))
         .map(|c| (&c.agent, &c.session))
-        .collect())
-}
-
-/// Locks the tasks the items finish (in key order) and fences their attempts as
-/// `transitions::fence_locked` does, one statement for all: each item's refusal, if any.
-async fn fence(c: &Conn, items: &[Item]) -> Result<Vec<Option<StoreError>>, StoreError> {
-    let keys: Vec<(&str, &AttemptKey)> = items
-        .iter()
-        .filter_map(|i| i.completion.as_ref())
-        .map(|c| (c.report.finish.agent.as_str(), &c.report.finish.attempt))
         .collect();
-    if keys.is_empty() {
-        return Ok(items.iter().map(|_| None).collect());
-    }
-    let job_ids: Vec<&str> = keys.iter().map(|(_, k)| k.job_id.as_str()).collect();
-    let task_ids: Vec<&str> = keys.iter().map(|(_, k)| k.task_id.as_str()).collect();
-    let numbers: Vec<i64> = keys.iter().map(|(_, k)| i64::from(k.attempt)).collect();
-    // The read is sent with the locks, after them (prepared first, so that nothing reorders
-    // them); PostgreSQL runs it once the locks are held, so it sees the end of an attempt by
-    // whoever held one before.
-    let (lock, read) = tokio::join!(
-        c.statement(
-            "SELECT t.job_id, t.task_id, t.attempts FROM tasks t
-             JOIN unnest($1::text[], $2::text[]) AS u(job_id, task_id)
-               ON t.job_id = u.job_id AND t.task_id = u.task_id
-             ORDER BY t.job_id, t.task_id FOR UPDATE OF t",
-        ),
-        c.statement(
-            "SELECT a.job_id, a.task_id, a.number, a.state, a.agent FROM attempts a
-             JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(job_id, task_id, number)
-               ON a.job_id = u.job_id AND a.task_id = u.task_id AND a.number = u.number",
-        ),
-    );
-    // The first failure in the order sent: what follows it only says the transaction aborted.
-    let (lock, read) = (lock?, read?);
-    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&job_ids, &task_ids];
-    let read_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&job_ids, &task_ids, &numbers];
-    let (locked, read) = tokio::join!(
-        c.query_prepared(&lock, &lock_params),
-        c.query_prepared(&read, &read_params),
-    );
-    // The first failure in the order sent: what follows it only says the transaction aborted.
-    let (locked, read) = (locked?, read?);
     let mut current: HashMap<(String, String), i64> = HashMap::new();
     for r in &locked {
         current.insert((col(r, 0)?, col(r, 1)?), col(r, 2)?);
     }
     let mut found: HashMap<(String, String, i64), (String, String)> = HashMap::new();
-    for r in &read {
+    for r in &found_rows {
         found.insert(
             (col(r, 0)?, col(r, 1)?, col(r, 2)?),
             (col(r, 3)?, col(r, 4)?),
         );
     }
-    Ok(items
+    let refused = items
         .iter()
         .map(|item| {
             let completion = item.completion.as_ref()?;
@@ -230,5 +243,6 @@ async fn fence(c: &Conn, items: &[Item]) -> Result<Vec<Option<StoreError>>, Stor
             )
             .err()
         })
-        .collect())
+        .collect();
+    Ok((live, refused))
 }

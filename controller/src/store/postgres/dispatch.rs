@@ -189,12 +189,25 @@ pub(super) async fn claim_for(
         let first = reqs[group[0]];
         let want: usize = group.iter().map(|&i| reqs[i].max as usize).sum();
         let mut got: Vec<Picked> = Vec::new();
-        for queue in &first.queues {
-            if got.len() >= want {
-                break;
+        let picks = async {
+            for queue in &first.queues {
+                if got.len() >= want {
+                    break;
+                }
+                pick(c, &first.labels, queue, want, now, &mut got, cursors).await?;
             }
-            pick(c, &first.labels, queue, want, now, &mut got, cursors).await?;
-        }
+            Ok::<(), StoreError>(())
+        };
+        // When the next queued task becomes eligible, for agents that get nothing: asked with
+        // the picks (one round trip), read only if needed.
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&first.queues, &now];
+        let next = c.query_one(
+            "SELECT MIN(ready_at) FROM tasks WHERE state = 'queued' AND queue = ANY($1) AND ready_at > $2",
+            &params,
+        );
+        let (picked_all, next) = tokio::join!(picks, next);
+        picked_all?;
+        let next: Option<Millis> = col(&next?, 0)?;
         let short = got.len() < want;
         let mut got = got.into_iter();
         let mut empty = Vec::new();
@@ -205,14 +218,7 @@ pub(super) async fn claim_for(
                 empty.push(i);
             }
         }
-        if short && !empty.is_empty() {
-            let next = c
-                .query_one(
-                    "SELECT MIN(ready_at) FROM tasks WHERE state = 'queued' AND queue = ANY($1) AND ready_at > $2",
-                    &[&first.queues, &now],
-                )
-                .await?;
-            let next: Option<Millis> = col(&next, 0)?;
+        if short {
             for i in empty {
                 claimed[i].next_ready_at = next;
             }

@@ -329,7 +329,9 @@ const LOOK_BACK_MS: i64 = 10_000;
 /// (`since`, less `LOOK_BACK_MS`)? Watchers are always woken (a job may have changed); parked
 /// polls only when such work waits — a notification lost, a retry's delay over — so that
 /// thousands of idle agents do not each run a claim every `FALLBACK_PERIOD`, nor for as long
-/// as a task waits that none of them can take.
+/// as a task waits that none of them can take. It reads the index of queued tasks whole (no
+/// queue to start from), once a period: an index of its own, by `ready_at`, was also taken by
+/// the claims, which then sorted every queued task for each claim.
 async fn work_waiting(
     client: &tokio_postgres::Client,
     since: crate::model::Millis,

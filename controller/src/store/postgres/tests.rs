@@ -54,7 +54,7 @@ async fn migrations_applied_twice_change_nothing() {
             .iter()
             .map(|m| (m.0, m.1.as_str()))
             .collect::<Vec<_>>(),
-        [(1, "initial"), (2, "queued_by_ready_at")]
+        [(1, "initial")]
     );
     db.open().await.close().await;
     assert_eq!(migrations(&db).await, first, "nothing applied again");
@@ -77,14 +77,14 @@ async fn a_newer_schema_is_refused_naming_both_versions() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                known: 2
+                known: 1
             }
         ),
         "{err:?}"
     );
     let message = err.to_string();
     assert!(
-        message.contains("999") && message.contains(" 2 "),
+        message.contains("999") && message.contains(" 1 "),
         "{message}"
     );
 }
@@ -98,7 +98,7 @@ async fn concurrent_opens_of_a_fresh_database_both_succeed() {
     );
     a.unwrap().close().await;
     b.unwrap().close().await;
-    assert_eq!(migrations(&db).await.len(), 2, "each applied once");
+    assert_eq!(migrations(&db).await.len(), 1, "applied once");
 }
 
 #[tokio::test]
