@@ -168,7 +168,7 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError> {
-        transaction!(self, Mode::Write, |c| jobs::submit(c, &job, now))
+        transaction!(self, Mode::WriteKeyed, |c| jobs::submit(c, &job, now))
     }
 
     async fn submit_and_claim(
@@ -177,7 +177,7 @@ impl Store for PostgresStore {
         claims: Vec<ClaimRequest>,
         now: Millis,
     ) -> Result<Written<Vec<Claimed>, Submitted>, StoreError> {
-        let (submitted, claimed) = transaction!(self, Mode::Write, |c| async {
+        let (submitted, claimed) = transaction!(self, Mode::WriteKeyed, |c| async {
             let submitted = jobs::submit(c, &job, now).await?;
             let mut claimed = Vec::with_capacity(claims.len());
             for claim in &claims {

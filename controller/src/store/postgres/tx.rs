@@ -15,6 +15,9 @@ pub(super) const MAX_TRIES: u32 = 5;
 pub(super) enum Mode {
     /// A READ COMMITTED transaction that writes, taking row locks.
     Write,
+    /// `Write` for statements that take arrays of keys, planned as `BEGIN_BATCH` says: the
+    /// combiner's batches and submits.
+    WriteKeyed,
     /// A read of several statements in one snapshot.
     Snapshot,
     /// One statement, in its own implicit transaction.
@@ -25,7 +28,12 @@ pub(super) enum Mode {
 pub(super) async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), StoreError> {
     let sql = match mode {
         Mode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
-        Mode::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        Mode::WriteKeyed => BEGIN_BATCH,
+        // Reads by key: each statement's plan made once (see `BEGIN_BATCH`).
+        Mode::Snapshot => {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             SET LOCAL plan_cache_mode = force_generic_plan"
+        }
         Mode::Single => return Ok(()),
     };
     // Marked first: a call cancelled while it is in a transaction drops the connection.
@@ -34,12 +42,15 @@ pub(super) async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), Store
 }
 
 /// The `BEGIN` of the combiner's batches, whose statements join arrays of keys (a few to a
-/// hundred) to tables that grow by thousands of rows a second: each reaches rows by their
-/// indexes (every statement of a batch has one). Left to its costs, the planner scanned the
-/// whole attempts table for each batch until autovacuum had analysed it. Sent with the batch's
-/// first statements (`begin_with`).
-pub(super) const BEGIN_BATCH: &str =
-    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL enable_seqscan = off";
+/// hundred) to tables that grow by thousands of rows a second. Each statement reaches rows by
+/// its indexes (every statement of a batch has one): left to its costs, the planner scanned the
+/// whole attempts table for each batch until autovacuum had analysed it. And each runs the plan
+/// made once for it: with arrays for parameters a plan made for the values always looks
+/// cheaper, so PostgreSQL planned every statement again at each execution (0.1–0.25 ms each,
+/// more than running it). Sent with the batch's first statements (`begin_with`); submits begin
+/// with it too (`Mode::WriteKeyed`).
+pub(super) const BEGIN_BATCH: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
+     SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// Runs `body` in a write transaction begun by `begin` (simple-query statements), sent with
 /// its first statements rather than a round trip before them. `BEGIN` fails only with the
@@ -71,7 +82,7 @@ pub(super) async fn end<T>(
                 conn.in_transaction = false;
                 Ok(value)
             }
-            Err(e) if mode == Mode::Write && e.code().is_none() => Err(StoreError::Backend {
+            Err(e) if mode != Mode::Snapshot && e.code().is_none() => Err(StoreError::Backend {
                 message: format!(
                     "the connection to postgresql was lost while committing, so whether the change was made is unknown: {}",
                     pool::describe(&e)
