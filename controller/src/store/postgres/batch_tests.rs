@@ -3,59 +3,31 @@
 //! alone refused, a dependent released by two completions of one batch), and a batch whose
 //! statements fail is made again call by call, so that one bad completion fails no other.
 
-use std::collections::BTreeMap;
-
 use tokio::sync::oneshot;
 
 use super::batch::{self, Item};
 use super::combiner;
-use super::test_db::TestDb;
+use super::test_db::{new_job, register, shell_task, TestDb};
 use super::tx::{backoff, begin, end, Mode, MAX_TRIES};
 use super::{Conn, PostgresStore};
-use crate::model::{
-    AttemptFinish, AttemptKey, AttemptReport, JobState, NewJob, Outcome, RetryPolicy, TaskKind,
-    TaskSpec,
-};
-use crate::store::{AgentRegistration, ClaimRequest, Completion, Store, StoreError};
+use crate::model::{AttemptFinish, AttemptKey, AttemptReport, JobState, Outcome, TaskSpec};
+use crate::store::{ClaimRequest, Completion, Store, StoreError};
 
 fn task(id: &str, deps: &[&str]) -> TaskSpec {
-    TaskSpec {
-        id: id.into(),
-        queue: "q".into(),
-        labels: Default::default(),
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        kind: TaskKind::Shell {
-            command: "true".into(),
-        },
-        outputs: vec![],
-        timeout_ms: 0,
-        retry: RetryPolicy::default(),
-    }
+    shell_task(id, "q", deps)
 }
 
 /// A store with agents `a1` and `a2` (sessions `a1-s`, `a2-s`) and one job of `tasks`.
 async fn setup(db: &TestDb, tasks: Vec<TaskSpec>) -> (PostgresStore, String) {
     let store = db.open().await;
     for agent in ["a1", "a2"] {
-        let reg = AgentRegistration {
-            name: agent.into(),
-            session: format!("{agent}-s"),
-            queues: vec!["q".into()],
-            labels: Default::default(),
-            max_tasks: 8,
-            hostname: "h".into(),
-            version: "v".into(),
-        };
-        store.register_agent(reg, 1).await.unwrap();
+        register(&store, agent, &format!("{agent}-s"), "q", 8).await;
     }
-    let job = NewJob {
-        name: "batch".into(),
-        params: BTreeMap::new(),
-        tasks,
-        idempotency_key: None,
-        backfill: Default::default(),
-    };
-    let job_id = store.submit_job(job, 1).await.unwrap().job_id;
+    let job_id = store
+        .submit_job(new_job("batch", tasks), 1)
+        .await
+        .unwrap()
+        .job_id;
     (store, job_id)
 }
 

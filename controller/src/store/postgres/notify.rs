@@ -473,25 +473,8 @@ mod tests {
     async fn the_fallback_wakes_polls_for_work_that_became_eligible_lately_only() {
         let db = TestDb::new().await;
         let store = db.open().await;
-        let spec = crate::model::TaskSpec {
-            id: "t".into(),
-            queue: "nobody-serves-this".into(),
-            labels: Default::default(),
-            depends_on: vec![],
-            kind: crate::model::TaskKind::Shell {
-                command: "true".into(),
-            },
-            outputs: vec![],
-            timeout_ms: 0,
-            retry: Default::default(),
-        };
-        let job = crate::model::NewJob {
-            name: "waits".into(),
-            params: Default::default(),
-            tasks: vec![spec],
-            idempotency_key: None,
-            backfill: Default::default(),
-        };
+        let spec = crate::store::postgres::test_db::shell_task("t", "nobody-serves-this", &[]);
+        let job = crate::store::postgres::test_db::new_job("waits", vec![spec]);
         let queued_at = 1_000_000;
         store.submit_job(job, queued_at).await.unwrap();
         let client = db.client().await;

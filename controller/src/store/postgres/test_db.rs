@@ -118,3 +118,50 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A shell task of queue `queue` (`true`, the default retry policy) depending on `deps`.
+pub(crate) fn shell_task(id: &str, queue: &str, deps: &[&str]) -> crate::model::TaskSpec {
+    crate::model::TaskSpec {
+        id: id.into(),
+        queue: queue.into(),
+        labels: Default::default(),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        kind: crate::model::TaskKind::Shell {
+            command: "true".into(),
+        },
+        outputs: vec![],
+        timeout_ms: 0,
+        retry: Default::default(),
+    }
+}
+
+/// A job named `name` of `tasks`, without parameters, key or backfill.
+pub(crate) fn new_job(name: &str, tasks: Vec<crate::model::TaskSpec>) -> crate::model::NewJob {
+    crate::model::NewJob {
+        name: name.into(),
+        params: Default::default(),
+        tasks,
+        idempotency_key: None,
+        backfill: Default::default(),
+    }
+}
+
+/// Registers agent `name` with session `session`, serving `queue` with `max_tasks` slots.
+pub(crate) async fn register(
+    store: &dyn crate::store::Store,
+    name: &str,
+    session: &str,
+    queue: &str,
+    max_tasks: u32,
+) {
+    let reg = crate::store::AgentRegistration {
+        name: name.into(),
+        session: session.into(),
+        queues: vec![queue.into()],
+        labels: Default::default(),
+        max_tasks,
+        hostname: "h".into(),
+        version: "v".into(),
+    };
+    store.register_agent(reg, 1).await.unwrap();
+}

@@ -341,51 +341,25 @@ async fn touches_extend_live_sessions_and_silence_is_listed() {
 /// exact, no claim of one task twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_claims_and_completions_of_one_job_serialise() {
-    use crate::model::{NewJob, RetryPolicy, TaskKind, TaskSpec};
+    use crate::model::TaskSpec;
     let db = TestDb::new().await;
     let store: Arc<dyn Store> = Arc::new(db.open().await);
     const ROOTS: usize = 24;
-    let task = |id: String, deps: Vec<String>| TaskSpec {
-        id,
-        queue: "q".into(),
-        labels: Default::default(),
-        depends_on: deps,
-        kind: TaskKind::Shell {
-            command: "true".into(),
-        },
-        outputs: vec![],
-        timeout_ms: 0,
-        retry: RetryPolicy::default(),
+    let task = |id: String, deps: Vec<String>| {
+        let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+        super::test_db::shell_task(&id, "q", &deps)
     };
     let roots: Vec<String> = (0..ROOTS).map(|i| format!("r{i:02}")).collect();
     let mut tasks: Vec<TaskSpec> = roots.iter().map(|r| task(r.clone(), vec![])).collect();
     tasks.push(task("last".into(), roots.clone()));
     let job = store
-        .submit_job(
-            NewJob {
-                name: "wide".into(),
-                params: Default::default(),
-                tasks,
-                idempotency_key: None,
-                backfill: Default::default(),
-            },
-            1,
-        )
+        .submit_job(super::test_db::new_job("wide", tasks), 1)
         .await
         .unwrap()
         .job_id;
     let agents: Vec<String> = (0..8).map(|i| format!("a{i}")).collect();
     for agent in &agents {
-        let reg = crate::store::AgentRegistration {
-            name: agent.clone(),
-            session: format!("{agent}-1"),
-            queues: vec!["q".into()],
-            labels: Default::default(),
-            max_tasks: 4,
-            hostname: "h".into(),
-            version: "v".into(),
-        };
-        store.register_agent(reg, 1).await.unwrap();
+        super::test_db::register(&*store, agent, &format!("{agent}-1"), "q", 4).await;
     }
     let workers = agents.iter().map(|agent| {
         let (store, agent) = (store.clone(), agent.clone());
