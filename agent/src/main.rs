@@ -19,6 +19,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any work; guardians above keep glibc's defaults (they move no data).
+    ferry_alloc::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

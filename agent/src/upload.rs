@@ -36,8 +36,7 @@ use crate::{
 /// Chunks read ahead of the transport, at most: with the one being read and the one being
 /// encoded, an upload holds about 10 MiB whatever the file's size. Eight rather than two
 /// keeps the reader busy while the transport takes its chunks in bursts (as HTTP/2 flow
-/// control opens): 1,004–1,092 MB/s against 879–1,027 with two, in 5 alternating pairs of
-/// `ferry-bench upload` on one machine, for 6 MiB more of agent memory.
+/// control opens); measured in `docs/decisions/0004-upload-path.md`.
 const IN_FLIGHT: usize = 8;
 /// An upload whose chunks the transport has not taken for this long (or, once all are sent,
 /// that has no answer) is dropped and resumed.
@@ -77,7 +76,6 @@ pub(crate) async fn upload_all(
     kill: &KillSwitch,
     outputs: &[Output],
 ) -> Result<Vec<OutputFile>, Stop> {
-    keep_chunk_memory();
     let mut done = Vec::with_capacity(outputs.len());
     for output in outputs {
         done.push(upload_one(client, attempt, kill, output).await?);
@@ -358,36 +356,5 @@ async fn send_from(
             }
             () = kill.abort.cancelled() => return Err(Sent::Aborted),
         }
-    }
-}
-
-/// Keeps the memory of freed upload buffers in the process. An upload allocates and frees
-/// MiB-sized buffers for every chunk (the chunk, and tonic's buffer that encodes it); with
-/// glibc's default, sliding thresholds the freed top of a heap is handed back to the kernel
-/// and faulted in, zeroed, for the next chunk. Measured uploading 2 GiB: 2.75-2.95 s of agent
-/// CPU with the defaults, 2.4-2.6 s with fixed thresholds (perf: `clear_page_erms`,
-/// `exc_page_fault`, `unmap_page_range` gone). Memory kept is bounded by `TRIM` per arena,
-/// and only ever what the agent used at its peak.
-fn keep_chunk_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            use std::os::raw::c_int;
-            const M_TRIM_THRESHOLD: c_int = -1;
-            const M_MMAP_THRESHOLD: c_int = -3;
-            /// Allocations below this come from the heap, not a `mmap` of their own.
-            const MMAP: c_int = 8 << 20;
-            /// Free memory at the top of a heap beyond this goes back to the kernel.
-            const TRIM: c_int = 32 << 20;
-            extern "C" {
-                fn mallopt(param: c_int, value: c_int) -> c_int;
-            }
-            // SAFETY: `mallopt` only sets allocator thresholds; glibc makes it thread-safe.
-            unsafe {
-                mallopt(M_MMAP_THRESHOLD, MMAP);
-                mallopt(M_TRIM_THRESHOLD, TRIM);
-            }
-        });
     }
 }

@@ -55,7 +55,6 @@ impl Upload {
     /// so that receiving the next chunks overlaps checking and writing this one.
     /// Close it (which waits for it) before `finish`.
     pub fn pipeline(&self) -> Pipeline {
-        keep_chunk_memory();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(PIPELINE_DEPTH);
         let (entry, name, from) = (self.entry.clone(), self.name.clone(), self.resumed_at);
         let reservation = self.reservation.clone();
@@ -172,37 +171,6 @@ impl Pipeline {
     }
 }
 
-/// Keeps the memory of freed chunk buffers in the process. Every chunk received allocates
-/// MiB-sized buffers (hyper's and tonic's read buffers, the message's `Vec`) and frees them;
-/// with glibc's default, sliding thresholds the freed top of a heap goes back to the kernel
-/// and is faulted in, zeroed, for the next chunk. Measured receiving 2 GiB (perf): 11% of
-/// the controller's CPU in page faults under `memmove`, `_copy_to_iter`, `sysmalloc` and
-/// `_int_realloc` with the defaults. Memory kept is bounded by `TRIM` per arena, and only
-/// ever what the process used at its peak.
-fn keep_chunk_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            use std::os::raw::c_int;
-            const M_TRIM_THRESHOLD: c_int = -1;
-            const M_MMAP_THRESHOLD: c_int = -3;
-            /// Allocations below this come from a heap, not a `mmap` of their own.
-            const MMAP: c_int = 8 << 20;
-            /// Free memory at the top of a heap beyond this goes back to the kernel.
-            const TRIM: c_int = 32 << 20;
-            extern "C" {
-                fn mallopt(param: c_int, value: c_int) -> c_int;
-            }
-            // SAFETY: `mallopt` only sets allocator thresholds; glibc makes it thread-safe.
-            unsafe {
-                mallopt(M_MMAP_THRESHOLD, MMAP);
-                mallopt(M_TRIM_THRESHOLD, TRIM);
-            }
-        });
-    }
-}
-
 /// Checks and appends one chunk to a staged file. A chunk the data directory's free space
 /// cannot take (by the reserve's count, or `ENOSPC`) removes the partial file: `NoSpace`.
 fn write_chunk(
@@ -290,9 +258,7 @@ fn declare_sha256(entry: &Entry, name: &str, sha256: String) -> Result<(), Artif
 /// disk at once (`sync_file_range`), and what lies `KEEP` behind is waited for and dropped
 /// from the page cache. The dirty pages of an upload thus stay a few tens of MiB whatever
 /// the file's size (no dirty-page throttling, a cheap final fsync), and the page-cache pages
-/// are recycled while still warm. Measured on this 2-core VM, writing 2 GiB in 1 MiB
-/// `pwrite`s: 0.5 GB/s and 4 s of system time into fresh page-cache pages (each one the
-/// first touch of guest memory the host had reclaimed), 3-3.7 GB/s and 0.5 s with this.
+/// are recycled while still warm (measured in `docs/decisions/0004-upload-path.md`).
 struct WriteBehind {
     /// Handed to the disk up to here.
     submitted: u64,
