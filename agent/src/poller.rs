@@ -60,9 +60,8 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
                 accept(&agent, &session, resp.assignments).await;
                 if started_some {
                     // Let the attempts just started reach their process spawn before the next
-                    // poll goes out: a task's start then waits on no RPC of ours. Measured
-                    // (`ferry-bench latency`, alternating runs): the submit RPC's p50 fell
-                    // from 1.44–1.50 ms to 0.93–0.98, the job's p99 from 4.1–4.7 to 3.5–4.0.
+                    // poll goes out: a task's start then waits on no RPC of ours
+                    // (docs/decisions/0011-latency-on-small-hosts.md).
                     tokio::task::yield_now().await;
                 }
                 fast_empty = if empty && started.elapsed() < MIN_EMPTY_POLL {

@@ -1,8 +1,10 @@
 //! An S3-compatible object-store client for artifacts: where (`location`), how to sign
 //! (`sigv4`, header signing and presigned URLs) and the operations (`client`).
 //!
-//! Self-contained: plain `http://` endpoints over HTTP/1.1 (moto, MinIO on a private network);
-//! `https://` is refused with a clear error until TLS is added. Used by `artifacts::object`.
+//! `http://` and `https://` endpoints over HTTP/1.1, through the connector the agent's and the
+//! CLI's presigned transfers use too (`ferry_proto::https`: the system's CAs and
+//! `AWS_CA_BUNDLE`'s). Used by `artifacts::object`. Why our own client:
+//! `docs/decisions/0002-own-s3-client.md`.
 
 pub mod client;
 pub mod location;

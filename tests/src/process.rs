@@ -57,8 +57,8 @@ impl Drop for TestDir {
 /// build outputs and the toolchain's libraries; cargo says it ran us through `CARGO`), so
 /// that the binaries run as a user's would: they need no library of their own. The agent's
 /// tasks inherit its environment, and with that variable every `/bin/sh` looked for
-/// `libc.so.6` in each of those directories first (dozens of failed `openat`s per process,
-/// 0.3 ms of CPU per task in the throughput benchmark).
+/// `libc.so.6` in each of those directories first (dozens of failed `openat`s per process;
+/// the cost: `docs/decisions/0011-latency-on-small-hosts.md`).
 fn without_cargo_library_path(cmd: &mut Command) {
     if std::env::var_os("CARGO").is_some() {
         cmd.env_remove("LD_LIBRARY_PATH");

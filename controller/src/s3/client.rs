@@ -1,8 +1,8 @@
 //! `S3Client`: the operations the controller needs (small puts, multipart create/complete/
 //! abort, presigned part/GET/PUT URLs, HEAD, DELETE, ListObjectsV2) over HTTP/1.1.
 //!
-//! Plain `http://` endpoints only for now (hyper's HTTP connector); an `https://` endpoint is
-//! refused by `new` until a TLS connector is added.
+//! `http://` and `https://` endpoints (hyper with `ferry_proto::https`'s connector, which
+//! trusts the system's CAs and `AWS_CA_BUNDLE`'s).
 //!
 //! Here the client itself (building it, its settings); the operations are split by concern:
 //! `objects` (the bucket, single objects, listings), `multipart` (multipart uploads and their

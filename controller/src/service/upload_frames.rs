@@ -1,6 +1,6 @@
 //! `UploadOutput` without tonic's decoder. tonic copies every HTTP/2 frame of a request into a
 //! buffer of its own before it decodes a message: for an upload, a second copy of every byte
-//! (about 5 % of the controller's CPU, perf, `ferry-bench upload`). Here the request body is
+//! (what it cost: `docs/decisions/0004-upload-path.md`). Here the request body is
 //! read frame by frame and each message decoded straight from the frame that carried it, so
 //! a chunk's data stays a slice of hyper's read buffer. The agent sizes its messages to fit
 //! one frame; a message that spans frames (the first, with its header, or one cut by flow

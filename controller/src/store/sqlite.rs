@@ -46,7 +46,7 @@ pub struct SqliteStore {
 
 /// Prepared statements each connection keeps. rusqlite's default (16) is fewer than the
 /// writer's distinct statements, so the cache thrashed: every claim and completion parsed its
-/// SQL again (a tenth of the controller's CPU in the latency benchmark).
+/// SQL again (`docs/decisions/0006-sqlite-group-commit.md`).
 const STATEMENT_CACHE: usize = 256;
 
 /// A database failure, kept as the error's source. SQLite busy or locked (another connection

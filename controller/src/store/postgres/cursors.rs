@@ -4,12 +4,13 @@
 //! A claimed task leaves a dead entry in the index until PostgreSQL can remove it, which a
 //! transaction open anywhere in the database (a report, a forgotten `psql` session) postpones
 //! for as long as it stays open: read from its start, each claim would step over every task
-//! dispatched since that transaction began (640 index entries per task after 100,000 tasks,
-//! `ferry-bench dispatch --long-transaction`). Claims go in index order, so what lies behind
-//! the cursor is claimed, or not for these labels, or locked by another claim that may yet
-//! roll back, or queued with an older `ready_at` since (a clock behind, the same millisecond):
-//! once a second, a claim looks behind the cursor first, so such a task waits about a second
-//! at worst — the bound a lost wake-up has too — and is never starved by work ahead of it.
+//! dispatched since that transaction began (measured in
+//! `docs/decisions/0008-postgres-combiner-and-claim-cursors.md`). Claims go in index order, so
+//! what lies behind the cursor is claimed, or not for these labels, or locked by another claim
+//! that may yet roll back, or queued with an older `ready_at` since (a clock behind, the same
+//! millisecond): once a second, a claim looks behind the cursor first, so such a task waits
+//! about a second at worst — the bound a lost wake-up has too — and is never starved by work
+//! ahead of it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

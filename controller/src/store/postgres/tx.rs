@@ -46,9 +46,9 @@ pub(super) async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), Store
 /// its indexes (every statement of a batch has one): left to its costs, the planner scanned the
 /// whole attempts table for each batch until autovacuum had analysed it. And each runs the plan
 /// made once for it: with arrays for parameters a plan made for the values always looks
-/// cheaper, so PostgreSQL planned every statement again at each execution (0.1–0.25 ms each,
-/// more than running it). Sent with the batch's first statements (`begin_with`); submits begin
-/// with it too (`Mode::WriteKeyed`).
+/// cheaper, so PostgreSQL planned every statement again at each execution, which cost more
+/// than running it (`docs/decisions/0008-postgres-combiner-and-claim-cursors.md`). Sent with
+/// the batch's first statements (`begin_with`); submits begin with it too (`Mode::WriteKeyed`).
 pub(super) const BEGIN_BATCH: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
      SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan";
 

@@ -71,11 +71,11 @@ impl Drop for ReadTx<'_> {
 impl SqliteStore {
     /// Runs a read of a few rows on the caller's thread. Such a read costs tens of
     /// microseconds, less than the two thread hand-offs of the blocking pool (on a VM each
-    /// one may wake an idle vCPU): measured in the latency benchmark, 0.2 ms less per job on
-    /// the controller's CPU and at the median. `None` (the caller then reads on the pool)
-    /// when `f` finds the read larger than a point read (it answers `Ok(None)`), when another
-    /// thread holds this connection, and when SQLite is busy or fails: this connection never
-    /// waits (`busy_timeout = 0`), so a runtime thread never sleeps here.
+    /// one may wake an idle vCPU; `docs/decisions/0011-latency-on-small-hosts.md`). `None`
+    /// (the caller then reads on the pool) when `f` finds the read larger than a point read (it
+    /// answers `Ok(None)`), when another thread holds this connection, and when SQLite is busy
+    /// or fails: this connection never waits (`busy_timeout = 0`), so a runtime thread never
+    /// sleeps here.
     pub(super) fn read_now<R>(
         &self,
         f: impl FnOnce(&Connection) -> Result<Option<R>, StoreError>,
