@@ -2,13 +2,13 @@
 //! nothing of the guardian's, stdin from `/dev/null`, in a process group of its own and — with
 //! cgroup v2 — born in the attempt's cgroup (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7).
 //! Writing a running process into `cgroup.procs` instead is a cgroup migration, which waits
-//! for an RCU grace period (about a millisecond here, doubling the cost of a short task) and
-//! holds up every fork on the machine meanwhile; it is kept only for kernels without
-//! `CLONE_INTO_CGROUP`.
+//! for an RCU grace period (as long as a short task's whole run) and holds up every fork on
+//! the machine meanwhile; it is kept only for kernels without `CLONE_INTO_CGROUP`.
 //!
 //! On x86-64 the child shares the guardian's memory until it execs (`CLONE_VM | CLONE_VFORK`
-//! on a stack of its own, as `posix_spawn` does): a copied address space and its page faults
-//! cost a short task about 0.2 ms. Elsewhere it is a copy, as after `fork`.
+//! on a stack of its own, as `posix_spawn` does), sparing a short task the copy of an address
+//! space and its page faults. Elsewhere it is a copy, as after `fork`. The figures:
+//! `docs/decisions/0010-per-attempt-guardian.md`.
 
 use std::{
     ffi::{c_void, CString, OsString},
