@@ -1,0 +1,437 @@
+//! One run: set up (before any thread: the run's directory, the password, the environment
+//! every process inherits), start the fleet, inject the schedule while submitting the workload
+//! and running the extracts, heal, wait for every job to end, read the record, stop
+//! everything, check and print.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use ferry_tests::Cli;
+
+use crate::{
+    checks::{self, Check},
+    disk::SmallDisk,
+    extract::{self, Source},
+    faults,
+    fleet::{Fleet, Settings, StoreKind, PASSWORD_ENV},
+    ledger::Ledger,
+    leftovers, record, recovery,
+    report::{self, Figures},
+    schedule::{self, Kind},
+    submit,
+    workload::{self, JobPlan, Kind as TaskKind},
+    Args,
+};
+
+/// Share of the duration over which the jobs are submitted.
+const SUBMIT_SHARE: f64 = 0.7;
+
+pub struct Setup {
+    pub seed: u64,
+    /// The run's id: in every task's environment (`FERRY_PARAM_CHAOS_RUN`) and its paths.
+    pub run: String,
+    pub root: PathBuf,
+    pub secret: String,
+}
+
+impl Setup {
+    /// Makes the run's directory (its `tmp/` becomes `TMPDIR`, so that every process's dir of
+    /// the harness is inside it) and puts the datasource's password in the environment, before
+    /// any thread exists.
+    pub fn new(args: &Args) -> Result<Self> {
+        let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+        let run = format!("{seed}-{}", std::process::id());
+        let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        let root = parent.join(format!("ferry-chaos-{run}"));
+        std::fs::create_dir_all(root.join("tmp"))
+            .with_context(|| format!("creating {}", root.display()))?;
+        // Tasks may run as another user than the agent's: they must be able to append.
+        let ledger_dir = root.join("ledger");
+        std::fs::create_dir_all(&ledger_dir)?;
+        for dir in [&root, &ledger_dir] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
+        }
+        std::fs::write(ledger_dir.join("ledger"), "")?;
+        std::fs::set_permissions(
+            ledger_dir.join("ledger"),
+            std::fs::Permissions::from_mode(0o666),
+        )?;
+        let secret = format!(
+            "chaos-pw-{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        );
+        std::fs::write(root.join("secret.txt"), &secret)?;
+        std::fs::set_permissions(
+            root.join("secret.txt"),
+            std::fs::Permissions::from_mode(0o644),
+        )?;
+        // SAFETY-free in edition 2021; no other thread exists yet.
+        std::env::set_var("TMPDIR", root.join("tmp"));
+        std::env::set_var(PASSWORD_ENV, &secret);
+        Ok(Self {
+            seed,
+            run,
+            root,
+            secret,
+        })
+    }
+
+    fn ledger(&self) -> PathBuf {
+        self.root.join("ledger").join("ledger")
+    }
+
+    fn secret_file(&self) -> PathBuf {
+        self.root.join("secret.txt")
+    }
+}
+
+/// Runs everything; the number of invariant violations.
+pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
+    let began = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(setup.seed);
+    let mut kinds: Vec<Kind> = if args.faults.is_empty() {
+        schedule::ALL.to_vec()
+    } else {
+        args.faults.clone()
+    };
+    let disk = match SmallDisk::mount(&setup.root.join("disk")) {
+        Ok(disk) => Some(disk),
+        Err(e) => {
+            if kinds.contains(&Kind::DiskFull) {
+                eprintln!("[chaos] no full-disk faults: cannot mount the data disk ({e:#})");
+                kinds.retain(|k| *k != Kind::DiskFull);
+            }
+            None
+        }
+    };
+    let settings = Settings {
+        store: args.store,
+        controllers: args.controllers,
+        agents: args.agents.max(1),
+        slots: args.slots,
+        agent_timeout: args.agent_timeout,
+        heartbeat: args.agent_timeout / 8,
+    };
+    let controllers = match args.store {
+        StoreKind::Sqlite => 1,
+        StoreKind::Postgres => args.controllers.max(1),
+    };
+    let plans = workload::plan(&mut rng, &setup.run, args.tasks);
+    let schedule = schedule::plan(
+        &mut rng,
+        &kinds,
+        args.duration,
+        settings.agents,
+        controllers,
+        args.agent_timeout,
+    );
+    println!(
+        "== ferry-chaos --seed {} --duration {} --tasks {} --store {:?} ({controllers} \
+         controllers), {} agents x {} slots, agent timeout {}; run {}",
+        setup.seed,
+        humantime::format_duration(args.duration),
+        args.tasks,
+        args.store,
+        settings.agents,
+        settings.slots,
+        humantime::format_duration(args.agent_timeout),
+        setup.root.display()
+    );
+    println!(
+        "planned: {} jobs, {} tasks, {} faults",
+        plans.len(),
+        plans.iter().map(|j| j.tasks.len()).sum::<usize>(),
+        schedule.len()
+    );
+
+    let mut fleet = Fleet::start(&settings, &setup.root, disk).await?;
+    let cli = Arc::new(fleet.cli()?);
+    let mut source = Source::create().await?;
+    let extract_job = source.job(&setup.run);
+
+    // The run: faults and submissions; the source grows and extracts run until both are done.
+    let start = Instant::now();
+    let stop = AtomicBool::new(false);
+    let main_part = async {
+        let (injected, submitted) = tokio::join!(
+            faults::run(&mut fleet, &schedule, start, start + args.duration),
+            submit_all(
+                &cli,
+                &plans,
+                setup,
+                start,
+                args.duration.mul_f64(SUBMIT_SHARE)
+            ),
+        );
+        stop.store(true, Ordering::Relaxed);
+        (injected, submitted)
+    };
+    let ((injected, submitted), grown, extracts) = tokio::join!(
+        main_part,
+        source.grow(&stop),
+        extract::runs(&cli, &extract_job, &setup.run, &stop),
+    );
+    let outcome = async {
+        let injected = injected?;
+        let ids = submitted?;
+        grown?;
+        Ok::<_, anyhow::Error>((injected, ids, extracts?))
+    }
+    .await;
+    faults::heal_all(&mut fleet).await?;
+    let (injected, ids, mut extract_ids) = outcome?;
+    println!(
+        "faults done ({} injected), {} jobs submitted; waiting for every job to end",
+        injected.len(),
+        ids.len()
+    );
+    wait_all_final(&cli, args.drain_timeout).await?;
+
+    // One more extract, with no fault: it must take every row left.
+    let path = cli.write_job(&extract_job)?;
+    let last = submit::submit(&cli, &path, &format!("chaos-extract-{}-final", setup.run)).await?;
+    extract::wait_final(&cli, &last, Duration::from_secs(300)).await?;
+    extract_ids.push(last);
+
+    let mut checks = Vec::new();
+    let jobs = record::jobs(&cli, &ids).await?;
+    let plan_of: HashMap<String, &JobPlan> = ids.iter().cloned().zip(plans.iter()).collect();
+    let with_uploads: Vec<String> = ids
+        .iter()
+        .zip(&plans)
+        .filter(|(_, p)| {
+            p.tasks
+                .iter()
+                .any(|t| matches!(t.kind, TaskKind::Upload(_)))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    let listed = record::each(&cli, &with_uploads, |cli, id| async move {
+        record::outputs(&cli, &id).await
+    })
+    .await?;
+    let outputs: HashMap<String, Vec<record::OutputRec>> =
+        with_uploads.into_iter().zip(listed).collect();
+    let task_logs = env_dump_logs(&cli, &jobs, &plan_of).await?;
+    let extract_check = check_extracts(&cli, &extract_ids, &source, &setup.root).await?;
+    let ledger = Ledger::parse(&std::fs::read_to_string(setup.ledger())?);
+    let published = fleet.data_dir().join("artifacts").join("published");
+    checks.push(checks::jobs_final(&jobs));
+    checks.push(checks::one_commit(&jobs, &ledger));
+    checks.push(checks::no_overlap(&ledger));
+    checks.push(checks::outputs(
+        &jobs, &plan_of, &outputs, &ledger, &published,
+    ));
+    checks.push(extract_check);
+    checks.push(checks::found(
+        "ledger lines whole (no torn append)",
+        ledger.lines,
+        ledger
+            .bad_lines
+            .iter()
+            .map(|l| format!("unreadable line {l:?}"))
+            .collect(),
+    ));
+
+    // Stop everything; then nothing of the run may be left in the process table.
+    fleet.stop_agents(Duration::from_secs(60)).await?;
+    fleet.stop_controllers(Duration::from_secs(60)).await?;
+    checks.push(no_process_left(setup, &ledger).await);
+    checks.push(no_secret(setup, &task_logs));
+    if let Err(e) = source.drop_table().await {
+        eprintln!("[chaos] {e:#}");
+    }
+
+    let worst = recovery::worst_by_kind(&injected, &jobs);
+    let mut figures = Figures {
+        jobs: jobs.len(),
+        tasks: jobs.iter().map(|j| j.tasks.len()).sum(),
+        attempts: BTreeMap::new(),
+        job_states: BTreeMap::new(),
+        extract_runs: extract_ids.len(),
+        source_rows: source.last_id,
+        ledger_lines: ledger.lines,
+        elapsed_s: began.elapsed().as_secs_f64(),
+    };
+    for job in &jobs {
+        *figures.job_states.entry(job.state.clone()).or_default() += 1;
+        for a in job.tasks.iter().flat_map(|t| &t.attempts) {
+            *figures.attempts.entry(a.state.clone()).or_default() += 1;
+        }
+    }
+    print!("{}", report::render(&figures, &worst, &checks));
+    let violations: usize = checks.iter().map(|c| c.violations.len()).sum();
+    if violations > 0 || args.keep {
+        keep_logs(&setup.root)?;
+    }
+    drop(fleet);
+    if violations == 0 && !args.keep {
+        if let Err(e) = std::fs::remove_dir_all(&setup.root) {
+            eprintln!("[chaos] removing {}: {e}", setup.root.display());
+        }
+    }
+    Ok(violations)
+}
+
+/// Submits the jobs evenly over `window`; their ids, in the plans' order.
+async fn submit_all(
+    cli: &Cli,
+    plans: &[JobPlan],
+    setup: &Setup,
+    start: Instant,
+    window: Duration,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(plans.len());
+    for (i, plan) in plans.iter().enumerate() {
+        let at = start + window.mul_f64(i as f64 / plans.len().max(1) as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let path = cli.write_job(&plan.toml(&setup.run, &setup.ledger(), &setup.secret_file()))?;
+        ids.push(submit::submit(cli, &path, &plan.key).await?);
+        std::fs::remove_file(&path)?;
+    }
+    Ok(ids)
+}
+
+/// Waits until no job is pending or running (`jobs list --state`).
+async fn wait_all_final(cli: &Cli, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut open = 0;
+        let mut answered = true;
+        for state in ["pending", "running"] {
+            match cli
+                .json(["jobs", "list", "--state", state, "--limit", "10000"])
+                .await
+            {
+                Ok(doc) => open += ferry_tests::job::items(&doc, "jobs")?.len(),
+                Err(_) => answered = false,
+            }
+        }
+        if answered && open == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{open} jobs still open {timeout:?} after the faults stopped");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The stored logs of every attempt of the tasks that printed their environment.
+async fn env_dump_logs(
+    cli: &Arc<Cli>,
+    jobs: &[record::JobRec],
+    plans: &HashMap<String, &JobPlan>,
+) -> Result<Vec<(String, String)>> {
+    let mut wanted = Vec::new();
+    for job in jobs {
+        let Some(plan) = plans.get(&job.id) else {
+            continue;
+        };
+        for task in plan.tasks.iter().filter(|t| t.kind == TaskKind::EnvDump) {
+            for a in job.task(&task.id).into_iter().flat_map(|t| &t.attempts) {
+                wanted.push(format!("{} {} {}", job.id, task.id, a.number));
+            }
+        }
+    }
+    let logs = record::each(cli, &wanted, |cli, key| async move {
+        let f: Vec<&str> = key.split(' ').collect();
+        record::log(&cli, f[0], f[1], f[2].parse()?).await
+    })
+    .await?;
+    Ok(wanted.into_iter().zip(logs).collect())
+}
+
+/// Each source row in exactly one succeeded run's extract; failed runs publish nothing; the
+/// last run (no faults) succeeded.
+async fn check_extracts(
+    cli: &Arc<Cli>,
+    ids: &[String],
+    source: &Source,
+    root: &Path,
+) -> Result<Check> {
+    let jobs = record::jobs(cli, ids).await?;
+    let dir = root.join("extracts");
+    let mut taken = Vec::new();
+    let mut violations = Vec::new();
+    for job in &jobs {
+        if job.state == "succeeded" {
+            taken.extend(extract::extracted(cli, &job.id, &dir).await?);
+        } else if !record::outputs(cli, &job.id).await?.is_empty() {
+            violations.push(format!(
+                "extract job {} is {} but published",
+                job.id, job.state
+            ));
+        }
+    }
+    if jobs.last().is_none_or(|j| j.state != "succeeded") {
+        violations.push("the last extract, run with no fault, did not succeed".to_owned());
+    }
+    violations.extend(extract::taken_once(&taken, source.last_id));
+    Ok(checks::found(
+        "watermarks: each source row extracted once",
+        source.last_id as usize,
+        violations,
+    ))
+}
+
+/// No process of the run alive once agents and controllers have stopped (a few seconds of
+/// grace for guardians that see their agent gone).
+async fn no_process_left(setup: &Setup, ledger: &Ledger) -> Check {
+    let pids = ledger.pids();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (seen, found) = leftovers::processes(&setup.run, &setup.root, &pids);
+        if found.is_empty() || Instant::now() >= deadline {
+            return checks::found(
+                "no process left behind (process table)",
+                seen + pids.len(),
+                found,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The password in no file of the run (logs, stores, data, ledger) and in no task's stored log.
+fn no_secret(setup: &Setup, task_logs: &[(String, String)]) -> Check {
+    let (files, mut found) =
+        leftovers::secret_in_files(&setup.root, &setup.secret, &setup.secret_file());
+    for (key, log) in task_logs {
+        if log.contains(&setup.secret) {
+            found.push(format!("the password is in the stored log of {key}"));
+        }
+    }
+    checks::found("no secret in any log", files + task_logs.len(), found)
+}
+
+/// Copies every `*.log` of the harness's dirs to `logs/` of the run, before they are removed.
+fn keep_logs(root: &Path) -> Result<()> {
+    let kept = root.join("logs");
+    let mut stack = vec![root.join("tmp")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let rel = path.strip_prefix(root.join("tmp"))?;
+                let to = kept.join(rel.to_string_lossy().replace('/', "__"));
+                std::fs::create_dir_all(&kept)?;
+                std::fs::copy(&path, &to)?;
+            }
+        }
+    }
+    eprintln!("[chaos] logs kept in {}", kept.display());
+    Ok(())
+}
