@@ -2,6 +2,8 @@
 
 mod controllers;
 mod datasources;
+mod limits;
+mod run_as;
 mod task_env;
 #[cfg(test)]
 mod tests;
@@ -14,6 +16,8 @@ use serde::{Deserialize, Deserializer};
 
 pub use controllers::redacted;
 pub use datasources::RawDatasource;
+pub use limits::{RawCgroup, RawRlimits, TaskLimits};
+pub use run_as::RunAs;
 
 /// Command-line flags. Every field is optional so that only flags actually given override the
 /// lower layers.
@@ -81,6 +85,14 @@ pub struct Cli {
     /// PATH of tasks [default: /usr/local/bin:/usr/bin:/bin].
     #[arg(long, value_name = "PATH")]
     pub task_path: Option<String>,
+    /// User (and group) shell tasks run as, `USER` or `USER:GROUP`; needs the agent to run as
+    /// root. An agent running as root without it refuses to start unless --allow-root-tasks.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub run_as: Option<String>,
+    /// Let an agent running as root run its tasks as root (without --run-as, or with
+    /// --run-as root).
+    #[arg(long)]
+    pub allow_root_tasks: bool,
 }
 
 /// Settings that can be set in every layer; the names are the config-file keys and, uppercased
@@ -102,6 +114,8 @@ const KEYS: &[&str] = &[
     "tls_key",
     "pass_env",
     "task_path",
+    "run_as",
+    "allow_root_tasks",
 ];
 /// Keys whose environment value is a comma-separated list. `FERRY_CONTROLLER` is one too, but
 /// replaces the file's `controller` and `controllers` alike (`take_controllers`).
@@ -171,6 +185,18 @@ pub struct RawConfig {
     /// `[datasources.NAME]` tables (config file only: URLs and secrets stay out of flags).
     #[serde(default)]
     pub datasources: BTreeMap<String, RawDatasource>,
+    /// `USER` or `USER:GROUP` shell tasks run as.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// Tasks of an agent running as root may run as root.
+    #[serde(default)]
+    pub allow_root_tasks: bool,
+    /// Resource limits of each task's processes (config file only).
+    #[serde(default)]
+    pub rlimits: RawRlimits,
+    /// Limits of each attempt's cgroup (config file only).
+    #[serde(default)]
+    pub cgroup: RawCgroup,
 }
 
 /// Labels as a list of `k=v` (flags, env) or as a TOML table (`[labels] site = "dc1"`).
@@ -289,6 +315,17 @@ pub struct Config {
     pub pass_env: Vec<String>,
     /// PATH of tasks, when not the default.
     pub task_path: Option<String>,
+    /// The user shell tasks run as (`run_as`); whether the agent may switch to it, and what
+    /// it does without one, is decided at start (`crate::task_user`).
+    pub run_as: Option<RunAs>,
+    /// Tasks may run as root.
+    pub allow_root_tasks: bool,
+    /// `[rlimits]` and `[cgroup]`.
+    pub limits: TaskLimits,
+    /// The files holding the agent's secrets — its config file, token, datasources'
+    /// password files, TLS key — each with the setting that names it: checked at start to be
+    /// unreadable by tasks.
+    pub secret_files: Vec<(String, PathBuf)>,
     /// The binary run as guard server (the agent's own, in helper mode; not a setting: tests
     /// that run the agent inside their own binary point it at `ferry-agent`).
     pub guard_exe: PathBuf,
@@ -359,10 +396,17 @@ impl Config {
         if !cli.pass_env.is_empty() {
             builder = builder.set_override("pass_env", cli.pass_env)?;
         }
-        builder = builder.set_override_option("task_path", cli.task_path)?;
+        builder = builder
+            .set_override_option("task_path", cli.task_path)?
+            .set_override_option("run_as", cli.run_as)?
+            .set_override_option("allow_root_tasks", cli.allow_root_tasks.then_some(true))?;
         let mut raw: RawConfig = builder.build()?.try_deserialize()?;
         raw.take_controllers(controllers);
-        raw.validate()
+        let mut config = raw.validate()?;
+        if let Some(path) = cli.config {
+            config.secret_files.insert(0, ("config".to_owned(), path));
+        }
+        Ok(config)
     }
 }
 
@@ -451,7 +495,30 @@ impl RawConfig {
             }
         };
         let datasources = datasources::resolve(&self.datasources)?;
+        let run_as = self.run_as.as_deref().map(RunAs::parse).transpose()?;
+        let rlimits = self.rlimits.check(crate::users::euid())?;
+        let (memory_max, cpu_max) = self.cgroup.check()?;
+        let mut secret_files: Vec<(String, PathBuf)> = Vec::new();
+        secret_files.extend(
+            self.token_file
+                .clone()
+                .map(|p| ("token_file".to_owned(), p)),
+        );
+        secret_files.extend(self.tls_key.clone().map(|p| ("tls_key".to_owned(), p)));
+        for (name, ds) in &self.datasources {
+            if let Some(path) = &ds.password_file {
+                secret_files.push((format!("datasources.{name}.password_file"), path.clone()));
+            }
+        }
         Ok(Config {
+            run_as,
+            allow_root_tasks: self.allow_root_tasks,
+            limits: TaskLimits {
+                rlimits,
+                memory_max,
+                cpu_max,
+            },
+            secret_files,
             pass_env,
             task_path,
             datasources,

@@ -36,6 +36,8 @@ async fn a_task_outlives_the_controller_that_assigned_it() {
         work_dir: Some(dir.path().join("work")),
         heartbeat_interval: Some("200ms".into()),
         drain_timeout: Some("1s".into()),
+        // The tests run as root; the task runs as the test's user.
+        allow_root_tasks: true,
         ..Cli::default()
     };
     let mut config = Config::load_from(cli, Vec::new()).unwrap();

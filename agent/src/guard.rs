@@ -21,6 +21,7 @@
 
 pub mod cgroup;
 pub mod client;
+pub mod confine;
 mod conn;
 pub mod deadline;
 pub mod guardian;
@@ -39,6 +40,7 @@ use std::{
 use tracing::{info, warn};
 
 pub use self::client::{GuardRx, GuardTx, Guarded, Guards};
+use self::confine::Confine;
 pub(crate) use crate::heartbeat::boot_now;
 
 /// The agent's state directory inside its work dir.
@@ -72,14 +74,20 @@ pub enum PrepareError {
 pub const GUARD_MARK: &str = "FERRY_AGENT_GUARDIAN";
 
 /// Before the agent's first task: locks the work directory, stops what an earlier agent on it
-/// left running, and sets up cgroups where cgroup v2 is writable (saying once when it is not).
-/// Guardians will run `exe` in helper mode.
-pub async fn prepare(work_dir: &Path, exe: PathBuf, keep: usize) -> Result<Guards, PrepareError> {
+/// left running, and sets up cgroups where cgroup v2 is writable (saying once when it is not,
+/// and when the cgroup limits of `confine` cannot be applied: its rlimits and user still are).
+/// Guardians will run `exe` in helper mode and confine their tasks by `confine`.
+pub async fn prepare(
+    work_dir: &Path,
+    exe: PathBuf,
+    keep: usize,
+    confine: Confine,
+) -> Result<Guards, PrepareError> {
     if std::env::var_os(GUARD_MARK).is_some() {
         return Err(PrepareError::NotAGuardian(exe));
     }
     let work_dir = work_dir.to_owned();
-    tokio::task::spawn_blocking(move || prepare_blocking(&work_dir, exe, keep))
+    tokio::task::spawn_blocking(move || prepare_blocking(&work_dir, exe, keep, confine))
         .await
         .map_err(|e| PrepareError::State {
             path: PathBuf::new(),
@@ -87,7 +95,12 @@ pub async fn prepare(work_dir: &Path, exe: PathBuf, keep: usize) -> Result<Guard
         })?
 }
 
-fn prepare_blocking(work_dir: &Path, exe: PathBuf, keep: usize) -> Result<Guards, PrepareError> {
+fn prepare_blocking(
+    work_dir: &Path,
+    exe: PathBuf,
+    keep: usize,
+    mut confine: Confine,
+) -> Result<Guards, PrepareError> {
     let state = work_dir.join(STATE_DIR);
     let fail = |source| PrepareError::State {
         path: state.clone(),
@@ -131,11 +144,48 @@ fn prepare_blocking(work_dir: &Path, exe: PathBuf, keep: usize) -> Result<Guards
             None
         }
     };
+    cgroup_limits(cgroup.as_deref(), &mut confine);
     Ok(Guards::new(
         exe,
         keep,
         cgroup,
         Some(state.join(records::GUARDS)),
         Some(lock),
-    ))
+    )
+    .confining(confine))
+}
+
+/// Enables the controllers the cgroup limits of `confine` need in the agent's sub-tree `tree`;
+/// where that cannot be done, says so once and leaves those limits out.
+fn cgroup_limits(tree: Option<&Path>, confine: &mut Confine) {
+    let mut wanted = Vec::new();
+    if confine.memory_max.is_some() {
+        wanted.push("memory");
+    }
+    if confine.cpu_max.is_some() {
+        wanted.push("cpu");
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let enabled = match tree {
+        Some(tree) => cgroup::enable_controllers(tree, &wanted),
+        None => Err("cgroup v2 is not writable here".to_owned()),
+    };
+    match enabled {
+        Ok(()) => info!(
+            memory_max = ?confine.memory_max,
+            cpu_max = ?confine.cpu_max.map(|m| m.file_text()),
+            "each attempt's cgroup is limited"
+        ),
+        Err(reason) => {
+            warn!(
+                %reason,
+                settings = ?wanted.iter().map(|c| format!("cgroup.{c}_max")).collect::<Vec<_>>(),
+                "the cgroup limits cannot be applied here and are left out; rlimits still apply"
+            );
+            confine.memory_max = None;
+            confine.cpu_max = None;
+        }
+    }
 }

@@ -19,9 +19,11 @@ pub mod runner;
 pub mod running;
 pub mod sql;
 pub mod task_env;
+pub mod task_user;
 #[cfg(test)]
 mod testing;
 pub mod upload;
+pub mod users;
 pub mod workdirs;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -50,6 +52,8 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Guards(#[from] guard::PrepareError),
+    #[error(transparent)]
+    TaskUser(#[from] task_user::TaskUserError),
 }
 
 /// Used when the controller announces no timeout of its own (DESIGN's default).
@@ -66,6 +70,9 @@ pub(crate) struct Agent {
     guards: guard::Guards,
     /// The variables every task starts with.
     task_env: task_env::TaskEnv,
+    /// The user shell tasks run as, when not the agent's own: their working directories are
+    /// handed over to it for the task's run.
+    task_user: Option<config::RunAs>,
     /// Redacted from tasks' logs and errors.
     secrets: Arc<redact::Secrets>,
     client: Client,
@@ -133,26 +140,51 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
         work_dir = %work_dir.display(),
         "agent starting"
     );
+    // Whom tasks run as, before anything runs: refused here rather than after a first task.
+    // SAFETY: getegid has no preconditions and cannot fail.
+    let egid = unsafe { libc::getegid() };
+    let task_user = task_user::decide(&config, users::euid(), egid)?;
+    task_user::check_files(&config, task_user.as_ref(), &work_dir)?;
+    let confine = guard::confine::Confine {
+        user: task_user.as_ref().map(config::RunAs::creds),
+        rlimits: config.limits.rlimits.clone(),
+        memory_max: config.limits.memory_max,
+        cpu_max: config.limits.cpu_max,
+    };
+    if !confine.rlimits.is_empty() {
+        info!(
+            rlimits = ?confine.rlimits.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+            "each process of a task runs under these limits"
+        );
+    }
     // Before the old attempt directories go: what ran in them is stopped first.
     let guards = guard::prepare(
         &work_dir,
         config.guard_exe.clone(),
         config.max_tasks as usize,
+        confine,
     )
     .await?;
-    let task_env = task_env::TaskEnv::from_process(config.task_path.as_deref(), &config.pass_env);
+    let mut task_env =
+        task_env::TaskEnv::from_process(config.task_path.as_deref(), &config.pass_env);
+    if let Some(user) = &task_user {
+        // The tasks' user's home, not the agent's.
+        task_env.set_home(user.home.clone());
+    }
     let secrets = Arc::new(redact::Secrets::of_config(&config));
     info!(variables = ?task_env, "tasks start with these variables and their FERRY_* ones");
-    let work_dirs =
-        workdirs::WorkDirs::new(work_dir.clone()).map_err(|source| AgentError::WorkDir {
+    let work_dirs = workdirs::WorkDirs::new(work_dir.clone(), task_user.is_some()).map_err(
+        |source| AgentError::WorkDir {
             path: work_dir.clone(),
             source,
-        })?;
+        },
+    )?;
     let agent = Arc::new(Agent {
         work_dir,
         work_dirs,
         guards,
         task_env,
+        task_user,
         secrets,
         client,
         running: Arc::new(Running::default()),

@@ -249,7 +249,31 @@ async fn run_shell(
         end
     };
     let flush = shipper.flush_loop(&agent.client, attempt, &flush_stop, kill, session);
+    // The directory (inputs staged) is the tasks' user's for the run, then the agent's again
+    // before it reads outputs from it.
+    if let Some(user) = &agent.task_user {
+        let handed = {
+            let (dir, uid, gid) = (dir.to_path_buf(), user.uid, user.gid);
+            tokio::task::spawn_blocking(move || crate::workdirs::hand_over(&dir, uid, gid)).await
+        };
+        if let Err(e) = handed.map_err(std::io::Error::other).and_then(|r| r) {
+            return End::Finished(Report::failed(format!(
+                "cannot hand the working directory {} over to the tasks' user {}: {e}",
+                dir.display(),
+                user.spec
+            )));
+        }
+    }
     let (end, ()) = tokio::join!(work, flush);
+    if agent.task_user.is_some() {
+        if let Err(e) = crate::workdirs::take_back(dir) {
+            warn!(dir = %dir.display(), error = %e, "cannot take the working directory back");
+            return End::Finished(Report::failed(format!(
+                "cannot take the working directory {} back from the tasks' user: {e}",
+                dir.display()
+            )));
+        }
+    }
     end
 }
 

@@ -4,7 +4,8 @@
 //!
 //! - `PATH`: the config's `task_path`; else the agent's own when `pass_env` names `PATH`; else
 //!   [`DEFAULT_PATH`];
-//! - `HOME`: the agent's, or, when the agent has none, its user's home in `/etc/passwd`;
+//! - `HOME`: the agent's, or, when the agent has none, its user's home in `/etc/passwd`; for
+//!   tasks that run as another user (`run_as`), that user's home;
 //! - `LANG`, `LC_ALL` and `TZ`, each when the agent has it;
 //! - each variable `pass_env` names, when the agent has it;
 //! - the attempt's `FERRY_*` variables (ids, working directory, inputs, parameters), which win
@@ -74,6 +75,15 @@ impl TaskEnv {
     /// For this process: its variables, and its user's home from `/etc/passwd`.
     pub fn from_process(task_path: Option<&str>, pass_env: &[String]) -> TaskEnv {
         TaskEnv::new(task_path, pass_env, |k| std::env::var_os(k), passwd_home)
+    }
+
+    /// `HOME` of tasks that run as another user: that user's home, or none when the user
+    /// database lists none.
+    pub fn set_home(&mut self, home: Option<OsString>) {
+        match home {
+            Some(home) => self.base.insert("HOME".into(), home),
+            None => self.base.remove(OsStr::new("HOME")),
+        };
     }
 
     /// The names every task gets, sorted.

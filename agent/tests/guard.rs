@@ -52,6 +52,7 @@ fn spec(dir: &Path, command: &str, lease_end: Duration, agent_timeout: Duration)
         cwd: dir.to_owned(),
         argv: vec!["/bin/sh".into(), "-c".into(), command.into()],
         env: Vec::new(),
+        confine: Default::default(),
     }
 }
 

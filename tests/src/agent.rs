@@ -133,7 +133,10 @@ impl Agent {
         if let Some(drain) = opts.drain_timeout {
             cmd.arg("--drain-timeout").arg(flag_duration(drain));
         }
+        // The tests run as root: their tasks too, unless a test says otherwise (run_as, or
+        // FERRY_ALLOW_ROOT_TASKS=false in `opts.env`, which comes after).
         cmd.args(&opts.extra_args)
+            .env("FERRY_ALLOW_ROOT_TASKS", "true")
             .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .current_dir(dir.path())
             .env("RUST_LOG", crate::process_log_filter());
@@ -271,6 +274,8 @@ impl RefusedAgent {
             .args(args)
             .arg("--work-dir")
             .arg(dir.path().join("work"))
+            // Refused for the test's reason, not because it runs as root.
+            .env("FERRY_ALLOW_ROOT_TASKS", "true")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()

@@ -203,6 +203,75 @@ pub fn remove_tree(dir: &Path) -> bool {
     }
 }
 
+/// Enables `controllers` (`memory`, `cpu`) for the attempts' cgroups under the agent's
+/// sub-tree `tree`: in its parent's `cgroup.subtree_control` when not yet there (which cgroup
+/// v2 allows only when the parent holds no process itself, or is the root), then in the
+/// tree's. The reason when one of them cannot be had.
+pub fn enable_controllers(tree: &Path, controllers: &[&str]) -> Result<(), String> {
+    let available = |dir: &Path| {
+        fs::read_to_string(dir.join("cgroup.controllers"))
+            .map(|t| t.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let enable = |dir: &Path, name: &str| {
+        fs::write(dir.join("cgroup.subtree_control"), format!("+{name}")).map_err(|e| {
+            format!(
+                "cannot enable the {name} controller in {}: {e}",
+                dir.display()
+            )
+        })
+    };
+    for name in controllers {
+        if !available(tree).iter().any(|c| c == name) {
+            let parent = tree.parent().unwrap_or(tree);
+            if !available(parent).iter().any(|c| c == name) {
+                return Err(format!(
+                    "the cgroup v2 {name} controller is not available in {} (it may be bound to cgroup v1, or not delegated)",
+                    parent.display()
+                ));
+            }
+            enable(parent, name)?;
+        }
+        enable(tree, name)?;
+    }
+    Ok(())
+}
+
+/// Applies the cgroup limits of an attempt to its new cgroup `dir`: `memory.max` (with no swap
+/// beyond it, and the whole attempt OOM-killed together) and `cpu.max`.
+pub fn set_limits(
+    dir: &Path,
+    memory_max: Option<u64>,
+    cpu_max: Option<&str>,
+) -> Result<(), String> {
+    let write = |file: &str, value: &str| {
+        fs::write(dir.join(file), value)
+            .map_err(|e| format!("cannot set {file} of {}: {e}", dir.display()))
+    };
+    if let Some(bytes) = memory_max {
+        write("memory.max", &bytes.to_string())?;
+        // Absent without swap accounting, and a refinement only: no error.
+        let _ = fs::write(dir.join("memory.swap.max"), "0");
+        let _ = fs::write(dir.join("memory.oom.group"), "1");
+    }
+    if let Some(text) = cpu_max {
+        write("cpu.max", text)?;
+    }
+    Ok(())
+}
+
+/// How many processes of `dir` the kernel has OOM-killed so far (`memory.events`
+/// `oom_kill`); 0 without the memory controller.
+pub fn oom_kills(dir: &Path) -> u64 {
+    fs::read_to_string(dir.join("memory.events"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Opens `dir/cgroup.procs` for a child to write itself into between fork and exec.
 pub fn procs_file(dir: &Path) -> io::Result<fs::File> {
     fs::OpenOptions::new()

@@ -26,6 +26,7 @@ use tokio::{
 
 use super::{
     cgroup,
+    confine::Confine,
     guardian::ARGV0,
     procs,
     protocol::{split_frames, FromGuard, Spec, ToGuard},
@@ -44,6 +45,8 @@ pub struct Guards {
     records: Option<PathBuf>,
     /// The work directory's lock, held for the agent's life.
     _lock: Option<File>,
+    /// The user and limits of every task.
+    confine: Confine,
 }
 
 impl Guards {
@@ -63,7 +66,19 @@ impl Guards {
             cgroup,
             records,
             _lock: lock,
+            confine: Confine::default(),
         }
+    }
+
+    /// These guards' tasks run confined by `confine`.
+    pub fn confining(mut self, confine: Confine) -> Self {
+        self.confine = confine;
+        self
+    }
+
+    /// The user and limits of every task.
+    pub fn confine(&self) -> &Confine {
+        &self.confine
     }
 
     pub fn cgroup(&self) -> Option<&Path> {
@@ -108,6 +123,7 @@ impl Guards {
     ) -> io::Result<Guarded> {
         spec.cgroup_parent = self.cgroup.clone();
         spec.records = self.records.clone();
+        spec.confine = self.confine.clone();
         let frame = ToGuard::Spec(Box::new(spec)).encode();
         let fds = [stdout.as_raw_fd(), stderr.as_raw_fd()];
         loop {

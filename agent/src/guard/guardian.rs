@@ -175,8 +175,28 @@ impl Guardian {
     fn attempt(&mut self, spec: Spec, stdout: OwnedFd, stderr: OwnedFd) {
         let cgroup = match (self.cgroup.take(), &spec.cgroup_parent) {
             (Some((kept, fd)), Some(parent)) if kept.starts_with(parent) => Some((kept, fd)),
-            (_, Some(parent)) => self.make_cgroup(parent),
+            (_, Some(parent)) => match self.make_cgroup(parent) {
+                // Its limits before anything runs in it (a kept one has them already).
+                Some((dir, fd)) => {
+                    let cpu_max = spec.confine.cpu_max.map(|m| m.file_text());
+                    match cgroup::set_limits(&dir, spec.confine.memory_max, cpu_max.as_deref()) {
+                        Ok(()) => Some((dir, fd)),
+                        Err(e) => {
+                            drop(fd);
+                            let _ = std::fs::remove_dir(&dir);
+                            self.conn.send(&FromGuard::Failed(e));
+                            return;
+                        }
+                    }
+                }
+                None => None,
+            },
             (_, None) => None,
+        };
+        // The cgroup's count goes on from earlier attempts: this one's is the difference.
+        let oom_before = match (&cgroup, spec.confine.memory_max) {
+            (Some((dir, _)), Some(_)) => cgroup::oom_kills(dir),
+            _ => 0,
         };
         let placed = cgroup.as_ref().map(|(dir, fd)| (dir.as_path(), fd));
         let shell = match self.spawner.start(&spec, placed, stdout, stderr) {
@@ -233,6 +253,12 @@ impl Guardian {
 
         // Whatever the outcome, nothing the task started outlives it.
         let emptied = finish(&task, &self.signals);
+        if let (Some(dir), Some(_)) = (&task.cgroup, spec.confine.memory_max) {
+            let oom_kills = cgroup::oom_kills(dir).saturating_sub(oom_before);
+            if oom_kills > 0 {
+                self.conn.send(&FromGuard::OomKills(oom_kills));
+            }
+        }
         let _ = self.timer.unset();
         if let Some((dir, fd)) = cgroup {
             if emptied {

@@ -4,6 +4,7 @@
 //! `SCM_RIGHTS`), then lease renewals and stop requests; the guardian answers `Started` once
 //! the task runs and `Ended` or `Failed` once it is over, then waits for the next spec.
 
+use super::confine::{Confine, CpuMax, Creds, Rlimit};
 use std::{
     ffi::OsString,
     os::unix::ffi::{OsStrExt, OsStringExt},
@@ -34,6 +35,8 @@ pub struct Spec {
     pub argv: Vec<OsString>,
     /// The task's whole environment (`crate::task_env`): nothing of the guardian's is added.
     pub env: Vec<(OsString, OsString)>,
+    /// Its user, resource limits and cgroup limits (set by the agent's guards).
+    pub confine: Confine,
 }
 
 /// Agent → guardian.
@@ -71,6 +74,9 @@ pub enum FromGuard {
         cgroup: Option<PathBuf>,
     },
     Ended(Ending),
+    /// Sent just before `Ended` when the kernel OOM-killed processes of the attempt's cgroup
+    /// (`memory.events` `oom_kill`, counted over this attempt).
+    OomKills(u64),
     /// The task could not be started; nothing runs.
     Failed(String),
 }
@@ -120,6 +126,39 @@ impl Writer {
             None => self.0.push(0),
         }
     }
+    fn opt_u64(&mut self, v: Option<u64>) {
+        match v {
+            Some(v) => {
+                self.0.push(1);
+                self.u64(v);
+            }
+            None => self.0.push(0),
+        }
+    }
+    fn confine(&mut self, c: &Confine) {
+        match &c.user {
+            Some(creds) => {
+                self.0.push(1);
+                self.u64(u64::from(creds.uid));
+                self.u64(u64::from(creds.gid));
+                self.u64(creds.groups.len() as u64);
+                for g in &creds.groups {
+                    self.u64(u64::from(*g));
+                }
+            }
+            None => self.0.push(0),
+        }
+        self.u64(c.rlimits.len() as u64);
+        for limit in &c.rlimits {
+            let (resource, soft, hard) = limit.to_raw();
+            self.u64(u64::from(resource));
+            self.u64(soft);
+            self.u64(hard);
+        }
+        self.opt_u64(c.memory_max);
+        self.opt_u64(c.cpu_max.map(|m| m.quota));
+        self.opt_u64(c.cpu_max.map(|m| m.period));
+    }
     fn finish(mut self) -> Vec<u8> {
         let len = (self.0.len() - 4) as u32;
         self.0[..4].copy_from_slice(&len.to_le_bytes());
@@ -163,6 +202,49 @@ impl<'a> Reader<'a> {
             _ => self.os().map(Some),
         }
     }
+    fn u32_of_u64(&mut self) -> Result<u32, FrameError> {
+        u32::try_from(self.u64()?).map_err(|_| FrameError::Malformed("id out of range"))
+    }
+    fn opt_u64(&mut self) -> Result<Option<u64>, FrameError> {
+        match self.u8()? {
+            0 => Ok(None),
+            _ => self.u64().map(Some),
+        }
+    }
+    fn confine(&mut self) -> Result<Confine, FrameError> {
+        let user = match self.u8()? {
+            0 => None,
+            _ => {
+                let uid = self.u32_of_u64()?;
+                let gid = self.u32_of_u64()?;
+                let n = self.u64()?;
+                if n > 65_536 {
+                    return Err(FrameError::Malformed("too many groups"));
+                }
+                let groups = (0..n)
+                    .map(|_| self.u32_of_u64())
+                    .collect::<Result<_, _>>()?;
+                Some(Creds { uid, gid, groups })
+            }
+        };
+        let n = self.u64()?;
+        let mut rlimits = Vec::new();
+        for _ in 0..n {
+            let raw = (self.u32_of_u64()?, self.u64()?, self.u64()?);
+            rlimits.push(Rlimit::from_raw(raw).ok_or(FrameError::Malformed("unknown rlimit"))?);
+        }
+        let memory_max = self.opt_u64()?;
+        let cpu_max = match (self.opt_u64()?, self.opt_u64()?) {
+            (Some(quota), Some(period)) => Some(CpuMax { quota, period }),
+            _ => None,
+        };
+        Ok(Confine {
+            user,
+            rlimits,
+            memory_max,
+            cpu_max,
+        })
+    }
     fn done(&self) -> Result<(), FrameError> {
         if self.0.is_empty() {
             Ok(())
@@ -194,6 +276,7 @@ impl ToGuard {
                     w.bytes(k.as_bytes());
                     w.bytes(v.as_bytes());
                 }
+                w.confine(&s.confine);
                 w.finish()
             }
             ToGuard::Lease(end) => {
@@ -225,6 +308,7 @@ impl ToGuard {
                 let env = (0..r.u64()?)
                     .map(|_| Ok((r.os()?, r.os()?)))
                     .collect::<Result<_, _>>()?;
+                let confine = r.confine()?;
                 ToGuard::Spec(Box::new(Spec {
                     label,
                     lease_end,
@@ -236,6 +320,7 @@ impl ToGuard {
                     cwd,
                     argv,
                     env,
+                    confine,
                 }))
             }
             b'L' => ToGuard::Lease(r.dur()?),
@@ -275,6 +360,11 @@ impl FromGuard {
                 w.u64(n as u32 as u64);
                 w.finish()
             }
+            FromGuard::OomKills(n) => {
+                let mut w = Writer::new(b'O');
+                w.u64(*n);
+                w.finish()
+            }
             FromGuard::Failed(message) => {
                 let mut w = Writer::new(b'F');
                 w.bytes(message.as_bytes());
@@ -303,6 +393,7 @@ impl FromGuard {
                     _ => return Err(FrameError::Malformed("unknown ending")),
                 })
             }
+            b'O' => FromGuard::OomKills(r.u64()?),
             b'F' => FromGuard::Failed(String::from_utf8_lossy(r.bytes()?).into_owned()),
             _ => return Err(FrameError::Malformed("unknown tag")),
         };
@@ -332,6 +423,7 @@ pub fn split_frames(buf: &[u8]) -> Result<(Vec<&[u8]>, usize), FrameError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::confine::Resource;
     use super::*;
 
     fn round_trip_to(msg: ToGuard) {
@@ -354,6 +446,32 @@ mod tests {
             cwd: "/w/attempt-1".into(),
             argv: vec!["/bin/sh".into(), "-c".into(), "echo \"$A\" \u{e9}\n".into()],
             env: vec![("A".into(), OsString::from_vec(vec![0xff, b'=', b'x']))],
+            confine: Confine::default(),
+        })));
+        round_trip_to(ToGuard::Spec(Box::new(Spec {
+            label: "j/t/2".into(),
+            lease_end: Duration::from_secs(1),
+            agent_timeout: Duration::from_secs(15),
+            kill_grace: Duration::from_secs(5),
+            timeout: None,
+            cgroup_parent: None,
+            records: Some("/w/.ferry-agent/guards".into()),
+            cwd: "/w/attempt-2".into(),
+            argv: vec!["/bin/sh".into()],
+            env: Vec::new(),
+            confine: Confine {
+                user: Some(Creds {
+                    uid: 65534,
+                    gid: 65534,
+                    groups: vec![65534, 4_000_000_000],
+                }),
+                rlimits: vec![
+                    Rlimit::new(Resource::Cpu, 10),
+                    Rlimit::new(Resource::FileSize, u64::MAX),
+                ],
+                memory_max: Some(64 << 20),
+                cpu_max: Some(CpuMax::cpus(0.5)),
+            },
         })));
         round_trip_to(ToGuard::Lease(Duration::from_nanos(u64::MAX)));
         round_trip_to(ToGuard::Term);
@@ -375,6 +493,7 @@ mod tests {
             FromGuard::Ended(Ending::LeaseExpired),
             FromGuard::Ended(Ending::Stopped),
             FromGuard::Failed("cannot start /bin/sh: no such file".into()),
+            FromGuard::OomKills(3),
         ] {
             let bytes = msg.encode();
             let (frames, _) = split_frames(&bytes).unwrap();

@@ -1,5 +1,6 @@
 //! Starting a guardian's task: `spec.argv` in `spec.cwd`, with the spec's environment and
-//! nothing of the guardian's, stdin from `/dev/null`, in a process group of its own and — with
+//! nothing of the guardian's, stdin from `/dev/null`, in a process group of its own, under its
+//! rlimits and as its user (`spec.confine`, set between clone and exec) and — with
 //! cgroup v2 — born in the attempt's cgroup (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7).
 //! Writing a running process into `cgroup.procs` instead is a cgroup migration, which waits
 //! for an RCU grace period (as long as a short task's whole run) and holds up every fork on
@@ -61,6 +62,117 @@ struct ChildArgs {
     stdout: i32,
     stderr: i32,
     error: i32,
+    limits: Limits,
+}
+
+/// The resource limits and user a child takes on before exec, as raw system-call arguments.
+struct Limits {
+    rlimits: Vec<(u32, libc::rlimit64)>,
+    /// uid, gid and the supplementary groups.
+    user: Option<(u32, u32, Vec<libc::gid_t>)>,
+}
+
+impl Limits {
+    fn of(spec: &Spec) -> Limits {
+        let c = &spec.confine;
+        Limits {
+            rlimits: c
+                .rlimits
+                .iter()
+                .map(|r| {
+                    let (resource, soft, hard) = r.to_raw();
+                    let raw = libc::rlimit64 {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    (resource, raw)
+                })
+                .collect(),
+            user: c.user.as_ref().map(|u| (u.uid, u.gid, u.groups.clone())),
+        }
+    }
+
+    /// Sets the limits, then drops to the user (groups first, while still allowed to); the
+    /// step that failed and its errno. Only raw system calls: they change this process alone
+    /// (glibc's `setuid` would signal the threads of the memory it shares until exec), and
+    /// are safe between clone and exec.
+    ///
+    /// # Safety
+    /// Only to be called in the child before exec.
+    unsafe fn apply(&self) -> Result<(), (Step, i32)> {
+        let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        for (resource, limit) in &self.rlimits {
+            // SAFETY: `limit` is a valid rlimit64; the old value is not asked for.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_prlimit64,
+                    0,
+                    *resource,
+                    limit as *const libc::rlimit64,
+                    ptr::null_mut::<libc::rlimit64>(),
+                )
+            };
+            if rc != 0 {
+                return Err((Step::Rlimit, errno()));
+            }
+        }
+        if let Some((uid, gid, groups)) = &self.user {
+            // SAFETY: `groups` holds `groups.len()` gids.
+            unsafe {
+                if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+                    || libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid) != 0
+                    || libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) != 0
+                {
+                    return Err((Step::User, errno()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a child was doing when it failed, sent back with the errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+enum Step {
+    Setup = 0,
+    Rlimit = 1,
+    User = 2,
+    Cwd = 3,
+    Exec = 4,
+}
+
+impl Step {
+    fn from_raw(raw: i32) -> Step {
+        match raw {
+            1 => Step::Rlimit,
+            2 => Step::User,
+            3 => Step::Cwd,
+            4 => Step::Exec,
+            _ => Step::Setup,
+        }
+    }
+
+    /// The error of a start that failed at this step.
+    fn error(self, spec: &Spec, errno: i32) -> io::Error {
+        let e = io::Error::from_raw_os_error(errno);
+        let user = spec
+            .confine
+            .user
+            .as_ref()
+            .map_or_else(String::new, |u| format!(" as uid {}", u.uid));
+        let what = match self {
+            Step::Setup => return e,
+            Step::Rlimit => "cannot set the task's rlimits".to_owned(),
+            Step::User => format!("cannot switch to the task's user (run_as){user}"),
+            Step::Cwd => format!(
+                "cannot enter the working directory {}{user}",
+                spec.cwd.display()
+            ),
+            Step::Exec => return e,
+        };
+        io::Error::new(e.kind(), format!("{what}: {e}"))
+    }
 }
 
 /// Starts tasks for one guardian: what every start shares.
@@ -100,8 +212,8 @@ impl Spawner {
             Err(e) => return Err(e),
         }
         let mut cmd = Command::new(&spec.argv[0]);
+        // Its working directory is entered as the task's user, after the switch below.
         cmd.args(&spec.argv[1..])
-            .current_dir(&spec.cwd)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .process_group(0)
@@ -113,6 +225,20 @@ impl Spawner {
             // SAFETY: one `write` to an open file, async-signal-safe.
             unsafe { cmd.pre_exec(move || cgroup::join(&mut procs)) };
         }
+        let limits = Limits::of(spec);
+        let cwd = cstring(spec.cwd.as_os_str().as_bytes())?;
+        // SAFETY: system calls only, on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                limits
+                    .apply()
+                    .map_err(|(_, errno)| io::Error::from_raw_os_error(errno))?;
+                if libc::chdir(cwd.as_ptr()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
         Ok(cmd.spawn()?.id() as i32)
     }
 
@@ -150,6 +276,7 @@ impl Spawner {
             stdout: stdout.as_raw_fd(),
             stderr: stderr.as_raw_fd(),
             error: err_w.as_raw_fd(),
+            limits: Limits::of(spec),
         };
         let mut args = CloneArgs {
             exit_signal: libc::SIGCHLD as u64,
@@ -167,11 +294,13 @@ impl Spawner {
             return Err(io::Error::last_os_error());
         }
         drop(err_w);
-        let mut errno = [0u8; 4];
-        match File::from(err_r).read(&mut errno) {
-            Ok(4) => {
+        let mut failure = [0u8; 8];
+        match File::from(err_r).read(&mut failure) {
+            Ok(8) => {
                 let _ = waitpid(Pid::from_raw(pid as i32), None);
-                Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+                let step = i32::from_ne_bytes(failure[..4].try_into().unwrap_or_default());
+                let errno = i32::from_ne_bytes(failure[4..].try_into().unwrap_or_default());
+                Err(Step::from_raw(step).error(spec, errno))
             }
             _ => Ok(pid as i32),
         }
@@ -190,7 +319,7 @@ fn key_value(k: &OsString, v: &OsString) -> io::Result<CString> {
 }
 
 /// The child, until it execs: signals as a new program expects them, its own process group,
-/// stdio, working directory. Never returns.
+/// stdio, its limits and user, working directory (entered as that user). Never returns.
 extern "C" fn child(arg: *mut c_void) -> ! {
     // SAFETY: `arg` is the `ChildArgs` the parent prepared; only system calls follow.
     unsafe {
@@ -199,16 +328,22 @@ extern "C" fn child(arg: *mut c_void) -> ! {
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        if libc::setpgid(0, 0) == 0
-            && libc::dup2(a.null, 0) == 0
-            && libc::dup2(a.stdout, 1) == 1
-            && libc::dup2(a.stderr, 2) == 2
-            && libc::chdir(a.cwd) == 0
+        let failed = if libc::setpgid(0, 0) != 0
+            || libc::dup2(a.null, 0) != 0
+            || libc::dup2(a.stdout, 1) != 1
+            || libc::dup2(a.stderr, 2) != 2
         {
+            (Step::Setup, *libc::__errno_location())
+        } else if let Err(failed) = a.limits.apply() {
+            failed
+        } else if libc::chdir(a.cwd) != 0 {
+            (Step::Cwd, *libc::__errno_location())
+        } else {
             libc::execve(a.path, a.argv, a.envp);
-        }
-        let errno = *libc::__errno_location();
-        libc::write(a.error, (&errno as *const i32).cast(), 4);
+            (Step::Exec, *libc::__errno_location())
+        };
+        let report = [failed.0 as i32, failed.1];
+        libc::write(a.error, report.as_ptr().cast(), 8);
         libc::_exit(127)
     }
 }

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     guard::{
+        confine::Confine,
         protocol::{Ending, FromGuard, Spec, ToGuard},
         Guarded, Guards,
     },
@@ -121,6 +122,8 @@ pub async fn run(
         cwd: job.dir.clone(),
         argv: vec!["/bin/sh".into(), "-c".into(), OsString::from(&job.command)],
         env: job.env.clone(),
+        // Set by `guards`.
+        confine: Confine::default(),
     };
     let guarded = match guards.spawn(spec, out_w.into(), err_w.into()).await {
         Ok(guarded) => guarded,
@@ -181,6 +184,7 @@ async fn supervise(
     let (mut rx, mut tx) = guarded.split();
     let mut started: Option<(i32, i32, Option<PathBuf>)> = None;
     let (mut termed, mut killed, mut lease_open) = (false, false, true);
+    let mut oom_kills = 0;
     let start_limit = tokio::time::sleep(START_LIMIT);
     tokio::pin!(start_limit);
     // Outer error: the guardian is lost; inner: it could not start the task.
@@ -191,6 +195,7 @@ async fn supervise(
                     debug!(guard_pid, shell_pid, "process started");
                     started = Some((guard_pid, shell_pid, cgroup));
                 }
+                Ok(Some(FromGuard::OomKills(n))) => oom_kills = n,
                 Ok(Some(FromGuard::Ended(ending))) => break Ok(Ok(ending)),
                 Ok(Some(FromGuard::Failed(error))) => break Ok(Err(error)),
                 Ok(None) => break Err("the task's guardian ended without a word".to_owned()),
@@ -243,9 +248,12 @@ async fn supervise(
         Ending::Exited(code) => End::Finished(Report {
             outcome: Outcome::Failed,
             exit_code: Some(code),
-            error: format!("exit code {code}"),
+            // Naming the limit that made it fail, when one did.
+            error: guards.confine().explain(Ok(code), oom_kills),
         }),
-        Ending::Signaled(sig) => End::Finished(Report::failed(format!("killed by signal {sig}"))),
+        Ending::Signaled(sig) => End::Finished(Report::failed(
+            guards.confine().explain(Err(sig), oom_kills),
+        )),
         Ending::TimedOut => {
             let t = job.timeout.unwrap_or_default();
             End::Finished(Report {

@@ -191,6 +191,8 @@ impl AgentOnDir {
                 "--work-dir",
             ])
             .arg(work)
+            // The tests run as root, and so do their tasks.
+            .env("FERRY_ALLOW_ROOT_TASKS", "true")
             .env("RUST_LOG", process_log_filter())
             .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::null())

@@ -1,0 +1,179 @@
+//! The limits of every task of this agent (config file only): `[rlimits]`, set in each task's
+//! process before exec (`cpu`, `address_space`, `open_files`, `file_size`), and `[cgroup]`,
+//! the attempt's cgroup v2 limits where the hierarchy and its controllers are delegated
+//! (`memory_max`, `cpu_max`); and their checks.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::{invalid, parse_bytes, ConfigError};
+use crate::guard::confine::{CpuMax, Resource, Rlimit};
+
+/// `[rlimits]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRlimits {
+    /// CPU time per process, a duration (`30s`, `10m`), counted in whole seconds.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub cpu: Option<Duration>,
+    /// Address space per process, bytes (`4GiB`).
+    #[serde(default, deserialize_with = "opt_bytes")]
+    pub address_space: Option<u64>,
+    /// Open descriptors per process.
+    #[serde(default)]
+    pub open_files: Option<u64>,
+    /// Largest file a process may write, bytes (`10GiB`).
+    #[serde(default, deserialize_with = "opt_bytes")]
+    pub file_size: Option<u64>,
+}
+
+/// `[cgroup]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCgroup {
+    /// `memory.max` of each attempt's cgroup, bytes (`2GiB`).
+    #[serde(default, deserialize_with = "opt_bytes")]
+    pub memory_max: Option<u64>,
+    /// `cpu.max` of each attempt's cgroup, in CPUs (`1.5`).
+    #[serde(default, deserialize_with = "opt_cpus")]
+    pub cpu_max: Option<f64>,
+}
+
+/// The checked limits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskLimits {
+    pub rlimits: Vec<Rlimit>,
+    pub memory_max: Option<u64>,
+    pub cpu_max: Option<CpuMax>,
+}
+
+impl RawRlimits {
+    /// Each limit set, checked: more than 0, and within what this process may give (an agent
+    /// not running as root cannot raise a hard limit).
+    pub(super) fn check(&self, euid: u32) -> Result<Vec<Rlimit>, ConfigError> {
+        let set = [
+            (Resource::Cpu, self.cpu.map(|d| d.as_secs())),
+            (Resource::AddressSpace, self.address_space),
+            (Resource::OpenFiles, self.open_files),
+            (Resource::FileSize, self.file_size),
+        ];
+        let mut limits = Vec::new();
+        for (resource, value) in set {
+            let Some(value) = value else { continue };
+            let key = key_of(resource);
+            if value == 0 {
+                return Err(invalid(
+                    key,
+                    match resource {
+                        Resource::Cpu => "must be at least 1s",
+                        _ => "must be more than 0",
+                    },
+                ));
+            }
+            let limit = Rlimit::new(resource, value);
+            if euid != 0 {
+                let own = own_hard_limit(resource);
+                if own != libc::RLIM64_INFINITY && limit.hard > own {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "{} is above this agent's own hard limit ({own}), which only root can raise",
+                            limit.hard
+                        ),
+                    ));
+                }
+            }
+            limits.push(limit);
+        }
+        Ok(limits)
+    }
+}
+
+impl RawCgroup {
+    pub(super) fn check(&self) -> Result<(Option<u64>, Option<CpuMax>), ConfigError> {
+        if self.memory_max.is_some_and(|m| m < 1 << 20) {
+            return Err(invalid(
+                "cgroup.memory_max",
+                "must be at least 1MiB (a task needs memory to start)",
+            ));
+        }
+        let cpu_max = match self.cpu_max {
+            None => None,
+            Some(cpus) if (0.01..=4096.0).contains(&cpus) => Some(CpuMax::cpus(cpus)),
+            Some(cpus) => {
+                return Err(invalid(
+                    "cgroup.cpu_max",
+                    format!("{cpus} is not a number of CPUs between 0.01 and 4096"),
+                ))
+            }
+        };
+        Ok((self.memory_max, cpu_max))
+    }
+}
+
+/// The config key of a resource's limit.
+fn key_of(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Cpu => "rlimits.cpu",
+        Resource::AddressSpace => "rlimits.address_space",
+        Resource::OpenFiles => "rlimits.open_files",
+        Resource::FileSize => "rlimits.file_size",
+    }
+}
+
+/// This process's hard limit of `resource`.
+fn own_hard_limit(resource: Resource) -> u64 {
+    let mut limit = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit64 to fill in.
+    let rc = unsafe { libc::getrlimit64(resource.raw() as _, &mut limit) };
+    if rc == 0 {
+        limit.rlim_max
+    } else {
+        libc::RLIM64_INFINITY
+    }
+}
+
+fn opt_bytes<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Bytes {
+        Number(u64),
+        Text(String),
+    }
+    match Bytes::deserialize(de)? {
+        Bytes::Number(n) => Ok(Some(n)),
+        Bytes::Text(text) => parse_bytes(&text).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "bad size {text:?}; use a number of bytes or e.g. 500MiB, 10GiB"
+            ))
+        }),
+    }
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(text.trim())
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?} ({e}); use e.g. 10m")))
+}
+
+fn opt_cpus<'de, D: Deserializer<'de>>(de: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Cpus {
+        Float(f64),
+        Int(u64),
+        Text(String),
+    }
+    match Cpus::deserialize(de)? {
+        Cpus::Float(f) => Ok(Some(f)),
+        Cpus::Int(n) => Ok(Some(n as f64)),
+        Cpus::Text(text) => text.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("bad number of CPUs {text:?}; use e.g. 1.5"))
+        }),
+    }
+}
