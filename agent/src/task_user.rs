@@ -13,7 +13,8 @@
 //!   are not). Without `run_as`, tasks are the agent's own user and can read what it reads: a
 //!   world-readable secret file is then only warned about;
 //! - the work directory must be reachable by the tasks' user (each directory on its path
-//!   searchable).
+//!   searchable), and not writable by it: the agent keeps its state there (its lock, the
+//!   guardians' records), and makes each attempt's directory in it.
 
 use std::{
     io,
@@ -57,6 +58,17 @@ pub enum TaskUserError {
          (owner uid {owner}, mode {mode:o}); e.g. chmod o+x {dir}, or choose another work_dir"
     )]
     WorkDirUnreachable {
+        spec: String,
+        dir: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
+    #[error(
+        "tasks run as {spec} could write into the work directory {dir} (owner uid {owner}, mode \
+         {mode:o}), where the agent keeps its state: it must be the agent's alone, e.g. chown \
+         root {dir} && chmod 755 {dir}"
+    )]
+    WorkDirWritable {
         spec: String,
         dir: PathBuf,
         owner: u32,
@@ -203,6 +215,15 @@ pub fn check_files(
                     mode,
                 });
             }
+            let meta = std::fs::metadata(work_dir).map_err(stat("work_dir", work_dir))?;
+            if bits_for(meta.uid(), meta.gid(), meta.mode(), user.uid, &user.groups) & 0o2 != 0 {
+                return Err(TaskUserError::WorkDirWritable {
+                    spec: user.spec.clone(),
+                    dir: work_dir.to_owned(),
+                    owner: meta.uid(),
+                    mode: meta.mode() & 0o7777,
+                });
+            }
             info!(
                 run_as = %user.spec, uid = user.uid, gid = user.gid,
                 "shell tasks run as this user"
@@ -264,13 +285,17 @@ mod tests {
         assert_eq!(bits_for(5, 6, 0o000, 0, &[]), 0o7);
     }
 
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
     #[test]
     fn secret_files_readable_by_the_task_user_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        chmod(dir.path(), 0o755);
         let token = dir.path().join("agent.token");
         std::fs::write(&token, "t0ken").unwrap();
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        chmod(&token, 0o644);
         let mut c = config(Some("54321:54321"), false);
         c.secret_files = vec![("token_file".to_owned(), token.clone())];
         let user = c.run_as.clone().unwrap();
@@ -281,11 +306,11 @@ mod tests {
             e.contains("token_file") && e.contains("readable by every user, mode 644"),
             "{e}"
         );
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chmod(&token, 0o600);
         check_files(&c, Some(&user), dir.path()).unwrap();
         // Readable, but in a directory the user cannot enter: safe.
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        chmod(&token, 0o644);
+        chmod(dir.path(), 0o700);
         let work = dir.path().join("work");
         std::fs::create_dir(&work).unwrap();
         let e = check_files(&c, Some(&user), &work).unwrap_err();
@@ -293,6 +318,13 @@ mod tests {
             matches!(&e, TaskUserError::WorkDirUnreachable { dir: d, .. } if d == dir.path()),
             "{e}"
         );
+        // A work directory the tasks' user could write into.
+        chmod(&token, 0o600);
+        chmod(dir.path(), 0o755);
+        chmod(&work, 0o777);
+        let e = check_files(&c, Some(&user), &work).unwrap_err().to_string();
+        assert!(e.contains("could write into the work directory"), "{e}");
+        chmod(&work, 0o755);
         // The agent's own user: a warning only.
         check_files(&c, None, dir.path()).unwrap();
         c.secret_files = vec![("token_file".to_owned(), dir.path().join("missing"))];

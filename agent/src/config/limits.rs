@@ -177,3 +177,94 @@ fn opt_cpus<'de, D: Deserializer<'de>>(de: D) -> Result<Option<f64>, D::Error> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{ffi::OsString, io::Write};
+
+    use clap::Parser;
+
+    use super::super::{Cli, Config};
+    use super::*;
+
+    fn load(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(toml.as_bytes()).unwrap();
+        let mut argv = vec!["ferry-agent", "--config", file.path().to_str().unwrap()];
+        argv.extend_from_slice(args);
+        let env: Vec<(OsString, OsString)> =
+            env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        Config::load_from(Cli::try_parse_from(argv).unwrap(), env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn limits_and_the_tasks_user_from_each_layer() {
+        let c = load(
+            "run_as = \"root:0\"\n[rlimits]\ncpu = \"90s\"\naddress_space = \"1GiB\"\n\
+             open_files = 256\nfile_size = 1048576\n[cgroup]\nmemory_max = \"2GiB\"\ncpu_max = 1.5\n",
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.limits.rlimits,
+            [
+                Rlimit::new(Resource::Cpu, 90),
+                Rlimit::new(Resource::AddressSpace, 1 << 30),
+                Rlimit::new(Resource::OpenFiles, 256),
+                Rlimit::new(Resource::FileSize, 1 << 20),
+            ]
+        );
+        assert_eq!(c.limits.memory_max, Some(2 << 30));
+        assert_eq!(c.limits.cpu_max, Some(CpuMax::cpus(1.5)));
+        assert_eq!(c.run_as.as_ref().map(|r| r.uid), Some(0));
+        assert!(!c.allow_root_tasks);
+        // The config file is among the secret files, first.
+        assert_eq!(c.secret_files[0].0, "config");
+
+        let c = load("", &[], &[("FERRY_ALLOW_ROOT_TASKS", "true")]).unwrap();
+        assert!(c.allow_root_tasks && c.run_as.is_none() && c.limits == TaskLimits::default());
+        let c = load("allow_root_tasks = false", &["--allow-root-tasks"], &[]).unwrap();
+        assert!(c.allow_root_tasks);
+        let c = load("run_as = \"ferry-no-such-user\"", &["--run-as", "0:0"], &[]).unwrap();
+        assert_eq!(c.run_as.map(|r| r.spec), Some("0:0".to_owned()));
+        let c = load("cgroup.cpu_max = 2", &[], &[]).unwrap();
+        assert_eq!(c.limits.cpu_max.map(|m| m.quota), Some(200_000));
+    }
+
+    #[test]
+    fn bad_limits_are_refused_by_name() {
+        for (toml, expected) in [
+            (
+                "run_as = \"ferry-no-such-user\"",
+                "invalid run_as: no user named",
+            ),
+            (
+                "[rlimits]\ncpu = \"0s\"",
+                "invalid rlimits.cpu: must be at least 1s",
+            ),
+            (
+                "[rlimits]\nfile_size = 0",
+                "invalid rlimits.file_size: must be more than 0",
+            ),
+            ("[rlimits]\nfile_size = \"lots\"", "bad size \"lots\""),
+            ("[rlimits]\ncpu = \"soon\"", "bad duration \"soon\""),
+            ("[rlimits]\nstack = 1", "unknown field `stack`"),
+            (
+                "[cgroup]\nmemory_max = 4096",
+                "invalid cgroup.memory_max: must be at least 1MiB",
+            ),
+            (
+                "[cgroup]\ncpu_max = 0",
+                "invalid cgroup.cpu_max: 0 is not a number of CPUs",
+            ),
+            (
+                "[cgroup]\ncpu_max = \"many\"",
+                "bad number of CPUs \"many\"",
+            ),
+        ] {
+            let e = load(toml, &[], &[]).unwrap_err();
+            assert!(e.contains(expected), "{toml:?}: {e}");
+        }
+    }
+}

@@ -320,4 +320,48 @@ mod tests {
         );
         assert_eq!(locate("0::/kube/pod10\n", sub), None);
     }
+
+    #[test]
+    fn limits_and_oom_kills_in_a_cgroup_directory() {
+        // Plain files standing in for cgroupfs: what is written and read, not the kernel.
+        let own = tempfile::tempdir().unwrap();
+        let tree = own.path().join("ferry-agent-1");
+        fs::create_dir(&tree).unwrap();
+        fs::write(own.path().join("cgroup.controllers"), "cpu io pids\n").unwrap();
+        fs::write(tree.join("cgroup.controllers"), "").unwrap();
+        let e = enable_controllers(&tree, &["cpu", "memory"]).unwrap_err();
+        assert!(
+            e.starts_with("the cgroup v2 memory controller is not available in"),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read_to_string(own.path().join("cgroup.subtree_control")).unwrap(),
+            "+cpu"
+        );
+        fs::write(tree.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        enable_controllers(&tree, &["memory"]).unwrap();
+        assert_eq!(
+            fs::read_to_string(tree.join("cgroup.subtree_control")).unwrap(),
+            "+memory"
+        );
+
+        let attempt = tree.join("attempt-1-1");
+        fs::create_dir(&attempt).unwrap();
+        set_limits(&attempt, Some(64 << 20), Some("50000 100000")).unwrap();
+        let read = |f: &str| fs::read_to_string(attempt.join(f)).unwrap();
+        assert_eq!(read("memory.max"), "67108864");
+        assert_eq!(read("memory.swap.max"), "0");
+        assert_eq!(read("memory.oom.group"), "1");
+        assert_eq!(read("cpu.max"), "50000 100000");
+        let e = set_limits(&attempt.join("gone"), Some(1 << 20), None).unwrap_err();
+        assert!(e.starts_with("cannot set memory.max of"), "{e}");
+
+        assert_eq!(oom_kills(&attempt), 0);
+        fs::write(
+            attempt.join("memory.events"),
+            "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 1\n",
+        )
+        .unwrap();
+        assert_eq!(oom_kills(&attempt), 2);
+    }
 }
