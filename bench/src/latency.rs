@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ferry_proto::v1::{JobState, WatchJobRequest};
+use ferry_proto::watch::JobView;
 
 use crate::{
     baseline,
@@ -151,14 +152,21 @@ async fn one_job(client: &mut Client, limit: Duration, trace: bool) -> Result<Ti
         .await
         .context("WatchJob")?
         .into_inner();
+    let mut view = JobView::new();
     loop {
         let remaining = limit.saturating_sub(start.elapsed());
-        let job = match tokio::time::timeout(remaining, stream.message()).await {
+        let event = match tokio::time::timeout(remaining, stream.message()).await {
             Err(_) => bail!("job {job_id} did not succeed within {limit:?}"),
             Ok(msg) => msg.with_context(|| format!("WatchJob {job_id}"))?,
         };
-        let Some(job) = job else {
+        let Some(event) = event else {
             bail!("WatchJob {job_id} ended before the job succeeded");
+        };
+        let Some(job) = view
+            .apply(event)
+            .with_context(|| format!("WatchJob {job_id}"))?
+        else {
+            continue;
         };
         if trace {
             timeline.push(format!(

@@ -18,6 +18,7 @@ mod sim;
 mod store;
 mod throughput;
 mod upload;
+mod watchers;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -64,6 +65,9 @@ enum Bench {
     Agents(agents::Args),
     /// Controllers on PostgreSQL killed under real agents: how soon work moves, nothing lost.
     Failover(failover::Args),
+    /// What job watchers cost: dispatch with 10 watchers against none, controller memory with
+    /// stalled watchers, `ferry submit --wait` against `submit`.
+    Watchers(watchers::Args),
     /// Every benchmark in sequence, with its defaults (all but `dispatch`).
     All,
 }
@@ -81,6 +85,7 @@ impl Bench {
             Self::Dispatch(_) => "dispatch",
             Self::Agents(_) => "agents",
             Self::Failover(_) => "failover",
+            Self::Watchers(_) => "watchers",
             Self::All => "all",
         }
     }
@@ -101,6 +106,7 @@ impl Bench {
             Self::Dispatch(args) => dispatch::run(args).await,
             Self::Agents(args) => agents::run(args).await,
             Self::Failover(args) => failover::run(args).await,
+            Self::Watchers(args) => watchers::run(args).await,
             Self::All => unreachable!("`all` is expanded before running"),
         }
     }
@@ -127,6 +133,7 @@ fn main() -> ExitCode {
             // Under 2 minutes each; `dispatch` is not: its PostgreSQL runs alone take longer.
             Bench::Failover(defaults()),
             Bench::Agents(defaults()),
+            Bench::Watchers(defaults()),
         ],
         one => vec![one],
     };

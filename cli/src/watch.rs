@@ -1,12 +1,15 @@
 //! Live progress of a job from the `WatchJob` stream, on standard error.
 //!
-//! A line is printed whenever the picture changes, then the outcome. When the stream breaks
+//! The stream sends the job, then the tasks that changed; `ferry_proto::watch::JobView` puts
+//! them together (a fresh snapshot, sent when this client fell behind, replaces what it
+//! held). A line is printed whenever the whole picture changes, then the outcome. When the stream breaks
 //! (a controller restart) it reconnects with backoff — to the next controller first when
 //! several are given — and gives up after about a minute without hearing from any.
 
 use std::time::{Duration, Instant};
 
 use ferry_proto::v1::{Job, JobState, TaskState, WatchJobRequest};
+use ferry_proto::watch::JobView;
 
 use crate::{
     client::Controller,
@@ -85,12 +88,14 @@ async fn follow(
         .await
         .map_err(|status| controller.error("watch job", &status))?
         .into_inner();
+    // Each stream starts with a whole snapshot.
+    let mut view = JobView::new();
     loop {
         let message = stream
             .message()
             .await
             .map_err(|status| controller.error("watch job", &status))?;
-        let Some(job) = message else {
+        let Some(event) = message else {
             return Err(CliError::Unreachable {
                 url: controller.url().to_owned(),
                 reason: "the watch stream ended before the job did".to_owned(),
@@ -104,9 +109,16 @@ async fn follow(
             }
         }
         *retry = Retry::default();
-        progress.show(&job);
+        let whole = view.apply(event).map_err(|e| {
+            CliError::Protocol(format!(
+                "the controller at {} sent a broken watch stream: {e}",
+                controller.url()
+            ))
+        })?;
+        let Some(job) = whole else { continue };
+        progress.show(job);
         if is_finished(job.state()) {
-            return Ok(job);
+            return Ok(job.clone());
         }
     }
 }

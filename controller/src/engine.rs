@@ -4,6 +4,7 @@
 //! state lives behind the `Store` trait.
 
 mod complete;
+mod job_watch;
 pub mod lease_writer;
 pub mod local;
 mod long_poll;
@@ -27,6 +28,7 @@ use crate::model::{
 };
 use crate::notify::{Notifier, Wakes};
 use crate::store::{AgentRegistration, Cancelled, Effects, LogPage, Store, StoreError};
+pub use job_watch::{JobWatch, WatchBatch};
 use local::liveness::{PollView, UnknownSession};
 use local::Local;
 
@@ -59,6 +61,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    TooManyWatches(#[from] local::feeds::TooManyWatches),
 }
 
 /// An agent's identity on every call after `Register`.

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod job;
 mod status;
 pub mod upload_frames;
+pub mod watch;
 
 #[cfg(test)]
 mod props;

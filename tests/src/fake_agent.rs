@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ferry_proto::v1::{
     agent_service_client::AgentServiceClient, job_service_client::JobServiceClient, AgentIdentity,
-    AgentState, Assignment, ListAgentsRequest, PollRequest, RegisterRequest,
+    AgentState, Assignment, CompleteRequest, ListAgentsRequest, Outcome, PollRequest,
+    RegisterRequest,
 };
 use tonic::transport::Channel;
 
@@ -21,16 +22,26 @@ pub struct FakeAgent {
 impl FakeAgent {
     /// Registers `name` serving `queue` with one slot.
     pub async fn register(
+        client: AgentServiceClient<Channel>,
+        name: &str,
+        queue: &str,
+    ) -> Result<Self> {
+        Self::register_with_slots(client, name, queue, 1).await
+    }
+
+    /// Registers `name` serving `queue` with `slots` slots.
+    pub async fn register_with_slots(
         mut client: AgentServiceClient<Channel>,
         name: &str,
         queue: &str,
+        slots: u32,
     ) -> Result<Self> {
         let session = client
             .register(RegisterRequest {
                 name: name.into(),
                 queues: vec![queue.into()],
                 labels: HashMap::new(),
-                max_tasks: 1,
+                max_tasks: slots,
                 hostname: "nowhere".into(),
                 version: "test".into(),
             })
@@ -66,6 +77,50 @@ impl FakeAgent {
             }
         })
         .await
+    }
+
+    /// Claims up to `slots` tasks at a time and completes each at once as succeeded, without
+    /// running anything, until `tasks` have been completed.
+    pub async fn complete_tasks(&self, tasks: usize, slots: u32) -> Result<()> {
+        let mut done = 0;
+        while done < tasks {
+            let mut client = self.client.clone();
+            let assignments = client
+                .poll(PollRequest {
+                    agent: Some(self.identity.clone()),
+                    free_slots: slots,
+                    wait_ms: 1000,
+                    running: Vec::new(),
+                })
+                .await
+                .context("Poll")?
+                .into_inner()
+                .assignments;
+            let mut completions = tokio::task::JoinSet::new();
+            for attempt in assignments.into_iter().filter_map(|a| a.attempt) {
+                let mut client = self.client.clone();
+                let request = CompleteRequest {
+                    agent: Some(self.identity.clone()),
+                    attempt: Some(attempt),
+                    outcome: Outcome::Succeeded as i32,
+                    exit_code: Some(0),
+                    ..Default::default()
+                };
+                completions.spawn(async move {
+                    let mut answer = client.complete(request).await?.into_inner();
+                    // Recorded once the answer ends OK.
+                    while answer.message().await?.is_some() {}
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(completed) = completions.join_next().await {
+                completed
+                    .context("a completion's task")?
+                    .context("Complete")?;
+                done += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Waits, silent, until the controller lists this agent `dead` (its agent timeout passed).

@@ -26,6 +26,14 @@ pub fn trust(addr: &str, certs: ClientCerts) {
 /// A channel to `addr` (`http://127.0.0.1:PORT`, or `https://…` of a controller the harness
 /// started with TLS), connected now.
 pub async fn connect(addr: &str) -> Result<Channel> {
+    endpoint(addr)?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))
+}
+
+/// The endpoint [`connect`] dials, for a caller that sets more options.
+pub fn endpoint(addr: &str) -> Result<Endpoint> {
     let mut endpoint = Endpoint::from_shared(addr.to_owned())
         .with_context(|| format!("bad controller address {addr}"))?
         .connect_timeout(Duration::from_secs(2))
@@ -38,10 +46,7 @@ pub async fn connect(addr: &str) -> Result<Channel> {
     if let Some(certs) = certs {
         endpoint = endpoint.tls_config(certs.load()?.config())?;
     }
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {addr}"))
+    Ok(endpoint)
 }
 
 pub async fn job_client(addr: &str) -> Result<JobServiceClient<Channel>> {

@@ -27,6 +27,7 @@ pub mod results_fixture;
 mod store_db;
 mod tls;
 mod wait;
+pub mod watch;
 
 pub use agent::{Agent, AgentOpts, RefusedAgent};
 pub use bin::{bin_dir, bin_path, AGENT_BIN, CLI_BIN, CONTROLLER_BIN};

@@ -9,11 +9,13 @@ use std::{
 
 use ferry_proto::v1::{
     job_service_server::{JobService, JobServiceServer},
+    watch_job_event::Kind,
     Attempt, AttemptState, CancelJobRequest, CancelJobResponse, DataChunk, DownloadResultRequest,
     DrainAgentRequest, DrainAgentResponse, GetJobRequest, GetLogsRequest, Job, JobState,
     ListAgentsRequest, ListAgentsResponse, ListJobsRequest, ListJobsResponse, ListQueuesRequest,
     ListQueuesResponse, ListResultsRequest, ListResultsResponse, LogEvent, LogStream, ResultFile,
-    SubmitJobRequest, SubmitJobResponse, Task, TaskState, WatchJobRequest,
+    SnapshotPart, SubmitJobRequest, SubmitJobResponse, Task, TaskDelta, TaskState, WatchJobEvent,
+    WatchJobRequest,
 };
 use sha2::{Digest, Sha256};
 use tokio_stream::{wrappers::TcpListenerStream, Stream};
@@ -51,6 +53,29 @@ pub fn published(name: &str, data: Vec<u8>) -> (String, Vec<u8>, String) {
 /// Lowercase hex of `bytes` (a SHA-256 as the controller lists it).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The whole job as the first event of a watch.
+fn snapshot(job: Job) -> WatchJobEvent {
+    let tasks_total = job.tasks.len() as u32;
+    WatchJobEvent {
+        job: Some(job),
+        kind: Some(Kind::Snapshot(SnapshotPart {
+            first: true,
+            resync: false,
+            tasks_total,
+        })),
+        complete: true,
+    }
+}
+
+/// The job's changed tasks (here: all of them) as a later event.
+fn delta(job: Job) -> WatchJobEvent {
+    WatchJobEvent {
+        job: Some(job),
+        kind: Some(Kind::Delta(TaskDelta {})),
+        complete: true,
+    }
 }
 
 /// The fake `JobService`; tests read what the CLI sent through its [`Script`].
@@ -134,7 +159,7 @@ impl JobService for Fake {
         }))
     }
 
-    type WatchJobStream = Boxed<Job>;
+    type WatchJobStream = Boxed<WatchJobEvent>;
 
     async fn watch_job(
         &self,
@@ -145,11 +170,11 @@ impl JobService for Fake {
         let end = script.final_state.unwrap_or(JobState::Succeeded);
         let items = if script.break_first_watch && script.watches == 1 {
             vec![
-                Ok(job(JobState::Running)),
+                Ok(snapshot(job(JobState::Running))),
                 Err(Status::unavailable("controller shutting down")),
             ]
         } else {
-            vec![Ok(job(JobState::Running)), Ok(job(end))]
+            vec![Ok(snapshot(job(JobState::Running))), Ok(delta(job(end)))]
         };
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }

@@ -1,10 +1,12 @@
 //! Everything a controller keeps in memory, in one place: the sessions it has seen lately
-//! (`liveness`), the long-polls parked on it (`parked`), the watchers of jobs (`watchers`) and
-//! the wake-up of polls waiting for work. None of it is needed for correctness — the store
+//! (`liveness`), the long-polls parked on it (`parked`), the change counters of watched jobs
+//! (`watchers`), the job watchers' change feeds (`feeds`) and the wake-up of polls waiting for
+//! work. None of it is needed for correctness — the store
 //! holds every session, lease and order, so any controller can answer any agent — it only
 //! saves store reads and lets waiting parties wake at once. `Local` is the `WakeSink` the
 //! notifier delivers to.
 
+pub mod feeds;
 pub mod liveness;
 pub mod parked;
 pub mod watchers;
@@ -12,6 +14,7 @@ pub mod watchers;
 use tokio::sync::Notify;
 
 use crate::notify::{WakeSink, Wakes};
+use feeds::JobFeeds;
 use liveness::Liveness;
 use parked::ParkedPolls;
 use watchers::Watchers;
@@ -21,6 +24,7 @@ pub struct Local {
     pub liveness: Liveness,
     pub(crate) parked: ParkedPolls,
     pub watchers: Watchers,
+    pub feeds: JobFeeds,
     /// Woken whenever tasks become queued.
     pub work: Notify,
 }

@@ -284,7 +284,7 @@ fn attempt(a: &AttemptRecord) -> pb::Attempt {
     }
 }
 
-fn task(t: &TaskRecord) -> pb::Task {
+pub fn task(t: &TaskRecord) -> pb::Task {
     pb::Task {
         id: t.spec.id.clone(),
         state: task_state(t.state) as i32,
@@ -300,6 +300,14 @@ fn task(t: &TaskRecord) -> pb::Task {
 
 pub fn job(j: &JobRecord) -> pb::Job {
     pb::Job {
+        tasks: j.tasks.iter().map(task).collect(),
+        ..job_head(j)
+    }
+}
+
+/// The job's own fields, without its tasks.
+pub fn job_head(j: &JobRecord) -> pb::Job {
+    pb::Job {
         id: j.id.clone(),
         name: j.name.clone(),
         state: job_state(j.state) as i32,
@@ -307,7 +315,7 @@ pub fn job(j: &JobRecord) -> pb::Job {
         idempotency_key: j.idempotency_key.clone().unwrap_or_default(),
         created_at_ms: j.created_at,
         finished_at_ms: j.finished_at.unwrap_or(0),
-        tasks: j.tasks.iter().map(task).collect(),
+        tasks: Vec::new(),
     }
 }
 

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::{checks, convert};
 use crate::engine::Engine;
-use crate::model::{AttemptKey, JobRecord};
+use crate::model::AttemptKey;
 
 use super::Stream;
 
@@ -30,37 +30,6 @@ impl JobApi {
             tracker,
             shutdown,
         }
-    }
-}
-
-/// Sends the job after every change until it ends or the client goes away.
-async fn feed_watch(
-    engine: Arc<Engine>,
-    first: JobRecord,
-    mut changes: tokio::sync::watch::Receiver<u64>,
-    tx: mpsc::Sender<Result<pb::Job, Status>>,
-    shutdown: CancellationToken,
-) {
-    let job_id = first.id.clone();
-    let mut job = first;
-    loop {
-        let done = job.state.is_terminal();
-        if tx.send(Ok(convert::job(&job))).await.is_err() || done {
-            return;
-        }
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
-            _ = tx.closed() => return,
-            _ = shutdown.cancelled() => return,
-        }
-        changes.mark_unchanged();
-        job = match engine.job(&job_id).await {
-            Ok(job) => job,
-            Err(e) => {
-                let _ = tx.send(Err(e.into())).await;
-                return;
-            }
-        };
     }
 }
 
@@ -173,7 +142,7 @@ impl JobService for JobApi {
         }))
     }
 
-    type WatchJobStream = Stream<pb::Job>;
+    type WatchJobStream = Stream<pb::WatchJobEvent>;
 
     async fn watch_job(
         &self,
@@ -181,19 +150,8 @@ impl JobService for JobApi {
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let job_id = request.into_inner().job_id;
         checks::lookup_id("job id", &job_id)?;
-        // Subscribed before the first read, so that no change falls between the two.
-        let changes = self.engine.watch(&job_id);
-        // Fail fast on an unknown id, before the stream starts; the job read is the first
-        // message.
-        let first = self.engine.job(&job_id).await?;
-        let (tx, rx) = mpsc::channel(4);
-        self.tracker.spawn(feed_watch(
-            self.engine.clone(),
-            first,
-            changes,
-            tx,
-            self.shutdown.clone(),
-        ));
+        let rx =
+            super::watch::start(&self.engine, job_id, &self.tracker, self.shutdown.clone()).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -18,6 +18,7 @@ impl From<EngineError> for Status {
             EngineError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             EngineError::Store(e) => e.into(),
             EngineError::Artifact(e) => e.into(),
+            EngineError::TooManyWatches(_) => Status::resource_exhausted(e.to_string()),
         }
     }
 }
