@@ -26,6 +26,8 @@ pub struct Output {
     /// Device and inode checked here; the uploader opens the same file or refuses.
     pub dev: u64,
     pub ino: u64,
+    /// Its owner: with `run_as`, a shell task's outputs must be its user's own files.
+    pub uid: u32,
 }
 
 /// Why outputs could not be resolved; each message names the output and fails the attempt.
@@ -255,6 +257,7 @@ fn check_file(
         size: meta.len(),
         dev: meta.dev(),
         ino: meta.ino(),
+        uid: meta.uid(),
     }))
 }
 

@@ -127,7 +127,13 @@ async fn run_attempt(
             declared.retain(|d| !info.files.contains(d));
             declared.splice(0..0, info.files.iter().cloned());
         }
-        match publish(&agent, &attempt, &kill, dir, &declared).await {
+        // A shell task run as another user publishes only its own files: not, say, a hard link
+        // it made to a file of the agent's.
+        let owner = match assignment.task.as_ref().and_then(|t| t.kind.as_ref()) {
+            Some(Kind::Shell(_)) => agent.task_user.as_ref().map(|u| u.uid),
+            _ => None,
+        };
+        match publish(&agent, &attempt, &kill, dir, &declared, owner).await {
             Ok(uploaded) => outputs = uploaded,
             Err(Stop::Failed(error)) => {
                 report.outcome = Outcome::Failed;
@@ -201,6 +207,7 @@ async fn publish(
     kill: &KillSwitch,
     dir: &std::path::Path,
     declared: &[String],
+    owner: Option<u32>,
 ) -> Result<Vec<OutputFile>, Stop> {
     if declared.is_empty() {
         return Ok(Vec::new());
@@ -214,6 +221,14 @@ async fn publish(
             .map_err(|e| Stop::Failed(format!("resolving outputs failed: {e}")))?
             .map_err(|e| Stop::Failed(e.to_string()))?
     };
+    if let Some(uid) = owner {
+        if let Some(other) = resolved.iter().find(|o| o.uid != uid) {
+            return Err(Stop::Failed(format!(
+                "output {} is not the task's own file (owner uid {}, the task ran as uid {uid}): tasks run as another user publish only files they own",
+                other.name, other.uid
+            )));
+        }
+    }
     upload::upload_all(&agent.client, attempt, kill, &resolved).await
 }
 
@@ -268,6 +283,9 @@ async fn run_shell(
     if agent.task_user.is_some() {
         if let Err(e) = crate::workdirs::take_back(dir) {
             warn!(dir = %dir.display(), error = %e, "cannot take the working directory back");
+            if end == End::Aborted {
+                return end;
+            }
             return End::Finished(Report::failed(format!(
                 "cannot take the working directory {} back from the tasks' user: {e}",
                 dir.display()

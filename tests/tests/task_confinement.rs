@@ -1,6 +1,6 @@
 //! What confines a task (issue 16, class 4): run as another user (`run_as`), it cannot read the
-//! agent's config or token, nor its guardian's environment, and its working directory and
-//! inputs are its own for the run; an agent running as root refuses to start without `run_as`
+//! agent's config or token, nor its guardian's environment, its working directory and inputs
+//! are its own for the run, and it publishes only its own files; an agent running as root refuses to start without `run_as`
 //! (unless `allow_root_tasks`), on a `run_as` user that does not exist, on a secret file that
 //! user could read, and on a work directory that user cannot reach; per-process rlimits stop a
 //! task past them, the attempt's error naming the limit; a memory hog is stopped by its cgroup's
@@ -143,6 +143,27 @@ echo "uid=$(id -u)"
         b.contains("data\ninput: writable\n") && b.contains(&format!("uid={uid}\n")),
         "{b}"
     );
+    // A file of another user's that the task may write, hard-linked as its output: refused,
+    // the agent publishes only the task's own files.
+    let shared = dir.path().join("shared.txt");
+    std::fs::write(&shared, "root's\n").unwrap();
+    chmod(&shared, 0o666);
+    let linked = format!(
+        "name = \"linked\"\n[[tasks]]\nid = \"l\"\noutputs = [\"out.txt\"]\n\
+         retry = {{ max_attempts = 1 }}\nshell = 'ln {} out.txt'\n",
+        shared.display()
+    );
+    let id = cli.submit(&linked).await.unwrap();
+    let done = cli.wait_job(&id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(state(&done), "failed", "{done:#}");
+    let error = last_error(&done, "l");
+    assert!(
+        error.contains(&format!(
+            "output out.txt is not the task's own file (owner uid 0, the task ran as uid {uid})"
+        )),
+        "{error}"
+    );
+
     // Between runs the attempts' directories are the agent's again, for its eyes only.
     for entry in std::fs::read_dir(agent.work_dir()).unwrap().flatten() {
         if entry.file_name().to_string_lossy().starts_with("attempt-") {
