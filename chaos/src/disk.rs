@@ -10,8 +10,11 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-/// Size of the filesystem.
-pub const SIZE_MIB: u64 = 128;
+/// Size of the filesystem: room for the published outputs of `tasks` tasks (about one in ten
+/// uploads at most 16 KiB), and at least 128 MiB.
+pub fn size_mib(tasks: usize) -> u64 {
+    (64 + tasks as u64 * 3 / 2 / 1024).max(128)
+}
 /// `--disk-reserve` given to the controllers.
 pub const RESERVE: u64 = 16 << 20;
 
@@ -35,8 +38,8 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
 }
 
 impl SmallDisk {
-    /// Mounts a tmpfs of [`SIZE_MIB`] at `mount` (created).
-    pub fn mount(mount: &Path) -> Result<Self> {
+    /// Mounts a tmpfs of `size_mib` MiB at `mount` (created).
+    pub fn mount(mount: &Path, size_mib: u64) -> Result<Self> {
         std::fs::create_dir_all(mount)?;
         let at = mount.to_str().context("a mount point that is not UTF-8")?;
         run(
@@ -45,7 +48,7 @@ impl SmallDisk {
                 "-t",
                 "tmpfs",
                 "-o",
-                &format!("size={SIZE_MIB}m"),
+                &format!("size={size_mib}m"),
                 "tmpfs",
                 at,
             ],

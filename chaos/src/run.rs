@@ -19,7 +19,7 @@ use ferry_tests::Cli;
 
 use crate::{
     checks::{self, Check},
-    disk::SmallDisk,
+    disk::{self, SmallDisk},
     extract::{self, Source},
     faults,
     fleet::{Fleet, Settings, StoreKind, PASSWORD_ENV},
@@ -104,7 +104,7 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
     } else {
         args.faults.clone()
     };
-    let disk = match SmallDisk::mount(&setup.root.join("disk")) {
+    let disk = match SmallDisk::mount(&setup.root.join("disk"), disk::size_mib(args.tasks)) {
         Ok(disk) => Some(disk),
         Err(e) => {
             if kinds.contains(&Kind::DiskFull) {
@@ -407,11 +407,18 @@ async fn no_process_left(setup: &Setup, ledger: &Ledger) -> Check {
 fn no_secret(setup: &Setup, task_logs: &[(String, String)]) -> Check {
     let (files, mut found) =
         leftovers::secret_in_files(&setup.root, &setup.secret, &setup.secret_file());
+    let mut redacted = 0;
     for (key, log) in task_logs {
         if log.contains(&setup.secret) {
             found.push(format!("the password is in the stored log of {key}"));
         }
+        redacted += usize::from(log.contains("[redacted]"));
     }
+    // The tasks print the password file: the agent's redaction is what keeps it out.
+    println!(
+        "environment dumps: {} attempts' logs read, {redacted} with the password redacted",
+        task_logs.len()
+    );
     checks::found("no secret in any log", files + task_logs.len(), found)
 }
 

@@ -59,7 +59,7 @@ pub fn plan(rng: &mut fastrand::Rng, run: &str, tasks: usize) -> Vec<JobPlan> {
             let kind = match (rng.u8(0..100), upload_dep) {
                 (0..=49, Some(from)) => Kind::Consume(from),
                 (0..=2, None) => Kind::Long(rng.u32(8..=32)),
-                (3..=12, None) => Kind::Upload(rng.u32(1024..=65536)),
+                (3..=12, None) => Kind::Upload(rng.u32(512..=16384)),
                 (13, None) => Kind::EnvDump,
                 (r, _) if r % 2 == 0 => Kind::Quick(0),
                 _ => Kind::Quick(rng.u32(10..=300)),
