@@ -76,6 +76,20 @@ pub struct Args {
     pub keep: bool,
 }
 
+/// Runs `work` unless SIGINT or SIGTERM comes first: then it is dropped, and with it every
+/// process it started, its database and its disk.
+async fn until_signal(
+    work: impl std::future::Future<Output = anyhow::Result<usize>>,
+) -> anyhow::Result<usize> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        done = work => done,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted (SIGINT)"),
+        _ = term.recv() => anyhow::bail!("terminated (SIGTERM)"),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let setup = match run::Setup::new(&args) {
@@ -90,7 +104,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run::run(&args, &setup)) {
+    match runtime.block_on(until_signal(run::run(&args, &setup))) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(violations) => {
             eprintln!(
