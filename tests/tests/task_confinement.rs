@@ -282,7 +282,7 @@ async fn limits_stop_a_task_and_its_error_names_the_limit() {
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
-        "[rlimits]\nfile_size = \"1MiB\"\ncpu = \"1s\"\naddress_space = \"512MiB\"\n\
+        "[rlimits]\nfile_size = \"1MiB\"\ncpu = \"1s\"\naddress_space = \"512MiB\"\nopen_files = 64\n\
          [cgroup]\nmemory_max = \"64MiB\"\n",
     )
     .unwrap();
@@ -307,7 +307,7 @@ async fn limits_stop_a_task_and_its_error_names_the_limit() {
         task("big", "head -c 2097152 /dev/zero > big.bin"),
         task("spin", "while :; do :; done"),
         task("hog", "tail /dev/zero"),
-        task("fine", "echo fine > small.txt; cat small.txt"),
+        task("fine", "echo fine > small.txt; cat small.txt; ulimit -n"),
     ]
     .join("\n");
     let cli = controller.cli();
@@ -321,6 +321,8 @@ async fn limits_stop_a_task_and_its_error_names_the_limit() {
     );
     assert_eq!(state(&done), "failed", "{done:#}");
     assert_eq!(task_state(&done, "fine"), "succeeded", "{done:#}");
+    let fine = logs(&controller, &id, "fine").await;
+    assert!(fine.contains("fine\n64\n"), "{fine}");
 
     let big = last_error(&done, "big");
     assert!(

@@ -203,16 +203,19 @@ impl Confine {
         if let Some(cause) = signal.and_then(|s| self.signal_cause(s)) {
             return format!("{base}: {cause}");
         }
-        // An address-space limit sends nothing: allocations fail and the program ends as it
-        // chooses. Said so that a failure after one is not a mystery.
-        match (status, self.rlimit(Resource::AddressSpace)) {
-            (Ok(0), _) | (_, None) => base,
-            (_, Some(limit)) => format!(
-                "{base} (each process of the task may map at most {}: {}; an allocation beyond it fails)",
-                limit.resource.show(limit.soft),
-                limit.describe()
-            ),
+        // Address-space and open-file limits send nothing: the call past them fails and the
+        // program ends as it chooses. Named, so that such a failure is not a mystery.
+        let silent: Vec<String> = [Resource::AddressSpace, Resource::OpenFiles]
+            .into_iter()
+            .filter_map(|r| self.rlimit(r).map(Rlimit::describe))
+            .collect();
+        if status == Ok(0) || silent.is_empty() {
+            return base;
         }
+        format!(
+            "{base} (the task ran under {}, which fail a call past them rather than stop it)",
+            silent.join(" and ")
+        )
     }
 }
 
@@ -247,14 +250,18 @@ mod tests {
             Confine::default().explain(Err(libc::SIGXFSZ), 0),
             "killed by signal 25"
         );
-        let as_only = Confine {
-            rlimits: vec![Rlimit::new(Resource::AddressSpace, 256 << 20)],
+        let silent = Confine {
+            rlimits: vec![
+                Rlimit::new(Resource::AddressSpace, 256 << 20),
+                Rlimit::new(Resource::OpenFiles, 64),
+            ],
             ..Confine::default()
         };
-        assert!(as_only
-            .explain(Ok(1), 0)
-            .contains("rlimits.address_space = 256 MiB"));
-        assert_eq!(as_only.explain(Ok(0), 0), "exit code 0");
+        assert_eq!(
+            silent.explain(Ok(1), 0),
+            "exit code 1 (the task ran under rlimits.address_space = 256 MiB and rlimits.open_files = 64, which fail a call past them rather than stop it)"
+        );
+        assert_eq!(silent.explain(Ok(0), 0), "exit code 0");
     }
 
     #[test]
