@@ -46,7 +46,7 @@ pub(super) async fn run(
     items: &[Item],
     now: Millis,
     cursors: &Cursors,
-) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+) -> Result<Ran, StoreError> {
     let mut seen = HashSet::new();
     if !items.iter().filter_map(Item::task).all(|t| seen.insert(t)) {
         return Err(StoreError::backend(
@@ -69,7 +69,7 @@ pub(super) async fn run(
         }
     }
     let mut done: Vec<Done> = items.iter().map(|_| Done::default()).collect();
-    transitions::deferring_job_counts(c, now, async {
+    let (_, ends) = transitions::deferring_job_counts(c, async {
         let mut succeeded = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let Some(completion) = item.completion.as_ref().filter(|_| refused[i].is_none()) else {
@@ -80,17 +80,6 @@ pub(super) async fn run(
                 succeeded.push(finish);
             } else {
                 done[i].effects = transitions::finish(c, finish, now).await?;
-            }
-        }
-        let mut shared = Effects::default();
-        transitions::succeed_many(c, &succeeded, now, &mut shared).await?;
-        for (i, item) in items.iter().enumerate() {
-            if let (Some(completion), None) = (&item.completion, &refused[i]) {
-                let key = &completion.report.finish.attempt;
-                done[i].effects.queued |= shared.queued;
-                if completion.report.finish.outcome == Outcome::Succeeded {
-                    done[i].effects.jobs.push(key.job_id.clone());
-                }
             }
         }
         let claiming: Vec<usize> = (0..items.len())
@@ -106,23 +95,73 @@ pub(super) async fn run(
             .iter()
             .filter_map(|&i| items[i].claim.as_ref())
             .collect();
+        // The successes' statements and the claim's picks are sent together (one round trip):
+        // PostgreSQL runs them in that order, so the picks see the dependents just released.
+        let mut shared = Effects::default();
+        let stmts = match succeeded.is_empty() {
+            true => None,
+            false => Some(transitions::prepare_success(c).await?),
+        };
+        let (succeeded, picks) = tokio::join!(
+            async {
+                match &stmts {
+                    Some(stmts) => {
+                        transitions::succeed_many(c, stmts, &succeeded, now, &mut shared).await
+                    }
+                    None => Ok(()),
+                }
+            },
+            dispatch::pick_for(c, &reqs, now, Some(cursors)),
+        );
+        // The first failure in the order sent: what follows it only says the transaction aborted.
+        let (_, picks) = (succeeded?, picks?);
+        for (i, item) in items.iter().enumerate() {
+            if let (Some(completion), None) = (&item.completion, &refused[i]) {
+                let key = &completion.report.finish.attempt;
+                done[i].effects.queued |= shared.queued;
+                if completion.report.finish.outcome == Outcome::Succeeded {
+                    done[i].effects.jobs.push(key.job_id.clone());
+                }
+            }
+        }
         for (i, claimed) in claiming
             .iter()
-            .zip(dispatch::claim_for(c, &reqs, now, Some(cursors)).await?)
+            .zip(dispatch::start_picked(c, &reqs, picks, now).await?)
         {
             done[*i].claimed = claimed;
         }
         Ok(())
     })
     .await?;
-    Ok(done
+    let results = done
         .into_iter()
         .zip(refused.iter_mut())
         .map(|(done, refusal)| match refusal.take() {
             Some(e) => Err(e),
             None => Ok(done),
         })
-        .collect())
+        .collect();
+    Ok(Ran { results, ends })
+}
+
+/// What a batch did, before its `COMMIT`.
+pub(super) struct Ran {
+    /// Each item's outcome, in order.
+    pub results: Vec<Result<Done, StoreError>>,
+    /// The jobs it ends, ended with the `COMMIT` (`transitions::end_jobs_and_commit`).
+    pub ends: transitions::JobEnds,
+}
+
+impl Ran {
+    /// Whether the batch wrote nothing (no completion, nothing claimed): then it need not
+    /// wait for a commit to reach the disk.
+    pub fn wrote_nothing(&self, items: &[Item]) -> bool {
+        items.iter().all(|i| i.completion.is_none())
+            && self.results.iter().all(|r| match r {
+                Ok(done) => done.claimed.assignments.is_empty(),
+                Err(_) => true,
+            })
+    }
 }
 
 const LOCK_AGENTS: &str = "SELECT name, session, state FROM agents WHERE name = ANY($1)
@@ -164,7 +203,7 @@ async fn query_if(
 }
 
 /// Locks the rows of the agents that claim (in name order, `FOR KEY SHARE` as
-/// `dispatch::lock_session`), then the tasks the items finish (in key order), and fences their
+/// `dispatch::claim`), then the tasks the items finish (in key order), and fences their
 /// attempts as `transitions::fence_locked` does: the (agent, session) pairs that are live and
 /// ready, and each item's refusal, if any. The three statements are prepared first, then sent
 /// together in that order (one round trip); PostgreSQL runs the attempts' read once the locks

@@ -8,8 +8,7 @@ use tokio::sync::oneshot;
 use super::batch::{self, Item};
 use super::combiner;
 use super::test_db::{new_job, register, shell_task, TestDb};
-use super::tx::{backoff, begin, end, Mode, MAX_TRIES};
-use super::{Conn, PostgresStore};
+use super::PostgresStore;
 use crate::model::{AttemptFinish, AttemptKey, AttemptReport, JobState, Outcome, TaskSpec};
 use crate::store::{ClaimRequest, Completion, Store, StoreError};
 
@@ -60,16 +59,15 @@ fn completion(agent: &str, attempt: &AttemptKey, outcome: Outcome) -> Completion
     }
 }
 
-/// `items` as one batch, in one transaction of `store`.
+/// `items` as one batch, in one transaction of `store`, as the combiner makes it.
 async fn run(
     store: &PostgresStore,
     items: &[Item],
     now: i64,
 ) -> Result<Vec<Result<batch::Done, StoreError>>, StoreError> {
-    transaction!(store, Mode::Write, |c| {
-        let c: &Conn = c;
-        batch::run(c, items, now, &store.cursors)
-    })
+    combiner::transact(&store.pool, &store.cursors, items, now)
+        .await
+        .map_err(combiner::Failed::into_error)
 }
 
 /// The attempt of `task` in `assignments`.

@@ -18,7 +18,8 @@ use super::batch::{self, Done, Item};
 use super::cursors::Cursors;
 use super::dispatch;
 use super::pool::{Conn, Pool};
-use super::tx::{backoff, begin, begin_with, end, Mode, BEGIN_BATCH, MAX_TRIES};
+use super::transitions;
+use super::tx::{backoff, begin, begin_with, end, end_unwritten, Mode, BEGIN_BATCH, MAX_TRIES};
 use crate::model::{AttemptKey, Millis};
 use crate::store::StoreError;
 
@@ -152,12 +153,21 @@ fn note(call: &Call, tasks: &mut HashSet<(String, String)>) -> bool {
 }
 
 /// How a batch's transaction failed.
-enum Failed {
+pub(super) enum Failed {
     /// Before its statements ran (no connection, no `BEGIN`) or at `COMMIT`: every call gets
     /// the error, as each would have alone.
     All(StoreError),
     /// In its statements (rolled back): each call is made again on its own.
     Body(StoreError),
+}
+
+impl Failed {
+    #[cfg(test)]
+    pub(super) fn into_error(self) -> StoreError {
+        match self {
+            Failed::All(e) | Failed::Body(e) => e,
+        }
+    }
 }
 
 /// Runs one batch and answers its calls.
@@ -269,7 +279,7 @@ pub(super) async fn hand_back(pool: &Pool, undelivered: Vec<(String, AttemptKey)
 
 /// The batch in one transaction, made again whole (at most `MAX_TRIES` times) after a
 /// retryable failure, as `transaction!` does.
-async fn transact(
+pub(super) async fn transact(
     pool: &Pool,
     cursors: &Cursors,
     items: &[Item],
@@ -284,9 +294,17 @@ async fn transact(
             conn.in_transaction = true;
             let c: &Conn = &conn;
             match begin_with(c, BEGIN_BATCH, batch::run(c, items, now, cursors)).await {
-                Ok(results) => end(&mut conn, Mode::Write, Ok(results))
+                Ok(ran) if ran.wrote_nothing(items) => end_unwritten(&mut conn, ran.results)
                     .await
                     .map_err(Failed::All),
+                Ok(ran) => {
+                    match transitions::end_jobs_and_commit(&mut conn, &ran.ends, now).await {
+                        Ok(()) => Ok(ran.results),
+                        // Ending the jobs failed: the COMMIT rolled the batch back.
+                        Err(e) if !conn.in_transaction => Err(Failed::Body(e)),
+                        Err(e) => Err(Failed::All(e)),
+                    }
+                }
                 Err(e) => Err(Failed::Body(
                     end::<()>(&mut conn, Mode::Write, Err(e)).await.unwrap_err(),
                 )),

@@ -11,20 +11,10 @@ use crate::model::{Assignment, AttemptKey, AttemptState, Millis, QueueStats, Sto
 use crate::store::{ClaimRequest, Claimed, Effects, StoreError};
 
 /// Locks the agent's row against a concurrent death, registration or state change (`FOR KEY
-/// SHARE`: claims and heartbeats do not wait on it) and returns its state if `session` is still
+/// SHARE`: claims and heartbeats do not wait on it) and reads its state if `session` is still
 /// the agent's.
-pub(super) async fn lock_session(
-    c: &Conn,
-    req: &ClaimRequest,
-) -> Result<Option<String>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT state FROM agents WHERE name = $1 AND session = $2 FOR KEY SHARE",
-            &[&req.agent, &req.session],
-        )
-        .await?;
-    row.map(|r| col(&r, 0)).transpose()
-}
+const LOCK_SESSION: &str =
+    "SELECT state FROM agents WHERE name = $1 AND session = $2 FOR KEY SHARE";
 
 /// A queued task picked for the claim.
 struct Picked {
@@ -144,34 +134,54 @@ async fn scan(
     }
 }
 
-/// Claims work for one agent: nothing unless its session is still live and ready.
+/// Claims work for one agent: nothing unless its session is still live and ready. The
+/// session's lock is sent with the picks (one round trip, the lock first); if the session is
+/// not ready, what was picked is left as it was and its row locks end with the transaction.
 pub(super) async fn claim(
     c: &Conn,
     req: &ClaimRequest,
     now: Millis,
     cursors: Option<&Cursors>,
 ) -> Result<Claimed, StoreError> {
-    if lock_session(c, req).await?.as_deref() != Some("ready") {
+    let session = c.statement(LOCK_SESSION).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&req.agent, &req.session];
+    let reqs = [req];
+    let (state, picks) = tokio::join!(
+        c.query_prepared(&session, &params),
+        pick_for(c, &reqs, now, cursors)
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (state, picks) = (state?, picks?);
+    let state: Option<&str> = state.first().map(|r| col(r, 0)).transpose()?;
+    if state != Some("ready") {
         // A poll that outlived its session (declared dead meanwhile) or a draining agent.
         return Ok(Claimed::default());
     }
-    Ok(claim_for(c, &[req], now, cursors)
+    Ok(start_picked(c, &reqs, picks, now)
         .await?
         .pop()
         .unwrap_or_default())
 }
 
-/// Claims work for agents whose rows the caller has locked and found live and ready, one
-/// `Claimed` per request in their order. Requests asking for the same queues with the same
-/// labels share one pick, handed out in request order; every picked task starts its next
-/// attempt, and each statement after the picks covers all of them.
-pub(super) async fn claim_for(
+/// What `pick_for` locked, and for whom.
+pub(super) struct Picks {
+    /// (request, task) in the order they are handed out.
+    picked: Vec<(usize, Picked)>,
+    /// Per request: when its next queued task becomes eligible, if it got nothing.
+    next_ready_at: Vec<Option<Millis>>,
+}
+
+/// The claim's reads, for agents whose rows the caller has locked and found live and ready:
+/// locks the tasks `reqs` get and asks when the next queued task becomes eligible, for those
+/// that get nothing. Requests asking for the same queues with the same labels share one pick,
+/// handed out in request order (`start_picked` starts their attempts).
+pub(super) async fn pick_for(
     c: &Conn,
     reqs: &[&ClaimRequest],
     now: Millis,
     cursors: Option<&Cursors>,
-) -> Result<Vec<Claimed>, StoreError> {
-    let mut claimed: Vec<Claimed> = reqs.iter().map(|_| Claimed::default()).collect();
+) -> Result<Picks, StoreError> {
+    let mut next_ready_at = vec![None; reqs.len()];
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, req) in reqs.iter().enumerate() {
         let same = |g: &&mut Vec<usize>| {
@@ -183,7 +193,6 @@ pub(super) async fn claim_for(
             None => groups.push(vec![i]),
         }
     }
-    // (request, task) in the order they are handed out.
     let mut picked: Vec<(usize, Picked)> = Vec::new();
     for group in &groups {
         let first = reqs[group[0]];
@@ -210,20 +219,39 @@ pub(super) async fn claim_for(
         let next: Option<Millis> = col(&next?, 0)?;
         let short = got.len() < want;
         let mut got = got.into_iter();
-        let mut empty = Vec::new();
         for &i in group {
             let before = picked.len();
             picked.extend(got.by_ref().take(reqs[i].max as usize).map(|p| (i, p)));
-            if picked.len() == before {
-                empty.push(i);
-            }
-        }
-        if short {
-            for i in empty {
-                claimed[i].next_ready_at = next;
+            if short && picked.len() == before {
+                next_ready_at[i] = next;
             }
         }
     }
+    Ok(Picks {
+        picked,
+        next_ready_at,
+    })
+}
+
+/// Starts the next attempt of each picked task (one statement), marks their jobs running and
+/// reads their names and parameters (sent with it: one round trip); the assignments per request.
+pub(super) async fn start_picked(
+    c: &Conn,
+    reqs: &[&ClaimRequest],
+    picks: Picks,
+    now: Millis,
+) -> Result<Vec<Claimed>, StoreError> {
+    let Picks {
+        picked,
+        next_ready_at,
+    } = picks;
+    let mut claimed: Vec<Claimed> = next_ready_at
+        .into_iter()
+        .map(|next_ready_at| Claimed {
+            next_ready_at,
+            ..Claimed::default()
+        })
+        .collect();
     if picked.is_empty() {
         return Ok(claimed);
     }
@@ -233,22 +261,39 @@ pub(super) async fn claim_for(
         .iter()
         .map(|(i, _)| reqs[*i].agent.as_str())
         .collect();
+    let timeouts: Vec<Option<i64>> = picked
+        .iter()
+        .map(|(_, p)| (p.spec.timeout_ms > 0).then_some(p.spec.timeout_ms as i64))
+        .collect();
+    let mut distinct: Vec<&str> = job_ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let started: [P; 5] = [&job_ids, &task_ids, &now, &timeouts, &agents];
+    let jobs: [P; 1] = [&distinct];
+    // Prepared first, then sent together in this order (one round trip).
+    let (start, running, read) = tokio::join!(
+        c.statement(START_ATTEMPTS),
+        c.statement(JOBS_RUNNING),
+        c.statement(JOBS_READ)
+    );
+    let (start, running, read) = (start?, running?, read?);
+    let (numbered, running, job_rows) = tokio::join!(
+        c.query_prepared(&start, &started),
+        c.execute_prepared(&running, &jobs),
+        c.query_prepared(&read, &jobs),
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (numbered, _, job_rows) = (numbered?, running?, job_rows?);
     let mut numbers: HashMap<(String, String), i64> = HashMap::new();
-    for r in c
-        .query(
-            "UPDATE tasks t SET state = 'running', attempts = t.attempts + 1
-             FROM unnest($1::text[], $2::text[]) AS p(job_id, task_id)
-             WHERE t.job_id = p.job_id AND t.task_id = p.task_id
-             RETURNING t.job_id, t.task_id, t.attempts",
-            &[&job_ids, &task_ids],
-        )
-        .await?
-    {
-        numbers.insert((col(&r, 0)?, col(&r, 1)?), col(&r, 2)?);
+    for r in &numbered {
+        numbers.insert((col(r, 0)?, col(r, 1)?), col(r, 2)?);
     }
-    let mut attempt_numbers = Vec::with_capacity(picked.len());
-    let mut deadlines = Vec::with_capacity(picked.len());
-    for (_, p) in &picked {
+    let mut jobs: HashMap<String, (String, BTreeMap<String, String>)> = HashMap::new();
+    for r in &job_rows {
+        jobs.insert(col(r, 0)?, (col(r, 1)?, from_json(col(r, 2)?)?));
+    }
+    for (i, p) in picked {
         let number = numbers
             .get(&(p.job_id.clone(), p.task_id.clone()))
             .copied()
@@ -258,45 +303,6 @@ pub(super) async fn claim_for(
                     p.task_id, p.job_id
                 ))
             })?;
-        attempt_numbers.push(number);
-        deadlines.push((p.spec.timeout_ms > 0).then(|| now + p.spec.timeout_ms as i64));
-    }
-    let mut distinct: Vec<&str> = job_ids.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
-    let started: [P; 6] = [
-        &job_ids,
-        &task_ids,
-        &attempt_numbers,
-        &now,
-        &deadlines,
-        &agents,
-    ];
-    let jobs: [P; 1] = [&distinct];
-    // Sent together (one round trip).
-    let (inserted, running, job_rows) =
-        tokio::join!(
-        c.execute(
-            "INSERT INTO attempts (job_id, task_id, number, agent, state, started_at, deadline_at)
-             SELECT a.job_id, a.task_id, a.number, a.agent, 'running', $4, a.deadline
-             FROM unnest($1::text[], $2::text[], $3::int8[], $5::int8[], $6::text[])
-                  AS a(job_id, task_id, number, deadline, agent)",
-            &started,
-        ),
-        c.execute(
-            "UPDATE jobs SET state = 'running' WHERE id = ANY($1) AND state = 'pending'",
-            &jobs,
-        ),
-        c.query("SELECT id, name, params FROM jobs WHERE id = ANY($1)", &jobs),
-    );
-    // The first failure in the order sent: what follows it only says the transaction aborted.
-    let (_, _, job_rows) = (inserted?, running?, job_rows?);
-    let mut jobs: HashMap<String, (String, BTreeMap<String, String>)> = HashMap::new();
-    for r in &job_rows {
-        jobs.insert(col(r, 0)?, (col(r, 1)?, from_json(col(r, 2)?)?));
-    }
-    for ((i, p), number) in picked.into_iter().zip(attempt_numbers) {
         let (job_name, job_params) = jobs.get(&p.job_id).ok_or_else(|| {
             StoreError::backend(format!("job {} vanished while claimed", p.job_id))
         })?;
@@ -325,6 +331,23 @@ pub(super) async fn claim_for(
     }
     Ok(claimed)
 }
+
+/// The picked tasks' next attempts: the task counts it (`attempts`) and the attempt's row is
+/// made with that number, its deadline `timeout` after `now` if the task has one.
+const START_ATTEMPTS: &str = "WITH started AS (
+         UPDATE tasks t SET state = 'running', attempts = t.attempts + 1
+         FROM unnest($1::text[], $2::text[]) AS p(job_id, task_id)
+         WHERE t.job_id = p.job_id AND t.task_id = p.task_id
+         RETURNING t.job_id, t.task_id, t.attempts)
+     INSERT INTO attempts (job_id, task_id, number, agent, state, started_at, deadline_at)
+     SELECT s.job_id, s.task_id, s.attempts, a.agent, 'running', $3, $3 + a.timeout
+     FROM started s
+     JOIN unnest($1::text[], $2::text[], $4::int8[], $5::text[]) AS a(job_id, task_id, timeout, agent)
+       ON a.job_id = s.job_id AND a.task_id = s.task_id
+     RETURNING job_id, task_id, number";
+const JOBS_RUNNING: &str =
+    "UPDATE jobs SET state = 'running' WHERE id = ANY($1) AND state = 'pending'";
+const JOBS_READ: &str = "SELECT id, name, params FROM jobs WHERE id = ANY($1)";
 
 pub(super) async fn stale(
     c: &Conn,

@@ -50,6 +50,24 @@ async fn existing(c: &Conn, key: &str, hash: &str) -> Result<Option<Submitted>, 
     }))
 }
 
+const INSERT_JOB: &str =
+    "INSERT INTO jobs (id, name, state, params, idempotency_key, spec_hash, created_at, tasks_total)
+     VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
+     ON CONFLICT (idempotency_key) DO NOTHING";
+const INSERT_TASKS: &str =
+    "INSERT INTO tasks (job_id, task_id, seq, queue, labels, spec, state, deps_remaining,
+                        ready_at, max_attempts, initial_delay_ms, max_delay_ms)
+     SELECT $1, t.task_id, t.seq, t.queue, t.labels, t.spec, t.state, t.deps, $2, t.max_attempts,
+            t.initial, t.max_delay
+     FROM unnest($3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[],
+                 $9::int8[], $10::int8[], $11::int8[], $12::int8[])
+          AS t(task_id, seq, queue, labels, spec, state, deps, max_attempts, initial, max_delay)
+     WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1)";
+const INSERT_EDGES: &str = "INSERT INTO task_deps (job_id, depends_on, task_id)
+     SELECT $1, d.depends_on, d.task_id FROM unnest($2::text[], $3::text[]) AS d(depends_on, task_id)
+     WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1)
+     ON CONFLICT DO NOTHING";
+
 pub(super) async fn submit(c: &Conn, job: &NewJob, now: Millis) -> Result<Submitted, StoreError> {
     let hash = spec_hash(job)?;
     if let Some(key) = &job.idempotency_key {
@@ -58,29 +76,6 @@ pub(super) async fn submit(c: &Conn, job: &NewJob, now: Millis) -> Result<Submit
         }
     }
     let id = uuid::Uuid::now_v7().simple().to_string();
-    // A concurrent submit with the same key: this one waits for it, then inserts nothing.
-    let inserted = c
-        .execute(
-            "INSERT INTO jobs (id, name, state, params, idempotency_key, spec_hash, created_at, tasks_total)
-             VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
-             ON CONFLICT (idempotency_key) DO NOTHING",
-            &[
-                &id,
-                &job.name,
-                &to_json(&job.params)?,
-                &job.idempotency_key,
-                &hash,
-                &now,
-                &(job.tasks.len() as i64),
-            ],
-        )
-        .await?;
-    if inserted == 0 {
-        let key = job.idempotency_key.as_deref().unwrap_or_default();
-        return existing(c, key, &hash).await?.ok_or_else(|| {
-            StoreError::backend(format!("idempotency key {key:?} conflicted with no job"))
-        });
-    }
     let n = job.tasks.len();
     let (mut task_ids, mut seqs, mut queues, mut labels, mut specs, mut states, mut deps) = (
         Vec::with_capacity(n),
@@ -118,38 +113,59 @@ pub(super) async fn submit(c: &Conn, job: &NewJob, now: Millis) -> Result<Submit
             edge_to.push(task.id.as_str());
         }
     }
-    c.execute(
-        "INSERT INTO tasks (job_id, task_id, seq, queue, labels, spec, state, deps_remaining,
-                            ready_at, max_attempts, initial_delay_ms, max_delay_ms)
-         SELECT $1, t.task_id, t.seq, t.queue, t.labels, t.spec, t.state, t.deps, $2, t.max_attempts,
-                t.initial, t.max_delay
-         FROM unnest($3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[],
-                     $9::int8[], $10::int8[], $11::int8[], $12::int8[])
-              AS t(task_id, seq, queue, labels, spec, state, deps, max_attempts, initial, max_delay)",
-        &[
-            &id,
-            &now,
-            &task_ids,
-            &seqs,
-            &queues,
-            &labels,
-            &specs,
-            &states,
-            &deps,
-            &max_attempts,
-            &initial,
-            &max_delay,
-        ],
-    )
-    .await?;
-    if !edge_to.is_empty() {
-        c.execute(
-            "INSERT INTO task_deps (job_id, depends_on, task_id)
-             SELECT $1, d.depends_on, d.task_id FROM unnest($2::text[], $3::text[]) AS d(depends_on, task_id)
-             ON CONFLICT DO NOTHING",
-            &[&id, &edge_from, &edge_to],
-        )
-        .await?;
+    let params = to_json(&job.params)?;
+    let tasks_total = n as i64;
+    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    let head: [P; 7] = [
+        &id,
+        &job.name,
+        &params,
+        &job.idempotency_key,
+        &hash,
+        &now,
+        &tasks_total,
+    ];
+    let rows: [P; 12] = [
+        &id,
+        &now,
+        &task_ids,
+        &seqs,
+        &queues,
+        &labels,
+        &specs,
+        &states,
+        &deps,
+        &max_attempts,
+        &initial,
+        &max_delay,
+    ];
+    let edges: [P; 3] = [&id, &edge_from, &edge_to];
+    // Prepared first, then sent together in this order (one round trip): the tasks and their
+    // edges are inserted only if the job was, which a concurrent submit with the same key
+    // prevents (this one waits for it, then inserts nothing).
+    let (job_stmt, tasks_stmt, edges_stmt) = tokio::join!(
+        c.statement(INSERT_JOB),
+        c.statement(INSERT_TASKS),
+        c.statement(INSERT_EDGES)
+    );
+    let (job_stmt, tasks_stmt, edges_stmt) = (job_stmt?, tasks_stmt?, edges_stmt?);
+    let (inserted, tasks, edges) = tokio::join!(
+        c.execute_prepared(&job_stmt, &head),
+        c.execute_prepared(&tasks_stmt, &rows),
+        async {
+            match edge_to.is_empty() {
+                true => Ok(0),
+                false => c.execute_prepared(&edges_stmt, &edges).await,
+            }
+        },
+    );
+    // The first failure in the order sent: what follows it only says the transaction aborted.
+    let (inserted, _, _) = (inserted?, tasks?, edges?);
+    if inserted == 0 {
+        let key = job.idempotency_key.as_deref().unwrap_or_default();
+        return existing(c, key, &hash).await?.ok_or_else(|| {
+            StoreError::backend(format!("idempotency key {key:?} conflicted with no job"))
+        });
     }
     super::extracts::save_backfills(c, &id, &job.backfill).await?;
     Ok(Submitted {

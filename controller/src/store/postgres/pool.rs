@@ -202,6 +202,15 @@ impl Conn {
         self.client.query(stmt, params).await.map_err(pg)
     }
 
+    /// `execute` of a statement prepared already (`statement`): sent when first polled.
+    pub(super) async fn execute_prepared(
+        &self,
+        stmt: &Statement,
+        params: Params<'_>,
+    ) -> Result<u64, StoreError> {
+        self.client.execute(stmt, params).await.map_err(pg)
+    }
+
     pub(super) async fn query_opt(
         &self,
         sql: &'static str,

@@ -3,7 +3,7 @@
 //! a death, a timeout or a cancel ends in one outcome), the end of an attempt, retries, DAG
 //! release, skipping downstream, job completion (the job's row, locked last).
 
-use super::pool::{col, Conn};
+use super::pool::{col, Conn, Pooled};
 use crate::model::{AttemptFinish, AttemptKey, AttemptState, Millis, Outcome, RetryPolicy};
 use crate::rules::retry::{self, Decision, Failure};
 use crate::store::{Effects, StoreError};
@@ -194,11 +194,52 @@ async fn end_attempt(
     Ok(ended > 0)
 }
 
+/// The statements of `succeed_many`, prepared before it is sent with others (so that
+/// PostgreSQL runs them first).
+pub(super) struct SuccessStatements {
+    ended: tokio_postgres::Statement,
+    succeeded: tokio_postgres::Statement,
+    released: tokio_postgres::Statement,
+}
+
+pub(super) async fn prepare_success(c: &Conn) -> Result<SuccessStatements, StoreError> {
+    let (ended, succeeded, released) = tokio::join!(
+        c.statement(END_ATTEMPTS),
+        c.statement(TASKS_SUCCEEDED),
+        c.statement(RELEASE_DEPENDENTS),
+    );
+    Ok(SuccessStatements {
+        ended: ended?,
+        succeeded: succeeded?,
+        released: released?,
+    })
+}
+
+const END_ATTEMPTS: &str =
+    "UPDATE attempts a SET state = 'succeeded', exit_code = u.code, error = u.error, finished_at = $6
+     FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::text[])
+          AS u(job_id, task_id, number, code, error)
+     WHERE a.job_id = u.job_id AND a.task_id = u.task_id AND a.number = u.number";
+const TASKS_SUCCEEDED: &str = "UPDATE tasks t SET state = 'succeeded'
+     FROM unnest($1::text[], $2::text[]) AS u(job_id, task_id)
+     WHERE t.job_id = u.job_id AND t.task_id = u.task_id";
+/// As in `task_succeeded`; a dependent of several of these counts them all down at once.
+const RELEASE_DEPENDENTS: &str = "UPDATE tasks t SET deps_remaining = t.deps_remaining - d.n,
+                        state = CASE WHEN t.deps_remaining = d.n THEN 'queued' ELSE t.state END,
+                        ready_at = $3
+     FROM (SELECT td.job_id, td.task_id, COUNT(*) AS n
+           FROM task_deps td
+           JOIN unnest($1::text[], $2::text[]) AS u(job_id, task_id)
+             ON td.job_id = u.job_id AND td.depends_on = u.task_id
+           GROUP BY td.job_id, td.task_id) AS d
+     WHERE t.job_id = d.job_id AND t.task_id = d.task_id AND t.state = 'blocked'";
+
 /// Records the success of several fenced attempts of distinct tasks, the tasks' own ends
 /// and the release of their dependents in one statement each; counts them on their jobs
 /// (held back, as `task_done`).
 pub(super) async fn succeed_many(
     c: &Conn,
+    stmts: &SuccessStatements,
     finishes: &[&AttemptFinish],
     now: Millis,
     effects: &mut Effects,
@@ -221,34 +262,11 @@ pub(super) async fn succeed_many(
     let ended: [P; 6] = [&job_ids, &task_ids, &numbers, &codes, &errors, &now];
     let tasks: [P; 2] = [&job_ids, &task_ids];
     let released: [P; 3] = [&job_ids, &task_ids, &now];
-    // Sent together (one round trip).
+    // Sent together when first polled, in this order (one round trip).
     let (ended, succeeded, released) = tokio::join!(
-        c.execute(
-            "UPDATE attempts a SET state = 'succeeded', exit_code = u.code, error = u.error, finished_at = $6
-             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::text[])
-                  AS u(job_id, task_id, number, code, error)
-             WHERE a.job_id = u.job_id AND a.task_id = u.task_id AND a.number = u.number",
-            &ended,
-        ),
-        c.execute(
-            "UPDATE tasks t SET state = 'succeeded'
-             FROM unnest($1::text[], $2::text[]) AS u(job_id, task_id)
-             WHERE t.job_id = u.job_id AND t.task_id = u.task_id",
-            &tasks,
-        ),
-        // As in `task_succeeded`; a dependent of several of these counts them all down at once.
-        c.execute(
-            "UPDATE tasks t SET deps_remaining = t.deps_remaining - d.n,
-                                state = CASE WHEN t.deps_remaining = d.n THEN 'queued' ELSE t.state END,
-                                ready_at = $3
-             FROM (SELECT td.job_id, td.task_id, COUNT(*) AS n
-                   FROM task_deps td
-                   JOIN unnest($1::text[], $2::text[]) AS u(job_id, task_id)
-                     ON td.job_id = u.job_id AND td.depends_on = u.task_id
-                   GROUP BY td.job_id, td.task_id) AS d
-             WHERE t.job_id = d.job_id AND t.task_id = d.task_id AND t.state = 'blocked'",
-            &released,
-        ),
+        c.execute_prepared(&stmts.ended, &ended),
+        c.execute_prepared(&stmts.succeeded, &tasks),
+        c.execute_prepared(&stmts.released, &released),
     );
     // The first failure in the order sent: what follows it only says the transaction aborted.
     let (_, _, released) = (ended?, succeeded?, released?);
@@ -361,12 +379,12 @@ tokio::task_local! {
 /// Runs `body` with the job counters' updates held back, then applies them: the job row is
 /// the last lock the transaction takes, held from its update to COMMIT only. Completions of one
 /// job's tasks serialise on that row; taken before the claim of the agent's next attempts, it
-/// made them wait for each other's claims (tens of milliseconds under load).
+/// made them wait for each other's claims (tens of milliseconds under load). The jobs that end
+/// are returned, for `end_jobs_and_commit`.
 pub(super) async fn deferring_job_counts<R>(
     c: &Conn,
-    now: Millis,
     body: impl std::future::Future<Output = Result<R, StoreError>>,
-) -> Result<R, StoreError> {
+) -> Result<(R, JobEnds), StoreError> {
     let (result, deferred) = DEFERRED
         .scope(std::cell::RefCell::new(Vec::new()), async {
             let result = body.await;
@@ -374,40 +392,80 @@ pub(super) async fn deferring_job_counts<R>(
         })
         .await;
     let result = result?;
-    count_done_many(c, deferred, now).await?;
-    Ok(result)
+    let ends = count_done_many(c, deferred).await?;
+    Ok((result, ends))
 }
 
-/// `count_done` for several jobs at once, the counts of one job summed, the job rows locked
-/// in id order (two transactions counting on the same jobs take them in the same order).
-async fn count_done_many(
-    c: &Conn,
-    counts: Vec<(String, i64, i64)>,
+/// Jobs whose last task a transaction counted, and how each ends (`rules::job_end`).
+#[derive(Debug, Default)]
+pub(super) struct JobEnds {
+    ids: Vec<String>,
+    states: Vec<&'static str>,
+}
+
+impl JobEnds {
+    pub(super) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Ends `ends`' jobs and commits, the two sent together (one round trip). If ending them
+/// fails, the `COMMIT` rolls back the aborted transaction and that failure is returned.
+pub(super) async fn end_jobs_and_commit(
+    conn: &mut Pooled<'_>,
+    ends: &JobEnds,
     now: Millis,
 ) -> Result<(), StoreError> {
+    let stmt = match ends.is_empty() {
+        true => None,
+        false => Some(conn.statement(END_JOBS).await?),
+    };
+    let c: &Conn = conn;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&ends.ids, &ends.states, &now];
+    let (ended, committed) = tokio::join!(
+        async {
+            match &stmt {
+                Some(stmt) => c.execute_prepared(stmt, &params).await.map(Some),
+                None => Ok(None),
+            }
+        },
+        super::tx::commit(c),
+    );
+    if committed.is_ok() {
+        conn.in_transaction = false;
+    }
+    ended?;
+    committed
+}
+
+const END_JOBS: &str = "UPDATE jobs j SET state = u.state, finished_at = $3
+     FROM unnest($1::text[], $2::text[]) AS u(id, state) WHERE j.id = u.id";
+
+/// `count_done` for several jobs at once, the counts of one job summed, the job rows locked
+/// in id order (two transactions counting on the same jobs take them in the same order): the
+/// jobs that end, left to end at COMMIT.
+async fn count_done_many(c: &Conn, counts: Vec<(String, i64, i64)>) -> Result<JobEnds, StoreError> {
     let mut summed: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
     for (job_id, done, failed) in counts {
         let sum = summed.entry(job_id).or_default();
         sum.0 += done;
         sum.1 += failed;
     }
-    match summed.len() {
-        0 => return Ok(()),
-        1 => {
-            let (job_id, (done, failed)) = summed.into_iter().next().expect("one job");
-            return count_done(c, &job_id, done, failed, now).await;
-        }
-        _ => {}
+    let mut ends = JobEnds::default();
+    if summed.is_empty() {
+        return Ok(ends);
     }
     let ids: Vec<&str> = summed.keys().map(String::as_str).collect();
     let done: Vec<i64> = summed.values().map(|v| v.0).collect();
     let failed: Vec<i64> = summed.values().map(|v| v.1).collect();
-    c.execute(
-        "SELECT 1 FROM jobs WHERE id = ANY($1) AND state IN ('pending', 'running')
-         ORDER BY id FOR NO KEY UPDATE",
-        &[&ids],
-    )
-    .await?;
+    if ids.len() > 1 {
+        c.execute(
+            "SELECT 1 FROM jobs WHERE id = ANY($1) AND state IN ('pending', 'running')
+             ORDER BY id FOR NO KEY UPDATE",
+            &[&ids],
+        )
+        .await?;
+    }
     let rows = c
         .query(
             "UPDATE jobs j SET tasks_done = j.tasks_done + u.done, tasks_failed = j.tasks_failed + u.failed
@@ -418,17 +476,13 @@ async fn count_done_many(
         )
         .await?;
     for row in &rows {
-        let job_id: &str = col(row, 0)?;
         let (total, done, failed): (i64, i64, i64) = (col(row, 1)?, col(row, 2)?, col(row, 3)?);
         if let Some(end) = crate::rules::job_end(total, done, failed) {
-            c.execute(
-                "UPDATE jobs SET state = $2, finished_at = $3 WHERE id = $1",
-                &[&job_id, &end.as_str(), &now],
-            )
-            .await?;
+            ends.ids.push(col(row, 0)?);
+            ends.states.push(end.as_str());
         }
     }
-    Ok(())
+    Ok(ends)
 }
 
 /// Counts finished tasks on the job, now or, inside `deferring_job_counts`, at its end.

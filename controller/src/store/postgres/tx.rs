@@ -77,21 +77,15 @@ pub(super) async fn end<T>(
         return outcome;
     }
     match outcome {
-        Ok(value) => match conn.client().batch_execute("COMMIT").await {
-            Ok(()) => {
-                conn.in_transaction = false;
-                Ok(value)
-            }
-            Err(e) if mode != Mode::Snapshot && e.code().is_none() => Err(StoreError::Backend {
-                message: format!(
-                    "the connection to postgresql was lost while committing, so whether the change was made is unknown: {}",
-                    pool::describe(&e)
-                ),
-                retryable: false,
-                source: Some(Box::new(e)),
-            }),
-            Err(e) => Err(pool::pg(e)),
-        },
+        Ok(value) => {
+            let committed = match mode {
+                Mode::Snapshot => conn.batch("COMMIT").await,
+                _ => commit(conn).await,
+            };
+            committed?;
+            conn.in_transaction = false;
+            Ok(value)
+        }
         Err(e) => {
             if conn.batch("ROLLBACK").await.is_ok() {
                 conn.in_transaction = false;
@@ -99,6 +93,31 @@ pub(super) async fn end<T>(
             Err(e)
         }
     }
+}
+
+/// Commits a write: a `COMMIT` that lost its connection may or may not have committed, which
+/// is said, and is not retryable. (The caller marks the connection out of its transaction.)
+pub(super) async fn commit(conn: &Conn) -> Result<(), StoreError> {
+    match conn.client().batch_execute("COMMIT").await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code().is_none() => Err(StoreError::Backend {
+            message: format!(
+                "the connection to postgresql was lost while committing, so whether the change was made is unknown: {}",
+                pool::describe(&e)
+            ),
+            retryable: false,
+            source: Some(Box::new(e)),
+        }),
+        Err(e) => Err(pool::pg(e)),
+    }
+}
+
+/// Ends a transaction that wrote nothing (its row locks aside) by rolling it back, which
+/// PostgreSQL does without waiting for its log to reach the disk, as a `COMMIT` would.
+pub(super) async fn end_unwritten<T>(conn: &mut Pooled<'_>, value: T) -> Result<T, StoreError> {
+    conn.batch("ROLLBACK").await?;
+    conn.in_transaction = false;
+    Ok(value)
 }
 
 /// A pause before try `tries + 1`: 5–20 ms, doubled at each try.
