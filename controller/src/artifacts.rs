@@ -3,10 +3,12 @@
 //! of the attempt's directory (`published/<job>/<task>/<attempt>/<name>`). Readers find files
 //! only through the store's `outputs` rows, written in the transaction that records the
 //! success, so they see all of an attempt's outputs or none. No SQL and no gRPC here.
-//! `object.rs` is the S3-compatible store, used instead when `--artifacts s3://…` is set.
+//! `object.rs` is the S3-compatible store, used instead when `--artifacts s3://…` is set;
+//! `backend.rs` is `ArtifactStore`, the interface both implement for the engine.
 //! `space.rs` keeps `disk_reserve` free on the data directory's filesystem: an upload that
 //! cannot fit is refused (`NoSpace`) and its partial file removed.
 
+mod backend;
 mod error;
 mod files;
 mod handles;
@@ -21,6 +23,7 @@ pub use names::check_name;
 use names::*;
 use space::{Check, Space};
 
+pub use backend::{ArtifactStore, Publishing};
 pub use error::ArtifactError;
 pub use handles::{Pipeline, Publication, Reader, Upload};
 pub use object::{ObjectArtifacts, UploadGrant};
@@ -357,17 +360,7 @@ impl Artifacts {
         key: &AttemptKey,
         outputs: &[OutputFile],
     ) -> Result<(), ArtifactError> {
-        check_key(key)?;
-        let mut seen = std::collections::HashSet::new();
-        for output in outputs {
-            check_name(&output.name)?;
-            if !seen.insert(output.name.as_str()) {
-                return Err(ArtifactError::Duplicate {
-                    name: output.name.clone(),
-                });
-            }
-            check_sha256(&output.name, &output.sha256)?;
-        }
+        check_declared(key, outputs)?;
         for output in outputs {
             let path = self.staging_dir(key).join(&output.name);
             let entry = self.entry(key, &output.name);
@@ -386,13 +379,7 @@ impl Artifacts {
                 let Slot::Open(staged) = &*slot else {
                     return Err(ArtifactError::NotStaged { name: output.name });
                 };
-                if staged.len != output.size {
-                    return Err(ArtifactError::Incomplete {
-                        name: output.name,
-                        received: staged.len,
-                        size: output.size,
-                    });
-                }
+                check_size(&output, staged.len)?;
                 if !staged.sha256.is_empty() && !staged.sha256.eq_ignore_ascii_case(&output.sha256)
                 {
                     return Err(ArtifactError::Disagrees {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::artifacts::{ArtifactError, Artifacts, ObjectArtifacts};
+use crate::artifacts::{ArtifactError, ArtifactStore, Artifacts};
 use crate::model::{
     now_ms, AgentRecord, AgentState, Assignment, AttemptKey, HostMetrics, JobRecord, JobState,
     JobSummary, LogChunk, Millis, NewJob, QueueStats, StopOrder, Submitted,
@@ -98,9 +98,11 @@ pub struct QueueView {
 pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) store: Arc<dyn Store>,
+    /// Where outputs live: the data directory, or an S3-compatible store (`with_artifacts`).
+    pub(crate) outputs: Arc<dyn ArtifactStore>,
+    /// The data directory's store, which the tests inspect.
+    #[cfg(test)]
     pub(crate) artifacts: Arc<Artifacts>,
-    /// The S3-compatible store, when artifacts live there rather than in `artifacts`.
-    pub(crate) objects: Option<Arc<ObjectArtifacts>>,
     /// What this controller keeps in memory (sessions seen, parked polls, watchers).
     pub(crate) local: Arc<Local>,
     /// Carries wake-ups to every controller sharing the store.
@@ -122,8 +124,9 @@ impl Engine {
         Ok(Self {
             config,
             store,
+            outputs: artifacts.clone(),
+            #[cfg(test)]
             artifacts,
-            objects: None,
             local,
             notifier,
             shutdown,
@@ -135,9 +138,9 @@ impl Engine {
         self.notifier.close().await;
     }
 
-    /// Keeps artifacts in an S3-compatible store instead of the data directory.
-    pub fn with_objects(mut self, objects: Arc<ObjectArtifacts>) -> Self {
-        self.objects = Some(objects);
+    /// Keeps outputs in `store` (an S3-compatible one, or the data directory given to `new`).
+    pub fn with_artifacts(mut self, store: Arc<dyn ArtifactStore>) -> Self {
+        self.outputs = store;
         self
     }
 

@@ -97,16 +97,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     if objects.is_none() && !config.store_url.starts_with("sqlite://") {
         artifacts::shared_dir::check(store.as_ref(), &config.artifacts.root).await?;
     }
-    let mut engine = engine::Engine::new(
+    // Where outputs live, for the engine and retention alike.
+    let outputs: Arc<dyn artifacts::ArtifactStore> = match objects {
+        Some(objects) => objects,
+        None => artifacts.clone(),
+    };
+    let engine = engine::Engine::new(
         config.engine.clone(),
         store.clone(),
-        artifacts.clone(),
+        artifacts,
         shutdown.clone(),
     )
-    .await?;
-    if let Some(objects) = &objects {
-        engine = engine.with_objects(objects.clone());
-    }
+    .await?
+    .with_artifacts(outputs.clone());
     let engine = Arc::new(engine);
     let tracker = TaskTracker::new();
     tracker.spawn(engine::lease_writer::run(engine.clone(), shutdown.clone()));
@@ -127,8 +130,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         move |token| {
             artifacts::retention::run(
                 store.clone(),
-                artifacts.clone(),
-                objects.clone(),
+                outputs.clone(),
                 config.artifacts.retention,
                 token,
             )

@@ -71,6 +71,38 @@ pub(super) fn check_sha256(name: &str, sha256: &str) -> Result<(), ArtifactError
     Ok(())
 }
 
+/// What both stores check of a completion's declared outputs before looking at any bytes:
+/// the attempt's ids, each name, no name twice, each SHA-256 well formed.
+pub(super) fn check_declared(
+    key: &AttemptKey,
+    outputs: &[OutputFile],
+) -> Result<(), ArtifactError> {
+    check_key(key)?;
+    let mut seen = std::collections::HashSet::new();
+    for output in outputs {
+        check_name(&output.name)?;
+        if !seen.insert(output.name.as_str()) {
+            return Err(ArtifactError::Duplicate {
+                name: output.name.clone(),
+            });
+        }
+        check_sha256(&output.name, &output.sha256)?;
+    }
+    Ok(())
+}
+
+/// Checks that the store holds as many bytes of an output as its completion declares.
+pub(super) fn check_size(output: &OutputFile, held: u64) -> Result<(), ArtifactError> {
+    if held != output.size {
+        return Err(ArtifactError::Incomplete {
+            name: output.name.clone(),
+            received: held,
+            size: output.size,
+        });
+    }
+    Ok(())
+}
+
 pub(super) fn hex(digest: &[u8]) -> String {
     use std::fmt::Write;
     digest.iter().fold(String::with_capacity(64), |mut s, b| {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::names::{check_id, check_key, check_sha256, hex};
+use super::names::{check_declared, check_id, check_key, check_size, hex};
 use super::{check_name, ArtifactError};
 use crate::model::{AttemptKey, OutputFile};
 use crate::s3::{S3Client, S3Error, MAX_PART_NUMBER};
@@ -55,6 +55,12 @@ pub enum UploadGrant {
 struct Pending {
     size: u64,
     upload_id: Option<String>,
+}
+
+/// An attempt's checked objects, awaiting the transaction that makes them results.
+pub struct ObjectPublication {
+    pub(super) store: std::sync::Arc<ObjectArtifacts>,
+    pub(super) key: AttemptKey,
 }
 
 /// The S3-compatible artifact store.
@@ -302,17 +308,7 @@ impl ObjectArtifacts {
         key: &AttemptKey,
         outputs: &[OutputFile],
     ) -> Result<(), ArtifactError> {
-        check_key(key)?;
-        let mut seen = std::collections::HashSet::new();
-        for output in outputs {
-            check_name(&output.name)?;
-            if !seen.insert(output.name.as_str()) {
-                return Err(ArtifactError::Duplicate {
-                    name: output.name.clone(),
-                });
-            }
-            check_sha256(&output.name, &output.sha256)?;
-        }
+        check_declared(key, outputs)?;
         for output in outputs {
             let object = self.object_key(key, &output.name);
             let meta = self.client.head_object(&object).await?.ok_or_else(|| {
@@ -320,13 +316,7 @@ impl ObjectArtifacts {
                     name: output.name.clone(),
                 }
             })?;
-            if meta.size != output.size {
-                return Err(ArtifactError::Incomplete {
-                    name: output.name.clone(),
-                    received: meta.size,
-                    size: output.size,
-                });
-            }
+            check_size(output, meta.size)?;
             if meta.size <= VERIFY_MAX {
                 let data = self.client.get_object(&object).await?;
                 // Up to 16 MiB: hashed off the async thread, which serves every agent.

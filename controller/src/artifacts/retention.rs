@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{ArtifactError, Artifacts, ObjectArtifacts};
+use super::{ArtifactError, ArtifactStore, Artifacts, ObjectArtifacts};
 use crate::model::{now_ms, Millis};
 use crate::store::{Store, StoreError};
 
@@ -150,8 +150,7 @@ pub async fn round_objects(
 /// Runs rounds until `shutdown`; a failed round is logged and the next one tried.
 pub async fn run(
     store: Arc<dyn Store>,
-    artifacts: Arc<Artifacts>,
-    objects: Option<Arc<ObjectArtifacts>>,
+    artifacts: Arc<dyn ArtifactStore>,
     retention: Duration,
     shutdown: CancellationToken,
 ) {
@@ -162,10 +161,7 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let result = match &objects {
-            Some(objects) => round_objects(store.as_ref(), objects, retention, now_ms()).await,
-            None => round(store.as_ref(), &artifacts, retention, now_ms()).await,
-        };
+        let result = artifacts.expire(store.as_ref(), retention, now_ms()).await;
         match result {
             Ok(done) if done != Round::default() => tracing::info!(
                 jobs = done.jobs,

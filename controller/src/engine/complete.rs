@@ -1,6 +1,6 @@
-//! An attempt's end, as its agent reports it: outputs verified and published (data directory)
-//! or accepted (object store), the outcome recorded with the agent's next claims in one
-//! transaction, and the artifacts of a refused completion taken back or discarded.
+//! An attempt's end, as its agent reports it: outputs checked and prepared for publication by
+//! the `ArtifactStore` (whichever is configured), the outcome recorded with the agent's next
+//! claims in one transaction, and the artifacts of a refused completion taken back or removed.
 
 use tokio::sync::oneshot;
 
@@ -31,27 +31,19 @@ impl Engine {
         let key = report.finish.attempt.clone();
         let outputs = &report.outputs;
         let succeeded = outcome == Outcome::Succeeded && !outputs.is_empty();
-        if let (Some(objects), true) = (&self.objects, succeeded) {
-            // Objects need no move: their rows, written below, make them results.
-            if let Err(e) = objects.verify(&key, outputs).await {
-                self.store.check_attempt(&who.name, &key).await?;
-                tracing::warn!(error = %e, "completion refused: outputs do not check out");
-                return Err(e.into());
-            }
-        }
-        let publication = if succeeded && self.objects.is_none() {
-            if let Err(e) = self.artifacts.verify(&key, outputs).await {
+        let publication = if succeeded {
+            if let Err(e) = self.outputs.clone().check(&key, outputs).await {
                 // A fenced attempt hears that it is fenced rather than about its files.
                 self.store.check_attempt(&who.name, &key).await?;
                 // The completion sent again after a controller died between moving its
                 // outputs and recording them: the files wait in the published area.
                 let reclaimed = matches!(e, ArtifactError::NotStaged { .. })
-                    && self.artifacts.reclaim_published(&key).await?;
+                    && self.outputs.take_back(&key).await?;
                 let again = if reclaimed {
                     tracing::info!(
                         "outputs moved by a controller that died before recording them, taken back"
                     );
-                    self.artifacts.verify(&key, outputs).await
+                    self.outputs.clone().check(&key, outputs).await
                 } else {
                     Err(e)
                 };
@@ -60,7 +52,7 @@ impl Engine {
                     return Err(e.into());
                 }
             }
-            Some(self.artifacts.publish(&key).await?)
+            Some(self.outputs.clone().prepare(&key).await?)
         } else {
             None
         };
@@ -90,37 +82,25 @@ impl Engine {
             }
             Err(e) => Err(e),
         };
-        let undone = match (&self.objects, &result, publication) {
-            (Some(objects), Ok(_), _) if succeeded => {
-                objects.published(&key);
+        let undone = match (&result, publication) {
+            (Ok(_), Some(publication)) => {
+                publication.commit();
                 Ok(())
             }
-            (Some(objects), Ok(_) | Err(StoreError::Fenced { .. }), _) => {
-                objects.discard(&key).await
-            }
-            (Some(_), Err(_), _) => Ok(()),
-            (None, result, publication) => match (result, publication) {
-                (Ok(_), Some(publication)) => {
+            // Fenced: unless another controller recorded this very attempt's success
+            // meanwhile (its rows name these outputs), they are of no use.
+            (Err(StoreError::Fenced { .. }), Some(publication)) => {
+                if self.published_by_attempt(&key).await {
                     publication.commit();
                     Ok(())
+                } else {
+                    publication.remove().await
                 }
-                // Fenced: unless another controller recorded this very attempt's success
-                // meanwhile (its rows name these files), they are of no use.
-                (Err(StoreError::Fenced { .. }), Some(publication)) => {
-                    if self.published_by_attempt(&key).await {
-                        publication.commit();
-                        Ok(())
-                    } else {
-                        publication.remove().await
-                    }
-                }
-                (Err(_), Some(publication)) => publication.restore().await,
-                // Not a success (or a success without outputs): its staging is of no more use.
-                (Ok(_) | Err(StoreError::Fenced { .. }), None) => {
-                    self.artifacts.discard(&key).await
-                }
-                (Err(_), None) => Ok(()),
-            },
+            }
+            (Err(_), Some(publication)) => publication.restore().await,
+            // Not a success (or a success without outputs): its staging is of no more use.
+            (Ok(_) | Err(StoreError::Fenced { .. }), None) => self.outputs.drop_attempt(&key).await,
+            (Err(_), None) => Ok(()),
         };
         if let Err(e) = undone {
             tracing::warn!(error = %e, "cleaning the attempt's artifacts failed");

@@ -1,7 +1,7 @@
 //! The engine's side of task outputs: uploads and input fetches fenced by the attempt, and
 //! the published results readers list and download. Files live in `artifacts`; rows in the store.
 
-use crate::artifacts::{ArtifactError, Reader, Upload, UploadGrant, UploadHeader};
+use crate::artifacts::{Reader, Upload, UploadGrant, UploadHeader};
 use crate::model::{AttemptKey, ResultFile};
 
 use super::{Engine, EngineError, Identity};
@@ -21,7 +21,7 @@ impl Engine {
         header: UploadHeader,
     ) -> Result<Upload, EngineError> {
         self.fence(who, attempt).await?;
-        Ok(self.artifacts.begin(attempt.clone(), header).await?)
+        Ok(self.outputs.clone().stage(attempt.clone(), header).await?)
     }
 
     /// Bytes of one output of the agent's current attempt that the controller holds.
@@ -32,7 +32,7 @@ impl Engine {
         name: &str,
     ) -> Result<u64, EngineError> {
         self.fence(who, attempt).await?;
-        Ok(self.artifacts.received(attempt, name).await?)
+        Ok(self.outputs.staged(attempt, name).await?)
     }
 
     /// Opens a dependency's published output for the consuming attempt, from `offset`.
@@ -60,14 +60,7 @@ impl Engine {
         first_part: u32,
     ) -> Result<Option<UploadGrant>, EngineError> {
         self.fence(who, attempt).await?;
-        let Some(objects) = &self.objects else {
-            return Ok(None);
-        };
-        Ok(Some(
-            objects
-                .grant_upload(attempt, name, size, first_part)
-                .await?,
-        ))
+        Ok(self.outputs.grant(attempt, name, size, first_part).await?)
     }
 
     /// Assembles a multipart upload of the agent's current attempt; the object's size.
@@ -80,15 +73,15 @@ impl Engine {
         parts: &[(u32, String)],
     ) -> Result<u64, EngineError> {
         self.fence(who, attempt).await?;
-        let objects = self.objects.as_ref().ok_or_else(|| {
-            EngineError::InvalidArgument(
-                "this controller keeps artifacts in its data directory: no multipart uploads"
-                    .into(),
-            )
-        })?;
-        Ok(objects
-            .complete_upload(attempt, name, upload_id, parts)
-            .await?)
+        self.outputs
+            .assemble(attempt, name, upload_id, parts)
+            .await?
+            .ok_or_else(|| {
+                EngineError::InvalidArgument(
+                    "this controller keeps artifacts in its data directory: no multipart uploads"
+                        .into(),
+                )
+            })
     }
 
     /// A presigned URL of a dependency's published output for the consuming attempt; `None`
@@ -101,7 +94,7 @@ impl Engine {
         name: &str,
     ) -> Result<Option<(ResultFile, String)>, EngineError> {
         self.fence(who, consumer).await?;
-        if self.objects.is_none() {
+        if !self.outputs.direct() {
             return Ok(None);
         }
         self.check_dependency(consumer, producer).await?;
@@ -116,12 +109,12 @@ impl Engine {
         task_id: &str,
         name: &str,
     ) -> Result<Option<(ResultFile, String)>, EngineError> {
-        let Some(objects) = &self.objects else {
+        if !self.outputs.direct() {
             return Ok(None);
-        };
+        }
         let file = self.published(job_id, task_id, name).await?;
-        let url = objects.download_url(job_id, task_id, file.attempt, name)?;
-        Ok(Some((file, url)))
+        let url = self.outputs.url(job_id, task_id, file.attempt, name)?;
+        Ok(url.map(|url| (file, url)))
     }
 
     async fn check_dependency(
@@ -168,7 +161,7 @@ impl Engine {
         Ok(self.store.list_outputs(job_id, task_id).await?)
     }
 
-    /// Opens one published output from `offset`.
+    /// Opens one published output from `offset` (refused by an object store: ask for a URL).
     pub async fn result(
         &self,
         job_id: &str,
@@ -176,17 +169,11 @@ impl Engine {
         name: &str,
         offset: u64,
     ) -> Result<(ResultFile, Reader), EngineError> {
-        if self.objects.is_some() {
-            return Err(ArtifactError::NotFound(format!(
-                "a stream of output {name} (artifacts live in an object store: ask for a URL)"
-            ))
-            .into());
-        }
         let file = self.published(job_id, task_id, name).await?;
-        let path = self
-            .artifacts
-            .published_path(job_id, task_id, file.attempt, name)?;
-        let reader = self.artifacts.reader(path, name, offset, file.size).await?;
+        let reader = self
+            .outputs
+            .open(job_id, task_id, file.attempt, name, offset, file.size)
+            .await?;
         Ok((file, reader))
     }
 }
