@@ -308,7 +308,7 @@ pub struct Config {
     /// Most bytes of outputs one attempt may upload.
     pub max_output_bytes: u64,
     /// TLS settings when the controller URL is https://.
-    pub tls: Option<ferry_proto::tls::ClientTls>,
+    pub tls: Option<ferry_tls::ClientTls>,
     /// Datasources of sql tasks, by name; their URLs and passwords never leave the agent.
     pub datasources: BTreeMap<String, crate::sql::Datasource>,
     /// Variables of the agent's environment its tasks get too (checked names, each once).

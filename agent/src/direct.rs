@@ -42,11 +42,11 @@ pub(crate) enum HttpFailure {
     Refused(String),
 }
 
-pub(crate) type Http = HttpClient<ferry_proto::https::Connector, Full<Bytes>>;
+pub(crate) type Http = HttpClient<ferry_tls::https::Connector, Full<Bytes>>;
 
 /// The client for presigned URLs; the attempt fails when the CA bundle cannot be used.
 pub(crate) fn http() -> Result<Http, Stop> {
-    let connector = ferry_proto::https::connector(Duration::from_secs(10))
+    let connector = ferry_tls::https::connector(Duration::from_secs(10))
         .map_err(|e| Stop::Failed(format!("object store TLS: {e}")))?;
     Ok(HttpClient::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
@@ -56,11 +56,11 @@ pub(crate) fn http() -> Result<Http, Stop> {
 /// A request that got no answer: worth another try, unless the store's certificate is not
 /// trusted (set `AWS_CA_BUNDLE` for a private CA), which no retry mends.
 pub(crate) fn classify(what: &str, e: &(dyn std::error::Error + 'static)) -> HttpFailure {
-    let why = format!("{what}: {}", ferry_proto::https::error_chain(e));
-    if ferry_proto::https::is_certificate_error(e) {
+    let why = format!("{what}: {}", ferry_tls::error_chain(e));
+    if ferry_tls::is_certificate_error(e) {
         HttpFailure::Refused(format!(
             "{why} (for a store with a private CA, set {} to its PEM file)",
-            ferry_proto::https::CA_BUNDLE_VAR
+            ferry_tls::https::CA_BUNDLE_VAR
         ))
     } else {
         HttpFailure::Transient(why)

@@ -128,14 +128,13 @@ impl Controller {
         cert: Option<&Path>,
         key: Option<&Path>,
     ) -> Result<Self, CliError> {
-        let bad = |e: ferry_proto::tls::TlsFileError| match e {
-            ferry_proto::tls::TlsFileError::NoSystemRoots => {
+        let bad = |e: ferry_tls::TlsFileError| match e {
+            ferry_tls::TlsFileError::NoSystemRoots => {
                 CliError::BadInput(format!("{e} with --tls-ca"))
             }
             e => CliError::BadInput(e.to_string()),
         };
-        let identity =
-            ferry_proto::tls::pair(cert, key, ("--tls-cert", "--tls-key")).map_err(bad)?;
+        let identity = ferry_tls::pair(cert, key, ("--tls-cert", "--tls-key")).map_err(bad)?;
         // Every controller has the same scheme (`new`).
         if !self.targets[0].is_https() {
             if ca.is_some() || identity.is_some() {
@@ -147,17 +146,14 @@ impl Controller {
             }
             return Ok(self);
         }
-        let tls = ferry_proto::tls::ClientTls::load(ca, identity).map_err(bad)?;
+        let tls = ferry_tls::ClientTls::load(ca, identity).map_err(bad)?;
         for target in &mut self.targets {
             target.endpoint = target
                 .endpoint
                 .clone()
                 .tls_config(tls.config())
                 .map_err(|e| {
-                    CliError::BadInput(format!(
-                        "TLS settings: {}",
-                        ferry_proto::https::error_chain(&e)
-                    ))
+                    CliError::BadInput(format!("TLS settings: {}", ferry_tls::error_chain(&e)))
                 })?;
         }
         Ok(self)

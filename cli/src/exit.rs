@@ -113,12 +113,10 @@ impl CliError {
                 call,
                 message,
             },
-            Code::Unavailable if ferry_proto::https::is_certificate_error(status) => {
-                CliError::Untrusted {
-                    url: url.to_owned(),
-                    reason: root_cause(status).unwrap_or(message),
-                }
-            }
+            Code::Unavailable if ferry_tls::is_certificate_error(status) => CliError::Untrusted {
+                url: url.to_owned(),
+                reason: root_cause(status).unwrap_or(message),
+            },
             // The controller answered, but its store did not (or it is shutting down).
             Code::Unavailable if message.starts_with("store ") => CliError::Refused {
                 url: url.to_owned(),
@@ -173,7 +171,7 @@ impl CliError {
     pub fn unreachable(url: &str, err: &(dyn std::error::Error + 'static)) -> CliError {
         let url = url.to_owned();
         let reason = root_cause(err).unwrap_or_else(|| err.to_string());
-        if ferry_proto::https::is_certificate_error(err) {
+        if ferry_tls::is_certificate_error(err) {
             CliError::Untrusted { url, reason }
         } else {
             CliError::Unreachable { url, reason }

@@ -157,7 +157,7 @@ pub struct Config {
     /// Token clients must present; `None` leaves `JobService` open.
     pub client_token: Option<Secret>,
     /// TLS of the gRPC port; `None` serves plain HTTP/2.
-    pub tls: Option<ferry_proto::tls::ServerTls>,
+    pub tls: Option<ferry_tls::ServerTls>,
     /// Whether TLS requires a client certificate of every caller.
     pub tls_client_auth: bool,
     /// Threads of the async runtime; 1 is a single-threaded runtime.
@@ -318,8 +318,8 @@ fn server_tls(
     cert: Option<&str>,
     key: Option<&str>,
     client_ca: Option<&str>,
-) -> Result<Option<ferry_proto::tls::ServerTls>, ConfigError> {
-    use ferry_proto::tls::{self, TlsFileError};
+) -> Result<Option<ferry_tls::ServerTls>, ConfigError> {
+    use ferry_tls::{self as tls, TlsFileError};
     // Names the setting whose file is at fault.
     let invalid = |e: TlsFileError| ConfigError::Invalid {
         key: e.setting(

@@ -2,7 +2,7 @@
 //! (`sigv4`, header signing and presigned URLs) and the operations (`client`).
 //!
 //! `http://` and `https://` endpoints over HTTP/1.1, through the connector the agent's and the
-//! CLI's presigned transfers use too (`ferry_proto::https`: the system's CAs and
+//! CLI's presigned transfers use too (`ferry_tls::https`: the system's CAs and
 //! `AWS_CA_BUNDLE`'s). Used by `artifacts::object`. Why our own client:
 //! `docs/decisions/0002-own-s3-client.md`.
 

@@ -97,7 +97,7 @@ const READY_QUEUE: usize = 64;
 pub async fn serve(
     router: tonic::transport::server::Router,
     listener: tokio::net::TcpListener,
-    tls: Option<&ferry_proto::tls::ServerTls>,
+    tls: Option<&ferry_tls::ServerTls>,
     limits: ConnectionLimits,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: &tokio_util::sync::CancellationToken,

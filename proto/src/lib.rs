@@ -1,10 +1,8 @@
 //! The `ferry.v1` wire format: generated protobuf messages and tonic services shared by the
-//! controller, the agent and the CLI, how a connection is secured (`tls` for gRPC, `https`
-//! for object-store URLs), and how a `WatchJob` stream's events make the job (`watch`). No
-//! other logic lives here.
+//! controller, the agent and the CLI, the descriptor set, and how a `WatchJob` stream's events
+//! make the job (`watch`). No other logic lives here; how a connection is secured is
+//! `ferry-tls`'s, so the wire format alone builds no TLS.
 
-pub mod https;
-pub mod tls;
 pub mod watch;
 
 #[allow(clippy::all, missing_docs)]

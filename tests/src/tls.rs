@@ -87,11 +87,11 @@ impl ClientCerts {
         flags
     }
 
-    pub fn load(&self) -> Result<ferry_proto::tls::ClientTls> {
+    pub fn load(&self) -> Result<ferry_tls::ClientTls> {
         let identity = self
             .identity
             .as_ref()
             .map(|(cert, key)| (cert.as_path(), key.as_path()));
-        Ok(ferry_proto::tls::ClientTls::load(Some(&self.ca), identity)?)
+        Ok(ferry_tls::ClientTls::load(Some(&self.ca), identity)?)
     }
 }

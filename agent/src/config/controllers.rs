@@ -3,7 +3,7 @@
 //! file), and its checks — every URL http:// or https://, one scheme for all, TLS settings
 //! only with https://.
 
-use ferry_proto::tls::ClientTls;
+use ferry_tls::ClientTls;
 
 use super::{invalid, ConfigError, RawConfig};
 

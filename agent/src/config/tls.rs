@@ -1,7 +1,7 @@
 //! The agent's side of TLS to an https:// controller: the CA it trusts and the certificate it
 //! presents, from the files its settings name.
 
-use ferry_proto::tls::{pair, ClientTls, TlsFileError};
+use ferry_tls::{pair, ClientTls, TlsFileError};
 
 use super::{invalid, ConfigError, RawConfig};
 

@@ -105,7 +105,7 @@ async fn send(
 fn lost_answer(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded => {
-            !ferry_proto::https::is_certificate_error(status)
+            !ferry_tls::is_certificate_error(status)
         }
         Code::Unknown => {
             status.message().contains("transport error") || status.message().contains("connection")

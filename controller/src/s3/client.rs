@@ -1,7 +1,7 @@
 //! `S3Client`: the operations the controller needs (small puts, multipart create/complete/
 //! abort, presigned part/GET/PUT URLs, HEAD, DELETE, ListObjectsV2) over HTTP/1.1.
 //!
-//! `http://` and `https://` endpoints (hyper with `ferry_proto::https`'s connector, which
+//! `http://` and `https://` endpoints (hyper with `ferry_tls::https`'s connector, which
 //! trusts the system's CAs and `AWS_CA_BUNDLE`'s).
 //!
 //! Here the client itself (building it, its settings); the operations are split by concern:
@@ -35,7 +35,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client for one bucket (and prefix) of an S3-compatible store. Cheap to clone.
 #[derive(Clone)]
 pub struct S3Client {
-    http: Client<ferry_proto::https::Connector, Full<Bytes>>,
+    http: Client<ferry_tls::https::Connector, Full<Bytes>>,
     config: S3Config,
     signer: Signer,
     timeout: Duration,
@@ -52,13 +52,12 @@ impl std::fmt::Debug for S3Client {
 
 impl S3Client {
     pub fn new(config: S3Config) -> Result<Self, S3Error> {
-        let connector =
-            ferry_proto::https::connector(Duration::from_secs(10)).map_err(|source| {
-                S3Error::Tls {
-                    endpoint: config.endpoint.to_string(),
-                    source,
-                }
-            })?;
+        let connector = ferry_tls::https::connector(Duration::from_secs(10)).map_err(|source| {
+            S3Error::Tls {
+                endpoint: config.endpoint.to_string(),
+                source,
+            }
+        })?;
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

@@ -50,12 +50,12 @@ impl Secure for Plain {
     }
 }
 
-/// TLS with the port's settings (`ferry_proto::tls::server_config`).
+/// TLS with the port's settings (`ferry_tls::server_config`).
 #[derive(Clone)]
 pub struct Tls(tokio_rustls::TlsAcceptor);
 
 impl Tls {
-    pub fn new(tls: &ferry_proto::tls::ServerTls) -> Self {
+    pub fn new(tls: &ferry_tls::ServerTls) -> Self {
         Self(tokio_rustls::TlsAcceptor::from(tls.config()))
     }
 }

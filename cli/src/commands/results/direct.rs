@@ -70,7 +70,7 @@ pub async fn get_from(
             reason,
         })
     };
-    let connector = ferry_proto::https::connector(Duration::from_secs(10))
+    let connector = ferry_tls::https::connector(Duration::from_secs(10))
         .map_err(|e| Stop::Fatal(CliError::BadInput(format!("object store TLS: {e}"))))?;
     let http: HttpClient<_, Empty<Bytes>> =
         HttpClient::builder(TokioExecutor::new()).build(connector);
@@ -83,13 +83,13 @@ pub async fn get_from(
         .map_err(|e| Stop::Fatal(CliError::Failed(format!("GET {target}: {e}"))))?;
     let response = match tokio::time::timeout(STALL, http.request(request)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) if ferry_proto::https::is_certificate_error(&e) => {
+        Ok(Err(e)) if ferry_tls::is_certificate_error(&e) => {
             return Err(Stop::Fatal(CliError::Unreachable {
                 url: target,
                 reason: format!(
                     "{} (for a store with a private CA, set {} to its PEM file)",
                     root_cause(&e).unwrap_or_else(|| e.to_string()),
-                    ferry_proto::https::CA_BUNDLE_VAR
+                    ferry_tls::https::CA_BUNDLE_VAR
                 ),
             }))
         }

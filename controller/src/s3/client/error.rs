@@ -44,7 +44,7 @@ pub enum S3Error {
     #[error("S3 endpoint {endpoint}: {source}")]
     Tls {
         endpoint: String,
-        source: ferry_proto::tls::TlsFileError,
+        source: ferry_tls::TlsFileError,
     },
 }
 

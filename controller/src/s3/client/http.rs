@@ -13,7 +13,7 @@ use super::error::service_error;
 use super::{S3Client, S3Error};
 use crate::s3::sigv4::{self, PresignError};
 use crate::s3::time::Timestamp;
-use ferry_proto::https::error_chain;
+use ferry_tls::error_chain;
 
 /// A whole answer of the store.
 pub(super) struct Answer {

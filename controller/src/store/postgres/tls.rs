@@ -56,7 +56,7 @@ impl Transport {
     ) -> Result<Transport, StoreError> {
         match config.get_ssl_mode() {
             SslMode::Require => {
-                let tls = ferry_proto::tls::client_config(ca).map_err(|e| {
+                let tls = ferry_tls::client_config(ca).map_err(|e| {
                     StoreError::backend(format!("the store's TLS settings: {e}"))
                 })?;
                 Ok(Transport::Tls(RustlsConnect(tls)))
