@@ -60,6 +60,9 @@ pub struct Controller {
     targets: Vec<Target>,
     /// The index of the controller calls go to (the last one reached).
     current: AtomicUsize,
+    /// The connection last made, to the controller at that index: the calls of one command
+    /// (a submit, then its watch) share it, until `move_on`.
+    connected: std::sync::Mutex<Option<(usize, Channel)>>,
     authorization: Authorization,
 }
 
@@ -103,6 +106,7 @@ impl Controller {
         Ok(Controller {
             targets,
             current: AtomicUsize::new(0),
+            connected: std::sync::Mutex::new(None),
             authorization: Authorization::default(),
         })
     }
@@ -169,17 +173,28 @@ impl Controller {
         self.targets.iter().map(|t| t.url.as_str())
     }
 
-    /// A connection to the controller last reached, or else to the first of the others, in
-    /// turn, that can be reached; when none can, an error naming every one and why.
+    /// A connection to the controller last reached (the one this command already made, when
+    /// there is one), or else to the first of the others, in turn, that can be reached; when
+    /// none can, an error naming every one and why.
     pub async fn connect(&self) -> Result<Client, CliError> {
         let n = self.targets.len();
         let start = self.current.load(Ordering::Relaxed);
+        if let Some((at, channel)) = self.reused() {
+            if at == start {
+                return Ok(JobServiceClient::with_interceptor(
+                    channel,
+                    self.authorization.clone(),
+                ));
+            }
+        }
         let mut failures = Vec::new();
         for at in (start..start + n).map(|i| i % n) {
             let target = &self.targets[at];
             let error = match tokio::time::timeout(REACH_TIMEOUT, target.endpoint.connect()).await {
                 Ok(Ok(channel)) => {
                     self.current.store(at, Ordering::Relaxed);
+                    *self.connected.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((at, channel.clone()));
                     return Ok(JobServiceClient::with_interceptor(
                         channel,
                         self.authorization.clone(),
@@ -199,9 +214,21 @@ impl Controller {
     /// The controller calls go to was lost (a watch's stream broke): the next connection tries
     /// the next controller first.
     pub fn move_on(&self) {
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let n = self.targets.len();
         let at = self.current.load(Ordering::Relaxed);
         self.current.store((at + 1) % n, Ordering::Relaxed);
+    }
+
+    /// The connection last made, if any.
+    fn reused(&self) -> Option<(usize, Channel)> {
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Several controllers to choose from.

@@ -17,12 +17,14 @@ use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// A job of `n` `true` tasks; task `i` depends on task `i - 10`, so tasks are released as
-/// others succeed.
-fn job_file(name: &str, n: usize) -> String {
+/// A job of `n` tasks running `command`; task `i` depends on task `i - 10`, so tasks are
+/// released as others succeed.
+fn job_file(name: &str, n: usize, command: &str) -> String {
     let mut toml = format!("name = \"{name}\"\n");
     for i in 0..n {
-        toml.push_str(&format!("\n[[tasks]]\nid = \"t{i}\"\nshell = \"true\"\n"));
+        toml.push_str(&format!(
+            "\n[[tasks]]\nid = \"t{i}\"\nshell = \"{command}\"\n"
+        ));
         if i >= 10 {
             toml.push_str(&format!("depends_on = [\"t{}\"]\n", i - 10));
         }
@@ -77,12 +79,16 @@ fn assert_same_as_shown(watched: &Job, shown: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_sends_the_job_once_then_changes_and_ends_as_jobs_show() {
     let controller = Controller::start(ControllerOpts::default()).await.unwrap();
-    let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-w").max_tasks(4))
+    let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-w").max_tasks(2))
         .await
         .unwrap();
     let cli = controller.cli();
-    let n = 120;
-    let id = cli.submit(&job_file("watched", n)).await.unwrap();
+    // Two at a time for about two seconds: many changes, a few at a time.
+    let n = 60;
+    let id = cli
+        .submit(&job_file("watched", n, "sleep 0.05"))
+        .await
+        .unwrap();
     let cli_watch = cli.spawn(["jobs", "watch", &id]).unwrap();
     let mut watcher = Watcher::open(&controller.addr(), &id).await.unwrap();
     let last = watcher.until_ended(LIMIT).await.unwrap();
@@ -143,7 +149,7 @@ async fn stalled_watchers_are_resynced_and_cost_bounded_memory() {
     let controller = Controller::start(ControllerOpts::default()).await.unwrap();
     let cli = controller.cli();
     let n = 3000;
-    let id = cli.submit(&job_file("stalled", n)).await.unwrap();
+    let id = cli.submit(&job_file("stalled", n, "true")).await.unwrap();
 
     // Watchers that open a watch and do not read it while every task changes: the first
     // snapshot fills what their connections hold, and the changes pile up behind it.

@@ -32,7 +32,7 @@ pub async fn run(args: &Args) -> Result<()> {
         );
     }
     let controller = common::controller(AGENT_TIMEOUT).await?;
-    let _agent = common::agent(&controller, "agent-wait", 8, Duration::from_secs(5)).await?;
+    let agent = common::agent(&controller, "agent-wait", 8, Duration::from_secs(5)).await?;
     let cli = Arc::new(controller.cli());
     let file = cli.write_job("name = \"wait\"\n\n[[tasks]]\nid = \"t\"\nshell = \"true\"\n")?;
     let file = file.display().to_string();
@@ -42,17 +42,31 @@ pub async fn run(args: &Args) -> Result<()> {
     let (mut plain, mut waiting) = (Vec::new(), Vec::new());
     for run in 0..RUNS * 2 {
         let wait = run % 2 == 1;
+        let cpu_before = (
+            common::cpu_of(controller.pid(), "the controller")?,
+            common::cpu_of(agent.pid(), "the agent")?,
+            common::cpu_times("self")?,
+        );
         let started = Instant::now();
         let ids = submit_all(&cli, &file, args.submits, args.concurrency, wait).await?;
         if !wait {
             all_succeeded(&mut client, &ids, Duration::from_secs(args.timeout)).await?;
         }
         let rate = ids.len() as f64 / secs(started.elapsed());
+        let per_job = |s: f64| s * 1000.0 / ids.len() as f64;
+        let controller_cpu = common::cpu_of(controller.pid(), "the controller")? - cpu_before.0;
+        let agent_cpu = common::cpu_of(agent.pid(), "the agent")? - cpu_before.1;
+        let cli_cpu = common::cpu_times("self")? - cpu_before.2;
         eprintln!(
-            "[watchers] submit{}: {} jobs, {} at a time: {rate:.1} jobs/s (load {})",
+            "[watchers] submit{}: {} jobs, {} at a time: {rate:.1} jobs/s; CPU per job: \
+             controller {:.2} ms, agent {:.2} ms (+ {:.2} ms in tasks), CLI {:.2} ms (load {})",
             if wait { " --wait" } else { "" },
             ids.len(),
             args.concurrency,
+            per_job(controller_cpu.own_s),
+            per_job(agent_cpu.own_s),
+            per_job(agent_cpu.children_s),
+            per_job(cli_cpu.children_s),
             common::load1()
         );
         if wait { &mut waiting } else { &mut plain }.push(rate);

@@ -1,7 +1,8 @@
 //! `Engine::watch_job`: a watcher's place in its job's change feed (`local::feeds`). The
 //! watcher waits for the job's change counter, has the feed read the job again — one read at a
-//! time per job, skipped when another watcher's read already covers the change, and spaced so
-//! that reads take at most a twentieth of the time — then takes its next message.
+//! time per job, skipped when another watcher's read already covers the change, and paced so
+//! that reads take at most a twentieth of the time (after a burst of `READ_BURST`, so that
+//! small jobs are never held back) — then takes its next message.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,10 +15,12 @@ use super::{Engine, EngineError};
 use crate::model::{JobRecord, TaskRecord};
 use crate::store::Store;
 
-/// A read of the job is followed by a pause this many times as long before the next one.
+/// Each read of the job costs this many times its duration of the feed's read budget.
 const READ_SPACING: u32 = 20;
-/// Reads are never spaced by more than this (a slow store must not freeze progress).
+/// A read never costs more than this (a slow store must not freeze progress).
 const MAX_READ_PAUSE: Duration = Duration::from_secs(1);
+/// How far ahead of time the budget may be spent: reads within it are not held back.
+const READ_BURST: Duration = Duration::from_millis(100);
 
 /// One message's worth for a watcher: what to send, taken from this read of the job.
 pub struct WatchBatch {
@@ -83,15 +86,18 @@ impl JobWatch {
         if !force && reads.version.is_some_and(|read| read >= version) {
             return Ok(());
         }
-        if let (false, Some(not_before)) = (force, reads.not_before) {
-            tokio::time::sleep_until(not_before.into()).await;
+        if let (false, Some(spent)) = (force, reads.spent_until) {
+            if let Some(wait_until) = spent.checked_sub(READ_BURST) {
+                tokio::time::sleep_until(wait_until.into()).await;
+            }
         }
         let version = *self.changes.borrow_and_update();
         let started = Instant::now();
         let job = self.store.get_job(feed.job_id()).await?;
         let took = started.elapsed();
         reads.version = Some(version);
-        reads.not_before = Some(started + (took * READ_SPACING).min(MAX_READ_PAUSE));
+        let spent = reads.spent_until.map_or(started, |s| s.max(started));
+        reads.spent_until = Some(spent + (took * READ_SPACING).min(MAX_READ_PAUSE));
         let changed = feed.publish(job);
         tracing::trace!(
             job_id = feed.job_id(),

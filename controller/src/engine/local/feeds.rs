@@ -68,14 +68,15 @@ impl JobFeeds {
     }
 }
 
-/// Store reads of one job's feed: one at a time, spaced by their cost.
+/// Store reads of one job's feed: one at a time, paced by their cost.
 #[derive(Debug, Default)]
 pub struct Reads {
     /// The job's change counter as it was when the snapshot was read.
     pub version: Option<u64>,
-    /// The next read waits until then, so that reads of a large job stay a small share of
-    /// the controller's time.
-    pub not_before: Option<Instant>,
+    /// How far the feed's read budget is spent: each read spends a multiple of its duration,
+    /// and reads wait while the budget is spent too far ahead, so that reads of a large job
+    /// stay a small share of the controller's time.
+    pub spent_until: Option<Instant>,
 }
 
 /// One job's change feed.
