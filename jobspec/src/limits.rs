@@ -5,7 +5,7 @@
 //! | limit | value | why |
 //! | --- | --- | --- |
 //! | job name | 1..=256 bytes, no control characters | printed in tables, a watermark key |
-//! | tasks per job | 1..=10,000 | `jobs show` / `watch` carry a whole job in one 4 MiB message |
+//! | tasks per job | 1..=10,000 | `jobs show` carries a whole job in one 4 MiB message (`watch` sends it in parts) |
 //! | a job's shown fields | 2 MiB | name, params, ids, queues, labels and dependencies, repeated by every `jobs show` and `watch` message, leave room for attempts |
 //! | task id | 1..=128 bytes of `[A-Za-z0-9_.-]`, not `.` or `..` | a directory of the artifact store |
 //! | queue name | 1..=128 bytes, no control characters, not blank | printed by `queues list` |
