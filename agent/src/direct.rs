@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
-use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
 use tracing::info;
 
 use crate::{
@@ -42,44 +41,35 @@ pub(crate) enum HttpFailure {
     Refused(String),
 }
 
-pub(crate) type Http = HttpClient<ferry_tls::https::Connector, Full<Bytes>>;
+pub(crate) type Http = ferry_tls::presigned::Http;
+pub(crate) use ferry_tls::presigned::redact;
 
 /// The client for presigned URLs; the attempt fails when the CA bundle cannot be used.
 pub(crate) fn http() -> Result<Http, Stop> {
-    let connector = ferry_tls::https::connector(Duration::from_secs(10))
-        .map_err(|e| Stop::Failed(format!("object store TLS: {e}")))?;
-    Ok(HttpClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector))
+    ferry_tls::presigned::client().map_err(|e| Stop::Failed(format!("object store TLS: {e}")))
+}
+
+impl HttpFailure {
+    /// A failure of the request `what`, named in its message.
+    pub(crate) fn of(what: &str, failure: ferry_tls::presigned::Failure) -> Self {
+        use ferry_tls::presigned::Kind;
+        let message = format!("{what}: {}", failure.reason);
+        match failure.kind {
+            Kind::Expired => HttpFailure::Forbidden(message),
+            Kind::Transient => HttpFailure::Transient(message),
+            Kind::Refused => HttpFailure::Refused(message),
+        }
+    }
 }
 
 /// A request that got no answer: worth another try, unless the store's certificate is not
 /// trusted (set `AWS_CA_BUNDLE` for a private CA), which no retry mends.
 pub(crate) fn classify(what: &str, e: &(dyn std::error::Error + 'static)) -> HttpFailure {
-    let why = format!("{what}: {}", ferry_tls::error_chain(e));
-    if ferry_tls::is_certificate_error(e) {
-        HttpFailure::Refused(format!(
-            "{why} (for a store with a private CA, set {} to its PEM file)",
-            ferry_tls::https::CA_BUNDLE_VAR
-        ))
-    } else {
-        HttpFailure::Transient(why)
-    }
-}
-
-/// Where a URL points, without its query (which carries the signature): for messages.
-pub(crate) fn redact(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
+    HttpFailure::of(what, ferry_tls::presigned::request_failure(e))
 }
 
 pub(crate) fn failure(status: u16, what: &str, body: &[u8]) -> HttpFailure {
-    let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-    let message = format!("{what}: HTTP {status}: {}", text.trim());
-    match status {
-        403 => HttpFailure::Forbidden(message),
-        408 | 429 | 500..=599 => HttpFailure::Transient(message),
-        _ => HttpFailure::Refused(message),
-    }
+    HttpFailure::of(what, ferry_tls::presigned::status_failure(status, body))
 }
 
 /// PUTs `data` to a presigned URL; the answer's ETag.

@@ -1,16 +1,16 @@
-//! Downloads of inputs straight from the object store: a GET of the presigned URL, resumed
-//! with `Range` from the bytes written, written and hashed as it arrives.
+//! Downloads of inputs straight from the object store: a GET of the presigned URL
+//! (`ferry_tls::presigned`, shared with the CLI), resumed with `Range` from the bytes
+//! written, written and hashed as it arrives.
 
 use std::{fs::File, time::Duration};
 
 use bytes::Bytes;
 use ferry_proto::v1::{AttemptRef, FetchInputRequest, GrantDownloadResponse, ResultFile};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
+use ferry_tls::presigned;
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
-use super::{ask, failure, http, redact, Http, HttpFailure, REQUEST_TIMEOUT};
+use super::{ask, http, redact, Http, HttpFailure, REQUEST_TIMEOUT};
 use crate::{
     client::{Backoff, Client, FailureLog},
     running::KillSwitch,
@@ -108,74 +108,26 @@ async fn get_into(
     if sink.written >= size {
         return Ok((sink, Ok(())));
     }
-    let mut request = Request::builder().method(Method::GET).uri(url);
-    if sink.written > 0 {
-        request = request.header("range", format!("bytes={}-", sink.written));
-    }
-    let request = match request.body(Full::new(Bytes::new())) {
-        Ok(r) => r,
-        Err(e) => return Ok((sink, Err(HttpFailure::Refused(format!("{what}: {e}"))))),
-    };
     let response = tokio::select! {
-        r = tokio::time::timeout(REQUEST_TIMEOUT, http.request(request)) => r,
+        r = presigned::get(http, url, sink.written, REQUEST_TIMEOUT) => r,
         () = kill.abort.cancelled() => return Err(Stop::Aborted),
     };
-    let response = match response {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Ok((sink, Err(super::classify(&what, &e)))),
-        Err(_) => {
-            return Ok((
-                sink,
-                Err(HttpFailure::Transient(format!(
-                    "{what}: no answer within {REQUEST_TIMEOUT:?}"
-                ))),
-            ))
-        }
+    let mut body = match response {
+        Ok(body) => body,
+        Err(e) => return Ok((sink, Err(HttpFailure::of(&what, e)))),
     };
-    let status = response.status().as_u16();
-    let expected = if sink.written > 0 { 206 } else { 200 };
-    if status != expected {
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let fail = if (200..300).contains(&status) {
-            HttpFailure::Refused(format!(
-                "{what}: HTTP {status} where {expected} was expected"
-            ))
-        } else {
-            failure(status, &what, &body)
-        };
-        return Ok((sink, Err(fail)));
-    }
-    let mut body = response.into_body();
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     loop {
-        let frame = tokio::select! {
-            f = tokio::time::timeout(STALL, body.frame()) => f,
+        let data = tokio::select! {
+            d = presigned::next(&mut body, STALL) => d,
             () = kill.abort.cancelled() => return Err(Stop::Aborted),
         };
-        let (data, end) = match frame {
-            Ok(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => (data, false),
-                Err(_) => continue,
-            },
+        let (data, end) = match data {
+            Ok(Some(data)) => (data, false),
             Ok(None) => (Bytes::new(), true),
-            Ok(Some(Err(e))) => {
+            Err(e) => {
                 sink = flush(sink, std::mem::take(&mut batch), size).await?;
-                return Ok((sink, Err(HttpFailure::Transient(format!("{what}: {e}")))));
-            }
-            Err(_) => {
-                sink = flush(sink, std::mem::take(&mut batch), size).await?;
-                return Ok((
-                    sink,
-                    Err(HttpFailure::Transient(format!(
-                        "{what}: no data for {}s",
-                        STALL.as_secs()
-                    ))),
-                ));
+                return Ok((sink, Err(HttpFailure::of(&what, e))));
             }
         };
         batch.extend_from_slice(&data);

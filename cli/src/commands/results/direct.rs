@@ -1,22 +1,20 @@
 //! `results get` from an S3-compatible artifact store: the controller grants a short-lived
-//! presigned GET URL (`GrantResultDownload`) and the bytes come straight from the store, the
-//! request resumed with `Range` from the bytes received, into the same `.part` file, size and
-//! SHA-256 checked, as a download through the controller.
+//! presigned GET URL (`GrantResultDownload`) and the bytes come straight from the store
+//! (`ferry_tls::presigned`, shared with the agent), the request resumed with `Range` from the
+//! bytes received, into the same `.part` file, size and SHA-256 checked, as a download through
+//! the controller.
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use ferry_proto::v1::{DownloadResultRequest, ResultFile};
-use http_body_util::{BodyExt, Empty};
-use hyper::{Method, Request};
-use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
+use ferry_tls::presigned::{self, Failure, Kind};
 use tonic::Code;
 
 use super::Stop;
 use crate::{
     client::Controller,
     download::{Progress, Receiver, Sink},
-    exit::{root_cause, CliError},
+    exit::CliError,
 };
 
 /// No answer (or no data) for this long: the request is dropped and resumed.
@@ -48,11 +46,6 @@ pub async fn grant(
     }
 }
 
-/// Where a URL points, without its signature: for messages.
-fn redact(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
-}
-
 /// One GET of `url` from `offset`, feeding the writer until the body ends. A refused URL
 /// (403: expired) comes back as `Stop::Retry` with `expired` set, to be granted again.
 pub async fn get_from(
@@ -63,72 +56,26 @@ pub async fn get_from(
     progress: &mut Progress,
     expired: &mut bool,
 ) -> Result<(), Stop> {
-    let target = redact(url).to_owned();
-    let retry = |reason: String| {
-        Stop::Retry(CliError::Unreachable {
-            url: target.clone(),
-            reason,
-        })
-    };
-    let connector = ferry_tls::https::connector(Duration::from_secs(10))
-        .map_err(|e| Stop::Fatal(CliError::BadInput(format!("object store TLS: {e}"))))?;
-    let http: HttpClient<_, Empty<Bytes>> =
-        HttpClient::builder(TokioExecutor::new()).build(connector);
-    let mut request = Request::builder().method(Method::GET).uri(url);
-    if offset > 0 {
-        request = request.header("range", format!("bytes={offset}-"));
-    }
-    let request = request
-        .body(Empty::new())
-        .map_err(|e| Stop::Fatal(CliError::Failed(format!("GET {target}: {e}"))))?;
-    let response = match tokio::time::timeout(STALL, http.request(request)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) if ferry_tls::is_certificate_error(&e) => {
-            return Err(Stop::Fatal(CliError::Unreachable {
-                url: target,
-                reason: format!(
-                    "{} (for a store with a private CA, set {} to its PEM file)",
-                    root_cause(&e).unwrap_or_else(|| e.to_string()),
-                    ferry_tls::https::CA_BUNDLE_VAR
-                ),
-            }))
+    let target = presigned::redact(url).to_owned();
+    let mut stop = |failure: Failure| match failure.kind {
+        Kind::Expired | Kind::Transient => {
+            *expired |= failure.kind == Kind::Expired;
+            Stop::Retry(CliError::Unreachable {
+                url: target.clone(),
+                reason: failure.reason,
+            })
         }
-        Ok(Err(e)) => return Err(retry(root_cause(&e).unwrap_or_else(|| e.to_string()))),
-        Err(_) => return Err(retry(format!("no answer within {}s", STALL.as_secs()))),
+        Kind::Refused => Stop::Fatal(CliError::Failed(format!(
+            "the object store refused GET {target}: {}; not saved",
+            failure.reason
+        ))),
     };
-    let status = response.status().as_u16();
-    let expected = if offset > 0 { 206 } else { 200 };
-    if status != expected {
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        let reason = format!("HTTP {status}: {}", text.trim());
-        return Err(match status {
-            403 => {
-                *expired = true;
-                retry(reason)
-            }
-            408 | 429 | 500..=599 => retry(reason),
-            _ => Stop::Fatal(CliError::Failed(format!(
-                "the object store refused GET {target}: {reason}; not saved"
-            ))),
-        });
-    }
-    let mut body = response.into_body();
-    loop {
-        let frame = match tokio::time::timeout(STALL, body.frame()).await {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(None) => return Ok(()),
-            Ok(Some(Err(e))) => return Err(retry(e.to_string())),
-            Err(_) => return Err(retry(format!("no data for {}s", STALL.as_secs()))),
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
+    let http = presigned::client()
+        .map_err(|e| Stop::Fatal(CliError::BadInput(format!("object store TLS: {e}"))))?;
+    let mut body = presigned::get(&http, url, offset, STALL)
+        .await
+        .map_err(&mut stop)?;
+    while let Some(data) = presigned::next(&mut body, STALL).await.map_err(&mut stop)? {
         let at = receiver.received();
         receiver.accept(at, data.len()).map_err(|why| {
             Stop::Fatal(CliError::Protocol(format!(
@@ -140,4 +87,5 @@ pub async fn get_from(
         }
         progress.update(receiver.received());
     }
+    Ok(())
 }
