@@ -96,6 +96,7 @@ impl JobWatch {
         let job = self.store.get_job(feed.job_id()).await?;
         let took = started.elapsed();
         reads.version = Some(version);
+        reads.count += 1;
         let spent = reads.spent_until.map_or(started, |s| s.max(started));
         reads.spent_until = Some(spent + (took * READ_SPACING).min(MAX_READ_PAUSE));
         let changed = feed.publish(job);
@@ -106,5 +107,119 @@ impl JobWatch {
             "job read for watchers"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::artifacts::Artifacts;
+    use crate::engine::EngineConfig;
+    use crate::model::{JobState, NewJob, RetryPolicy, TaskKind, TaskSpec, TaskState};
+
+    async fn engine(dir: &std::path::Path) -> Arc<Engine> {
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(&dir.join("ferry.db"))
+                .await
+                .unwrap(),
+        );
+        let artifacts = Arc::new(Artifacts::open(&dir.join("artifacts"), 1 << 30).unwrap());
+        let config = EngineConfig {
+            agent_timeout: Duration::from_secs(15),
+            log_limit: 1 << 20,
+            timeout_grace: Duration::from_secs(10),
+            max_poll_wait: Duration::from_millis(200),
+        };
+        Arc::new(
+            Engine::new(config, store, artifacts, CancellationToken::new())
+                .await
+                .unwrap(),
+        )
+    }
+
+    fn job(tasks: usize) -> NewJob {
+        NewJob {
+            name: "watched".into(),
+            params: BTreeMap::new(),
+            tasks: (0..tasks)
+                .map(|i| TaskSpec {
+                    id: format!("t{i}"),
+                    queue: "q".into(),
+                    labels: BTreeMap::new(),
+                    depends_on: vec![],
+                    kind: TaskKind::Shell {
+                        command: "true".into(),
+                    },
+                    outputs: vec![],
+                    timeout_ms: 0,
+                    retry: RetryPolicy::default(),
+                })
+                .collect(),
+            idempotency_key: None,
+            backfill: BTreeMap::new(),
+        }
+    }
+
+    fn unit(_: &TaskRecord) -> usize {
+        1
+    }
+
+    #[tokio::test]
+    async fn watchers_of_a_job_share_one_read_per_change_and_end_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path()).await;
+        let id = engine.submit(job(3)).await.unwrap().job_id;
+        let mut a = engine.watch_job(&id).await.unwrap();
+        let mut b = engine.watch_job(&id).await.unwrap();
+        assert!(Arc::ptr_eq(a.member.feed(), b.member.feed()));
+        for w in [&mut a, &mut b] {
+            let first = w.next(100, unit).await.unwrap();
+            assert!(matches!(
+                first.take,
+                Take::Snapshot {
+                    first: true,
+                    complete: true,
+                    ..
+                }
+            ));
+            assert_eq!(first.job.tasks.len(), 3);
+        }
+        let joined = a.member.feed().reads.lock().await.count;
+        engine.cancel(&id).await.unwrap();
+        for w in [&mut a, &mut b] {
+            let change = tokio::time::timeout(Duration::from_secs(5), w.next(100, unit))
+                .await
+                .expect("the cancel reached the watcher")
+                .unwrap();
+            let Take::Delta { tasks, complete } = &change.take else {
+                panic!("{:?}", change.take);
+            };
+            assert_eq!(tasks, &[0, 1, 2]);
+            assert!(complete);
+            assert_eq!(change.job.state, JobState::Cancelled);
+            assert!(change
+                .job
+                .tasks
+                .iter()
+                .all(|t| t.state == TaskState::Cancelled));
+        }
+        let after = a.member.feed().reads.lock().await.count;
+        assert_eq!(after - joined, 1, "one read served both watchers");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_job_is_refused_before_any_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path()).await;
+        let refused = engine.watch_job("0123456789abcdef0123456789abcdef").await;
+        assert!(matches!(
+            refused,
+            Err(EngineError::Store(_)) | Err(EngineError::NotFound(_))
+        ));
+        assert_eq!(engine.local.feeds.open(), 0, "its place is given back");
     }
 }

@@ -77,6 +77,8 @@ pub struct Reads {
     /// and reads wait while the budget is spent too far ahead, so that reads of a large job
     /// stay a small share of the controller's time.
     pub spent_until: Option<Instant>,
+    /// Reads of the job so far, for all the feed's watchers.
+    pub count: u64,
 }
 
 /// One job's change feed.
