@@ -2,7 +2,7 @@
 //! locations first, but the API is open to any client, so the controller checks again: every
 //! field against its limit (`fields`, the limits of `ferry_jobspec::limits`), then the graph.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use ferry_jobspec::check::{self, shown};
 
@@ -122,73 +122,19 @@ fn sql_problems(task: &TaskSpec, problems: &mut Vec<String>) {
     }
 }
 
-/// A cycle among the tasks' dependencies, as the ids along it (first repeated at the end).
+/// The first cycle among the tasks' dependencies (`ferry_jobspec::graph`), as the ids along it
+/// (first repeated at the end).
 fn find_cycle(job: &NewJob) -> Option<Vec<String>> {
-    let deps: HashMap<&str, Vec<&str>> = job
+    let ids: Vec<Option<&str>> = job.tasks.iter().map(|t| Some(t.id.as_str())).collect();
+    let deps: Vec<Vec<&str>> = job
         .tasks
         .iter()
-        .map(|t| {
-            (
-                t.id.as_str(),
-                t.depends_on
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|d| *d != t.id)
-                    .collect(),
-            )
-        })
+        .map(|t| t.depends_on.iter().map(String::as_str).collect())
         .collect();
-    // 1 = on the current path, 2 = done; absent = unvisited.
-    let mut mark: HashMap<&str, u8> = HashMap::new();
-    for task in &job.tasks {
-        if let Some(cycle) = visit(task.id.as_str(), &deps, &mut mark) {
-            return Some(cycle);
-        }
-    }
-    None
-}
-
-/// A depth-first walk from `root`, iterative: a chain of thousands of tasks must not exhaust
-/// a runtime worker's stack.
-fn visit<'a>(
-    root: &'a str,
-    deps: &HashMap<&'a str, Vec<&'a str>>,
-    mark: &mut HashMap<&'a str, u8>,
-) -> Option<Vec<String>> {
-    if mark.contains_key(root) {
-        return None;
-    }
-    mark.insert(root, 1);
-    // The current path: each task with how many of its dependencies have been followed.
-    let mut path: Vec<(&'a str, usize)> = vec![(root, 0)];
-    while let Some((id, followed)) = path.last_mut() {
-        let id: &'a str = id;
-        let next = deps.get(id).and_then(|d| d.get(*followed)).copied();
-        let Some(dep) = next else {
-            path.pop();
-            mark.insert(id, 2);
-            continue;
-        };
-        *followed += 1;
-        if !deps.contains_key(dep) {
-            continue;
-        }
-        match mark.get(dep) {
-            Some(2) => {}
-            Some(_) => {
-                let start = path.iter().position(|(p, _)| *p == dep).unwrap_or(0);
-                let mut cycle: Vec<String> =
-                    path[start..].iter().map(|(p, _)| p.to_string()).collect();
-                cycle.push(dep.to_string());
-                return Some(cycle);
-            }
-            None => {
-                mark.insert(dep, 1);
-                path.push((dep, 0));
-            }
-        }
-    }
-    None
+    let cycle = ferry_jobspec::graph::cycles(&ids, &deps)
+        .into_iter()
+        .next()?;
+    Some(cycle.iter().map(|&i| job.tasks[i].id.clone()).collect())
 }
 
 #[cfg(test)]
