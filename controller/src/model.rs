@@ -106,12 +106,14 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Three attempts, 1 s then 2 s apart: what AWS Data Pipeline users expect of a default.
+    /// Three attempts, 1 s then 2 s apart: what AWS Data Pipeline users expect of a default
+    /// (`ferry_jobspec::defaults`).
     fn default() -> Self {
+        let (max_attempts, initial_delay_ms, max_delay_ms) = ferry_jobspec::defaults::retry(None);
         Self {
-            max_attempts: 3,
-            initial_delay_ms: 1_000,
-            max_delay_ms: 60_000,
+            max_attempts,
+            initial_delay_ms,
+            max_delay_ms,
         }
     }
 }

@@ -199,7 +199,7 @@ impl Reader<'_> {
             deps: Vec::new(),
         };
         let mut task = TaskSpec {
-            queue: "default".to_owned(),
+            queue: ferry_jobspec::defaults::QUEUE.to_owned(),
             ..TaskSpec::default()
         };
         let id_entry = table.iter().find(|(key, _)| &**key.get_ref() == "id");

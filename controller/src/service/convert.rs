@@ -39,36 +39,22 @@ pub fn attempt_ref(k: &AttemptKey) -> pb::AttemptRef {
     }
 }
 
+/// A retry policy, what it leaves out given its default (`ferry_jobspec::defaults`).
 fn retry_policy(r: Option<pb::RetryPolicy>) -> RetryPolicy {
-    let default = RetryPolicy::default();
-    let Some(r) = r else { return default };
-    let initial_delay_ms = r.initial_delay_ms.unwrap_or(default.initial_delay_ms);
+    let (max_attempts, initial_delay_ms, max_delay_ms) = ferry_jobspec::defaults::retry(
+        r.map(|r| (r.max_attempts, r.initial_delay_ms, r.max_delay_ms)),
+    );
     RetryPolicy {
-        max_attempts: if r.max_attempts == 0 {
-            default.max_attempts
-        } else {
-            r.max_attempts
-        },
+        max_attempts,
         initial_delay_ms,
-        max_delay_ms: r
-            .max_delay_ms
-            .unwrap_or(default.max_delay_ms.max(initial_delay_ms)),
+        max_delay_ms,
     }
 }
 
-/// The format an sql task names, `csv` when it names none; `none` stands for the empty
-/// (default, uncompressed) compression of csv and jsonl, as the wire contract spells it.
+/// An sql task, its format and compression as `ferry_jobspec::sql` keeps them.
 fn sql_kind(s: pb::SqlTask) -> TaskKind {
-    let format = if s.format.is_empty() {
-        "csv".to_string()
-    } else {
-        s.format
-    };
-    let compression = if s.compression == "none" && format != "parquet" {
-        String::new()
-    } else {
-        s.compression
-    };
+    let format = ferry_jobspec::sql::format(s.format);
+    let compression = ferry_jobspec::sql::compression(&format, s.compression);
     TaskKind::Sql {
         datasource: s.datasource,
         query: s.query,
@@ -100,11 +86,7 @@ pub fn new_job(
             }
         };
         tasks.push(TaskSpec {
-            queue: if t.queue.is_empty() {
-                "default".into()
-            } else {
-                t.queue
-            },
+            queue: ferry_jobspec::defaults::queue(t.queue),
             labels: t.labels.into_iter().collect(),
             depends_on: t.depends_on,
             kind,

@@ -22,7 +22,7 @@ impl Reader<'_> {
     pub(super) fn sql(&mut self, value: &Value<'_>, label: &str) -> Option<SqlTask> {
         let table = self.table(value, "sql")?;
         let mut sql = SqlTask {
-            format: "csv".to_owned(),
+            format: ferry_jobspec::sql::FORMAT_DEFAULT.to_owned(),
             ..SqlTask::default()
         };
         let (mut datasource, mut query) = (false, false);
