@@ -160,18 +160,6 @@ impl TaskKind {
     }
 }
 
-/// The compressions each sql format accepts (the empty string is the format's default).
-pub fn sql_compressions(format: &str) -> Option<&'static [&'static str]> {
-    match format {
-        "csv" | "jsonl" => Some(&["none", "gzip"]),
-        "parquet" => Some(&["zstd", "snappy", "none"]),
-        _ => None,
-    }
-}
-
-/// The sql formats.
-pub const SQL_FORMATS: &[&str] = &["csv", "jsonl", "parquet"];
-
 /// One task as submitted; stored whole and handed to the agent that claims it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {

@@ -119,8 +119,13 @@ pub fn output_path(path: &str) -> Option<String> {
     if let Some(problem) = text(path, limits::OUTPUT_PATH_MAX, Chars::NoControl, true) {
         return Some(problem);
     }
-    (path.starts_with('/') || path.split('/').any(|part| part == ".."))
+    (!is_inside_task_dir(path))
         .then(|| "must be a path inside the task's working directory".to_owned())
+}
+
+/// Whether an output path stays inside the task's working directory: relative, no `..` part.
+pub fn is_inside_task_dir(path: &str) -> bool {
+    !(path.starts_with('/') || path.split('/').any(|part| part == ".."))
 }
 
 /// The problem with a count of `n` items when at most `max` may be given.

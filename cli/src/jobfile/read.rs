@@ -380,7 +380,7 @@ impl Reader<'_> {
         for (path, at) in paths {
             if path.is_empty() {
                 self.push(at, "outputs: a path must not be empty");
-            } else if path.starts_with('/') || path.split('/').any(|part| part == "..") {
+            } else if !check::is_inside_task_dir(&path) {
                 self.push(
                     at,
                     format!("output {path:?} must be a path inside the task's working directory"),

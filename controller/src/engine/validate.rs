@@ -5,8 +5,9 @@
 use std::collections::HashSet;
 
 use ferry_jobspec::check::{self, shown};
+use ferry_jobspec::sql;
 
-use crate::model::{sql_compressions, NewJob, TaskKind, TaskSpec, SQL_FORMATS};
+use crate::model::{NewJob, TaskKind, TaskSpec};
 
 mod fields;
 
@@ -100,11 +101,11 @@ fn sql_problems(task: &TaskSpec, problems: &mut Vec<String>) {
     if query.trim().is_empty() {
         problems.push(format!("sql task {id} has no query"));
     }
-    match sql_compressions(format) {
+    match sql::compressions(format) {
         None => problems.push(format!(
             "sql task {id}: unknown format {}; use {}",
             shown(format),
-            SQL_FORMATS.join(", ")
+            sql::FORMATS.join(", ")
         )),
         Some(allowed) if !compression.is_empty() && !allowed.contains(&compression.as_str()) => {
             problems.push(format!(

@@ -3,6 +3,7 @@
 
 use ferry_jobspec::check::{self, Chars};
 use ferry_jobspec::limits as l;
+use ferry_jobspec::sql::{self as rules, FORMATS};
 use ferry_proto::v1::SqlTask;
 
 use super::{Reader, Value};
@@ -15,14 +16,13 @@ const SQL_KEYS: &[&str] = &[
     "max_rows_per_file",
     "incremental",
 ];
-const SQL_FORMATS: &[&str] = &["csv", "jsonl", "parquet"];
 const INCREMENTAL_KEYS: &[&str] = &["column"];
 
 impl Reader<'_> {
     pub(super) fn sql(&mut self, value: &Value<'_>, label: &str) -> Option<SqlTask> {
         let table = self.table(value, "sql")?;
         let mut sql = SqlTask {
-            format: ferry_jobspec::sql::FORMAT_DEFAULT.to_owned(),
+            format: rules::FORMAT_DEFAULT.to_owned(),
             ..SqlTask::default()
         };
         let (mut datasource, mut query) = (false, false);
@@ -46,14 +46,14 @@ impl Reader<'_> {
                 }
                 "format" => {
                     if let Some(format) = self.nonempty_string(value, "sql.format") {
-                        if SQL_FORMATS.contains(&format.as_str()) {
+                        if FORMATS.contains(&format.as_str()) {
                             sql.format = format;
                         } else {
                             self.push(
                                 value.span().start,
                                 format!(
                                     "unknown sql.format {format:?} in {label}; use {}",
-                                    SQL_FORMATS.join(", ")
+                                    FORMATS.join(", ")
                                 ),
                             );
                         }
@@ -74,10 +74,8 @@ impl Reader<'_> {
             }
         }
         if let Some((c, at)) = compression {
-            let allowed: &[&str] = match sql.format.as_str() {
-                "parquet" => &["zstd", "snappy", "none"],
-                _ => &["none", "gzip"],
-            };
+            // The format is a known one: an unknown one is not kept.
+            let allowed = rules::compressions(&sql.format).unwrap_or_default();
             if !allowed.contains(&c.as_str()) {
                 self.push(
                     at,
@@ -87,9 +85,9 @@ impl Reader<'_> {
                         allowed.join(", ")
                     ),
                 );
-            } else if c != "none" || sql.format == "parquet" {
+            } else {
                 // csv and jsonl spell "none" as the empty (default) compression on the wire.
-                sql.compression = c;
+                sql.compression = rules::compression(&sql.format, c);
             }
         }
         let start = value.span().start;
