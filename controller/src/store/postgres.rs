@@ -65,9 +65,16 @@ macro_rules! transaction {
             tries += 1;
             let result = async {
                 let mut conn = $store.pool.get().await?;
-                begin(&mut conn, $mode).await?;
-                let $c: &Conn = &conn;
-                let outcome = $body.await;
+                let outcome = if $mode == Mode::Snapshot {
+                    // Marked first: a call cancelled in its transaction drops the connection.
+                    conn.in_transaction = true;
+                    let $c: &Conn = &conn;
+                    $crate::store::postgres::tx::begin_with($c, $crate::store::postgres::tx::BEGIN_SNAPSHOT, $body).await
+                } else {
+                    begin(&mut conn, $mode).await?;
+                    let $c: &Conn = &conn;
+                    $body.await
+                };
                 end(&mut conn, $mode, outcome).await
             }
             .await;

@@ -29,17 +29,19 @@ pub(super) async fn begin(conn: &mut Pooled<'_>, mode: Mode) -> Result<(), Store
     let sql = match mode {
         Mode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
         Mode::WriteKeyed => BEGIN_BATCH,
-        // Reads by key: each statement's plan made once (see `BEGIN_BATCH`).
-        Mode::Snapshot => {
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-             SET LOCAL plan_cache_mode = force_generic_plan"
-        }
+        Mode::Snapshot => BEGIN_SNAPSHOT,
         Mode::Single => return Ok(()),
     };
     // Marked first: a call cancelled while it is in a transaction drops the connection.
     conn.in_transaction = true;
     conn.batch(sql).await
 }
+
+/// The `BEGIN` of a read in one snapshot, sent with its first statements (`begin_with`): if
+/// it failed, they would read outside the snapshot, but write nothing. Reads by key: each
+/// statement's plan made once (see `BEGIN_BATCH`).
+pub(super) const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+     SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// The `BEGIN` of the combiner's batches, whose statements join arrays of keys (a few to a
 /// hundred) to tables that grow by thousands of rows a second. Each statement reaches rows by
