@@ -1,13 +1,15 @@
 //! The rules of what a Ferry request may hold, written once for the CLI (which reports them
 //! with their place in a job file) and the controller (which checks every request again, as if
 //! no CLI existed): the limits (`limits`), the pure checks built on them (`check`), the
-//! dependency cycles of a task graph (`graph`), what a task gets for what it leaves out
-//! (`defaults`) and an sql task's formats and compressions (`sql`).
+//! rule of each text field of a job (`fields`), the dependency cycles of a task graph
+//! (`graph`), what a task gets for what it leaves out (`defaults`) and an sql task's formats
+//! and compressions (`sql`).
 //!
 //! No I/O, no gRPC: plain strings and numbers in, a problem's words out.
 
 pub mod check;
 pub mod defaults;
+pub mod fields;
 pub mod graph;
 pub mod limits;
 pub mod sql;

@@ -7,7 +7,8 @@ use ferry_proto::v1::{task_spec::Kind, JobSpec, RetryPolicy, ShellTask, TaskSpec
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use ferry_jobspec::check::{self, Chars};
+use ferry_jobspec::check;
+use ferry_jobspec::fields;
 use ferry_jobspec::limits as l;
 
 use super::{is_param_name, is_task_id, Problem};
@@ -102,7 +103,7 @@ impl Reader<'_> {
                 "name" => {
                     has_name = true;
                     if let Some(name) = self.nonempty_string(value, "name") {
-                        let problem = check::text(&name, l::JOB_NAME_MAX, Chars::NoControl, true);
+                        let problem = fields::job_name(&name);
                         self.limit(value, "name", problem);
                         spec.name = name;
                     }
@@ -143,7 +144,7 @@ impl Reader<'_> {
                 self.limit_at(key.span().start, "parameter name", check::param_name(name));
             }
             if let Some(v) = self.scalar(value, &format!("params.{name}")) {
-                let problem = check::text(&v, l::PARAM_VALUE_MAX, Chars::NoNul, false);
+                let problem = fields::param_value(&v);
                 self.limit(value, &format!("params.{name}"), problem);
                 params.insert(name.to_owned(), v);
             }
@@ -236,8 +237,7 @@ impl Reader<'_> {
                 "id" => {}
                 "queue" => {
                     if let Some(queue) = self.nonempty_string(value, "queue") {
-                        let problem =
-                            check::text(&queue, l::QUEUE_NAME_MAX, Chars::NoControl, true);
+                        let problem = fields::queue(&queue);
                         self.limit(value, "queue", problem);
                         task.queue = queue;
                     }
@@ -255,8 +255,7 @@ impl Reader<'_> {
                 "shell" => {
                     shell = true;
                     if let Some(command) = self.nonempty_string(value, "shell") {
-                        let problem =
-                            check::text(&command, l::SHELL_COMMAND_MAX, Chars::NoNul, true);
+                        let problem = fields::shell_command(&command);
                         self.limit(value, "shell", problem);
                         task.kind = Some(Kind::Shell(ShellTask { command }));
                     }
@@ -404,9 +403,9 @@ impl Reader<'_> {
                 let Some(text) = labels.get(name) else {
                     continue;
                 };
-                let problem = check::text(name, l::LABEL_KEY_MAX, Chars::NoControl, true);
+                let problem = fields::label_key(name);
                 self.limit_at(key.span().start, "label key", problem);
-                let problem = check::text(text, l::LABEL_VALUE_MAX, Chars::NoControl, false);
+                let problem = fields::label_value(text);
                 self.limit(v, &format!("labels.{}", check::shown(name)), problem);
             }
         }

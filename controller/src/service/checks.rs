@@ -68,7 +68,7 @@ pub fn registration(r: &pb::RegisterRequest) -> Result<u32, Status> {
     for queue in &r.queues {
         refuse(
             &format!("agent queue {}", shown(queue)),
-            check::text(queue, l::QUEUE_NAME_MAX, Chars::NoControl, true),
+            ferry_jobspec::fields::queue(queue),
         )?;
     }
     let labels = r.labels.clone().into_iter().collect();

@@ -1,8 +1,7 @@
 //! The `sql` table of an sql task: datasource, query, format, compression, rows per file and
 //! the incremental column.
 
-use ferry_jobspec::check::{self, Chars};
-use ferry_jobspec::limits as l;
+use ferry_jobspec::fields;
 use ferry_jobspec::sql::{self as rules, FORMATS};
 use ferry_proto::v1::SqlTask;
 
@@ -34,14 +33,13 @@ impl Reader<'_> {
                     sql.datasource = self
                         .nonempty_string(value, "sql.datasource")
                         .unwrap_or_default();
-                    let problem =
-                        check::text(&sql.datasource, l::SQL_NAME_MAX, Chars::NoControl, false);
+                    let problem = fields::sql_name(&sql.datasource);
                     self.limit(value, "sql.datasource", problem);
                 }
                 "query" => {
                     query = true;
                     sql.query = self.nonempty_string(value, "sql.query").unwrap_or_default();
-                    let problem = check::text(&sql.query, l::SQL_QUERY_MAX, Chars::NoNul, false);
+                    let problem = fields::sql_query(&sql.query);
                     self.limit(value, "sql.query", problem);
                 }
                 "format" => {
@@ -108,7 +106,7 @@ impl Reader<'_> {
                 "column" => {
                     column = self.nonempty_string(value, "sql.incremental.column");
                     if let Some(c) = &column {
-                        let problem = check::text(c, l::SQL_NAME_MAX, Chars::NoControl, false);
+                        let problem = fields::sql_name(c);
                         self.limit(value, "sql.incremental.column", problem);
                     }
                 }

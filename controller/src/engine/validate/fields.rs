@@ -17,7 +17,7 @@ pub(super) fn problems(job: &NewJob, out: &mut Vec<String>) {
     };
     note(
         "job name".into(),
-        check::text(&job.name, l::JOB_NAME_MAX, Chars::NoControl, true),
+        ferry_jobspec::fields::job_name(&job.name),
     );
     note(
         "tasks".into(),
@@ -42,7 +42,7 @@ pub(super) fn problems(job: &NewJob, out: &mut Vec<String>) {
         );
         note(
             format!("param {}", shown(name)),
-            check::text(value, l::PARAM_VALUE_MAX, Chars::NoNul, false),
+            ferry_jobspec::fields::param_value(value),
         );
     }
     if params_bytes > l::PARAMS_TOTAL_MAX {
@@ -87,7 +87,7 @@ fn task_problems(task: &TaskSpec, note: &mut impl FnMut(String, Option<String>))
     let t = format!("task {}", shown(&task.id));
     note(
         format!("{t} queue"),
-        check::text(&task.queue, l::QUEUE_NAME_MAX, Chars::NoControl, true),
+        ferry_jobspec::fields::queue(&task.queue),
     );
     labels(&t, &task.labels, note);
     let mut seen = HashSet::new();
@@ -102,7 +102,7 @@ fn task_problems(task: &TaskSpec, note: &mut impl FnMut(String, Option<String>))
     match &task.kind {
         TaskKind::Shell { command } => note(
             format!("{t} shell command"),
-            check::text(command, l::SHELL_COMMAND_MAX, Chars::NoNul, true),
+            ferry_jobspec::fields::shell_command(command),
         ),
         TaskKind::Sql {
             datasource,
@@ -113,15 +113,15 @@ fn task_problems(task: &TaskSpec, note: &mut impl FnMut(String, Option<String>))
             // Emptiness is `sql_problems`' to name.
             note(
                 format!("{t} sql datasource"),
-                check::text(datasource, l::SQL_NAME_MAX, Chars::NoControl, false),
+                ferry_jobspec::fields::sql_name(datasource),
             );
             note(
                 format!("{t} sql query"),
-                check::text(query, l::SQL_QUERY_MAX, Chars::NoNul, false),
+                ferry_jobspec::fields::sql_query(query),
             );
             note(
                 format!("{t} sql incremental column"),
-                check::text(incremental_column, l::SQL_NAME_MAX, Chars::NoControl, false),
+                ferry_jobspec::fields::sql_name(incremental_column),
             );
         }
     }
@@ -173,11 +173,11 @@ pub(crate) fn labels(
     for (key, value) in labels.iter().take(l::LABELS_MAX) {
         note(
             format!("{owner} label key {}", shown(key)),
-            check::text(key, l::LABEL_KEY_MAX, Chars::NoControl, true),
+            ferry_jobspec::fields::label_key(key),
         );
         note(
             format!("{owner} label {}", shown(key)),
-            check::text(value, l::LABEL_VALUE_MAX, Chars::NoControl, false),
+            ferry_jobspec::fields::label_value(value),
         );
     }
 }
