@@ -260,7 +260,8 @@ pub fn parse_backfill(text: &str) -> Result<BackfillArg, String> {
     let (task, range) = text.split_once('=').ok_or_else(expected)?;
     if !crate::jobfile::is_task_id(task) {
         return Err(format!(
-            "bad task id {task:?}: use only letters, digits, '_', '.' and '-'"
+            "bad task id {task:?}: use only {}",
+            ferry_jobspec::check::TASK_ID_CHARS
         ));
     }
     let (from, until) = range.split_once("..").ok_or_else(expected)?;
@@ -283,7 +284,8 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
     };
     if !is_param_name(key) {
         return Err(format!(
-            "bad parameter name {key:?}: use letters, digits and '_', not starting with a digit"
+            "bad parameter name {key:?}: use {}",
+            ferry_jobspec::check::PARAM_NAME_CHARS
         ));
     }
     Ok((key.to_owned(), value.to_owned()))

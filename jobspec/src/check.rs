@@ -51,6 +51,12 @@ pub fn text(value: &str, max: usize, chars: Chars, required: bool) -> Option<Str
     None
 }
 
+/// What a task id may hold, in the words of every problem that names it.
+pub const TASK_ID_CHARS: &str = "letters, digits, '_', '.' and '-'";
+
+/// What a parameter name may hold, in the words of every problem that names it.
+pub const PARAM_NAME_CHARS: &str = "letters, digits and '_', not starting with a digit";
+
 /// The problem with a task id: `[A-Za-z0-9_.-]`, 1 to 128 bytes, not `.` or `..`.
 pub fn task_id(id: &str) -> Option<String> {
     if id.is_empty() {
@@ -64,7 +70,7 @@ pub fn task_id(id: &str) -> Option<String> {
         ));
     }
     if !is_task_id(id) {
-        return Some("may hold only letters, digits, '_', '.' and '-'".to_owned());
+        return Some(format!("may hold only {TASK_ID_CHARS}"));
     }
     if id == "." || id == ".." {
         // It names a directory of the artifact store.
@@ -98,9 +104,7 @@ pub fn param_name(name: &str) -> Option<String> {
             limits::PARAM_NAME_MAX
         ));
     }
-    (!is_param_name(name)).then(|| {
-        "is not an identifier: use letters, digits and '_', not starting with a digit".to_owned()
-    })
+    (!is_param_name(name)).then(|| format!("is not an identifier: use {PARAM_NAME_CHARS}"))
 }
 
 /// The problem with a duration of `ms` milliseconds bounded by `max_ms`.

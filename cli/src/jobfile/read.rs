@@ -136,8 +136,8 @@ impl Reader<'_> {
                 self.push(
                     key.span().start,
                     format!(
-                        "bad parameter name {name:?}: use letters, digits and '_', \
-                         not starting with a digit"
+                        "bad parameter name {name:?}: use {}",
+                        check::PARAM_NAME_CHARS
                     ),
                 );
             } else {
@@ -218,9 +218,7 @@ impl Reader<'_> {
                     } else if !is_task_id(&id) {
                         self.push(
                             value.span().start,
-                            format!(
-                                "bad task id {id:?}: use only letters, digits, '_', '.' and '-'"
-                            ),
+                            format!("bad task id {id:?}: use only {}", check::TASK_ID_CHARS),
                         );
                     } else {
                         meta.id = Some((id.clone(), value.span().start));
