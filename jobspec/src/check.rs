@@ -112,6 +112,11 @@ pub fn duration_ms(ms: u64, max_ms: u64) -> Option<String> {
     (ms > max_ms).then(|| format!("{} is above the limit of {}", human(ms), human(max_ms)))
 }
 
+/// Whether a retry policy's delays are in order: the longest never below the first.
+pub fn retry_delays_in_order(initial_delay_ms: u64, max_delay_ms: u64) -> bool {
+    max_delay_ms >= initial_delay_ms
+}
+
 /// The problem with `max_attempts` (0 is not given: the default).
 pub fn max_attempts(n: u64) -> Option<String> {
     (n > u64::from(limits::MAX_ATTEMPTS_MAX))

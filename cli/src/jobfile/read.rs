@@ -325,7 +325,7 @@ impl Reader<'_> {
             }
         }
         if let (Some(initial), Some((max, at))) = delays {
-            if max < initial {
+            if !check::retry_delays_in_order(initial, max) {
                 self.push(
                     at,
                     "retry.max_delay is shorter than retry.initial_delay".to_owned(),

@@ -152,7 +152,7 @@ fn task_problems(task: &TaskSpec, note: &mut impl FnMut(String, Option<String>))
         format!("{t} retry max_delay"),
         check::duration_ms(retry.max_delay_ms, l::RETRY_DELAY_MAX_MS),
     );
-    if retry.max_delay_ms < retry.initial_delay_ms {
+    if !check::retry_delays_in_order(retry.initial_delay_ms, retry.max_delay_ms) {
         note(
             format!("{t} retry max_delay"),
             Some("is shorter than initial_delay".into()),
