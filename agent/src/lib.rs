@@ -173,12 +173,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
     }
     let secrets = Arc::new(redact::Secrets::of_config(&config));
     info!(variables = ?task_env, "tasks start with these variables and their FERRY_* ones");
-    let work_dirs = workdirs::WorkDirs::new(work_dir.clone(), task_user.is_some()).map_err(
-        |source| AgentError::WorkDir {
-            path: work_dir.clone(),
-            source,
-        },
-    )?;
+    let work_dirs =
+        workdirs::WorkDirs::new(work_dir.clone(), task_user.is_some()).map_err(|source| {
+            AgentError::WorkDir {
+                path: work_dir.clone(),
+                source,
+            }
+        })?;
     let agent = Arc::new(Agent {
         work_dir,
         work_dirs,
