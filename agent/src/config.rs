@@ -1,5 +1,6 @@
 //! Agent configuration: defaults < TOML file < `FERRY_*` environment < flags, then validation.
 
+mod cli;
 mod controllers;
 mod datasources;
 mod limits;
@@ -8,92 +9,20 @@ mod task_env;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod units;
 
 use std::{collections::BTreeMap, ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
+pub use cli::Cli;
 pub use controllers::redacted;
 pub use datasources::RawDatasource;
 pub use limits::{RawCgroup, RawRlimits, TaskLimits};
 pub use run_as::RunAs;
-
-/// Command-line flags. Every field is optional so that only flags actually given override the
-/// lower layers.
-#[derive(Debug, Default, Parser)]
-#[command(
-    name = "ferry-agent",
-    version,
-    about = "Ferry agent: runs tasks near the data"
-)]
-pub struct Cli {
-    /// TOML config file.
-    #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Controller URL, http:// or https://; repeat (or separate with commas) for several
-    /// controllers sharing one database: the agent moves to the next when one is unreachable
-    /// [default: http://127.0.0.1:7070].
-    #[arg(long = "controller", value_name = "URL", value_delimiter = ',')]
-    pub controllers: Vec<String>,
-    /// Agent name [default: the hostname].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Queue to serve; repeat for several [default: default].
-    #[arg(long = "queue", value_name = "Q")]
-    pub queues: Vec<String>,
-    /// Label `k=v` this agent carries; repeat for several.
-    #[arg(long = "label", value_name = "K=V")]
-    pub labels: Vec<String>,
-    /// Attempts run at once [default: 4].
-    #[arg(long, value_name = "N")]
-    pub max_tasks: Option<u32>,
-    /// Directory for attempt working directories [default: ./ferry-work].
-    #[arg(long, value_name = "DIR")]
-    pub work_dir: Option<PathBuf>,
-    /// Heartbeat period, e.g. `5s` [default: 5s].
-    #[arg(long, value_name = "DURATION")]
-    pub heartbeat_interval: Option<String>,
-    /// How long a drain waits for running attempts before killing them [default: 30s].
-    #[arg(long, value_name = "DURATION")]
-    pub drain_timeout: Option<String>,
-    /// Grace between SIGTERM and SIGKILL of a task's process group [default: 5s].
-    #[arg(long, value_name = "DURATION")]
-    pub kill_grace: Option<String>,
-    /// File holding the token this agent presents to join the controller.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Most bytes one attempt may upload as outputs, all files together; a number of bytes
-    /// or e.g. `500MiB`, `10GiB` [default: 10GiB].
-    #[arg(long, value_name = "BYTES")]
-    pub max_output_bytes: Option<String>,
-    /// PEM CA certificates to trust for an https:// controller [default: the system's].
-    #[arg(long, value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-    /// PEM certificate this agent presents to the controller (with --tls-key), for a
-    /// controller that requires client certificates.
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// A variable of the agent's environment its tasks get too; repeat (or separate with
-    /// commas) for several. Tasks otherwise get only PATH, HOME, LANG, LC_ALL, TZ and their
-    /// FERRY_* variables.
-    #[arg(long = "pass-env", value_name = "NAME", value_delimiter = ',')]
-    pub pass_env: Vec<String>,
-    /// PATH of tasks [default: /usr/local/bin:/usr/bin:/bin].
-    #[arg(long, value_name = "PATH")]
-    pub task_path: Option<String>,
-    /// User (and group) shell tasks run as, `USER` or `USER:GROUP`; needs the agent to run as
-    /// root. An agent running as root without it refuses to start unless --allow-root-tasks.
-    #[arg(long, value_name = "USER[:GROUP]")]
-    pub run_as: Option<String>,
-    /// Let an agent running as root run its tasks as root (without --run-as, or with
-    /// --run-as root).
-    #[arg(long)]
-    pub allow_root_tasks: bool,
-}
+use units::{bytes_de, humantime_de};
+pub use units::{format_bytes, parse_bytes};
 
 /// Settings that can be set in every layer; the names are the config-file keys and, uppercased
 /// with a `FERRY_` prefix, the environment variables.
@@ -235,60 +164,6 @@ fn default_kill_grace() -> Duration {
 fn default_max_output_bytes() -> u64 {
     10 << 30
 }
-
-/// A byte count: a TOML integer, or text such as `1048576`, `512MiB`, `10GiB`, `2G`.
-fn bytes_de<'de, D: Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Bytes {
-        Number(u64),
-        Text(String),
-    }
-    match Bytes::deserialize(de)? {
-        Bytes::Number(n) => Ok(n),
-        Bytes::Text(text) => parse_bytes(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "bad size {text:?}; use a number of bytes or e.g. 500MiB, 10GiB"
-            ))
-        }),
-    }
-}
-
-/// Parses `123`, `123B`, `4KiB`/`4K`, `5MiB`/`5M`, `10GiB`/`10G`, `1TiB`/`1T` (powers of 1024).
-pub fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
-}
-
-/// `10 GiB`, `512 MiB`, `1536 bytes`: a byte count for people, exact when it is a round unit.
-pub fn format_bytes(n: u64) -> String {
-    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
-            return format!("{} {unit}", n >> shift);
-        }
-    }
-    format!("{n} bytes")
-}
-
-fn humantime_de<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(de)?;
-    humantime::parse_duration(text.trim())
-        .map_err(|e| serde::de::Error::custom(format!("bad duration {text:?} ({e}); use e.g. 5s")))
-}
-
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
