@@ -1,15 +1,20 @@
 //! Conversions between the `ferry.v1` wire types and the domain model.
 
+mod extracts;
+#[cfg(test)]
+mod tests;
+
 use ferry_proto::v1 as pb;
 use tonic::Status;
 
 use crate::engine::{AgentView, QueueView};
 use crate::model::{
-    AgentState, AttemptKey, AttemptRecord, AttemptState, Backfill, ExtractColumn, ExtractInfo,
-    ExtractRange, HostMetrics, JobRecord, JobState, JobSummary, LogChunk, NewJob, Outcome,
-    OutputFile, ResultFile, RetryPolicy, TaskExtract, TaskKind, TaskRecord, TaskSpec, TaskState,
-    Watermark,
+    AgentState, AttemptKey, AttemptRecord, AttemptState, Backfill, HostMetrics, JobRecord,
+    JobState, JobSummary, LogChunk, NewJob, Outcome, OutputFile, ResultFile, RetryPolicy, TaskKind,
+    TaskRecord, TaskSpec, TaskState,
 };
+
+pub use extracts::*;
 
 pub fn attempt_key(r: Option<pb::AttemptRef>) -> Result<AttemptKey, Status> {
     let r = r.ok_or_else(|| Status::invalid_argument("attempt is missing"))?;
@@ -365,171 +370,4 @@ pub fn output_files(files: Vec<pb::OutputFile>) -> Vec<OutputFile> {
             sha256: f.sha256,
         })
         .collect()
-}
-
-pub fn extract_range(r: &ExtractRange) -> pb::ExtractRange {
-    pb::ExtractRange {
-        after: r.after.clone(),
-        until: r.until.clone(),
-        backfill: r.backfill,
-    }
-}
-
-pub fn extract_info(e: &ExtractInfo) -> pb::ExtractInfo {
-    pb::ExtractInfo {
-        rows: e.rows,
-        bytes: e.bytes,
-        files: e.files.clone(),
-        columns: e
-            .columns
-            .iter()
-            .map(|c| pb::ExtractColumn {
-                name: c.name.clone(),
-                source_type: c.source_type.clone(),
-                file_type: c.file_type.clone(),
-                nullable: c.nullable,
-            })
-            .collect(),
-        watermark: e.watermark.clone(),
-        incremental_column: e.incremental_column.clone(),
-        backfill: e.backfill,
-    }
-}
-
-/// What an agent reports with a success; an empty watermark is no watermark.
-pub fn extract_from_agent(e: Option<pb::ExtractInfo>) -> Option<ExtractInfo> {
-    let e = e?;
-    Some(ExtractInfo {
-        rows: e.rows,
-        bytes: e.bytes,
-        files: e.files,
-        columns: e
-            .columns
-            .into_iter()
-            .map(|c| ExtractColumn {
-                name: c.name,
-                source_type: c.source_type,
-                file_type: c.file_type,
-                nullable: c.nullable,
-            })
-            .collect(),
-        watermark: e.watermark.filter(|w| !w.is_empty()),
-        incremental_column: e.incremental_column,
-        backfill: e.backfill,
-    })
-}
-
-pub fn task_extract(t: &TaskExtract) -> pb::TaskExtract {
-    pb::TaskExtract {
-        task_id: t.task_id.clone(),
-        attempt: t.attempt,
-        extract: Some(extract_info(&t.extract)),
-    }
-}
-
-pub fn watermark(w: &Watermark) -> pb::Watermark {
-    pb::Watermark {
-        job_name: w.job_name.clone(),
-        task_id: w.task_id.clone(),
-        column: w.column.clone(),
-        value: w.value.clone(),
-        updated_at_ms: w.updated_at,
-        job_id: w.job_id.clone().unwrap_or_default(),
-        attempt: w.attempt,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sql_spec(id: &str, format: &str, compression: &str) -> pb::TaskSpec {
-        pb::TaskSpec {
-            id: id.into(),
-            kind: Some(pb::task_spec::Kind::Sql(pb::SqlTask {
-                datasource: "orders".into(),
-                query: "select 1".into(),
-                format: format.into(),
-                incremental_column: "id".into(),
-                compression: compression.into(),
-                max_rows_per_file: 500,
-            })),
-            ..pb::TaskSpec::default()
-        }
-    }
-
-    #[test]
-    fn sql_tasks_and_backfills_round_trip() {
-        let spec = pb::JobSpec {
-            name: "j".into(),
-            params: Default::default(),
-            tasks: vec![
-                sql_spec("a", "", "none"),
-                sql_spec("b", "parquet", "none"),
-                sql_spec("c", "jsonl", "gzip"),
-            ],
-        };
-        let backfill = [(
-            "a".to_string(),
-            pb::BackfillRange {
-                from: None,
-                until: "9".into(),
-            },
-        )]
-        .into();
-        let job = new_job(Some(spec), String::new(), backfill).unwrap();
-        let kinds: Vec<_> = job
-            .tasks
-            .iter()
-            .map(|t| match &t.kind {
-                TaskKind::Sql {
-                    format,
-                    compression,
-                    max_rows_per_file,
-                    ..
-                } => (format.as_str(), compression.as_str(), *max_rows_per_file),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        // No format is csv; csv's "none" is the empty compression; parquet keeps "none".
-        assert_eq!(
-            kinds,
-            [
-                ("csv", "", 500),
-                ("parquet", "none", 500),
-                ("jsonl", "gzip", 500)
-            ]
-        );
-        assert_eq!(
-            job.backfill["a"],
-            Backfill {
-                from: None,
-                until: "9".into()
-            }
-        );
-        let wire = task_spec(&job.tasks[2]);
-        assert_eq!(
-            wire.kind,
-            Some(pb::task_spec::Kind::Sql(pb::SqlTask {
-                datasource: "orders".into(),
-                query: "select 1".into(),
-                format: "jsonl".into(),
-                incremental_column: "id".into(),
-                compression: "gzip".into(),
-                max_rows_per_file: 500,
-            }))
-        );
-    }
-
-    #[test]
-    fn an_empty_reported_watermark_is_none() {
-        let e = extract_from_agent(Some(pb::ExtractInfo {
-            rows: 1,
-            watermark: Some(String::new()),
-            ..pb::ExtractInfo::default()
-        }))
-        .unwrap();
-        assert_eq!(e.watermark, None);
-        assert!(extract_from_agent(None).is_none());
-    }
 }
