@@ -9,15 +9,13 @@ use std::{
 
 use ferry_proto::v1::{
     agent_service_client::AgentServiceClient, AgentIdentity, AppendLogsRequest, AttemptRef,
-    CompleteUploadRequest, DataChunk, DeregisterRequest, FetchInputRequest, GrantDownloadResponse,
-    GrantUploadRequest, GrantUploadResponse, HeartbeatRequest, HeartbeatResponse, PollRequest,
-    PollResponse, RegisterRequest, RegisterResponse, ReleaseRequest, UploadChunk,
-    UploadOutputResponse, UploadStatusRequest,
+    DeregisterRequest, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
+    RegisterRequest, RegisterResponse, ReleaseRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{
     transport::{Channel, Endpoint},
-    Code, Status,
+    Status,
 };
 use tracing::info;
 
@@ -29,6 +27,7 @@ mod controllers;
 mod errors;
 #[cfg(test)]
 mod failover_tests;
+mod transfers;
 pub use backoff::{Backoff, FailureLog};
 pub use complete::CompleteAnswer;
 pub use controllers::{is_unreachable, Controllers};
@@ -199,131 +198,6 @@ impl Client {
         self.identity()
     }
 
-    /// Streams one output. No deadline: a large file takes what it takes; the caller watches
-    /// the stream's progress and drops the call when it stalls.
-    pub async fn upload_output(
-        &self,
-        chunks: impl tokio_stream::Stream<Item = UploadChunk> + Send + 'static,
-    ) -> Result<UploadOutputResponse, TransferError> {
-        let mut request = tonic::Request::new(chunks);
-        self.authorize(&mut request);
-        let (at, target) = self.target();
-        let mut client = target.bulk.clone();
-        let result = client.upload_output(request).await;
-        self.heard(at, &result);
-        result
-            .map(tonic::Response::into_inner)
-            .map_err(|s| TransferError::from_status(&s))
-    }
-
-    /// Bytes of `name` the controller holds for the attempt.
-    pub async fn upload_status(
-        &self,
-        attempt: &AttemptRef,
-        name: &str,
-    ) -> Result<u64, TransferError> {
-        let mut request = tonic::Request::new(UploadStatusRequest {
-            agent: self.identity(),
-            attempt: Some(attempt.clone()),
-            name: name.to_owned(),
-        });
-        request.set_timeout(RPC_TIMEOUT);
-        self.authorize(&mut request);
-        let (at, target) = self.target();
-        let mut client = target.bulk.clone();
-        match self
-            .answer(at, RPC_TIMEOUT, client.upload_status(request))
-            .await
-        {
-            Ok(response) => Ok(response.received),
-            // Nothing of that name yet (how a controller may say so): resume from the start.
-            Err(Some(status)) if status.code() == Code::NotFound => Ok(0),
-            Err(e) => Err(transfer_error(e, RPC_TIMEOUT)),
-        }
-    }
-
-    /// Opens the stream of one input file from `req.offset`. No deadline: the caller watches
-    /// the stream for stalls.
-    pub async fn fetch_input(
-        &self,
-        mut req: FetchInputRequest,
-    ) -> Result<tonic::Streaming<DataChunk>, TransferError> {
-        req.agent = self.identity();
-        let mut request = tonic::Request::new(req);
-        self.authorize(&mut request);
-        let (at, target) = self.target();
-        let mut client = target.bulk.clone();
-        self.answer(at, RPC_TIMEOUT, client.fetch_input(request))
-            .await
-            .map_err(|e| transfer_error(e, RPC_TIMEOUT))
-    }
-
-    /// URLs to PUT one output straight to the object store (`direct = false`: stream it).
-    pub async fn grant_upload(
-        &self,
-        mut req: GrantUploadRequest,
-    ) -> Result<GrantUploadResponse, TransferError> {
-        req.agent = self.identity();
-        let mut request = tonic::Request::new(req);
-        request.set_timeout(RPC_TIMEOUT);
-        self.authorize(&mut request);
-        let (at, target) = self.target();
-        let mut client = target.inner.clone();
-        match self
-            .answer(at, RPC_TIMEOUT, client.grant_upload(request))
-            .await
-        {
-            Ok(response) => Ok(response),
-            // A controller from before object stores: stream to it.
-            Err(Some(status)) if status.code() == Code::Unimplemented => {
-                Ok(GrantUploadResponse::default())
-            }
-            Err(e) => Err(transfer_error(e, RPC_TIMEOUT)),
-        }
-    }
-
-    /// Assembles a multipart upload; the object's size.
-    pub async fn complete_upload(
-        &self,
-        mut req: CompleteUploadRequest,
-    ) -> Result<u64, TransferError> {
-        req.agent = self.identity();
-        let mut request = tonic::Request::new(req);
-        // Assembling gigabytes takes the store a while.
-        let timeout = RPC_TIMEOUT * 12;
-        request.set_timeout(timeout);
-        self.authorize(&mut request);
-        let (at, target) = self.target();
-        let mut client = target.inner.clone();
-        self.answer(at, timeout, client.complete_upload(request))
-            .await
-            .map(|response| response.size)
-            .map_err(|e| transfer_error(e, timeout))
-    }
-
-    /// A presigned URL of one input (`direct = false`: fetch it with `fetch_input`).
-    pub async fn grant_download(
-        &self,
-        mut req: FetchInputRequest,
-    ) -> Result<GrantDownloadResponse, TransferError> {
-        req.agent = self.identity();
-        let mut request = tonic::Request::new(req);
-        request.set_timeout(RPC_TIMEOUT);
-        self.authorize(&mut request);
-        let (at, target) = self.target();
-        let mut client = target.inner.clone();
-        match self
-            .answer(at, RPC_TIMEOUT, client.grant_download(request))
-            .await
-        {
-            Ok(response) => Ok(response),
-            Err(Some(status)) if status.code() == Code::Unimplemented => {
-                Ok(GrantDownloadResponse::default())
-            }
-            Err(e) => Err(transfer_error(e, RPC_TIMEOUT)),
-        }
-    }
-
     pub async fn register(&self, req: RegisterRequest) -> Result<RegisterResponse, ClientError> {
         let resp = self
             .call(
@@ -469,14 +343,6 @@ fn tls_hint(config: &Config, error: &ClientError) -> Option<&'static str> {
     (config.tls.is_some() && closed && !text.contains("certificate")).then_some(
         "the controller closed the connection: if it requires client certificates, give this agent one signed by its CA with --tls-cert and --tls-key",
     )
-}
-
-/// A transfer call's failure (`None`: no answer within `timeout`), classed for its caller.
-fn transfer_error(error: Option<Status>, timeout: Duration) -> TransferError {
-    match error {
-        Some(status) => TransferError::from_status(&status),
-        None => TransferError::Transient(format!("no answer within {timeout:?}")),
-    }
 }
 
 impl Target {
