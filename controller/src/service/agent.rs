@@ -1,12 +1,12 @@
 //! `ferry.v1.AgentService`: what agents call.
 
+mod completion;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proto::v1::{self as pb, agent_service_server::AgentService};
 use tokio::sync::oneshot;
-use tokio::task::{JoinError, JoinHandle};
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
@@ -14,8 +14,9 @@ use tracing::Instrument;
 
 use super::{checks, convert, identity, Stream};
 use crate::artifacts::{object::URL_LIFETIME, UploadGrant, UploadHeader};
-use crate::engine::{AgentOrders, Engine, EngineError};
+use crate::engine::{AgentOrders, Engine};
 use crate::model::{AttemptFinish, AttemptReport};
+use completion::{completed, completion_stream};
 
 /// Largest message an agent may send: an upload chunk of 4 MiB with its header, with room.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -468,35 +469,5 @@ pub(super) fn download_grant(
             size: file.size,
             sha256: file.sha256,
         },
-    }
-}
-
-/// A completion's answer: `first` (the next attempts), then the end of the stream once `done`
-/// says the outcome is durable — or the error that kept it from being so.
-fn completion_stream(
-    first: pb::CompleteResponse,
-    mut done: Option<JoinHandle<Result<(), EngineError>>>,
-) -> Stream<pb::CompleteResponse> {
-    let end = tokio_stream::once(())
-        .then(move |()| {
-            let done = done.take();
-            async move {
-                match done {
-                    Some(done) => completed(done.await),
-                    None => Ok(()),
-                }
-            }
-        })
-        .filter_map(|ended| ended.err().map(Err));
-    Box::pin(tokio_stream::once(Ok(first)).chain(end))
-}
-
-/// How a completion that ran on the tracker ended, as the agent hears it.
-fn completed(ended: Result<Result<(), EngineError>, JoinError>) -> Result<(), Status> {
-    match ended {
-        Ok(result) => result.map_err(Status::from),
-        Err(e) => Err(Status::internal(format!(
-            "the completion did not finish: {e}"
-        ))),
     }
 }
