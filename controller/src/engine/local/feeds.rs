@@ -215,42 +215,47 @@ impl Drop for Member {
     }
 }
 
+/// A running job of `tasks` queued shell tasks, for the tests of the feed and of its backlog.
+#[cfg(test)]
+fn test_job(tasks: usize) -> JobRecord {
+    use crate::model::{JobState, TaskKind, TaskSpec, TaskState};
+    JobRecord {
+        id: "j".into(),
+        name: "n".into(),
+        state: JobState::Running,
+        params: Default::default(),
+        idempotency_key: None,
+        created_at: 1,
+        finished_at: None,
+        tasks: (0..tasks)
+            .map(|i| TaskRecord {
+                spec: TaskSpec {
+                    id: format!("t{i}"),
+                    queue: "q".into(),
+                    labels: Default::default(),
+                    depends_on: vec![],
+                    kind: TaskKind::Shell {
+                        command: "true".into(),
+                    },
+                    outputs: vec![],
+                    timeout_ms: 0,
+                    retry: Default::default(),
+                },
+                state: TaskState::Queued,
+                ready_at: 0,
+                attempts: vec![],
+                extract: None,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AttemptRecord, AttemptState, JobState, TaskKind, TaskSpec, TaskState};
+    use crate::model::{AttemptRecord, AttemptState, JobState, TaskState};
 
-    fn job(tasks: usize) -> JobRecord {
-        JobRecord {
-            id: "j".into(),
-            name: "n".into(),
-            state: JobState::Running,
-            params: Default::default(),
-            idempotency_key: None,
-            created_at: 1,
-            finished_at: None,
-            tasks: (0..tasks)
-                .map(|i| TaskRecord {
-                    spec: TaskSpec {
-                        id: format!("t{i}"),
-                        queue: "q".into(),
-                        labels: Default::default(),
-                        depends_on: vec![],
-                        kind: TaskKind::Shell {
-                            command: "true".into(),
-                        },
-                        outputs: vec![],
-                        timeout_ms: 0,
-                        retry: Default::default(),
-                    },
-                    state: TaskState::Queued,
-                    ready_at: 0,
-                    attempts: vec![],
-                    extract: None,
-                })
-                .collect(),
-        }
-    }
+    use super::test_job as job;
 
     fn run(job: &mut JobRecord, i: usize, agent: &str) {
         job.tasks[i].state = TaskState::Running;

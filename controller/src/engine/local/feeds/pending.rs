@@ -210,39 +210,9 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{JobState, TaskKind, TaskRecord, TaskSpec, TaskState};
+    use crate::model::TaskRecord;
 
-    fn job(tasks: usize) -> JobRecord {
-        JobRecord {
-            id: "j".into(),
-            name: "n".into(),
-            state: JobState::Running,
-            params: Default::default(),
-            idempotency_key: None,
-            created_at: 1,
-            finished_at: None,
-            tasks: (0..tasks)
-                .map(|i| TaskRecord {
-                    spec: TaskSpec {
-                        id: format!("t{i}"),
-                        queue: "q".into(),
-                        labels: Default::default(),
-                        depends_on: vec![],
-                        kind: TaskKind::Shell {
-                            command: "true".into(),
-                        },
-                        outputs: vec![],
-                        timeout_ms: 0,
-                        retry: Default::default(),
-                    },
-                    state: TaskState::Queued,
-                    ready_at: 0,
-                    attempts: vec![],
-                    extract: None,
-                })
-                .collect(),
-        }
-    }
+    use super::super::test_job as job;
 
     fn unit(_: &TaskRecord) -> usize {
         1
