@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{backend, jobs::from_json, transitions};
+use super::{backend, from_json, transitions};
 use crate::model::{Assignment, AttemptKey, AttemptState, Millis, QueueStats, StopOrder, TaskSpec};
 use crate::store::{ClaimRequest, Claimed, Effects, StoreError};
 

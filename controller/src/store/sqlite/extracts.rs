@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::jobs::{from_json, to_json};
-use super::{backend, watermarks};
+use super::{backend, from_json, to_json, watermarks};
 use crate::model::{
     AttemptKey, Backfill, ExtractInfo, ExtractRange, Millis, TaskExtract, TaskSpec,
 };

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{backend, jobs::from_json};
+use super::{backend, from_json};
 use crate::model::{AttemptKey, Millis, OutputFile, ResultFile, TaskSpec};
 use crate::store::StoreError;
 

@@ -3,8 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::backend;
-use super::jobs::from_json;
+use super::{backend, from_json};
 use crate::model::{Millis, TaskSpec, Watermark};
 use crate::store::StoreError;
 
