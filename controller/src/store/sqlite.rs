@@ -74,6 +74,16 @@ pub(crate) fn exec(
         .map_err(backend)
 }
 
+/// JSON of a value, as the TEXT columns keep it.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::backend(e.to_string()))
+}
+
+/// A value read back from a TEXT column's JSON; unreadable JSON is a corrupt record.
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::backend(format!("corrupt record: {e}")))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError> {

@@ -5,10 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection};
 
-use super::{
-    backend, dispatch,
-    jobs::{from_json, to_json},
-};
+use super::{backend, dispatch, from_json, to_json};
 use crate::model::{AgentRecord, AgentState, HostMetrics, Millis};
 use crate::store::{AgentRegistration, AgentSeen, Effects, StoreError};
 

@@ -4,20 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::backend;
+use super::{backend, from_json, to_json};
 use crate::model::{
     AttemptKey, AttemptRecord, AttemptState, JobRecord, JobState, JobSummary, Millis, NewJob,
     PlacedAttempt, Submitted, TaskRecord, TaskSpec, TaskState,
 };
 use crate::store::{Cancelled, StoreError};
-
-pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::backend(e.to_string()))
-}
-
-pub(super) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::backend(format!("corrupt record: {e}")))
-}
 
 /// A stable 64-bit FNV-1a digest of the job's canonical JSON, to tell an idempotent retry of
 /// the same submit from a different job reusing the key.
