@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use service::auth::TokenCheck;
-use service::upload_frames::UploadPath;
+use service::agent::UploadPath;
 
 pub use config::Config;
 

@@ -1,6 +1,7 @@
 //! `ferry.v1.AgentService`: what agents call.
 
 mod completion;
+mod upload_path;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::artifacts::{object::URL_LIFETIME, UploadGrant, UploadHeader};
 use crate::engine::{AgentOrders, Engine};
 use crate::model::{AttemptFinish, AttemptReport};
 use completion::{completed, completion_stream};
+pub use upload_path::UploadPath;
 
 /// Largest message an agent may send: an upload chunk of 4 MiB with its header, with room.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
@@ -337,7 +339,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<tonic::Streaming<pb::UploadChunk>>,
     ) -> Result<Response<pb::UploadOutputResponse>, Status> {
-        // Reached only without `UploadPath` in front (see `upload_frames`).
+        // Reached only without `UploadPath` in front (see `upload_path`).
         let answer = self.upload(Chunks::Tonic(request.into_inner())).await?;
         Ok(Response::new(answer))
     }

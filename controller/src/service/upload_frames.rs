@@ -5,108 +5,23 @@
 //! a chunk's data stays a slice of hyper's read buffer. The agent sizes its messages to fit
 //! one frame; a message that spans frames (the first, with its header, or one cut by flow
 //! control) is joined with one copy. Everything else about the call — the token check, the
-//! handler, its statuses — is unchanged: [`UploadPath`] sits inside the interceptor and only
-//! replaces the decoding of this one method.
+//! handler, its statuses — is unchanged: `agent::UploadPath` sits inside the interceptor and
+//! only replaces the decoding of this one method.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use ferry_proto::v1 as pb;
 use http_body_util::BodyExt;
 use prost::Message;
-use tonic::body::Body;
-use tonic::codegen::{http, BoxFuture, Service};
-use tonic::server::NamedService;
 use tonic::{Code, Status};
 
-use super::agent::{AgentApi, MAX_MESSAGE_BYTES};
-
-/// The one method this layer serves itself.
-const PATH: &str = "/ferry.v1.AgentService/UploadOutput";
 /// A gRPC message's prefix: a compression flag and a big-endian length.
-const PREFIX: usize = 5;
+pub(super) const PREFIX: usize = 5;
 /// Why a compressed upload (by its header or a message's flag) is refused.
-const COMPRESSED: &str = "compressed uploads are not accepted: send chunks uncompressed";
+pub(super) const COMPRESSED: &str = "compressed uploads are not accepted: send chunks uncompressed";
 /// Why a body that ends inside a message is refused.
 const CUT: &str = "the upload stream ended inside a message";
-
-/// The agent service, with `UploadOutput` decoded from the frames themselves.
-#[derive(Clone)]
-pub struct UploadPath<S> {
-    inner: S,
-    api: Arc<AgentApi>,
-}
-
-impl<S> UploadPath<S> {
-    pub fn new(inner: S, api: Arc<AgentApi>) -> Self {
-        Self { inner, api }
-    }
-}
-
-impl<S: NamedService> NamedService for UploadPath<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> Service<http::Request<Body>> for UploadPath<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<http::Response<Body>, Infallible>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != PATH {
-            return Box::pin(self.inner.call(request));
-        }
-        let api = Arc::clone(&self.api);
-        Box::pin(async move {
-            let compressed = request
-                .headers()
-                .get("grpc-encoding")
-                .is_some_and(|e| e != "identity");
-            let answer = if compressed {
-                Err(Status::unimplemented(COMPRESSED))
-            } else {
-                let frames = Frames::new(request.into_body(), MAX_MESSAGE_BYTES);
-                api.upload(super::agent::Chunks::Frames(frames)).await
-            };
-            Ok(match answer {
-                Ok(answer) => reply(&answer),
-                Err(status) => status.into_http(),
-            })
-        })
-    }
-}
-
-/// A unary gRPC answer: the message, then `grpc-status: 0` in the trailers.
-fn reply(message: &pb::UploadOutputResponse) -> http::Response<Body> {
-    let len = message.encoded_len();
-    let mut buf = BytesMut::with_capacity(PREFIX + len);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
-    message
-        .encode(&mut buf)
-        .expect("the buffer holds the encoded length");
-    let mut trailers = http::HeaderMap::new();
-    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-    let body = http_body_util::Full::new(buf.freeze())
-        .with_trailers(async move { Some(Ok::<_, Infallible>(trailers)) });
-    let mut response = http::Response::new(Body::new(body));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/grpc"),
-    );
-    response
-}
 
 /// The upload chunks of a request body, decoded from its frames as they arrive.
 pub struct Frames<B> {
@@ -209,6 +124,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::agent::MAX_MESSAGE_BYTES;
     use http_body_util::StreamBody;
 
     type Frame = Result<http_body::Frame<Bytes>, Status>;
