@@ -22,9 +22,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::{ArtifactError, ArtifactStore, Artifacts};
+use crate::clock::Clock;
 use crate::model::{
-    now_ms, AgentRecord, AgentState, Assignment, AttemptKey, HostMetrics, JobRecord, JobState,
-    JobSummary, LogChunk, Millis, NewJob, QueueStats, StopOrder, Submitted,
+    AgentRecord, AgentState, Assignment, AttemptKey, HostMetrics, JobRecord, JobState, JobSummary,
+    LogChunk, Millis, NewJob, QueueStats, StopOrder, Submitted,
 };
 use crate::notify::{Notifier, Wakes};
 use crate::store::{AgentRegistration, Cancelled, Effects, LogPage, Store, StoreError};
@@ -97,6 +98,8 @@ pub struct QueueView {
 
 pub struct Engine {
     pub(crate) config: EngineConfig,
+    /// What time it is: for what is stored and compared in the store, and for waits.
+    pub(crate) clock: Clock,
     pub(crate) store: Arc<dyn Store>,
     /// Where outputs live: the data directory, or an S3-compatible store (`with_artifacts`).
     pub(crate) outputs: Arc<dyn ArtifactStore>,
@@ -115,6 +118,7 @@ impl Engine {
     /// the store when first heard from.
     pub async fn new(
         config: EngineConfig,
+        clock: Clock,
         store: Arc<dyn Store>,
         artifacts: Arc<Artifacts>,
         shutdown: CancellationToken,
@@ -123,6 +127,7 @@ impl Engine {
         let notifier = store.notifier(local.clone(), shutdown.clone()).await?;
         Ok(Self {
             config,
+            clock,
             store,
             outputs: artifacts.clone(),
             #[cfg(test)]
@@ -203,10 +208,14 @@ impl Engine {
             self.local.parked.take_all()
         };
         let submitted = if offers.is_empty() {
-            self.store.submit_job(job, now_ms()).await?
+            self.store.submit_job(job, self.clock.now_ms()).await?
         } else {
             let claims = offers.iter().map(|o| o.claim.clone()).collect();
-            match self.store.submit_and_claim(job, claims, now_ms()).await {
+            match self
+                .store
+                .submit_and_claim(job, claims, self.clock.now_ms())
+                .await
+            {
                 // The claims reach their agents as soon as the transaction is written, while
                 // the store makes it durable (see `Store::submit_and_claim`).
                 Ok(written) => {
@@ -251,7 +260,7 @@ impl Engine {
 
     #[tracing::instrument(skip(self))]
     pub async fn cancel(&self, job_id: &str) -> Result<Cancelled, EngineError> {
-        let cancelled = self.store.cancel_job(job_id, now_ms()).await?;
+        let cancelled = self.store.cancel_job(job_id, self.clock.now_ms()).await?;
         if cancelled.cancelled {
             tracing::info!(running = cancelled.running.len(), "job cancelled");
             self.publish(Effects {
@@ -315,7 +324,7 @@ impl Engine {
             hostname,
             version,
         };
-        let effects = self.store.register_agent(reg, now_ms()).await?;
+        let effects = self.store.register_agent(reg, self.clock.now_ms()).await?;
         self.local
             .liveness
             .register(&name, &session, queues, labels, max_tasks);
@@ -346,15 +355,16 @@ impl Engine {
         // Assignments that never reached the agent are looked for once per agent timeout
         // (only those older than it count), not on every heartbeat: a store call per
         // heartbeat would cost thousands a second with thousands of agents.
-        if self
-            .local
-            .liveness
-            .reconcile_due(&who.name, self.config.agent_timeout)
-        {
-            let started_before = now_ms() - self.config.agent_timeout.as_millis() as i64;
+        if self.local.liveness.reconcile_due(
+            &who.name,
+            self.config.agent_timeout,
+            self.clock.instant(),
+        ) {
+            let now = self.clock.now_ms();
+            let started_before = now - self.config.agent_timeout.as_millis() as i64;
             let effects = self
                 .store
-                .reconcile_agent(&who.name, running, started_before, now_ms())
+                .reconcile_agent(&who.name, running, started_before, now)
                 .await?;
             if !effects.jobs.is_empty() {
                 tracing::warn!(agent = %who.name, lost = effects.jobs.len(), "attempts the agent never received are lost");
@@ -414,7 +424,7 @@ impl Engine {
         self.session(who).await?;
         let effects = self
             .store
-            .release_attempts(&who.name, attempts, now_ms())
+            .release_attempts(&who.name, attempts, self.clock.now_ms())
             .await?;
         tracing::info!(agent = %who.name, released = attempts.len(), "attempts handed back");
         self.publish(effects);
@@ -425,7 +435,7 @@ impl Engine {
         self.session(who).await?;
         let effects = self
             .store
-            .agent_dead(&who.name, &who.session, now_ms())
+            .agent_dead(&who.name, &who.session, self.clock.now_ms())
             .await?;
         self.local.liveness.remove_session(&who.name, &who.session);
         tracing::info!(agent = %who.name, "agent left");
@@ -494,3 +504,5 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod timing_tests;

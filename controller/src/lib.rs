@@ -2,6 +2,7 @@
 //! their leases, advances DAGs, retries, and reaps dead agents. `run` is the whole server.
 
 pub mod artifacts;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod model;
@@ -104,6 +105,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     };
     let engine = engine::Engine::new(
         config.engine.clone(),
+        clock::Clock::system(),
         store.clone(),
         artifacts,
         shutdown.clone(),

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use super::{Engine, EngineError, Identity};
 use crate::artifacts::ArtifactError;
 use crate::model::AttemptKey;
-use crate::model::{now_ms, Assignment, AttemptReport, Outcome};
+use crate::model::{Assignment, AttemptReport, Outcome};
 use crate::store::{ClaimRequest, Completion, StoreError};
 
 impl Engine {
@@ -74,7 +74,11 @@ impl Engine {
             report,
             log_limit: self.config.log_limit,
         };
-        let result = match self.store.complete_early(completion, claim, now_ms()).await {
+        let result = match self
+            .store
+            .complete_early(completion, claim, self.clock.now_ms())
+            .await
+        {
             Ok(written) => {
                 // The next attempts go out as soon as the transaction is written.
                 let _ = next.send(written.early);

@@ -135,9 +135,15 @@ mod tests {
             max_poll_wait: Duration::from_millis(200),
         };
         Arc::new(
-            Engine::new(config, store, artifacts, CancellationToken::new())
-                .await
-                .unwrap(),
+            Engine::new(
+                config,
+                crate::clock::Clock::system(),
+                store,
+                artifacts,
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap(),
         )
     }
 

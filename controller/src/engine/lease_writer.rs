@@ -5,13 +5,12 @@
 //! about a drained, replaced or dead agent was lost.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
-use crate::model::now_ms;
 
 /// How often the batch is written: a small part of the agent timeout, at most a second, so a
 /// sign of life reaches the store long before the reaper could miss it.
@@ -23,7 +22,7 @@ pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
     let period = period(engine.config.agent_timeout);
     let reconcile_every =
         (engine.config.agent_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
-    let mut last_reconcile = Instant::now();
+    let mut last_reconcile = engine.clock.instant();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failing = false;
@@ -40,8 +39,9 @@ pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
             continue;
         }
         failing = false;
-        if last_reconcile.elapsed() >= reconcile_every {
-            last_reconcile = Instant::now();
+        let now = engine.clock.instant();
+        if now.duration_since(last_reconcile) >= reconcile_every {
+            last_reconcile = now;
             match engine.store.list_agents().await {
                 Ok(records) => engine.local.liveness.reconcile(&records),
                 Err(e) => tracing::debug!(error = %e, "reading agents failed; will retry"),
@@ -53,12 +53,17 @@ pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
     let _ = write_batch(&engine).await;
 }
 
-async fn write_batch(engine: &Engine) -> Result<(), crate::store::StoreError> {
+/// Writes the signs of life seen since the last batch, stamped with the engine's clock.
+pub(super) async fn write_batch(engine: &Engine) -> Result<(), crate::store::StoreError> {
     let batch = engine.local.liveness.take_seen();
     if batch.is_empty() {
         return Ok(());
     }
-    match engine.store.touch_agents(batch.clone(), now_ms()).await {
+    match engine
+        .store
+        .touch_agents(batch.clone(), engine.clock.now_ms())
+        .await
+    {
         Ok(()) => Ok(()),
         Err(e) => {
             engine.local.liveness.unwritten(batch);

@@ -1,11 +1,11 @@
 //! Long-polls of agents: a poll claims work at once or parks (see `parked.rs`) until work,
 //! a stop order, a drain order or its deadline; and the answer a submit gives parked polls.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::local::parked;
 use super::{AgentOrders, Engine, EngineError, Identity};
-use crate::model::{now_ms, Assignment, AttemptKey};
+use crate::model::{Assignment, AttemptKey};
 use crate::store::ClaimRequest;
 
 impl Engine {
@@ -22,7 +22,7 @@ impl Engine {
         // More free slots than the agent registered to run are cut to that number: a poll
         // never claims past what the agent said it can hold.
         let free_slots = free_slots.min(view.max_tasks);
-        let deadline = Instant::now() + wait.min(self.config.max_poll_wait);
+        let deadline = self.clock.instant() + wait.min(self.config.max_poll_wait);
         let mut last_round = false;
         let mut first_round = true;
         loop {
@@ -56,7 +56,7 @@ impl Engine {
                     labels: view.labels.clone(),
                     max: free_slots,
                 };
-                let claimed = self.store.claim(claim, now_ms()).await?;
+                let claimed = self.store.claim(claim, self.clock.now_ms()).await?;
                 next_ready = claimed.next_ready_at;
                 assignments = claimed.assignments;
             }
@@ -68,14 +68,13 @@ impl Engine {
                     drain: draining,
                 });
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if self.clock.instant() >= deadline {
                 return Ok(AgentOrders::default());
             }
             let mut until = deadline;
             if let Some(ready_at) = next_ready {
-                let delay = Duration::from_millis((ready_at - now_ms()).max(0) as u64);
-                until = until.min(now + delay);
+                // A task waiting out its backoff: the poll claims it when it becomes ready.
+                until = until.min(self.clock.instant_at(ready_at));
             }
             // Parked with what it would claim, so that a submit can claim for it directly.
             let mut ticket = (free_slots > 0 && !draining).then(|| {
@@ -98,7 +97,7 @@ impl Engine {
                 served = served => { answered = true; served }
                 _ = &mut work, if free_slots > 0 => Vec::new(),
                 _ = &mut woken => { last_round = true; Vec::new() }
-                _ = tokio::time::sleep_until(until.into()) => Vec::new(),
+                _ = self.clock.sleep_until(until) => Vec::new(),
                 _ = self.shutdown.cancelled() => { shutdown = true; Vec::new() }
             };
             if let Some(ticket) = ticket {
@@ -147,7 +146,11 @@ impl Engine {
             return;
         }
         let keys: Vec<AttemptKey> = unsent.into_iter().map(|a| a.attempt).collect();
-        match self.store.release_attempts(&agent, &keys, now_ms()).await {
+        match self
+            .store
+            .release_attempts(&agent, &keys, self.clock.now_ms())
+            .await
+        {
             Ok(effects) => self.publish(effects),
             Err(e) => {
                 // The agent never learns of them; the reaper or reconciliation takes them back.

@@ -14,6 +14,14 @@ use crate::model::{AttemptState, NewJob, RetryPolicy, TaskKind, TaskSpec};
 use crate::store::Store;
 
 async fn engine(dir: &std::path::Path, agent_timeout: Duration) -> Arc<Engine> {
+    engine_on(dir, agent_timeout, crate::clock::Clock::system()).await
+}
+
+async fn engine_on(
+    dir: &std::path::Path,
+    agent_timeout: Duration,
+    clock: crate::clock::Clock,
+) -> Arc<Engine> {
     let store: Arc<dyn Store> = Arc::new(
         crate::store::sqlite::SqliteStore::open(&dir.join("ferry.db"))
             .await
@@ -27,7 +35,7 @@ async fn engine(dir: &std::path::Path, agent_timeout: Duration) -> Arc<Engine> {
         max_poll_wait: Duration::from_millis(200),
     };
     Arc::new(
-        Engine::new(config, store, artifacts, CancellationToken::new())
+        Engine::new(config, clock, store, artifacts, CancellationToken::new())
             .await
             .unwrap(),
     )
@@ -114,18 +122,23 @@ async fn a_drain_ordered_through_one_controller_reaches_the_agent_on_another() {
     assert!(b.heartbeat(&who, &[], None).await.unwrap().drain);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_assignment_the_agent_never_lists_is_lost_after_the_agent_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let timeout = Duration::from_millis(300);
-    let e = engine(dir.path(), timeout).await;
+    let e = engine_on(
+        dir.path(),
+        timeout,
+        crate::clock::Clock::starting_at(1_700_000_000_000),
+    )
+    .await;
     let who = register(&e, "agent").await;
     let job = e.submit(one_task_job()).await.unwrap();
     let orders = e.poll(&who, 1, &[], Duration::from_secs(2)).await.unwrap();
     assert_eq!(orders.assignments.len(), 1);
     // The agent never got it: its heartbeats list nothing.
     e.heartbeat(&who, &[], None).await.unwrap();
-    tokio::time::sleep(timeout * 2).await;
+    tokio::time::advance(timeout * 2).await;
     e.heartbeat(&who, &[], None).await.unwrap();
     let record = e.job(&job.job_id).await.unwrap();
     let attempts = &record.tasks[0].attempts;

@@ -1,7 +1,7 @@
 //! The engine's side of incremental extraction: listing, setting and resetting the stored
 //! high watermarks of incremental sql tasks, and the extract metadata of a job's results.
 
-use crate::model::{now_ms, TaskExtract, Watermark};
+use crate::model::{TaskExtract, Watermark};
 
 use super::{Engine, EngineError};
 
@@ -28,7 +28,7 @@ impl Engine {
         }
         let mark = self
             .store
-            .set_watermark(job_name, task_id, value, now_ms())
+            .set_watermark(job_name, task_id, value, self.clock.now_ms())
             .await?;
         tracing::info!(column = %mark.column, "watermark set by hand");
         Ok(mark)

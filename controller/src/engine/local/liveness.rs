@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::model::{AgentRecord, AgentState, HostMetrics};
 use crate::store::AgentSeen;
@@ -158,13 +159,13 @@ impl Liveness {
     }
 
     /// Whether the agent's running attempts are due to be compared with the store's: at most
-    /// once per `every` for each agent (the first heartbeat waits one period too).
-    pub fn reconcile_due(&self, name: &str, every: Duration) -> bool {
+    /// once per `every` for each agent (the first heartbeat waits one period too), `now` on
+    /// the engine's monotonic clock.
+    pub fn reconcile_due(&self, name: &str, every: Duration, now: Instant) -> bool {
         let mut agents = self.lock();
         let Some(live) = agents.get_mut(name) else {
             return false;
         };
-        let now = Instant::now();
         match live.reconciled {
             Some(at) if now.duration_since(at) < every => false,
             None => {
@@ -322,6 +323,25 @@ mod tests {
         assert!(live.touch("a", "s1").is_none());
         let r = record("a", "s1", AgentState::Draining);
         assert!(live.adopt(Some(&r), "a", "s1").unwrap().draining);
+    }
+
+    #[test]
+    fn running_attempts_are_reconciled_once_per_period() {
+        let live = Liveness::default();
+        live.register("a", "s1", vec!["q".into()], BTreeMap::new(), 1);
+        let every = Duration::from_secs(10);
+        let t0 = Instant::now();
+        assert!(
+            !live.reconcile_due("a", every, t0),
+            "the first heartbeat waits"
+        );
+        assert!(!live.reconcile_due("a", every, t0 + every - Duration::from_millis(1)));
+        assert!(live.reconcile_due("a", every, t0 + every));
+        assert!(!live.reconcile_due("a", every, t0 + every));
+        assert!(
+            !live.reconcile_due("b", every, t0 + every * 2),
+            "unknown here"
+        );
     }
 
     #[test]

@@ -56,9 +56,15 @@ async fn engine(dir: &std::path::Path) -> Arc<Engine> {
         max_poll_wait: Duration::from_secs(1),
     };
     Arc::new(
-        Engine::new(config, store, artifacts, CancellationToken::new())
-            .await
-            .unwrap(),
+        Engine::new(
+            config,
+            crate::clock::Clock::system(),
+            store,
+            artifacts,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap(),
     )
 }
 
