@@ -24,6 +24,8 @@ pub use run_as::RunAs;
 use units::{bytes_de, humantime_de};
 pub use units::{format_bytes, parse_bytes};
 
+use crate::secret::Secret;
+
 /// Settings that can be set in every layer; the names are the config-file keys and, uppercased
 /// with a `FERRY_` prefix, the environment variables.
 const KEYS: &[&str] = &[
@@ -204,16 +206,6 @@ pub struct Config {
     /// The binary run as guard server (the agent's own, in helper mode; not a setting: tests
     /// that run the agent inside their own binary point it at `ferry-agent`).
     pub guard_exe: PathBuf,
-}
-
-/// A secret that never shows in logs or `Debug` output.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
 }
 
 impl Config {

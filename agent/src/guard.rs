@@ -41,7 +41,7 @@ use tracing::{info, warn};
 
 pub use self::client::{GuardRx, GuardTx, Guarded, Guards};
 use self::confine::Confine;
-pub(crate) use crate::heartbeat::boot_now;
+pub(crate) use crate::clock::boot_now;
 
 /// The agent's state directory inside its work dir.
 pub const STATE_DIR: &str = ".ferry-agent";

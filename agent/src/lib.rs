@@ -2,6 +2,7 @@
 //! heartbeats its lease, and drains cleanly on shutdown.
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod direct;
 pub mod drain;
@@ -17,6 +18,7 @@ pub mod poller;
 pub mod redact;
 pub mod runner;
 pub mod running;
+pub mod secret;
 pub mod sql;
 pub mod task_env;
 pub mod task_user;
@@ -34,7 +36,8 @@ use tracing::{info, warn};
 
 use crate::{
     client::{Client, ClientError},
-    heartbeat::{boot_now, Lease},
+    clock::boot_now,
+    heartbeat::Lease,
     running::Running,
 };
 pub use crate::{config::Config, drain::Shutdown};

@@ -6,12 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ferry_proto::v1::{Assignment, AttemptRef};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use crate::{
     client::{Backoff, ClientError, FailureLog},
-    heartbeat::boot_now,
+    clock::boot_now,
     runner, Agent, Session,
 };
 
@@ -57,7 +56,7 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
                 let empty = resp.assignments.is_empty() && resp.stop.is_empty() && !resp.drain;
                 agent.apply_orders(&resp.stop, resp.drain);
                 let started_some = !resp.assignments.is_empty();
-                accept(&agent, &session, resp.assignments).await;
+                runner::accept(&agent, &session, resp.assignments).await;
                 if started_some {
                     // Let the attempts just started reach their process spawn before the next
                     // poll goes out: a task's start then waits on no RPC of ours
@@ -90,40 +89,6 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
                     () = agent.drain.cancelled() => return,
                 }
             }
-        }
-    }
-}
-
-/// Starts what can run here now; hands the rest straight back to the controller.
-pub(crate) async fn accept(agent: &Arc<Agent>, session: &Session, assignments: Vec<Assignment>) {
-    let mut give_back: Vec<AttemptRef> = Vec::new();
-    for assignment in assignments {
-        let Some(attempt) = assignment.attempt.clone() else {
-            warn!("assignment without an attempt; ignored");
-            continue;
-        };
-        let full = agent.running.busy() >= agent.config.max_tasks as usize;
-        let lease_out = agent.lease.expired(boot_now()).is_some();
-        if agent.drain.is_cancelled() || full || lease_out {
-            info!(
-                job = %attempt.job_id, task = %attempt.task_id, attempt = attempt.attempt,
-                draining = agent.drain.is_cancelled(), full, lease_out,
-                "cannot run this assignment now; releasing it"
-            );
-            give_back.push(attempt);
-            continue;
-        }
-        match agent.running.insert(attempt.clone()) {
-            Some((guard, kill)) => runner::start(agent, session, assignment, attempt, guard, kill),
-            None => warn!(
-                job = %attempt.job_id, task = %attempt.task_id, attempt = attempt.attempt,
-                "assignment for an attempt already running here; ignored"
-            ),
-        }
-    }
-    if !give_back.is_empty() {
-        if let Err(e) = agent.client.release(give_back).await {
-            warn!(error = %e, "could not release assignments; the controller will reclaim them");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the task's kind, ships its logs, uploads its outputs and sends `Complete`, retrying while
 //! the controller is unreachable.
 
+mod assign;
 pub mod shell;
 
 use std::{sync::Arc, time::Duration};
@@ -24,6 +25,7 @@ use crate::{
     Agent, Session,
 };
 
+pub(crate) use self::assign::accept;
 use self::shell::{End, Report, ShellJob};
 
 /// Starts an attempt on the agent's task tracker. `guard` keeps it in the running registry
@@ -150,7 +152,7 @@ async fn run_attempt(
     }
     // Ask for the next task in the same call, unless this agent is winding down.
     let want = u32::from(
-        !agent.drain.is_cancelled() && agent.lease.expired(crate::heartbeat::boot_now()).is_none(),
+        !agent.drain.is_cancelled() && agent.lease.expired(crate::clock::boot_now()).is_none(),
     );
     if want == 0 {
         guard.process_ended();
@@ -440,7 +442,7 @@ async fn complete(
                         req.want = 0;
                         if !next.is_empty() {
                             guard.hand_slot_over();
-                            crate::poller::accept(agent, session, next).await;
+                            accept(agent, session, next).await;
                         }
                     }
                     Ok(None) => break Ok(()),

@@ -10,12 +10,12 @@ use std::{
 };
 
 use ferry_agent::{
+    clock::boot_now,
     guard::{
         confine::{Confine, Creds, Resource, Rlimit},
         protocol::{Ending, FromGuard, Spec},
         Guards,
     },
-    heartbeat::boot_now,
 };
 
 const FAR: Duration = Duration::from_secs(600);

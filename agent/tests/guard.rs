@@ -12,6 +12,7 @@ use std::{
 };
 
 use ferry_agent::{
+    clock::boot_now,
     guard::{
         cgroup,
         deadline::Window,
@@ -19,7 +20,6 @@ use ferry_agent::{
         protocol::{Ending, FromGuard, Spec, ToGuard},
         Guarded, Guards,
     },
-    heartbeat::boot_now,
 };
 
 fn guards(cgroup: Option<PathBuf>) -> Guards {

@@ -8,8 +8,8 @@ use std::{
 };
 
 use ferry_agent::{
+    clock::boot_now,
     guard::Guards,
-    heartbeat::boot_now,
     runner::shell::{run, End, LeaseFeed, Report, ShellJob},
     running::KillSwitch,
 };

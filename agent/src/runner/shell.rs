@@ -99,7 +99,7 @@ pub async fn run(
     // would stop at once.
     let margin = lease.agent_timeout / 4;
     let renewed = async {
-        while *lease.end.borrow_and_update() <= crate::heartbeat::boot_now() + margin {
+        while *lease.end.borrow_and_update() <= crate::clock::boot_now() + margin {
             if lease.end.changed().await.is_err() {
                 break;
             }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {
