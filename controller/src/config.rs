@@ -16,6 +16,7 @@ use crate::serve::{
     ConnectionLimits, DEFAULT_HANDSHAKE_TIMEOUT, MAX_MAX_CONNECTIONS, MIN_HANDSHAKE_TIMEOUT,
 };
 
+pub use crate::secret::Secret;
 pub use flags::Flags;
 
 /// The keys a config file may hold.
@@ -73,16 +74,6 @@ pub struct Config {
     pub async_threads: usize,
     /// The cap on client connections and their handshake deadline.
     pub connections: ConnectionLimits,
-}
-
-/// A secret that never shows in logs or `Debug` output.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ pub mod model;
 pub mod notify;
 pub mod rules;
 pub mod s3;
+pub mod secret;
 pub mod serve;
 pub mod service;
 pub mod store;

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-pub use crate::config::Secret;
+pub use crate::secret::Secret;
 
 /// The region used when neither a setting nor `AWS_REGION`/`AWS_DEFAULT_REGION` names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
