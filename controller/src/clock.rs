@@ -10,6 +10,9 @@ use tokio::time::Instant;
 
 use crate::model::Millis;
 
+/// Later than any wait a controller could mean (about 30 years).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// What time it is, for the engine and whatever else decides by time (the reaper, a scheduler).
 /// Cheap to copy; every copy reads the same time.
 #[derive(Debug, Clone, Copy)]
@@ -78,8 +81,10 @@ impl Clock {
     /// meanwhile (now, for a time already past). Whoever sleeps until it reads `now_ms` again
     /// on waking, as an NTP step may have moved the wall clock.
     pub fn instant_at(&self, at: Millis) -> Instant {
-        let ahead = at.saturating_sub(self.now_ms()).max(0) as u64;
-        self.instant() + Duration::from_millis(ahead)
+        let ahead = Duration::from_millis(at.saturating_sub(self.now_ms()).max(0) as u64);
+        let now = self.instant();
+        // A time past what an `Instant` can hold is as good as never.
+        now.checked_add(ahead).unwrap_or(now + FAR_FUTURE)
     }
 }
 
@@ -106,8 +111,9 @@ mod tests {
         let clock = Clock::starting_at(5_000);
         clock.sleep_until(clock.instant_at(65_000)).await;
         assert_eq!(clock.now_ms(), 65_000);
-        // A time already past is now.
+        // A time already past is now; one no `Instant` can hold, far away but no panic.
         assert_eq!(clock.instant_at(1_000), clock.instant());
+        assert!(clock.instant_at(Millis::MAX) >= clock.instant() + FAR_FUTURE);
     }
 
     #[test]
