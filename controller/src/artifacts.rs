@@ -4,7 +4,8 @@
 //! only through the store's `outputs` rows, written in the transaction that records the
 //! success, so they see all of an attempt's outputs or none. No SQL and no gRPC here.
 //! `object.rs` is the S3-compatible store, used instead when `--artifacts s3://…` is set;
-//! `backend.rs` is `ArtifactStore`, the interface both implement for the engine.
+//! `backend.rs` is `ArtifactStore`, the interface both implement for the engine; `retention.rs`
+//! a round of retention, `retention_loop.rs` the task that runs the rounds.
 //! `space.rs` keeps `disk_reserve` free on the data directory's filesystem: an upload that
 //! cannot fit is refused (`NoSpace`) and its partial file removed.
 mod backend;
@@ -15,6 +16,7 @@ mod handles;
 mod names;
 pub mod object;
 pub mod retention;
+pub mod retention_loop;
 pub mod shared_dir;
 pub mod space;
 

@@ -131,7 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         "retention",
         shutdown.clone(),
         move |token| {
-            artifacts::retention::run(
+            artifacts::retention_loop::run(
                 store.clone(),
                 outputs.clone(),
                 config.artifacts.retention,

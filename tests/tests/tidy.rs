@@ -132,9 +132,6 @@ const ALLOWED_CYCLES: &[(&str, &[&str])] = &[
     // `CliError` (exit.rs) wraps `jobfile::InvalidJobFile`, and `jobfile::load` reads the file
     // into a `CliError`: `load` (public, and tested as such) belongs to the submit command.
     ("cli/src", &["exit", "jobfile"]),
-    // `ArtifactStore::expire` (backend.rs) runs a retention round, and the retention loop
-    // (`retention::run`) calls `expire` on an `ArtifactStore`: the loop belongs above both.
-    ("controller/src/artifacts", &["backend", "retention"]),
 ];
 
 #[test]

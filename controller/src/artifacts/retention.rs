@@ -1,18 +1,13 @@
-//! Retention of artifacts: every minute (and once at start) removes the published outputs,
-//! files and rows, of jobs that ended longer ago than `artifact_retention`, and the staged
-//! files of attempts that no longer run (lost, failed, cancelled, superseded).
+//! Retention of artifacts: a round removes the published outputs, files and rows, of jobs that
+//! ended longer ago than `artifact_retention`, and the staged files of attempts that no longer
+//! run (lost, failed, cancelled, superseded). `retention_loop.rs` runs the rounds.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use super::{ArtifactError, ArtifactStore, Artifacts, ObjectArtifacts};
-use crate::model::{now_ms, Millis};
+use super::{ArtifactError, Artifacts, ObjectArtifacts};
+use crate::model::Millis;
 use crate::store::{Store, StoreError};
-
-const TICK: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
@@ -145,34 +140,6 @@ pub async fn round_objects(
         }
     }
     Ok(done)
-}
-
-/// Runs rounds until `shutdown`; a failed round is logged and the next one tried.
-pub async fn run(
-    store: Arc<dyn Store>,
-    artifacts: Arc<dyn ArtifactStore>,
-    retention: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let result = artifacts.expire(store.as_ref(), retention, now_ms()).await;
-        match result {
-            Ok(done) if done != Round::default() => tracing::info!(
-                jobs = done.jobs,
-                rows = done.rows,
-                attempts = done.attempts,
-                "retention removed artifacts"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "retention round failed"),
-        }
-    }
 }
 
 #[cfg(test)]
