@@ -114,6 +114,13 @@ async fn inject(fleet: &mut Fleet, fault: &Fault) -> Result<(String, Option<Stri
             fleet.disk().context("no data disk")?.fill()?;
             Some("data-disk".to_owned())
         }
+        Kind::SlowDisk => {
+            fleet
+                .slow_disk()
+                .context("no slow disk")?
+                .set_latency(fault.delay);
+            Some(format!("data-disk at {} ms", fault.delay.as_millis()))
+        }
     };
     let target = target.or_else(|| agent.clone()).unwrap_or_default();
     Ok((target, agent))
@@ -129,5 +136,12 @@ async fn heal(fleet: &mut Fleet, fault: &Fault) -> Result<()> {
             Ok(())
         }
         Kind::DiskFull => fleet.disk().context("no data disk")?.free(),
+        Kind::SlowDisk => {
+            fleet
+                .slow_disk()
+                .context("no slow disk")?
+                .set_latency(Duration::ZERO);
+            Ok(())
+        }
     }
 }

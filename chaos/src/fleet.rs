@@ -1,20 +1,22 @@
 //! The processes under test, started with the harness of `ferry-tests`: one controller on
 //! SQLite, or several on one fresh PostgreSQL database; their data directory on the run's
-//! small disk when it could be mounted; agents reaching every controller through a proxy of
+//! small disk when it could be mounted, through the suite's slow filesystem; agents reaching every controller through a proxy of
 //! their own, with a datasource whose password they know (and must not let out).
 
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use ferry_tests::{
-    databases::{postgres_url, write_agent_config, DatasourceConfig},
+    databases::{mysql_url, postgres_url, write_agent_config, DatasourceConfig},
     Agent, AgentOpts, Cli, Controller, ControllerOpts, StoreDatabase,
 };
 use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::{
     disk::{self, SmallDisk},
+    extract,
     proxy::{Mode, Proxy},
+    slowfs::SlowDisk,
 };
 
 /// The variable holding the datasource's password: set in the suite's own environment (and so
@@ -52,15 +54,25 @@ pub struct Fleet {
     down: Vec<bool>,
     /// Held until the controllers are gone (dropped with the fleet).
     _database: Option<StoreDatabase>,
+    /// The slow filesystem over the data disk (unmounted before it).
+    slow: Option<SlowDisk>,
     disk: Option<SmallDisk>,
 }
 
 impl Fleet {
-    /// Starts everything. `root` is the run's directory; `disk` its data disk, if mounted.
-    pub async fn start(settings: &Settings, root: &Path, disk: Option<SmallDisk>) -> Result<Self> {
-        let data = match &disk {
-            Some(disk) => disk.path().join("data"),
-            None => root.join("data"),
+    /// Starts everything. `root` is the run's directory; `disk` its data disk, if mounted;
+    /// `slow` the slow filesystem over it (or over the run's directory), if mounted: the data
+    /// directory is on the slow filesystem when there is one, else on the disk.
+    pub async fn start(
+        settings: &Settings,
+        root: &Path,
+        disk: Option<SmallDisk>,
+        slow: Option<SlowDisk>,
+    ) -> Result<Self> {
+        let data = match (&slow, &disk) {
+            (Some(slow), _) => slow.path().join("data"),
+            (None, Some(disk)) => disk.path().join("data"),
+            (None, None) => root.join("data"),
         };
         let mut opts = ControllerOpts::default()
             .agent_timeout(settings.agent_timeout)
@@ -90,9 +102,10 @@ impl Fleet {
         }
         let ports: Vec<u16> = controllers.iter().map(Controller::port).collect();
         let config = root.join("agent.toml");
-        let mut datasource = DatasourceConfig::new("src", postgres_url());
+        let mut datasource = DatasourceConfig::new(extract::POSTGRES_DATASOURCE, postgres_url());
         datasource.password_env = Some(PASSWORD_ENV.to_owned());
-        write_agent_config(&config, &[datasource.read_only()])?;
+        let maria = DatasourceConfig::new(extract::MARIADB_DATASOURCE, mysql_url());
+        write_agent_config(&config, &[datasource.read_only(), maria.read_only()])?;
         // The agent's alone: its tasks run as another user.
         std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let mut fleet = Self {
@@ -101,6 +114,7 @@ impl Fleet {
             down: vec![false; controllers.len()],
             controllers,
             _database: database,
+            slow,
             disk,
         };
         for i in 0..settings.agents {
@@ -136,6 +150,10 @@ impl Fleet {
 
     pub fn disk(&self) -> Option<&SmallDisk> {
         self.disk.as_ref()
+    }
+
+    pub fn slow_disk(&self) -> Option<&SlowDisk> {
+        self.slow.as_ref()
     }
 
     /// The controllers' data directory.
@@ -210,6 +228,9 @@ impl Fleet {
             if self.slots[i].stopped {
                 self.resume_agent(i)?;
             }
+        }
+        if let Some(slow) = &self.slow {
+            slow.set_latency(Duration::ZERO);
         }
         if let Some(disk) = &self.disk {
             disk.free()?;

@@ -6,7 +6,8 @@
 //! a ledger, uploads and their consumers, tasks printing their environment) and the fault
 //! schedule (agent `kill -9` and restart, agent SIGSTOP past the agent timeout, controller
 //! `kill -9` and restart, network cuts, blackholes and delays through the suite's own proxy, a
-//! full data disk). Incremental SQL extracts of a growing PostgreSQL table run throughout.
+//! full data disk, a slow one through the suite's FUSE filesystem). Incremental SQL extracts
+//! of a growing PostgreSQL table and of a growing MariaDB table run throughout.
 
 mod checks;
 mod disk;
@@ -21,6 +22,8 @@ mod recovery;
 mod report;
 mod run;
 mod schedule;
+mod secrets;
+mod slowfs;
 mod submit;
 mod time;
 mod workload;
@@ -62,7 +65,7 @@ pub struct Args {
     #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     pub agent_timeout: Duration,
     /// Fault kinds to inject, comma-separated [default: all]: agent-kill, agent-pause,
-    /// controller-kill, net-cut, net-blackhole, net-delay, disk-full
+    /// controller-kill, net-cut, net-blackhole, net-delay, disk-full, slow-disk
     #[arg(long, value_delimiter = ',')]
     pub faults: Vec<Kind>,
     /// How long the jobs may take to end once the faults stop

@@ -1,6 +1,6 @@
 //! Recovery per fault, from the store's attempts: the tasks a fault caught are those with an
 //! attempt running in its scope (the agent it hit; every agent for a controller or the disk)
-//! when it was injected, or, for a full disk, an attempt that failed while it lasted. A task
+//! when it was injected, or, for a full or slow disk, an attempt that failed while it lasted. A task
 //! has recovered when it runs again (its next attempt started, or the caught attempt ended
 //! normally) and when it has succeeded; the fault's figures are the worst of its tasks, from
 //! the injection.
@@ -38,7 +38,7 @@ pub fn worst_by_kind(faults: &[Injected], jobs: &[JobRec]) -> BTreeMap<Kind, Wor
                 let in_scope = fault.agent.as_ref().is_none_or(|name| &a.agent == name);
                 let started = a.started_ms.unwrap_or(i64::MAX);
                 let running = started < t0 && a.finished_ms.is_none_or(|f| f > t0);
-                let failed_during = fault.kind == Kind::DiskFull
+                let failed_during = matches!(fault.kind, Kind::DiskFull | Kind::SlowDisk)
                     && a.state == "failed"
                     && a.finished_ms
                         .is_some_and(|f| f >= t0 && f <= fault.healed_ms);

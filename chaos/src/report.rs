@@ -13,8 +13,8 @@ pub struct Figures {
     pub tasks: usize,
     pub attempts: BTreeMap<String, usize>,
     pub job_states: BTreeMap<String, usize>,
-    pub extract_runs: usize,
-    pub source_rows: i64,
+    /// Per source database: its extract runs and its rows.
+    pub extracts: Vec<(&'static str, usize, i64)>,
     pub ledger_lines: usize,
     pub elapsed_s: f64,
 }
@@ -38,10 +38,17 @@ pub fn render(figures: &Figures, worst: &BTreeMap<Kind, Worst>, checks: &[Check]
         f.attempts.values().sum::<usize>(),
         pairs(&f.attempts)
     );
+    let extracts: Vec<String> = f
+        .extracts
+        .iter()
+        .map(|(db, runs, rows)| format!("{db} {runs} runs over {rows} source rows"))
+        .collect();
     let _ = writeln!(
         out,
-        "incremental extracts: {} runs over {} source rows; ledger: {} lines; {:.0} s in all",
-        f.extract_runs, f.source_rows, f.ledger_lines, f.elapsed_s
+        "incremental extracts: {}; ledger: {} lines; {:.0} s in all",
+        extracts.join(", "),
+        f.ledger_lines,
+        f.elapsed_s
     );
     let total: usize = worst.values().map(|w| w.faults).sum();
     let by_kind: Vec<String> = worst

@@ -27,6 +27,8 @@ use crate::{
     leftovers, record, recovery,
     report::{self, Figures},
     schedule::{self, Kind},
+    secrets,
+    slowfs::SlowDisk,
     submit,
     workload::{self, JobPlan, Kind as TaskKind},
     Args,
@@ -90,7 +92,7 @@ impl Setup {
         self.root.join("ledger").join("ledger")
     }
 
-    fn secret_file(&self) -> PathBuf {
+    pub fn secret_file(&self) -> PathBuf {
         self.root.join("secret.txt")
     }
 }
@@ -110,6 +112,20 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
             if kinds.contains(&Kind::DiskFull) {
                 eprintln!("[chaos] no full-disk faults: cannot mount the data disk ({e:#})");
                 kinds.retain(|k| *k != Kind::DiskFull);
+            }
+            None
+        }
+    };
+    let backing = match &disk {
+        Some(disk) => disk.path().to_owned(),
+        None => setup.root.join("backing"),
+    };
+    let slow = match SlowDisk::mount(&setup.root.join("slow"), &backing) {
+        Ok(slow) => Some(slow),
+        Err(e) => {
+            if kinds.contains(&Kind::SlowDisk) {
+                eprintln!("[chaos] no slow-disk faults: cannot mount the slow disk ({e:#})");
+                kinds.retain(|k| *k != Kind::SlowDisk);
             }
             None
         }
@@ -154,10 +170,10 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
         schedule.len()
     );
 
-    let mut fleet = Fleet::start(&settings, &setup.root, disk).await?;
+    let mut fleet = Fleet::start(&settings, &setup.root, disk, slow).await?;
     let cli = Arc::new(fleet.cli()?);
-    let mut source = Source::create().await?;
-    let extract_job = source.job(&setup.run);
+    let mut pg_source = Source::postgres().await?;
+    let mut maria_source = Source::mariadb().await?;
 
     // The run: faults and submissions; the source grows and extracts run until both are done.
     let start = Instant::now();
@@ -176,11 +192,19 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
         stop.store(true, Ordering::Relaxed);
         (injected, submitted)
     };
-    let ((injected, submitted), grown, extracts) = tokio::join!(
-        main_part,
-        source.grow(&stop),
-        extract::runs(&cli, &extract_job, &setup.run, &stop),
-    );
+    let jobs = [&pg_source, &maria_source].map(|s| (s.job(&setup.run), s.job_name(&setup.run)));
+    let grown = async {
+        let (pg, maria) = tokio::join!(pg_source.grow(&stop), maria_source.grow(&stop));
+        pg.and(maria)
+    };
+    let extracts = async {
+        let (pg, maria) = tokio::join!(
+            extract::runs(&cli, &jobs[0].0, &jobs[0].1, &stop),
+            extract::runs(&cli, &jobs[1].0, &jobs[1].1, &stop),
+        );
+        Ok::<_, anyhow::Error>((pg?, maria?))
+    };
+    let ((injected, submitted), grown, extracts) = tokio::join!(main_part, grown, extracts);
     let outcome = async {
         let injected = injected?;
         let ids = submitted?;
@@ -189,7 +213,7 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
     }
     .await;
     faults::heal_all(&mut fleet).await?;
-    let (injected, ids, mut extract_ids) = outcome?;
+    let (injected, ids, (mut pg_ids, mut maria_ids)) = outcome?;
     println!(
         "faults done ({} injected), {} jobs submitted; waiting for every job to end",
         injected.len(),
@@ -197,11 +221,9 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
     );
     wait_all_final(&cli, args.drain_timeout).await?;
 
-    // One more extract, with no fault: it must take every row left.
-    let path = cli.write_job(&extract_job)?;
-    let last = submit::submit(&cli, &path, &format!("chaos-extract-{}-final", setup.run)).await?;
-    extract::wait_final(&cli, &last, Duration::from_secs(300)).await?;
-    extract_ids.push(last);
+    // One more extract of each source, with no fault: it must take every row left.
+    pg_ids.push(extract::last_run(&cli, &pg_source, &setup.run).await?);
+    maria_ids.push(extract::last_run(&cli, &maria_source, &setup.run).await?);
 
     let mut checks = Vec::new();
     let jobs = record::jobs(&cli, &ids).await?;
@@ -222,8 +244,9 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
     .await?;
     let outputs: HashMap<String, Vec<record::OutputRec>> =
         with_uploads.into_iter().zip(listed).collect();
-    let task_logs = env_dump_logs(&cli, &jobs, &plan_of).await?;
-    let extract_check = check_extracts(&cli, &extract_ids, &source, &setup.root).await?;
+    let task_logs = secrets::env_dump_logs(&cli, &jobs, &plan_of).await?;
+    let pg_check = extract::check(&cli, &pg_ids, &pg_source, &setup.root).await?;
+    let maria_check = extract::check(&cli, &maria_ids, &maria_source, &setup.root).await?;
     let ledger = Ledger::parse(&std::fs::read_to_string(setup.ledger())?);
     let published = fleet.data_dir().join("artifacts").join("published");
     checks.push(checks::jobs_final(&jobs));
@@ -232,7 +255,8 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
     checks.push(checks::outputs(
         &jobs, &plan_of, &outputs, &ledger, &published,
     ));
-    checks.push(extract_check);
+    checks.push(pg_check);
+    checks.push(maria_check);
     checks.push(checks::found(
         "ledger lines whole (no torn append)",
         ledger.lines,
@@ -247,9 +271,14 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
     fleet.stop_agents(Duration::from_secs(60)).await?;
     fleet.stop_controllers(Duration::from_secs(60)).await?;
     checks.push(no_process_left(setup, &ledger).await);
-    checks.push(no_secret(setup, &task_logs));
-    if let Err(e) = source.drop_table().await {
-        eprintln!("[chaos] {e:#}");
+    checks.push(secrets::no_secret(setup, &task_logs, &ledger));
+    for source in [&mut pg_source, &mut maria_source] {
+        if let Err(e) = source.drop_table().await {
+            eprintln!(
+                "[chaos] dropping the {} source table: {e:#}",
+                source.database()
+            );
+        }
     }
 
     let worst = recovery::worst_by_kind(&injected, &jobs);
@@ -258,8 +287,14 @@ pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {
         tasks: jobs.iter().map(|j| j.tasks.len()).sum(),
         attempts: BTreeMap::new(),
         job_states: BTreeMap::new(),
-        extract_runs: extract_ids.len(),
-        source_rows: source.last_id,
+        extracts: vec![
+            (pg_source.database(), pg_ids.len(), pg_source.last_id),
+            (
+                maria_source.database(),
+                maria_ids.len(),
+                maria_source.last_id,
+            ),
+        ],
         ledger_lines: ledger.lines,
         elapsed_s: began.elapsed().as_secs_f64(),
     };
@@ -327,64 +362,6 @@ async fn wait_all_final(cli: &Cli, timeout: Duration) -> Result<()> {
     }
 }
 
-/// The stored logs of every attempt of the tasks that printed their environment.
-async fn env_dump_logs(
-    cli: &Arc<Cli>,
-    jobs: &[record::JobRec],
-    plans: &HashMap<String, &JobPlan>,
-) -> Result<Vec<(String, String)>> {
-    let mut wanted = Vec::new();
-    for job in jobs {
-        let Some(plan) = plans.get(&job.id) else {
-            continue;
-        };
-        for task in plan.tasks.iter().filter(|t| t.kind == TaskKind::EnvDump) {
-            for a in job.task(&task.id).into_iter().flat_map(|t| &t.attempts) {
-                wanted.push(format!("{} {} {}", job.id, task.id, a.number));
-            }
-        }
-    }
-    let logs = record::each(cli, &wanted, |cli, key| async move {
-        let f: Vec<&str> = key.split(' ').collect();
-        record::log(&cli, f[0], f[1], f[2].parse()?).await
-    })
-    .await?;
-    Ok(wanted.into_iter().zip(logs).collect())
-}
-
-/// Each source row in exactly one succeeded run's extract; failed runs publish nothing; the
-/// last run (no faults) succeeded.
-async fn check_extracts(
-    cli: &Arc<Cli>,
-    ids: &[String],
-    source: &Source,
-    root: &Path,
-) -> Result<Check> {
-    let jobs = record::jobs(cli, ids).await?;
-    let dir = root.join("extracts");
-    let mut taken = Vec::new();
-    let mut violations = Vec::new();
-    for job in &jobs {
-        if job.state == "succeeded" {
-            taken.extend(extract::extracted(cli, &job.id, &dir).await?);
-        } else if !record::outputs(cli, &job.id).await?.is_empty() {
-            violations.push(format!(
-                "extract job {} is {} but published",
-                job.id, job.state
-            ));
-        }
-    }
-    if jobs.last().is_none_or(|j| j.state != "succeeded") {
-        violations.push("the last extract, run with no fault, did not succeed".to_owned());
-    }
-    violations.extend(extract::taken_once(&taken, source.last_id));
-    Ok(checks::found(
-        "watermarks: each source row extracted once",
-        source.last_id as usize,
-        violations,
-    ))
-}
-
 /// No process of the run alive once agents and controllers have stopped (a few seconds of
 /// grace for guardians that see their agent gone).
 async fn no_process_left(setup: &Setup, ledger: &Ledger) -> Check {
@@ -401,25 +378,6 @@ async fn no_process_left(setup: &Setup, ledger: &Ledger) -> Check {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The password in no file of the run (logs, stores, data, ledger) and in no task's stored log.
-fn no_secret(setup: &Setup, task_logs: &[(String, String)]) -> Check {
-    let (files, mut found) =
-        leftovers::secret_in_files(&setup.root, &setup.secret, &setup.secret_file());
-    let mut redacted = 0;
-    for (key, log) in task_logs {
-        if log.contains(&setup.secret) {
-            found.push(format!("the password is in the stored log of {key}"));
-        }
-        redacted += usize::from(log.contains("[redacted]"));
-    }
-    // The tasks print the password file: the agent's redaction is what keeps it out.
-    println!(
-        "environment dumps: {} attempts' logs read, {redacted} with the password redacted",
-        task_logs.len()
-    );
-    checks::found("no secret in any log", files + task_logs.len(), found)
 }
 
 /// Copies every `*.log` of the harness's dirs to `logs/` of the run, before they are removed.

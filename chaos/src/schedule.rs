@@ -19,9 +19,12 @@ pub enum Kind {
     NetDelay,
     /// The controller's data directory filled past its disk reserve.
     DiskFull,
+    /// Every write, fsync, read and metadata change of the controllers' data directory slowed
+    /// (the suite's FUSE filesystem).
+    SlowDisk,
 }
 
-pub const ALL: [Kind; 7] = [
+pub const ALL: [Kind; 8] = [
     Kind::AgentKill,
     Kind::AgentPause,
     Kind::ControllerKill,
@@ -29,6 +32,7 @@ pub const ALL: [Kind; 7] = [
     Kind::NetBlackhole,
     Kind::NetDelay,
     Kind::DiskFull,
+    Kind::SlowDisk,
 ];
 
 impl Kind {
@@ -41,12 +45,13 @@ impl Kind {
             Kind::NetBlackhole => "net-blackhole",
             Kind::NetDelay => "net-delay",
             Kind::DiskFull => "disk-full",
+            Kind::SlowDisk => "slow-disk",
         }
     }
 
     /// Whether it hits one agent (else the controllers' side: every agent may feel it).
     pub fn hits_one_agent(self) -> bool {
-        !matches!(self, Kind::ControllerKill | Kind::DiskFull)
+        !matches!(self, Kind::ControllerKill | Kind::DiskFull | Kind::SlowDisk)
     }
 }
 
@@ -76,13 +81,14 @@ pub struct Fault {
     pub target: usize,
     /// How long it lasts.
     pub length: Duration,
-    /// The delay of a `NetDelay`.
+    /// The delay of a `NetDelay`, the latency of a `SlowDisk`.
     pub delay: Duration,
 }
 
 /// Faults from 5 s into the run until `duration`, 2 to 6 s apart. Lengths relative to the
 /// agent timeout `t`: kills down 0.5-5 s; pauses 1.25-2 t (a fifth of them 0.3-0.7 t, short of
-/// it); cuts and blackholes 0.3-2 t; delays of 0.1-1 s for 2-10 s; a full disk 3-10 s.
+/// it); cuts and blackholes 0.3-2 t; delays of 0.1-1 s for 2-10 s; a full disk 3-10 s; a
+/// slow disk of 50-500 ms per operation for 5-20 s.
 pub fn plan(
     rng: &mut fastrand::Rng,
     kinds: &[Kind],
@@ -101,7 +107,7 @@ pub fn plan(
         let kind = kinds[rng.usize(0..kinds.len())];
         let target = match kind {
             Kind::ControllerKill => rng.usize(0..controllers),
-            Kind::DiskFull => 0,
+            Kind::DiskFull | Kind::SlowDisk => 0,
             _ => rng.usize(0..agents),
         };
         let mut delay = Duration::ZERO;
@@ -115,6 +121,10 @@ pub fn plan(
                 ms(rng, 2000.0, 10_000.0)
             }
             Kind::DiskFull => ms(rng, 3000.0, 10_000.0),
+            Kind::SlowDisk => {
+                delay = ms(rng, 50.0, 500.0);
+                ms(rng, 5000.0, 20_000.0)
+            }
         };
         faults.push(Fault {
             at,
