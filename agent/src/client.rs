@@ -294,6 +294,8 @@ impl Client {
             max_tasks: config.max_tasks,
             hostname: config.hostname.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            // Names only: the URLs and passwords stay here.
+            datasources: config.datasources.keys().cloned().collect(),
         };
         let mut backoff = Backoff::default();
         let mut failures = FailureLog::new("register");

@@ -171,6 +171,7 @@ async fn run_attempt(
         want,
         outputs,
         extract: if succeeded { extract } else { None },
+        not_retryable: report.not_retryable,
     };
     match complete(&agent, &session, &kill, &guard, req.clone()).await {
         Completed::Done => {}
@@ -182,6 +183,7 @@ async fn run_attempt(
                 outcome: Outcome::Failed as i32,
                 error,
                 outputs: Vec::new(),
+                not_retryable: false,
                 ..req
             };
             if let Completed::Unverified(e) =
@@ -358,6 +360,7 @@ async fn run_sql(
                 outcome: Outcome::Succeeded,
                 exit_code: None,
                 error: String::new(),
+                not_retryable: false,
             };
             (End::Finished(report), Some(info))
         }
@@ -368,13 +371,19 @@ async fn run_sql(
                 outcome: Outcome::TimedOut,
                 exit_code: None,
                 error: e.to_string(),
+                not_retryable: false,
             };
             (End::Finished(report), None)
         }
         Err(e) => {
             warn!(datasource = %task.datasource, error = %e, "extract failed");
-            log(format!("extract failed: {e}"));
-            (End::Finished(Report::failed(e.to_string())), None)
+            if e.retryable() {
+                log(format!("extract failed: {e}"));
+                (End::Finished(Report::failed(e.to_string())), None)
+            } else {
+                log(format!("extract failed: {e} (not retryable)"));
+                (End::Finished(Report::final_failure(e.to_string())), None)
+            }
         }
     }
 }

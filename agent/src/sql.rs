@@ -43,6 +43,9 @@ pub enum SqlError {
     Task(String),
     #[error("datasource {datasource}: {message}")]
     Database { datasource: String, message: String },
+    /// The database refused the agent's credentials: no retry can fix that.
+    #[error("datasource {datasource}: {message}")]
+    Refused { datasource: String, message: String },
     #[error("writing the extract failed: {0}")]
     Write(#[from] WriteError),
     #[error("the database stream ended before the extract was complete")]
@@ -103,10 +106,32 @@ pub struct Extract {
     pub upper: Option<String>,
 }
 
+impl SqlError {
+    /// False for what no retry can fix: an unknown datasource, a parameter the job does not
+    /// have, credentials the database refuses. The attempt is reported `not_retryable`.
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            SqlError::UnknownDatasource { .. }
+                | SqlError::MissingParams(_)
+                | SqlError::Refused { .. }
+        )
+    }
+}
+
 impl Job<'_> {
     /// A database error, with the datasource's name and secrets removed.
     pub fn db(&self, message: impl std::fmt::Display) -> SqlError {
         SqlError::Database {
+            datasource: self.ds.name.clone(),
+            message: self.ds.redact(&message.to_string()),
+        }
+    }
+
+    /// The database refused to let the agent in (a wrong password, an unknown user), with the
+    /// datasource's name and secrets removed.
+    pub fn refused(&self, message: impl std::fmt::Display) -> SqlError {
+        SqlError::Refused {
             datasource: self.ds.name.clone(),
             message: self.ds.redact(&message.to_string()),
         }

@@ -27,7 +27,7 @@ pub async fn run(args: Args) -> Result<Outcome, CliError> {
         )?;
     let format = args.output;
     match args.command {
-        Command::Submit(submit) => submit::run(&controller, submit).await,
+        Command::Submit(submit) => submit::run(&controller, format, submit).await,
         Command::Jobs(JobsCommand::List { limit, state }) => {
             jobs::list(&controller, format, limit, state).await
         }

@@ -82,6 +82,9 @@ impl JobState {
 pub enum Outcome {
     Succeeded,
     Failed,
+    /// Failed in a way no retry can fix (an unknown datasource, a parameter that is not the
+    /// job's, a refused password): the task fails at once, its other attempts unused.
+    FailedFinal,
     TimedOut,
     Cancelled,
 }
@@ -90,7 +93,7 @@ impl Outcome {
     pub fn attempt_state(self) -> AttemptState {
         match self {
             Self::Succeeded => AttemptState::Succeeded,
-            Self::Failed => AttemptState::Failed,
+            Self::Failed | Self::FailedFinal => AttemptState::Failed,
             Self::TimedOut => AttemptState::TimedOut,
             Self::Cancelled => AttemptState::Cancelled,
         }

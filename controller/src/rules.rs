@@ -1,7 +1,9 @@
 //! The engine's rules that every store backend applies inside its transactions, written once
 //! and free of SQL: whether a failed attempt is retried and when (`retry`), which agents may
-//! take a task (`labels`), and how a job ends (`job_end`). Backends store; these decide.
+//! take a task (`labels`, and `placement`: an sql task's datasource, and why none takes a task),
+//! and how a job ends (`job_end`). Backends store; these decide.
 
+pub mod placement;
 pub mod retry;
 
 use std::collections::BTreeMap;

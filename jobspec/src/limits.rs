@@ -29,6 +29,7 @@
 //! | agent name | 1..=128 bytes of printable ASCII, no space | printed by `agents list`, a session key |
 //! | agent hostname / version | ..=255 / ..=128 bytes of printable ASCII | printed by `agents list` |
 //! | queues per agent | 1..=64 | |
+//! | datasources per agent | ..=64 names, each 1..=128 bytes, no control characters | matched on every claim of an sql task, as labels |
 //! | tasks per agent (`max_tasks`) | 1..=1,024 (0: 1) | a poll's `free_slots` above the registered `max_tasks` is cut to it; above 1,024 refused |
 //! | attempts named per call (`running`, `Release`) | ..=1,024 | an agent runs at most `max_tasks` |
 //! | log chunks per `AppendLogs` | ..=1,024 chunks, each ..=1 MiB, ..=4 MiB together | the agent sends 64 KiB chunks, 256 KiB at most |
@@ -93,6 +94,8 @@ pub const AGENT_NAME_MAX: usize = 128;
 pub const HOSTNAME_MAX: usize = 255;
 /// Bytes of an agent's version.
 pub const VERSION_MAX: usize = 128;
+/// Datasources one agent advertises (their names).
+pub const AGENT_DATASOURCES_MAX: usize = 64;
 /// Queues one agent serves.
 pub const AGENT_QUEUES_MAX: usize = 64;
 /// Tasks one agent runs at once (`max_tasks`).

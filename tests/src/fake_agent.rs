@@ -44,6 +44,7 @@ impl FakeAgent {
                 max_tasks: slots,
                 hostname: "nowhere".into(),
                 version: "test".into(),
+                ..Default::default()
             })
             .await
             .context("registering the fake agent")?

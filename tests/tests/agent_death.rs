@@ -174,6 +174,7 @@ shell = "echo real run"
         want: 1,
         outputs: vec![],
         extract: None,
+        ..CompleteRequest::default()
     };
     // Wrong codes are collected and reported at the end, so that the rest still runs.
     let mut wrong_codes = Vec::new();

@@ -51,6 +51,8 @@ pub struct Report {
     pub outcome: Outcome,
     pub exit_code: Option<i32>,
     pub error: String,
+    /// A failure no retry can fix: the task fails without using its other attempts.
+    pub not_retryable: bool,
 }
 
 impl Report {
@@ -59,6 +61,15 @@ impl Report {
             outcome: Outcome::Failed,
             exit_code: None,
             error: error.into(),
+            not_retryable: false,
+        }
+    }
+
+    /// A failure no retry can fix.
+    pub fn final_failure(error: impl Into<String>) -> Report {
+        Report {
+            not_retryable: true,
+            ..Report::failed(error)
         }
     }
 }
@@ -244,12 +255,14 @@ async fn supervise(
             outcome: Outcome::Succeeded,
             exit_code: Some(0),
             error: String::new(),
+            not_retryable: false,
         }),
         Ending::Exited(code) => End::Finished(Report {
             outcome: Outcome::Failed,
             exit_code: Some(code),
             // Naming the limit that made it fail, when one did.
             error: guards.confine().explain(Ok(code), oom_kills),
+            not_retryable: false,
         }),
         Ending::Signaled(sig) => End::Finished(Report::failed(
             guards.confine().explain(Err(sig), oom_kills),
@@ -260,6 +273,7 @@ async fn supervise(
                 outcome: Outcome::TimedOut,
                 exit_code: None,
                 error: format!("timed out after {}", humantime::format_duration(t)),
+                not_retryable: false,
             })
         }
         Ending::LeaseExpired => {

@@ -192,7 +192,14 @@ pub async fn extract(job: &Job<'_>) -> Result<Extract, SqlError> {
         builder = builder.pass(Some(password.0.clone()));
     }
     let mut conn = tokio::select! {
-        r = Conn::new(builder) => r.map_err(|e| job.db(format!("cannot connect: {}", my_message(&e))))?,
+        r = Conn::new(builder) => r.map_err(|e| {
+            let message = format!("cannot connect: {}", my_message(&e));
+            // 1045 ER_ACCESS_DENIED_ERROR, 1698 ER_ACCESS_DENIED_NO_PASSWORD_ERROR.
+            match &e {
+                mysql_async::Error::Server(s) if matches!(s.code, 1045 | 1698) => job.refused(message),
+                _ => job.db(message),
+            }
+        })?,
         e = job.stopped() => return Err(e),
     };
     let planned = tokio::select! {

@@ -120,7 +120,14 @@ pub async fn extract(job: &Job<'_>) -> Result<Extract, SqlError> {
         config.application_name("ferry-agent");
     }
     let (client, connection) = tokio::select! {
-        r = config.connect(NoTls) => r.map_err(|e| job.db(format!("cannot connect: {}", pg_message(&e))))?,
+        r = config.connect(NoTls) => r.map_err(|e| {
+            let message = format!("cannot connect: {}", pg_message(&e));
+            // 28P01 invalid_password, 28000 invalid_authorization_specification.
+            match e.code().map(|c| c.code()) {
+                Some("28P01" | "28000") => job.refused(message),
+                _ => job.db(message),
+            }
+        })?,
         e = job.stopped() => return Err(e),
     };
     tokio::pin!(connection);

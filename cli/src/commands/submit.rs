@@ -1,7 +1,9 @@
 //! `ferry submit FILE`: check the job file, submit it, print the job id, optionally wait.
 //!
-//! Standard output holds only the job id line, whatever `--output` says, so that scripts can
-//! write `id=$(ferry submit job.toml)`; with `--wait`, progress goes to standard error.
+//! Standard output holds only the job id line, so that scripts can write
+//! `id=$(ferry submit job.toml)`, or with `--output json` one object with the id and the
+//! controller's warnings (`{"job_id", "existing", "warnings"}`); the warnings (a task no agent
+//! seen lately may run) also go to standard error, as does the progress of `--wait`.
 //!
 //! A submit whose answer was lost (the controller died or its connection broke mid-call) may
 //! or may not have been accepted: it is sent again, to the next controller when there are
@@ -17,10 +19,25 @@ use crate::{
     args::SubmitArgs,
     client::Controller,
     exit::{CliError, Outcome},
-    jobfile, output, watch,
+    jobfile,
+    output::{self, Format},
+    watch,
 };
 
-pub async fn run(controller: &Controller, args: SubmitArgs) -> Result<Outcome, CliError> {
+/// What `--output json` prints of a submit.
+#[derive(serde::Serialize)]
+struct SubmitView<'a> {
+    job_id: &'a str,
+    existing: bool,
+    /// Why a task may wait: "task extract: no agent on queue onperm: …".
+    warnings: &'a [String],
+}
+
+pub async fn run(
+    controller: &Controller,
+    format: Format,
+    args: SubmitArgs,
+) -> Result<Outcome, CliError> {
     let spec = jobfile::load(&args.file, &args.params)?;
     let mut backfill = std::collections::HashMap::new();
     for b in &args.backfill {
@@ -45,7 +62,22 @@ pub async fn run(controller: &Controller, args: SubmitArgs) -> Result<Outcome, C
         backfill,
     };
     let response = send(controller, request, args.answer_timeout).await?;
-    output::write_stdout(format!("{}\n", response.job_id).as_bytes())?;
+    for warning in &response.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match format {
+        Format::Json => {
+            let view = SubmitView {
+                job_id: &response.job_id,
+                existing: response.existing,
+                warnings: &response.warnings,
+            };
+            let json = serde_json::to_string(&view)
+                .map_err(|err| CliError::Output(std::io::Error::other(err)))?;
+            output::write_stdout(format!("{json}\n").as_bytes())?;
+        }
+        Format::Table => output::write_stdout(format!("{}\n", response.job_id).as_bytes())?,
+    }
     if response.existing && chosen {
         eprintln!(
             "note: idempotency key {idempotency_key:?} already named job {}; nothing new was \

@@ -132,6 +132,7 @@ impl JobService for Fake {
         Ok(Response::new(SubmitJobResponse {
             job_id: "job-1".into(),
             existing: false,
+            warnings: vec![],
         }))
     }
 

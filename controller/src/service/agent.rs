@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::{checks, convert, identity, Stream};
 use crate::artifacts::{object::URL_LIFETIME, UploadGrant, UploadHeader};
 use crate::engine::{AgentOrders, Engine};
-use crate::model::{AttemptFinish, AttemptReport};
+use crate::model::{AttemptFinish, AttemptReport, Outcome};
 use completion::{completed, completion_stream};
 pub use upload_path::UploadPath;
 
@@ -185,7 +185,8 @@ impl AgentService for AgentApi {
             .register(
                 r.name,
                 r.queues,
-                r.labels.into_iter().collect(),
+                // Matched by the claim as labels are (`rules::placement`).
+                crate::rules::placement::offer(r.labels.into_iter().collect(), &r.datasources),
                 max_tasks,
                 r.hostname,
                 r.version,
@@ -273,11 +274,17 @@ impl AgentService for AgentApi {
         if r.error.contains('\0') {
             r.error = r.error.replace('\0', "\u{FFFD}");
         }
+        let mut outcome = convert::outcome(r.outcome)?;
+        if r.not_retryable && outcome == Outcome::Failed {
+            // Said where the reason is read (`jobs show`), whatever the agent's words.
+            outcome = Outcome::FailedFinal;
+            r.error.push_str(" (not retryable)");
+        }
         ferry_jobspec::check::truncate(&mut r.error, ferry_jobspec::limits::ERROR_MESSAGE_MAX);
         let finish = AttemptFinish {
             agent: who.name.clone(),
             attempt: convert::attempt_key(r.attempt)?,
-            outcome: convert::outcome(r.outcome)?,
+            outcome,
             exit_code: r.exit_code,
             error: r.error,
         };

@@ -81,6 +81,17 @@ pub fn registration(r: &pb::RegisterRequest) -> Result<u32, Status> {
     if let Some(problem) = problem {
         return Err(Status::invalid_argument(problem));
     }
+    refuse(
+        "agent datasources",
+        check::count(r.datasources.len(), l::AGENT_DATASOURCES_MAX),
+    )?;
+    for name in &r.datasources {
+        let problem = match name.is_empty() {
+            true => Some("is empty".to_string()),
+            false => ferry_jobspec::fields::sql_name(name),
+        };
+        refuse(&format!("agent datasource {}", shown(name)), problem)?;
+    }
     if r.max_tasks > l::AGENT_TASKS_MAX {
         return Err(Status::invalid_argument(format!(
             "agent max_tasks {} is above the limit of {}",
@@ -232,6 +243,27 @@ mod tests {
             ..agent()
         })
         .starts_with("agent version holds"));
+        assert_eq!(
+            bad(pb::RegisterRequest {
+                datasources: vec!["sales".into(), String::new()],
+                ..agent()
+            }),
+            "agent datasource \"\" is empty"
+        );
+        assert_eq!(
+            bad(pb::RegisterRequest {
+                datasources: vec!["\u{1}x".into()],
+                ..agent()
+            }),
+            "agent datasource \"\\u{1}x\" holds a control character ('\\u{1}')"
+        );
+        assert_eq!(
+            bad(pb::RegisterRequest {
+                datasources: vec!["d".into(); 65],
+                ..agent()
+            }),
+            "agent datasources 65 are given; the limit is 64"
+        );
     }
 
     #[test]

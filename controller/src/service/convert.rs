@@ -282,6 +282,8 @@ pub fn task(t: &TaskRecord) -> pb::Task {
         attempts: t.attempts.iter().map(attempt).collect(),
         ready_at_ms: t.ready_at,
         extract: t.extract.as_ref().map(extract_info),
+        // Filled by `GetJob` for queued tasks (`Engine::waiting`).
+        reason: String::new(),
     }
 }
 
@@ -320,11 +322,13 @@ pub fn job_summary(j: &JobSummary) -> pb::JobSummary {
 
 pub fn agent(v: &AgentView) -> pb::AgentInfo {
     let r = &v.record;
+    let (labels, datasources) = crate::rules::placement::split_offer(&r.labels);
     pb::AgentInfo {
         name: r.name.clone(),
         state: agent_state(r.state) as i32,
         queues: r.queues.clone(),
-        labels: r.labels.clone().into_iter().collect(),
+        labels: labels.into_iter().collect(),
+        datasources,
         running: r.running,
         max_tasks: r.max_tasks,
         hostname: r.hostname.clone(),

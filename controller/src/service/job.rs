@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::{checks, convert};
+use crate::engine::placement::Placed;
 use crate::engine::Engine;
 use crate::model::AttemptKey;
 
@@ -94,10 +95,12 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
         let r = request.into_inner();
         let job = convert::new_job(r.spec, r.idempotency_key, r.backfill)?;
+        let placed: Vec<Placed> = job.tasks.iter().map(Placed::of).collect();
         let submitted = self.engine.submit(job).await?;
         Ok(Response::new(pb::SubmitJobResponse {
             job_id: submitted.job_id,
             existing: submitted.existing,
+            warnings: self.engine.submit_warnings(&placed).await,
         }))
     }
 
@@ -108,7 +111,14 @@ impl JobService for JobApi {
         let job_id = request.into_inner().job_id;
         checks::lookup_id("job id", &job_id)?;
         let job = self.engine.job(&job_id).await?;
-        Ok(Response::new(convert::job(&job)))
+        let mut waiting = self.engine.waiting(&job).await?;
+        let mut answer = convert::job(&job);
+        for task in &mut answer.tasks {
+            if let Some(why) = waiting.remove(&task.id) {
+                task.reason = why;
+            }
+        }
+        Ok(Response::new(answer))
     }
 
     async fn list_jobs(

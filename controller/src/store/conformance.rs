@@ -5,12 +5,14 @@
 //! `basics.rs` holds the core transitions, `early.rs` the claims handed out before their
 //! transaction is durable, `recovery.rs` work taken back (lost, cancelled, handed back, timed
 //! out), `outputs.rs` and `watermarks.rs` published outputs and extracts, `agents.rs` agents'
-//! liveness, `races.rs` two controllers racing on one database.
+//! liveness, `placement.rs` datasources and failures no retry can fix, `races.rs` two
+//! controllers racing on one database.
 
 mod agents;
 mod basics;
 mod early;
 mod outputs;
+mod placement;
 mod races;
 mod recovery;
 mod watermarks;
@@ -19,6 +21,7 @@ pub(crate) use agents::*;
 pub(crate) use basics::*;
 pub(crate) use early::*;
 pub(crate) use outputs::*;
+pub(crate) use placement::*;
 pub(crate) use races::*;
 pub(crate) use recovery::*;
 pub(crate) use watermarks::*;
@@ -63,6 +66,8 @@ macro_rules! store_conformance_suite {
             retries_after_backoff,
             lost_attempts_are_fenced_and_requeued,
             labels_route_tasks,
+            sql_tasks_go_only_to_agents_with_their_datasource,
+            a_failure_no_retry_can_fix_ends_its_task_at_once,
             cancel_stops_running_attempts,
             release_requeues_without_counting,
             controller_times_out_unreported_attempts,
@@ -115,6 +120,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     retries_after_backoff(&store).await;
     lost_attempts_are_fenced_and_requeued(&store).await;
     labels_route_tasks(&store).await;
+    sql_tasks_go_only_to_agents_with_their_datasource(&store).await;
+    a_failure_no_retry_can_fix_ends_its_task_at_once(&store).await;
     cancel_stops_running_attempts(&store).await;
     release_requeues_without_counting(&store).await;
     controller_times_out_unreported_attempts(&store).await;

@@ -15,6 +15,8 @@ pub struct AgentView {
     pub state: &'static str,
     pub queues: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// The names of its datasources: its sql tasks' only agents.
+    pub datasources: Vec<String>,
     pub running: u32,
     pub max_tasks: u32,
     pub hostname: String,
@@ -42,6 +44,7 @@ impl From<&AgentInfo> for AgentView {
             state: agent_state(agent.state()),
             queues: agent.queues.clone(),
             labels: sorted(&agent.labels),
+            datasources: agent.datasources.clone(),
             running: agent.running,
             max_tasks: agent.max_tasks,
             hostname: agent.hostname.clone(),
@@ -165,6 +168,7 @@ mod tests {
             state: ferry_proto::v1::AgentState::Draining as i32,
             queues: vec!["default".into()],
             labels: [("site".to_owned(), "dc1".to_owned())].into(),
+            datasources: vec!["sales".into()],
             running: 1,
             max_tasks: 4,
             hostname: "host-a".into(),
@@ -183,7 +187,7 @@ mod tests {
             serde_json::to_value([AgentView::from(&agent)]).unwrap(),
             json!([{
                 "name": "agent-a", "state": "draining", "queues": ["default"],
-                "labels": {"site": "dc1"}, "running": 1, "max_tasks": 4,
+                "labels": {"site": "dc1"}, "datasources": ["sales"], "running": 1, "max_tasks": 4,
                 "hostname": "host-a", "version": "0.1.0",
                 "last_heartbeat": "2026-11-18T11:06:40.000Z",
                 "metrics": {

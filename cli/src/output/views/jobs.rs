@@ -39,6 +39,9 @@ pub struct TaskView {
     /// When a queued task becomes eligible again (retry backoff).
     pub ready_at: Option<String>,
     pub attempts: Vec<AttemptView>,
+    /// A queued task: why no agent runs it yet ("no agent on queue onperm"); a task failed
+    /// without starting: why.
+    pub reason: Option<String>,
     /// Sql tasks that succeeded: what was extracted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extract: Option<ExtractView>,
@@ -88,6 +91,7 @@ impl From<&Task> for TaskView {
             depends_on: task.depends_on.clone(),
             ready_at: timestamp(task.ready_at_ms),
             attempts: task.attempts.iter().map(AttemptView::from).collect(),
+            reason: non_empty(&task.reason),
             extract: task.extract.as_ref().map(ExtractView::from),
         }
     }
@@ -167,6 +171,11 @@ impl JobView {
         let mut out = head.render();
         out.push('\n');
         out.push_str(&tasks.render());
+        for task in &self.tasks {
+            if let Some(reason) = &task.reason {
+                out.push_str(&format!("task {} is {}: {reason}\n", task.id, task.state));
+            }
+        }
         if self.tasks.iter().any(|t| !t.attempts.is_empty()) {
             out.push('\n');
             out.push_str(&attempts.render());
@@ -296,6 +305,7 @@ mod tests {
                     }],
                     ready_at_ms: 0,
                     extract: None,
+                    reason: String::new(),
                 },
                 Task {
                     id: "transform".into(),
@@ -316,6 +326,7 @@ mod tests {
                     }],
                     ready_at_ms: 0,
                     extract: None,
+                    reason: String::new(),
                 },
             ],
         }

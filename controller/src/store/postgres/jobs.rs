@@ -101,7 +101,8 @@ pub(super) async fn submit(c: &Conn, job: &NewJob, now: Millis) -> Result<Submit
         task_ids.push(task.id.as_str());
         seqs.push(seq as i64);
         queues.push(task.queue.as_str());
-        labels.push(to_json(&task.labels)?);
+        // What the claim matches: the labels and an sql task's datasource.
+        labels.push(to_json(&crate::rules::placement::requirements(task))?);
         specs.push(to_json(task)?);
         states.push(state.as_str());
         deps.push(task.depends_on.len() as i64);

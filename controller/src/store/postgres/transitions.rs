@@ -122,8 +122,9 @@ pub(super) async fn finish(
         Outcome::Failed | Outcome::TimedOut => {
             task_attempt_failed(c, key, Failure::Task, now, &mut effects).await?
         }
-        // An agent reports `cancelled` only when told to stop; the task gets no other try.
-        Outcome::Cancelled => give_up(c, key, now).await?,
+        // An agent reports `cancelled` only when told to stop; the task gets no other try, nor
+        // after a failure no retry can fix.
+        Outcome::Cancelled | Outcome::FailedFinal => give_up(c, key, now).await?,
     }
     effects.jobs.push(key.job_id.clone());
     Ok(effects)

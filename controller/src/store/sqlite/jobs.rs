@@ -84,7 +84,8 @@ pub(super) fn submit(
                 task.id,
                 seq as i64,
                 task.queue,
-                to_json(&task.labels)?,
+                // What the claim matches: the labels and an sql task's datasource.
+                to_json(&crate::rules::placement::requirements(task))?,
                 to_json(task)?,
                 state.as_str(),
                 task.depends_on.len() as i64,

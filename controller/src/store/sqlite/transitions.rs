@@ -71,8 +71,9 @@ pub(super) fn finish(
         Outcome::Failed | Outcome::TimedOut => {
             task_attempt_failed(conn, key, Failure::Task, now, &mut effects)?
         }
-        // An agent reports `cancelled` only when told to stop; the task gets no other try.
-        Outcome::Cancelled => give_up(conn, key, now, &mut effects)?,
+        // An agent reports `cancelled` only when told to stop; the task gets no other try, nor
+        // after a failure no retry can fix.
+        Outcome::Cancelled | Outcome::FailedFinal => give_up(conn, key, now, &mut effects)?,
     }
     effects.jobs.push(key.job_id.clone());
     Ok(effects)

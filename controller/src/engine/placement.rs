@@ -1,0 +1,118 @@
+//! Why a job's tasks may wait, from the agents the store lists: the warnings of a submit (no
+//! agent seen lately may run a task) and the reason `jobs show` gives for each queued task
+//! ("no agent on queue onperm", "2 agents on queue onprem, none with site=dc2", "all 3 busy").
+//! Advice only: a submit is accepted whatever it finds.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{Engine, EngineError};
+use crate::model::{AgentRecord, AgentState, JobRecord, Millis, TaskSpec, TaskState};
+use crate::rules::placement::{requirements, why_waiting, Candidate, Waiting};
+
+/// How long after its last sign of life an agent still counts, at submit, as serving its
+/// queues: one restarted or briefly cut off within the hour is expected back.
+pub const RECENT_MS: Millis = 3_600_000;
+
+/// At most this many warnings are sent for one submit; the rest are counted in a last one.
+const WARNINGS_MAX: usize = 20;
+
+/// What placement needs of a task: its id, queue and requirements.
+pub struct Placed {
+    pub id: String,
+    pub queue: String,
+    pub required: BTreeMap<String, String>,
+}
+
+impl Placed {
+    pub fn of(spec: &TaskSpec) -> Self {
+        Placed {
+            id: spec.id.clone(),
+            queue: spec.queue.clone(),
+            required: requirements(spec),
+        }
+    }
+}
+
+fn candidate(a: &AgentRecord) -> Candidate<'_> {
+    Candidate {
+        queues: &a.queues,
+        offer: &a.labels,
+        running: a.running,
+        max_tasks: a.max_tasks,
+    }
+}
+
+/// Warnings for the tasks that no agent alive, or seen within `RECENT_MS` of `now`, may run
+/// (its queue, labels or datasource), one per task ("task extract: no agent on queue onperm").
+pub fn unplaceable(tasks: &[Placed], agents: &[AgentRecord], now: Millis) -> Vec<String> {
+    let recent: Vec<Candidate> = agents
+        .iter()
+        .filter(|a| {
+            matches!(a.state, AgentState::Ready | AgentState::Draining)
+                || now - a.seen_at <= RECENT_MS
+        })
+        .map(candidate)
+        .collect();
+    let mut warnings = Vec::new();
+    let mut more = 0;
+    for task in tasks {
+        match why_waiting(&task.queue, &task.required, &recent) {
+            Some(why) if why.unplaceable() => {
+                if warnings.len() < WARNINGS_MAX {
+                    warnings.push(format!(
+                        "task {}: {why}: it waits until such an agent registers",
+                        task.id
+                    ));
+                } else {
+                    more += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if more > 0 {
+        warnings.push(format!("and {more} more tasks no agent may run"));
+    }
+    warnings
+}
+
+/// Why each queued, eligible task of `job` waits (by task id), given the agents that may take
+/// work now (live and ready); a task one of them has a free slot for is not named.
+pub fn waiting(job: &JobRecord, agents: &[AgentRecord], now: Millis) -> HashMap<String, String> {
+    let ready: Vec<Candidate> = agents
+        .iter()
+        .filter(|a| a.state == AgentState::Ready)
+        .map(candidate)
+        .collect();
+    job.tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Queued && t.ready_at <= now)
+        .filter_map(|t| {
+            let why: Waiting = why_waiting(&t.spec.queue, &requirements(&t.spec), &ready)?;
+            Some((t.spec.id.clone(), why.to_string()))
+        })
+        .collect()
+}
+
+impl Engine {
+    /// The warnings of a submit of `tasks` (`unplaceable`); none if the agents cannot be read
+    /// (the job is accepted already: this is advice).
+    pub async fn submit_warnings(&self, tasks: &[Placed]) -> Vec<String> {
+        match self.store.list_agents().await {
+            Ok(agents) => unplaceable(tasks, &agents, crate::model::now_ms()),
+            Err(e) => {
+                tracing::warn!(error = %e, "agents not read for the submit's warnings");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Why each queued task of `job` waits (`waiting`).
+    pub async fn waiting(&self, job: &JobRecord) -> Result<HashMap<String, String>, EngineError> {
+        if !job.tasks.iter().any(|t| t.state == TaskState::Queued) {
+            return Ok(HashMap::new());
+        }
+        let agents = self.store.list_agents().await?;
+        Ok(waiting(job, &agents, crate::model::now_ms()))
+    }
+}
