@@ -4,6 +4,7 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod pipelines;
 pub mod postgres;
 pub mod sqlite;
 
@@ -188,7 +189,7 @@ pub struct Completion {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: pipelines::PipelineStore + Send + Sync + 'static {
     /// Accepts a validated job; with an idempotency key already used, returns that job.
     async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError>;
     /// Accepts a job like `submit_job` and, in the same transaction, claims work for each of

@@ -3,7 +3,8 @@
 //! no CLI existed): the limits (`limits`), the pure checks built on them (`check`), the
 //! rule of each text field of a job (`fields`), the dependency cycles of a task graph
 //! (`graph`), what a task gets for what it leaves out (`defaults`) and an sql task's formats
-//! and compressions (`sql`).
+//! and compressions (`sql`), and a pipeline's name and typed
+//! parameters (`pipeline`).
 //!
 //! No I/O, no gRPC: plain strings and numbers in, a problem's words out.
 
@@ -12,4 +13,5 @@ pub mod defaults;
 pub mod fields;
 pub mod graph;
 pub mod limits;
+pub mod pipeline;
 pub mod sql;

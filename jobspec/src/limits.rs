@@ -34,6 +34,10 @@
 //! | attempts named per call (`running`, `Release`) | ..=1,024 | an agent runs at most `max_tasks` |
 //! | log chunks per `AppendLogs` | ..=1,024 chunks, each ..=1 MiB, ..=4 MiB together | the agent sends 64 KiB chunks, 256 KiB at most |
 //! | an attempt's error message | 16 KiB (longer ones are cut, not refused) | refusing a completion would strand the attempt |
+//! | pipeline name | 1..=128 bytes of `[A-Za-z0-9_.-]`, not `.` or `..` | a CLI argument, later a webhook's URL path |
+//! | a pipeline's declared parameters | ..=256, each type `string`/`int`/`date`/`timestamp`/`bool`, its default a parameter value of that type | the job's parameters |
+//! | a run's given parameters | ..=256, each a parameter name and value, declared by the pipeline | |
+//! | `PipelineHistory` limit | 1..=10,000 (0: 20) | as `ListJobs` |
 
 /// Bytes of a job's name.
 pub const JOB_NAME_MAX: usize = 256;
@@ -112,3 +116,9 @@ pub const LOG_BYTES_PER_CALL_MAX: usize = 4 << 20;
 pub const ERROR_MESSAGE_MAX: usize = 16 << 10;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
+/// Bytes of a pipeline's name.
+pub const PIPELINE_NAME_MAX: usize = 128;
+/// Runs one `PipelineHistory` returns at most.
+pub const PIPELINE_HISTORY_MAX: u32 = 10_000;
+/// Runs `PipelineHistory` returns when it names no limit.
+pub const PIPELINE_HISTORY_DEFAULT: u32 = 20;

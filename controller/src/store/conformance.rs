@@ -5,13 +5,14 @@
 //! `basics.rs` holds the core transitions, `early.rs` the claims handed out before their
 //! transaction is durable, `recovery.rs` work taken back (lost, cancelled, handed back, timed
 //! out), `outputs.rs` and `watermarks.rs` published outputs and extracts, `agents.rs` agents'
-//! liveness, `placement.rs` datasources and failures no retry can fix, `races.rs` two
-//! controllers racing on one database.
+//! liveness, `placement.rs` datasources and failures no retry can fix, `pipelines.rs`
+//! pipelines' versions and runs, `races.rs` two controllers racing on one database.
 
 mod agents;
 mod basics;
 mod early;
 mod outputs;
+mod pipelines;
 mod placement;
 mod races;
 mod recovery;
@@ -21,6 +22,7 @@ pub(crate) use agents::*;
 pub(crate) use basics::*;
 pub(crate) use early::*;
 pub(crate) use outputs::*;
+pub(crate) use pipelines::*;
 pub(crate) use placement::*;
 pub(crate) use races::*;
 pub(crate) use recovery::*;
@@ -80,11 +82,14 @@ macro_rules! store_conformance_suite {
             backfills_extract_a_range_and_leave_the_watermark,
             watermarks_are_set_and_reset_by_hand,
             queue_stats_count_queued_and_running,
-            agents_are_touched_and_found_silent);
+            agents_are_touched_and_found_silent,
+            pipelines_apply_once_per_content_and_versions_only_grow,
+            pipeline_runs_are_recorded_with_their_job_once_per_time_or_key);
         $crate::store::conformance::store_conformance_suite!(@backend $backend;
             two_controllers_never_hand_out_an_attempt_twice,
             a_completion_racing_agent_death_ends_one_way,
-            two_controllers_declaring_one_death_requeue_once);
+            two_controllers_declaring_one_death_requeue_once,
+            two_controllers_applying_or_firing_one_pipeline_make_one);
     };
     (@store $backend:expr; $($scenario:ident),+) => {
         $(
@@ -135,10 +140,13 @@ pub async fn run_all(store: Arc<dyn Store>) {
     watermarks_are_set_and_reset_by_hand(&store).await;
     queue_stats_count_queued_and_running(&store).await;
     agents_are_touched_and_found_silent(&store).await;
+    pipelines_apply_once_per_content_and_versions_only_grow(&store).await;
+    pipeline_runs_are_recorded_with_their_job_once_per_time_or_key(&store).await;
     let shared = Shared(store);
     two_controllers_never_hand_out_an_attempt_twice(&shared).await;
     a_completion_racing_agent_death_ends_one_way(&shared).await;
     two_controllers_declaring_one_death_requeue_once(&shared).await;
+    two_controllers_applying_or_firing_one_pipeline_make_one(&shared).await;
 }
 
 /// A backend of one store handle, opened again as itself.

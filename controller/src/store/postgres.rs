@@ -89,6 +89,8 @@ macro_rules! transaction {
     }};
 }
 
+// After `transaction!`, which they use.
+mod pipelines;
 // After `transaction!`, which the tests use.
 #[cfg(test)]
 mod batch_tests;

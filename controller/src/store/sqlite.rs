@@ -11,6 +11,7 @@ mod logs;
 mod migrate;
 mod open;
 mod outputs;
+mod pipelines;
 mod readers;
 mod settings;
 mod transitions;

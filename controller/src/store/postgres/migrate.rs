@@ -14,11 +14,18 @@ struct Migration {
 }
 
 /// Every migration, in version order. Never edit one that was released: add the next.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "pipelines",
+        sql: include_str!("migrations/0003_pipelines.sql"),
+    },
+];
 
 /// The advisory lock key migrations hold (`ferry` in ASCII, then `mig`).
 const LOCK_KEY: i64 = 0x6665_7272_796d_6967;

@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "settings",
         sql: include_str!("migrations/0003_settings.sql"),
     },
+    Migration {
+        version: 5,
+        name: "pipelines",
+        sql: include_str!("migrations/0005_pipelines.sql"),
+    },
 ];
 
 /// The highest schema version this binary knows.
