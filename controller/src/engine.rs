@@ -9,6 +9,7 @@ pub mod lease_writer;
 pub mod local;
 mod long_poll;
 mod outputs;
+pub mod pipelines;
 pub mod placement;
 pub mod reaper;
 pub mod singleton;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use ferry_proto::v1::{
     agent_service_server::AgentServiceServer, job_service_server::JobServiceServer,
+    pipeline_service_server::PipelineServiceServer,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -205,6 +206,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         ))
         .add_service(JobServiceServer::with_interceptor(
             service::job::JobApi::new(engine.clone(), tracker.clone(), shutdown.clone()),
+            TokenCheck::new(config.client_token.clone().map(|t| t.0), "client"),
+        ))
+        .add_service(PipelineServiceServer::with_interceptor(
+            service::pipelines::PipelineApi::new(engine.clone()),
             TokenCheck::new(config.client_token.clone().map(|t| t.0), "client"),
         ));
     // TLS, the cap on connections and the handshake deadline are ours (serve/), so that a

@@ -6,6 +6,7 @@ pub mod auth;
 mod checks;
 pub mod convert;
 pub mod job;
+pub mod pipelines;
 mod status;
 pub mod upload_frames;
 pub mod watch;
