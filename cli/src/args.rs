@@ -8,6 +8,9 @@ use ferry_proto::v1::JobState;
 use crate::jobfile::is_param_name;
 use crate::output::Format;
 
+mod pipelines;
+pub use pipelines::{PipelineRunArgs, PipelinesCommand};
+
 pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7070";
 
 #[derive(Debug, Parser)]
@@ -84,6 +87,9 @@ pub enum Command {
     /// List, set and reset the high watermarks of incremental sql tasks
     #[command(subcommand)]
     Watermarks(WatermarksCommand),
+    /// Named, versioned job templates: apply, list, show, history, run, pause, resume, delete
+    #[command(subcommand)]
+    Pipelines(PipelinesCommand),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -162,6 +168,9 @@ pub enum JobsCommand {
         /// Only jobs in this state
         #[arg(long, value_enum, value_name = "STATE")]
         state: Option<StateFilter>,
+        /// Only the runs of this pipeline
+        #[arg(long, value_name = "NAME")]
+        pipeline: Option<String>,
     },
     /// Show a job with its tasks and attempts
     Show { id: String },

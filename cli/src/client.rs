@@ -8,6 +8,7 @@ use std::{
 };
 
 use ferry_proto::v1::job_service_client::JobServiceClient;
+use ferry_proto::v1::pipeline_service_client::PipelineServiceClient;
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{interceptor::InterceptedService, Interceptor},
@@ -18,6 +19,8 @@ use tonic::{
 use crate::exit::CliError;
 
 pub type Client = JobServiceClient<InterceptedService<Channel, Authorization>>;
+/// A `PipelineService` client, on the connection a `Client` uses.
+pub type PipelineClient = PipelineServiceClient<InterceptedService<Channel, Authorization>>;
 
 /// Adds `authorization: Bearer <token>` to every call when the user has a token.
 #[derive(Clone, Default)]
@@ -209,6 +212,18 @@ impl Controller {
             failures.push(error);
         }
         Err(CliError::none_reachable(failures))
+    }
+
+    /// A `PipelineService` client on the connection `connect` makes (or reuses).
+    pub async fn connect_pipelines(&self) -> Result<PipelineClient, CliError> {
+        self.connect().await?;
+        let (_, channel) = self
+            .reused()
+            .ok_or_else(|| CliError::Failed("the connection to the controller was lost".into()))?;
+        Ok(PipelineServiceClient::with_interceptor(
+            channel,
+            self.authorization.clone(),
+        ))
     }
 
     /// The controller calls go to was lost (a watch's stream broke): the next connection tries

@@ -3,6 +3,7 @@
 mod agents;
 mod jobs;
 mod logs;
+mod pipelines;
 mod queues;
 mod results;
 mod submit;
@@ -28,7 +29,12 @@ pub async fn run(args: Args) -> Result<Outcome, CliError> {
     let format = args.output;
     match args.command {
         Command::Submit(submit) => submit::run(&controller, format, submit).await,
-        Command::Jobs(JobsCommand::List { limit, state }) => {
+        Command::Jobs(JobsCommand::List {
+            limit,
+            state,
+            pipeline: Some(name),
+        }) => pipelines::jobs(&controller, format, &name, limit, state).await,
+        Command::Jobs(JobsCommand::List { limit, state, .. }) => {
             jobs::list(&controller, format, limit, state).await
         }
         Command::Jobs(JobsCommand::Show { id }) => jobs::show(&controller, format, &id).await,
@@ -55,5 +61,6 @@ pub async fn run(args: Args) -> Result<Outcome, CliError> {
         Command::Watermarks(WatermarksCommand::Reset { job_name, task }) => {
             watermarks::reset(&controller, format, &job_name, &task).await
         }
+        Command::Pipelines(command) => pipelines::run(&controller, format, command).await,
     }
 }

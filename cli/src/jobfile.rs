@@ -6,13 +6,15 @@
 
 mod graph;
 mod location;
+#[cfg(test)]
+mod param_tests;
 mod read;
 #[cfg(test)]
 mod tests;
 
 use std::{fmt, path::Path};
 
-use ferry_proto::v1::JobSpec;
+use ferry_proto::v1::{JobSpec, ParamDecl};
 
 use crate::exit::CliError;
 
@@ -53,9 +55,15 @@ impl fmt::Display for InvalidJobFile {
 
 impl std::error::Error for InvalidJobFile {}
 
-/// Reads the job file at `path`, checks it, and applies `--param` overrides on top of its
-/// `[params]`.
-pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<JobSpec, CliError> {
+/// A job file read whole: the spec, and the typed parameters of its `[params]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFile {
+    pub spec: JobSpec,
+    pub params: Vec<ParamDecl>,
+}
+
+/// Reads the job file at `path` and checks it.
+pub fn read_file(path: &Path) -> Result<JobFile, CliError> {
     let source = std::fs::read_to_string(path).map_err(|err| {
         CliError::BadInput(format!(
             "cannot read job file {}: {}",
@@ -63,13 +71,59 @@ pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<JobSpec, CliE
             crate::exit::io_reason(&err)
         ))
     })?;
-    let mut spec = parse(&path.display().to_string(), &source)?;
-    apply_params(&mut spec, overrides);
+    Ok(parse_file(&path.display().to_string(), &source)?)
+}
+
+/// Reads the job file at `path`, checks it, and applies `--param` overrides on top of its
+/// `[params]`: a typed parameter's value must be of its type, a required one must be given
+/// (`ferry_jobspec::pipeline::resolve`), each refusal naming the parameter.
+pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<JobSpec, CliError> {
+    let JobFile { mut spec, params } = read_file(path)?;
+    if params.is_empty() {
+        apply_params(&mut spec, overrides);
+        return Ok(spec);
+    }
+    let decls = typed(&params);
+    let plain = spec
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let given = overrides.iter().cloned().collect();
+    let values =
+        ferry_jobspec::pipeline::resolve(&plain, &decls, &given, false).map_err(|problems| {
+            CliError::BadInput(format!(
+                "parameters refused for job file {}: {}",
+                path.display(),
+                problems.join("; ")
+            ))
+        })?;
+    spec.params = values.into_iter().collect();
     Ok(spec)
+}
+
+/// The declarations of a checked file (whose types are known).
+fn typed(params: &[ParamDecl]) -> Vec<ferry_jobspec::pipeline::ParamDecl> {
+    params
+        .iter()
+        .filter_map(|p| {
+            Some(ferry_jobspec::pipeline::ParamDecl {
+                name: p.name.clone(),
+                ty: ferry_jobspec::pipeline::ParamType::parse(&p.r#type)?,
+                default: p.default.clone(),
+                required: p.required,
+            })
+        })
+        .collect()
 }
 
 /// Parses and checks the job file `source`; `file` names it in problems.
 pub fn parse(file: &str, source: &str) -> Result<JobSpec, InvalidJobFile> {
+    parse_file(file, source).map(|f| f.spec)
+}
+
+/// Parses and checks the job file `source`, typed parameters included.
+pub fn parse_file(file: &str, source: &str) -> Result<JobFile, InvalidJobFile> {
     let mut problems = Vec::new();
     let draft = read::read(source, &mut problems);
     let lines = location::LineIndex::new(source);
@@ -77,7 +131,10 @@ pub fn parse(file: &str, source: &str) -> Result<JobSpec, InvalidJobFile> {
         graph::check(&draft.tasks, &lines, &mut problems);
     }
     match draft {
-        Some(draft) if problems.is_empty() => Ok(draft.spec),
+        Some(draft) if problems.is_empty() => Ok(JobFile {
+            spec: draft.spec,
+            params: draft.params,
+        }),
         _ => {
             problems.sort_by_key(|p| p.offset);
             problems.dedup();

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ferry_proto::v1::{task_spec::Kind, JobSpec, RetryPolicy, ShellTask, TaskSpec};
+use ferry_proto::v1::{task_spec::Kind, JobSpec, ParamDecl, RetryPolicy, ShellTask, TaskSpec};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -13,6 +13,7 @@ use ferry_jobspec::limits as l;
 
 use super::{is_param_name, is_task_id, Problem};
 
+mod params;
 mod sql;
 mod values;
 
@@ -56,6 +57,8 @@ impl TaskMeta {
 pub(super) struct Draft {
     pub spec: JobSpec,
     pub tasks: Vec<TaskMeta>,
+    /// The typed parameters of `[params]` (`params::param_decl`).
+    pub params: Vec<ParamDecl>,
 }
 
 /// Reads the document; `None` when it is not even valid TOML (the syntax errors are noted).
@@ -97,6 +100,7 @@ impl Reader<'_> {
     fn job(&mut self, root: &DeTable<'_>) -> Draft {
         let mut spec = JobSpec::default();
         let mut tasks = Vec::new();
+        let mut decls = Vec::new();
         let mut has_name = false;
         let mut has_tasks = false;
         for (key, value) in root.iter() {
@@ -109,7 +113,7 @@ impl Reader<'_> {
                         spec.name = name;
                     }
                 }
-                "params" => spec.params = self.params(value),
+                "params" => spec.params = self.params(value, &mut decls),
                 "tasks" => {
                     has_tasks = true;
                     self.tasks(value, &mut spec, &mut tasks);
@@ -123,10 +127,14 @@ impl Reader<'_> {
         if !has_tasks {
             self.push(0, "no tasks: a job needs at least one [[tasks]] entry");
         }
-        Draft { spec, tasks }
+        Draft {
+            spec,
+            tasks,
+            params: decls,
+        }
     }
 
-    fn params(&mut self, value: &Value<'_>) -> HashMap<String, String> {
+    fn params(&mut self, value: &Value<'_>, decls: &mut Vec<ParamDecl>) -> HashMap<String, String> {
         let Some(table) = self.table(value, "params") else {
             return HashMap::new();
         };
@@ -144,13 +152,16 @@ impl Reader<'_> {
             } else {
                 self.limit_at(key.span().start, "parameter name", check::param_name(name));
             }
-            if let Some(v) = self.scalar(value, &format!("params.{name}")) {
+            if value.get_ref().as_table().is_some() {
+                decls.extend(self.param_decl(name, value));
+            } else if let Some(v) = self.scalar(value, &format!("params.{name}")) {
                 let problem = fields::param_value(&v);
                 self.limit(value, &format!("params.{name}"), problem);
                 params.insert(name.to_owned(), v);
             }
         }
-        self.limit(value, "params", check::count(params.len(), l::PARAMS_MAX));
+        let count = params.len() + decls.len();
+        self.limit(value, "params", check::count(count, l::PARAMS_MAX));
         let bytes: usize = params.iter().map(|(k, v)| k.len() + v.len()).sum();
         if bytes > l::PARAMS_TOTAL_MAX {
             self.push(
