@@ -31,7 +31,7 @@ mod transfers;
 pub use backoff::{Backoff, FailureLog};
 pub use complete::CompleteAnswer;
 pub use controllers::{is_unreachable, Controllers};
-pub use errors::{ClientError, TransferError};
+pub use errors::{ClientError, Refusal, TransferError};
 
 /// Client for `AgentService`; cheap to clone, all clones share the session and the current
 /// controller.
@@ -294,6 +294,7 @@ impl Client {
             max_tasks: config.max_tasks,
             hostname: config.hostname.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            instance: config.instance.clone(),
             // Names only: the URLs and passwords stay here.
             datasources: config.datasources.keys().cloned().collect(),
         };
@@ -314,9 +315,22 @@ impl Client {
                     );
                     return Some(resp);
                 }
-                Err(e) => match tls_hint(config, &e) {
-                    Some(hint) => failures.failed(&format!("{e} ({hint})")),
-                    None => failures.failed(&e),
+                Err(e) => match e.refusal() {
+                    Some(refusal @ Refusal::NameTaken(_)) => {
+                        failures.refused(&refusal);
+                        // The holder is alive: ask again only as often as its death could
+                        // free the name, never in a loop that would disturb it.
+                        let pause = NAME_TAKEN_PAUSE.mul_f64(0.75 + fastrand::f64() / 2.0);
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => continue,
+                            () = cancel.cancelled() => return None,
+                        }
+                    }
+                    Some(refusal) => failures.refused(&refusal),
+                    None => match tls_hint(config, &e) {
+                        Some(hint) => failures.failed(&format!("{e} ({hint})")),
+                        None => failures.failed(&e),
+                    },
                 },
             }
             if !backoff.sleep(cancel).await {
@@ -326,6 +340,9 @@ impl Client {
     }
 }
 
+/// How long an agent whose name is taken waits before asking again (±25 %).
+const NAME_TAKEN_PAUSE: Duration = Duration::from_secs(10);
+
 /// What to check when a TLS controller closes the connection without saying why: a controller
 /// that requires client certificates refuses one without (or from another CA) with an alert
 /// that, depending on timing, arrives after the client saw the connection close.
@@ -334,6 +351,14 @@ fn tls_hint(config: &Config, error: &ClientError) -> Option<&'static str> {
         return None;
     };
     let text = text.to_lowercase();
+    if config.tls.is_some() && text.contains("invalidcontenttype") {
+        return Some("the controller does not speak TLS on this port: use an http:// URL, or start the controller with --tls-cert and --tls-key");
+    }
+    if config.tls.is_none()
+        && (text.contains("h2 protocol error") || text.ends_with("transport error"))
+    {
+        return Some("no plain HTTP/2 answer: the controller speaks TLS on this port, use an https:// URL (with --tls-ca if its CA is not the system's)");
+    }
     let closed = [
         "connection closed",
         "broken pipe",

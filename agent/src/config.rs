@@ -172,6 +172,10 @@ pub struct Config {
     /// The controllers' URLs, in the order given (at least one).
     pub controllers: Vec<String>,
     pub name: String,
+    /// No name was given: `run` makes it the hostname plus the agent's id (`identity`).
+    pub name_is_default: bool,
+    /// The agent's own id, from its work directory (`identity`); set by `run`.
+    pub instance: String,
     pub hostname: String,
     pub queues: Vec<String>,
     pub labels: BTreeMap<String, String>,
@@ -309,6 +313,7 @@ impl RawConfig {
         let (controllers, tls) = self.controller_urls()?;
         let (pass_env, task_path) = self.task_env()?;
         let hostname = hostname();
+        let name_is_default = self.name.is_none();
         let name = self.name.unwrap_or_else(|| hostname.clone());
         if name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));
@@ -392,6 +397,8 @@ impl RawConfig {
             token,
             controllers,
             name,
+            name_is_default,
+            instance: String::new(),
             hostname,
             queues: self.queues,
             labels,

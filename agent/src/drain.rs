@@ -60,6 +60,22 @@ pub(crate) async fn drain(agent: &Agent, session: &Session, force: &Cancellation
         drain_timeout_s = timeout.as_secs_f64(),
         "draining: taking no new work"
     );
+    // Said at once, so that `agents list` shows `draining` (later heartbeats say it too).
+    let said = agent.client.heartbeat(
+        ferry_proto::v1::HeartbeatRequest {
+            agent: None,
+            running: agent.running.snapshot(),
+            metrics: None,
+            draining: true,
+        },
+        GOODBYE_TIMEOUT,
+    );
+    tokio::select! {
+        result = said => if let Err(e) = result {
+            tracing::debug!(error = %e, "could not tell the controller this agent drains");
+        },
+        () = force.cancelled() => {}
+    }
     let finished = tokio::select! {
         done = agent.running.wait_empty(timeout) => done,
         () = force.cancelled() => false,

@@ -10,6 +10,7 @@ pub mod drain;
 mod failover_tests;
 pub mod guard;
 pub mod heartbeat;
+pub mod identity;
 pub mod inputs;
 pub mod logs;
 pub mod metrics;
@@ -126,9 +127,17 @@ impl Session {
 }
 
 /// Runs the agent until it has drained (signal or drain order). Returns `Ok` on a clean exit.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
+pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
     let work_dir = prepare_work_dir(&config.work_dir).await?;
     let client = Client::new(&config)?;
+    config.instance = identity::instance(&work_dir).map_err(|source| AgentError::WorkDir {
+        path: work_dir.join(identity::ID_FILE),
+        source,
+    })?;
+    if config.name_is_default {
+        config.name = identity::default_name(&config.hostname, &config.instance);
+    }
+    identity::warn_if_token_file_open(&config);
     info!(
         name = %config.name,
         controllers = %config

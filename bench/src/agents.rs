@@ -328,7 +328,7 @@ async fn ready_agents(controller: &ferry_tests::Controller) -> Result<usize> {
         .job_client()
         .await?
         .max_decoding_message_size(64 << 20)
-        .list_agents(ListAgentsRequest {})
+        .list_agents(ListAgentsRequest::default())
         .await
         .context("ListAgents")?
         .into_inner()

@@ -47,6 +47,7 @@ impl SimAgent {
                 max_tasks: slots,
                 hostname: "bench".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
+                ..Default::default()
             })
             .await
             .with_context(|| format!("registering {name} at {addr}"))?
@@ -72,6 +73,7 @@ impl SimAgent {
                     load5: 0.5,
                     load15: 0.5,
                 }),
+                ..Default::default()
             })
             .await
             .with_context(|| format!("Heartbeat of {}", self.identity.name))?;

@@ -126,6 +126,8 @@ async fn worker(store: Arc<dyn Store>, name: String, stop_at: Instant) -> Result
                 max_tasks: 1,
                 hostname: "bench".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
+                instance: String::new(),
+                live_after: 0,
             },
             now_ms(),
         )

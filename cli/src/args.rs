@@ -196,10 +196,20 @@ pub struct LogsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
-    /// List agents with their state, load and host metrics
-    List,
+    /// List agents with their state (ready, draining, drained, dead), load and host metrics;
+    /// agents that left are dropped after the controller's --departed-agent-retention
+    List {
+        /// Also agents that left (drained or dead) longer ago than the retention
+        #[arg(long)]
+        all: bool,
+    },
     /// Stop giving an agent new tasks and hand its running ones back
     Drain { name: String },
+    /// Remove an agent that left (drained or dead) from the list; refused for a live one
+    Forget {
+        /// The agent's name, as `agents list --all` shows it
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,9 +40,22 @@ impl Interceptor for Authorization {
 /// The client token: from `--token-file` (or `FERRY_TOKEN_FILE`), else `FERRY_TOKEN`.
 pub fn token(file: Option<&std::path::Path>) -> Result<Option<String>, CliError> {
     let text = match file {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| {
-            CliError::BadInput(format!("cannot read token file {}: {e}", path.display()))
-        })?,
+        Some(path) => {
+            use std::os::unix::fs::PermissionsExt;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::BadInput(format!("cannot read token file {}: {e}", path.display()))
+            })?;
+            let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777);
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "warning: the token file {} is readable by other users (mode {mode:03o}); \
+                     make it yours alone: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            }
+            text
+        }
         None => match std::env::var("FERRY_TOKEN") {
             Ok(token) => token,
             Err(_) => return Ok(None),

@@ -41,7 +41,12 @@ pub async fn run(args: Args) -> Result<Outcome, CliError> {
         Command::Jobs(JobsCommand::Cancel { id }) => jobs::cancel(&controller, format, &id).await,
         Command::Jobs(JobsCommand::Watch { id }) => jobs::watch(&controller, format, &id).await,
         Command::Logs(logs) => logs::run(&controller, logs).await,
-        Command::Agents(AgentsCommand::List) => agents::list(&controller, format).await,
+        Command::Agents(AgentsCommand::List { all }) => {
+            agents::list(&controller, format, all).await
+        }
+        Command::Agents(AgentsCommand::Forget { name }) => {
+            agents::forget(&controller, format, &name).await
+        }
         Command::Agents(AgentsCommand::Drain { name }) => {
             agents::drain(&controller, format, &name).await
         }

@@ -124,9 +124,31 @@ impl CliError {
                 code: Code::Unavailable,
                 message,
             },
+            // What a TLS client reads from a plaintext port: an HTTP/2 frame where a TLS record
+            // should be.
+            Code::Unavailable
+                if url.starts_with("https://")
+                    && root_cause(status).is_some_and(|c| c.contains("InvalidContentType")) =>
+            {
+                CliError::Unreachable {
+                    url: url.to_owned(),
+                    reason: "the controller does not speak TLS on this port: use an http:// URL \
+                             (or start the controller with --tls-cert and --tls-key)"
+                        .to_owned(),
+                }
+            }
             Code::Unavailable => CliError::Unreachable {
                 url: url.to_owned(),
                 reason: root_cause(status).unwrap_or(message),
+            },
+            Code::Unauthenticated => CliError::Refused {
+                url: url.to_owned(),
+                call,
+                code: Code::Unauthenticated,
+                message: format!(
+                    "{message}; give the CLI the controller's client token with --token-file FILE \
+                     or FERRY_TOKEN_FILE"
+                ),
             },
             // What a plaintext call to a TLS port gets back: a TLS alert read as HTTP/2, or the
             // connection dropped by the server's failed handshake.
@@ -138,8 +160,8 @@ impl CliError {
                 CliError::Unreachable {
                     url: url.to_owned(),
                     reason: format!(
-                        "no plain HTTP/2 answer ({cause}); if the controller serves TLS, use an \
-                         https:// URL"
+                        "no plain HTTP/2 answer ({cause}): the controller speaks TLS on this \
+                         port, use an https:// URL"
                     ),
                 }
             }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use extracts::{ColumnView, ExtractView, ResetView, WatermarkView};
 pub use views::{
-    AgentView, CancelView, DrainView, JobSummaryView, JobView, QueueView, ResultView, SavedView,
+    AgentView, CancelView, DrainView, ForgetView, JobSummaryView, JobView, QueueView, ResultView, SavedView,
 };
 
 use crate::exit::CliError;
@@ -221,6 +221,7 @@ pub fn agent_state(state: AgentState) -> &'static str {
         AgentState::Ready => "ready",
         AgentState::Draining => "draining",
         AgentState::Dead => "dead",
+        AgentState::Drained => "drained",
     }
 }
 

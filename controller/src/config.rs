@@ -37,6 +37,7 @@ struct Raw {
     agent_token_file: Option<String>,
     client_token_file: Option<String>,
     tls_cert: Option<String>,
+    departed_agent_retention: String,
     tls_key: Option<String>,
     tls_client_ca: Option<String>,
     artifacts: Option<String>,
@@ -77,8 +78,13 @@ pub struct Config {
 }
 
 #[derive(Debug, thiserror::Error)]
+    /// How long `agents list` shows an agent that left (drained or dead).
+    pub departed_agent_retention: Duration,
 pub enum ConfigError {
     #[error("config: {0}")]
+/// Default of `departed_agent_retention`.
+pub const DEFAULT_DEPARTED_AGENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
     Load(#[from] config::ConfigError),
     #[error("config: {key}: {problem}")]
     Invalid { key: &'static str, problem: String },
@@ -86,7 +92,7 @@ pub enum ConfigError {
     Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 25] = [
+const KEYS: [&str; 26] = [
     "listen",
     "async_threads",
     "data_dir",
@@ -101,6 +107,7 @@ const KEYS: [&str; 25] = [
     "agent_token_file",
     "client_token_file",
     "tls_cert",
+    "departed_agent_retention",
     "tls_key",
     "tls_client_ca",
     "artifacts",
@@ -134,6 +141,7 @@ impl Config {
             .set_default(
                 "max_connections",
                 crate::serve::default_max_connections() as u64,
+            .set_default("departed_agent_retention", "24h")?
             )?
             .set_default(
                 "handshake_timeout",
@@ -164,6 +172,7 @@ impl Config {
             ("agent_token_file", flags.agent_token_file),
             ("client_token_file", flags.client_token_file),
             ("tls_cert", flags.tls_cert),
+            ("departed_agent_retention", flags.departed_agent_retention),
             ("tls_key", flags.tls_key),
             ("tls_client_ca", flags.tls_client_ca),
             ("artifacts", flags.artifacts),
@@ -402,3 +411,7 @@ impl Raw {
 
 #[cfg(test)]
 mod tests;
+            departed_agent_retention: duration(
+                "departed_agent_retention",
+                &self.departed_agent_retention,
+            )?,

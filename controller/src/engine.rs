@@ -3,6 +3,7 @@
 //! and publishes every change to the pollers, agents and watchers it concerns. All durable
 //! state lives behind the `Store` trait.
 
+mod agents;
 mod complete;
 mod job_watch;
 pub mod lease_writer;
@@ -299,6 +300,8 @@ impl Engine {
     // ---- agents ----------------------------------------------------------------------------
 
     #[tracing::instrument(skip_all, fields(agent = %name))]
+    // The registration's fields as the agent sends them, each checked here.
+    #[allow(clippy::too_many_arguments)]
     pub async fn register(
         &self,
         name: String,
@@ -307,6 +310,7 @@ impl Engine {
         max_tasks: u32,
         hostname: String,
         version: String,
+        instance: String,
     ) -> Result<String, EngineError> {
         if name.is_empty() {
             return Err(EngineError::InvalidArgument("agent name is empty".into()));
@@ -325,8 +329,11 @@ impl Engine {
             max_tasks,
             hostname,
             version,
+            live_after: self.clock.now_ms() - self.config.agent_timeout.as_millis() as i64,
+            instance,
         };
-        let effects = self.store.register_agent(reg, self.clock.now_ms()).await?;
+        let effects =
+            self.refused_name(self.store.register_agent(reg, self.clock.now_ms()).await)?;
         self.local
             .liveness
             .register(&name, &session, queues, labels, max_tasks);
@@ -437,10 +444,10 @@ impl Engine {
         self.session(who).await?;
         let effects = self
             .store
-            .agent_dead(&who.name, &who.session, self.clock.now_ms())
+            .agent_left(&who.name, &who.session, self.clock.now_ms())
             .await?;
         self.local.liveness.remove_session(&who.name, &who.session);
-        tracing::info!(agent = %who.name, "agent left");
+        tracing::info!(agent = %who.name, "agent left (drained)");
         self.publish(effects);
         Ok(())
     }
@@ -458,22 +465,10 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn agents(&self) -> Result<Vec<AgentView>, EngineError> {
-        let records = self.store.list_agents().await?;
-        Ok(records
-            .into_iter()
-            .map(|record| AgentView {
-                last_heartbeat_ms: record.seen_at,
-                metrics: record.metrics,
-                record,
-            })
-            .collect())
-    }
-
     pub async fn queues(&self) -> Result<Vec<QueueView>, EngineError> {
         let mut per_queue: std::collections::HashMap<String, u32> = Default::default();
         for agent in self.store.list_agents().await? {
-            if agent.state != AgentState::Dead {
+            if !agent.state.is_gone() {
                 for queue in agent.queues {
                     *per_queue.entry(queue).or_default() += 1;
                 }

@@ -205,7 +205,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             TokenCheck::new(config.agent_token.clone().map(|t| t.0), "agent"),
         ))
         .add_service(JobServiceServer::with_interceptor(
-            service::job::JobApi::new(engine.clone(), tracker.clone(), shutdown.clone()),
+            service::job::JobApi::new(engine.clone(), tracker.clone(), shutdown.clone())
+                .with_departed_retention(config.departed_agent_retention),
             TokenCheck::new(config.client_token.clone().map(|t| t.0), "client"),
         ))
         .add_service(PipelineServiceServer::with_interceptor(

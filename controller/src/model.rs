@@ -68,8 +68,15 @@ string_enum!(
 );
 string_enum!(
     /// What the controller knows of an agent.
-    AgentState { Ready => "ready", Draining => "draining", Dead => "dead" }
+    AgentState { Ready => "ready", Draining => "draining", Dead => "dead", Drained => "drained" }
 );
+
+impl AgentState {
+    /// The agent has left the fleet: declared dead, or gone on purpose after a drain.
+    pub fn is_gone(self) -> bool {
+        matches!(self, Self::Dead | Self::Drained)
+    }
+}
 
 impl JobState {
     pub fn is_terminal(self) -> bool {

@@ -2,6 +2,7 @@
 //! logs, in the domain's words. Backends are chosen by URL scheme; only `store/` holds SQL.
 //! Each method is one transaction, acknowledged only once it is on disk.
 
+pub(crate) mod agent_rules;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod pipelines;
@@ -33,6 +34,9 @@ pub enum StoreError {
     Fenced { attempt: AttemptKey, reason: String },
     #[error("{0}")]
     Conflict(String),
+    /// The thing named is not in a state that allows the call (forgetting a live agent).
+    #[error("{0}")]
+    Precondition(String),
     /// The request names something of the wrong kind (a watermark for a task that is not an
     /// incremental sql task).
     #[error("{0}")]
@@ -143,6 +147,11 @@ pub struct AgentRegistration {
     pub max_tasks: u32,
     pub hostname: String,
     pub version: String,
+    /// The agent's own id, stable across its restarts (empty: an agent too old to send one).
+    pub instance: String,
+    /// A holder of the name last seen at or after this is alive: another agent (a different
+    /// `instance`, or none) is refused (`Conflict`) and changes nothing.
+    pub live_after: Millis,
 }
 
 /// The result of a cancel.
@@ -212,6 +221,8 @@ pub trait Store: pipelines::PipelineStore + Send + Sync + 'static {
     async fn cancel_job(&self, job_id: &str, now: Millis) -> Result<Cancelled, StoreError>;
 
     /// Records an agent's (re)registration. Attempts of its earlier sessions are lost.
+    /// `Conflict`, changing nothing, when another agent holds the name and is alive (see
+    /// `AgentRegistration::live_after`); the same `instance` takes over (a restart).
     async fn register_agent(
         &self,
         reg: AgentRegistration,
@@ -236,6 +247,18 @@ pub trait Store: pipelines::PipelineStore + Send + Sync + 'static {
         session: &str,
         now: Millis,
     ) -> Result<Effects, StoreError>;
+
+    /// A clean exit (Deregister): the agent is `drained`; attempts still running on it are
+    /// lost. Does nothing when `session` is no longer the agent's, or it is already gone.
+    async fn agent_left(
+        &self,
+        name: &str,
+        session: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError>;
+    /// Removes a departed (drained or dead) agent's record. `NotFound` for an unknown name,
+    /// `Precondition` for an agent that is ready or draining.
+    async fn forget_agent(&self, name: &str) -> Result<(), StoreError>;
 
     /// Atomically starts new attempts of eligible queued tasks for this agent.
     async fn claim(&self, req: ClaimRequest, now: Millis) -> Result<Claimed, StoreError>;

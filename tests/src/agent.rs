@@ -234,7 +234,7 @@ impl Agent {
             let answer = async {
                 let mut client = grpc::job_client(url).await?;
                 client
-                    .list_agents(ListAgentsRequest {})
+                    .list_agents(ListAgentsRequest::default())
                     .await
                     .context("ListAgents")
             };

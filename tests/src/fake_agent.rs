@@ -44,6 +44,8 @@ impl FakeAgent {
                 max_tasks: slots,
                 hostname: "nowhere".into(),
                 version: "test".into(),
+                // The same name registering again is this fake agent restarted.
+                instance: format!("fake-{name}"),
                 ..Default::default()
             })
             .await
@@ -136,7 +138,7 @@ impl FakeAgent {
             let name = name.clone();
             async move {
                 let listed = jobs
-                    .list_agents(ListAgentsRequest {})
+                    .list_agents(ListAgentsRequest::default())
                     .await?
                     .into_inner()
                     .agents;

@@ -50,7 +50,12 @@ pub struct FailureLog {
     what: &'static str,
     last: Option<String>,
     count: u64,
+    /// When a refusal was last said at warn.
+    last_warned: Option<std::time::Instant>,
 }
+
+/// How often a repeated refusal is said again at warn.
+pub const REFUSAL_REPEAT: Duration = Duration::from_secs(60);
 
 impl FailureLog {
     pub fn new(what: &'static str) -> Self {
@@ -58,6 +63,7 @@ impl FailureLog {
             what,
             last: None,
             count: 0,
+            last_warned: None,
         }
     }
 
@@ -69,6 +75,24 @@ impl FailureLog {
         } else {
             warn!(call = self.what, error = %text, "call failed; retrying with backoff");
             self.last = Some(text);
+        }
+    }
+
+    /// A refusal that retrying will not fix by itself (a taken name, a missing token): said
+    /// at warn the first time and again at most once per `REFUSAL_REPEAT`, so that it is seen
+    /// in any recent stretch of the log and never floods it.
+    pub fn refused(&mut self, error: &impl std::fmt::Display) {
+        let text = error.to_string();
+        self.count += 1;
+        let due = self
+            .last_warned
+            .is_none_or(|at| at.elapsed() >= REFUSAL_REPEAT);
+        if due || self.last.as_deref() != Some(text.as_str()) {
+            warn!(call = self.what, error = %text, refusals = self.count, "refused by the controller; retrying with backoff");
+            self.last = Some(text);
+            self.last_warned = Some(std::time::Instant::now());
+        } else {
+            debug!(call = self.what, error = %text, refusals = self.count, "refused again");
         }
     }
 

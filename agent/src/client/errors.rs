@@ -68,6 +68,33 @@ impl ClientError {
     }
 }
 
+/// A refusal of `Register` that retrying alone will not fix, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// `ALREADY_EXISTS`: another live agent holds this name (the controller's message says
+    /// which, and how to name this one).
+    #[error("{0}")]
+    NameTaken(String),
+    /// `UNAUTHENTICATED`: no agent token, or the wrong one.
+    #[error("{0}: give this agent the controller's agent token with --token-file FILE or FERRY_TOKEN_FILE")]
+    Unauthenticated(String),
+}
+
+impl ClientError {
+    /// The refusal this error is, if any (`Rejected` keeps the code first, as `status_text`
+    /// writes it).
+    pub fn refusal(&self) -> Option<Refusal> {
+        let ClientError::Rejected(text) = self else {
+            return None;
+        };
+        if let Some(message) = text.strip_prefix("AlreadyExists: ") {
+            return Some(Refusal::NameTaken(message.to_owned()));
+        }
+        text.strip_prefix("Unauthenticated: ")
+            .map(|message| Refusal::Unauthenticated(message.to_owned()))
+    }
+}
+
 /// What a transfer (`UploadOutput`, `UploadStatus`, `FetchInput`) does about a failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransferError {

@@ -7,7 +7,7 @@ mod results;
 
 use std::collections::BTreeMap;
 
-pub use agents::{AgentView, DrainView, QueueView};
+pub use agents::{AgentView, DrainView, ForgetView, QueueView};
 pub use jobs::{CancelView, JobSummaryView, JobView};
 pub use results::{ResultView, SavedView};
 

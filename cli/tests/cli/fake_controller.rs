@@ -11,11 +11,11 @@ use ferry_proto::v1::{
     job_service_server::{JobService, JobServiceServer},
     watch_job_event::Kind,
     Attempt, AttemptState, CancelJobRequest, CancelJobResponse, DataChunk, DownloadResultRequest,
-    DrainAgentRequest, DrainAgentResponse, GetJobRequest, GetLogsRequest, Job, JobState,
-    ListAgentsRequest, ListAgentsResponse, ListJobsRequest, ListJobsResponse, ListQueuesRequest,
-    ListQueuesResponse, ListResultsRequest, ListResultsResponse, LogEvent, LogStream, ResultFile,
-    SnapshotPart, SubmitJobRequest, SubmitJobResponse, Task, TaskDelta, TaskState, WatchJobEvent,
-    WatchJobRequest,
+    DrainAgentRequest, DrainAgentResponse, ForgetAgentRequest, ForgetAgentResponse, GetJobRequest,
+    GetLogsRequest, Job, JobState, ListAgentsRequest, ListAgentsResponse, ListJobsRequest,
+    ListJobsResponse, ListQueuesRequest, ListQueuesResponse, ListResultsRequest,
+    ListResultsResponse, LogEvent, LogStream, ResultFile, SnapshotPart, SubmitJobRequest,
+    SubmitJobResponse, Task, TaskDelta, TaskState, WatchJobEvent, WatchJobRequest,
 };
 use sha2::{Digest, Sha256};
 use tokio_stream::{wrappers::TcpListenerStream, Stream};
@@ -224,6 +224,13 @@ impl JobService for Fake {
         _: Request<DrainAgentRequest>,
     ) -> Result<Response<DrainAgentResponse>, Status> {
         Ok(Response::new(DrainAgentResponse {}))
+    }
+
+    async fn forget_agent(
+        &self,
+        _: Request<ForgetAgentRequest>,
+    ) -> Result<Response<ForgetAgentResponse>, Status> {
+        Ok(Response::new(ForgetAgentResponse {}))
     }
 
     async fn list_queues(

@@ -53,6 +53,11 @@ pub struct Flags {
     /// env: FERRY_ARTIFACT_RETENTION].
     #[arg(long, value_name = "DURATION")]
     pub artifact_retention: Option<String>,
+    /// Agents that left (drained or dead) drop out of `ferry agents list` once last seen
+    /// longer ago than this; `--all` still shows them [default: 24h;
+    /// env: FERRY_DEPARTED_AGENT_RETENTION].
+    #[arg(long, value_name = "DURATION")]
+    pub departed_agent_retention: Option<String>,
     /// Where artifacts live: the data directory (default) or an S3-compatible store,
     /// s3://BUCKET/PREFIX [env: FERRY_ARTIFACTS]. Credentials come from the config file
     /// (s3_access_key_id, s3_secret_access_key, s3_session_token) or the usual AWS variables.

@@ -15,6 +15,7 @@ fn flags() -> Flags {
         max_output_bytes: None,
         disk_reserve: None,
         artifact_retention: None,
+        departed_agent_retention: None,
         agent_token_file: None,
         client_token_file: None,
         tls_cert: None,

@@ -50,6 +50,7 @@ async fn register(engine: &Engine, name: &str) -> Identity {
             4,
             "h".into(),
             "v".into(),
+            "i".into(),
         )
         .await
         .unwrap();

@@ -64,6 +64,7 @@ async fn register(engine: &Engine) -> Identity {
             4,
             "h".into(),
             "v".into(),
+            "i".into(),
         )
         .await
         .unwrap();

@@ -190,6 +190,7 @@ impl AgentService for AgentApi {
                 max_tasks,
                 r.hostname,
                 r.version,
+                r.instance,
             )
             .await?;
         Ok(Response::new(pb::RegisterResponse {
@@ -231,6 +232,9 @@ impl AgentService for AgentApi {
         let who = identity(r.agent)?;
         checks::attempts("running", &r.running)?;
         let running = convert::attempt_keys(r.running);
+        if r.draining {
+            self.engine.draining_on_its_own(&who).await?;
+        }
         let orders = self
             .engine
             .heartbeat(&who, &running, convert::metrics(r.metrics))

@@ -2,7 +2,8 @@
 //! call before any handler runs (a service without a configured token is open); and, under
 //! mutual TLS, which name an agent may register under: one its certificate holds.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tonic::{service::Interceptor, Request, Status};
 
@@ -12,6 +13,18 @@ pub struct TokenCheck {
     expected: Option<Arc<[u8]>>,
     /// Who is expected to hold it, for the error message ("agent", "client").
     holder: &'static str,
+    /// Refusals are logged at warn at most once per `REFUSAL_LOG_EVERY` (with how many were
+    /// refused since), so that a flood of bad clients cannot flood the log.
+    refusals: Arc<Mutex<RefusalLog>>,
+}
+
+/// How often refused calls are said in the log at most, per service.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unsaid: u64,
 }
 
 impl TokenCheck {
@@ -19,7 +32,40 @@ impl TokenCheck {
         Self {
             expected: token.map(|t| Arc::from(t.into_bytes())),
             holder,
+            refusals: Arc::default(),
         }
+    }
+
+    /// The remedy for a caller of this service: which flag gives it the token.
+    fn remedy(&self) -> &'static str {
+        match self.holder {
+            "agent" => "start the agent with --token-file FILE (or FERRY_TOKEN_FILE) holding the controller's --agent-token-file token",
+            _ => "give the CLI --token-file FILE (or FERRY_TOKEN_FILE) holding the controller's --client-token-file token",
+        }
+    }
+
+    /// Logs a refusal at warn unless one was logged lately (then counts it). Never the token.
+    fn log_refusal(&self, why: &str, peer: Option<std::net::SocketAddr>) {
+        let mut log = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if log
+            .last
+            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
+        {
+            log.unsaid += 1;
+            return;
+        }
+        let also = std::mem::take(&mut log.unsaid);
+        log.last = Some(now);
+        drop(log);
+        let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+        tracing::warn!(
+            service = self.holder,
+            %peer,
+            refused_since_last_line = also,
+            "refused a call: {why}; {}",
+            self.remedy()
+        );
     }
 }
 
@@ -37,17 +83,18 @@ impl Interceptor for TokenCheck {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        match presented {
-            Some(token) if equal_in_constant_time(token.as_bytes(), expected) => Ok(request),
-            Some(_) => Err(Status::unauthenticated(format!(
-                "the {} token presented is not valid",
-                self.holder
-            ))),
-            None => Err(Status::unauthenticated(format!(
+        let why = match presented {
+            Some(token) if equal_in_constant_time(token.as_bytes(), expected) => {
+                return Ok(request)
+            }
+            Some(_) => format!("the {} token presented is not valid", self.holder),
+            None => format!(
                 "this controller requires a {} token (authorization: Bearer …)",
                 self.holder
-            ))),
-        }
+            ),
+        };
+        self.log_refusal(&why, request.remote_addr());
+        Err(Status::unauthenticated(why))
     }
 }
 

@@ -62,6 +62,10 @@ pub fn registration(r: &pb::RegisterRequest) -> Result<u32, Status> {
         check::text(&r.version, l::VERSION_MAX, Chars::PrintableAscii, false),
     )?;
     refuse(
+        "agent instance",
+        check::text(&r.instance, l::AGENT_NAME_MAX, Chars::Graphic, false),
+    )?;
+    refuse(
         "agent queues",
         check::count(r.queues.len(), l::AGENT_QUEUES_MAX),
     )?;

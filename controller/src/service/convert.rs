@@ -218,6 +218,7 @@ fn agent_state(s: AgentState) -> pb::AgentState {
         AgentState::Dead => pb::AgentState::Dead,
     }
 }
+        AgentState::Drained => pb::AgentState::Drained,
 
 pub fn outcome(o: i32) -> Result<Outcome, Status> {
     match pb::Outcome::try_from(o) {

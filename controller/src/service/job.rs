@@ -22,6 +22,8 @@ pub struct JobApi {
     /// Owns the tasks that feed server streams; they end at shutdown.
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// How long `agents list` shows agents that left (`--all` shows them all).
+    departed_retention: Duration,
 }
 
 impl JobApi {
@@ -30,7 +32,14 @@ impl JobApi {
             engine,
             tracker,
             shutdown,
+            departed_retention: crate::config::DEFAULT_DEPARTED_AGENT_RETENTION,
         }
+    }
+
+    /// Departed agents leave `agents list` once last seen longer ago than `retention`.
+    pub fn with_departed_retention(mut self, retention: Duration) -> Self {
+        self.departed_retention = retention;
+        self
     }
 }
 
@@ -191,9 +200,10 @@ impl JobService for JobApi {
 
     async fn list_agents(
         &self,
-        _request: Request<pb::ListAgentsRequest>,
+        request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        let agents = self.engine.agents().await?;
+        let all = request.into_inner().all;
+        let agents = self.engine.agents(all, self.departed_retention).await?;
         Ok(Response::new(pb::ListAgentsResponse {
             agents: agents.iter().map(convert::agent).collect(),
         }))
@@ -207,6 +217,16 @@ impl JobService for JobApi {
         checks::lookup_id("agent name", &name)?;
         self.engine.drain(&name).await?;
         Ok(Response::new(pb::DrainAgentResponse {}))
+    }
+
+    async fn forget_agent(
+        &self,
+        request: Request<pb::ForgetAgentRequest>,
+    ) -> Result<Response<pb::ForgetAgentResponse>, Status> {
+        let name = request.into_inner().name;
+        checks::lookup_id("agent name", &name)?;
+        self.engine.forget(&name).await?;
+        Ok(Response::new(pb::ForgetAgentResponse {}))
     }
 
     async fn list_queues(

@@ -137,7 +137,9 @@ proptest! {
         labels in map(4),
         max_tasks in prop_oneof![0u32..3, 1_023u32..1_026, any::<u32>()],
     ) {
-        let r = pb::RegisterRequest { name, queues, labels, max_tasks, hostname, version };
+        let r = pb::RegisterRequest {
+            name, queues, labels, max_tasks, hostname, version, ..Default::default()
+        };
         match checks::registration(&r) {
             Ok(n) => prop_assert!((1..=ferry_jobspec::limits::AGENT_TASKS_MAX).contains(&n)),
             Err(status) => refused(&status, &[Code::InvalidArgument])?,

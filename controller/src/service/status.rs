@@ -69,6 +69,7 @@ impl From<StoreError> for Status {
             StoreError::NotFound(_) => Status::not_found(e.to_string()),
             StoreError::Fenced { .. } => Status::aborted(e.to_string()),
             StoreError::Conflict(_) => Status::already_exists(e.to_string()),
+            StoreError::Precondition(_) => Status::failed_precondition(e.to_string()),
             StoreError::Invalid(_) => Status::invalid_argument(e.to_string()),
             StoreError::UnsupportedUrl(_) => Status::invalid_argument(e.to_string()),
             StoreError::Closed => Status::unavailable(e.to_string()),

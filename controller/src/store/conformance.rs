@@ -10,6 +10,7 @@
 
 mod agents;
 mod basics;
+mod departures;
 mod early;
 mod outputs;
 mod pipelines;
@@ -20,6 +21,7 @@ mod watermarks;
 
 pub(crate) use agents::*;
 pub(crate) use basics::*;
+pub(crate) use departures::*;
 pub(crate) use early::*;
 pub(crate) use outputs::*;
 pub(crate) use pipelines::*;
@@ -83,6 +85,8 @@ macro_rules! store_conformance_suite {
             watermarks_are_set_and_reset_by_hand,
             queue_stats_count_queued_and_running,
             agents_are_touched_and_found_silent,
+            a_live_name_is_refused_to_another_agent_and_kept_by_its_own,
+            departed_agents_are_drained_or_dead_and_forgotten,
             pipelines_apply_once_per_content_and_versions_only_grow,
             pipeline_runs_are_recorded_with_their_job_once_per_time_or_key);
         $crate::store::conformance::store_conformance_suite!(@backend $backend;
@@ -140,6 +144,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     watermarks_are_set_and_reset_by_hand(&store).await;
     queue_stats_count_queued_and_running(&store).await;
     agents_are_touched_and_found_silent(&store).await;
+    a_live_name_is_refused_to_another_agent_and_kept_by_its_own(&store).await;
+    departed_agents_are_drained_or_dead_and_forgotten(&store).await;
     pipelines_apply_once_per_content_and_versions_only_grow(&store).await;
     pipeline_runs_are_recorded_with_their_job_once_per_time_or_key(&store).await;
     let shared = Shared(store);
@@ -210,6 +216,8 @@ fn registration(name: &str) -> super::AgentRegistration {
         hostname: "h".into(),
         version: "v".into(),
     }
+        instance: "i".into(),
+        live_after: 0,
 }
 
 /// Registers these agents (session `NAME-1`, queue `q`), unless one already is, ready, under

@@ -254,6 +254,25 @@ impl Store for PostgresStore {
         transaction!(self, Mode::Write, |c| agents::dead(c, name, session, now))
     }
 
+    async fn agent_left(
+        &self,
+        name: &str,
+        session: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        transaction!(self, Mode::Write, |c| agents::end(
+            c,
+            name,
+            session,
+            AgentState::Drained,
+            now
+        ))
+    }
+
+    async fn forget_agent(&self, name: &str) -> Result<(), StoreError> {
+        transaction!(self, Mode::Write, |c| agents::forget(c, name))
+    }
+
     async fn claim(&self, req: ClaimRequest, now: Millis) -> Result<Claimed, StoreError> {
         let item = batch::Item {
             completion: None,

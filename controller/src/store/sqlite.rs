@@ -191,6 +191,25 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn agent_left(
+        &self,
+        name: &str,
+        session: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        let (name, session) = (name.to_string(), session.to_string());
+        self.writer
+            .write(move |conn| agents::end(conn, &name, &session, AgentState::Drained, now))
+            .await
+    }
+
+    async fn forget_agent(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |conn| agents::forget(conn, &name))
+            .await
+    }
+
     async fn claim(&self, req: ClaimRequest, now: Millis) -> Result<Claimed, StoreError> {
         self.writer
             .write_with(writer::Durability::Relaxed, move |conn| {

@@ -154,6 +154,19 @@ impl DrainView {
     }
 }
 
+/// What `agents forget` says.
+#[derive(Debug, Serialize)]
+pub struct ForgetView {
+    pub name: String,
+    pub forgotten: bool,
+}
+
+impl ForgetView {
+    pub fn table(&self) -> String {
+        format!("forgot agent {}: it is no longer listed\n", self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ferry_proto::v1::HostMetrics;

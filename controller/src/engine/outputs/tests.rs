@@ -77,6 +77,7 @@ async fn agent(engine: &Engine) -> Identity {
             4,
             "h".into(),
             "v".into(),
+            "i".into(),
         )
         .await
         .unwrap();

@@ -8,26 +8,43 @@ use std::collections::HashMap;
 use super::pool::{col, Conn};
 use super::{dispatch, from_json, to_json};
 use crate::model::{AgentRecord, AgentState, HostMetrics, Millis};
-use crate::store::{AgentRegistration, AgentSeen, Effects, StoreError};
+use crate::store::{
+    agent_rules::{already_gone, ended_because, lost_because, name_taken, still_live},
+    AgentRegistration, AgentSeen, Effects, StoreError,
+};
 
 pub(super) async fn register(
     c: &Conn,
     reg: &AgentRegistration,
     now: Millis,
 ) -> Result<Effects, StoreError> {
-    c.execute(
-        "SELECT 1 FROM agents WHERE name = $1 FOR UPDATE",
-        &[&reg.name],
-    )
-    .await?;
-    let why = format!("agent {} restarted", reg.name);
+    let holder = c
+        .query(
+            "SELECT state, instance, hostname, seen_at FROM agents WHERE name = $1 FOR UPDATE",
+            &[&reg.name],
+        )
+        .await?;
+    let why = match holder.first() {
+        Some(r) => {
+            let (state, instance, hostname, seen_at): (&str, &str, &str, Millis) =
+                (col(r, 0)?, col(r, 1)?, col(r, 2)?, col(r, 3)?);
+            let gone = AgentState::parse(state).is_some_and(AgentState::is_gone);
+            let alive = !gone && seen_at >= reg.live_after;
+            if alive && (instance.is_empty() || instance != reg.instance) {
+                return Err(name_taken(&reg.name, hostname, now - seen_at));
+            }
+            lost_because(&reg.name, alive)
+        }
+        None => lost_because(&reg.name, false),
+    };
     let effects = dispatch::lose_all(c, &reg.name, &why, now).await?;
     c.execute(
-        "INSERT INTO agents (name, session, state, queues, labels, max_tasks, hostname, version, registered_at, seen_at)
-         VALUES ($1, $2, 'ready', $3, $4, $5, $6, $7, $8, $8)
+        "INSERT INTO agents (name, session, state, queues, labels, max_tasks, hostname, version, registered_at, seen_at, instance)
+         VALUES ($1, $2, 'ready', $3, $4, $5, $6, $7, $8, $8, $9)
          ON CONFLICT (name) DO UPDATE SET session = excluded.session, state = 'ready', queues = excluded.queues,
              labels = excluded.labels, max_tasks = excluded.max_tasks, hostname = excluded.hostname,
-             version = excluded.version, registered_at = excluded.registered_at, seen_at = excluded.seen_at",
+             version = excluded.version, registered_at = excluded.registered_at, seen_at = excluded.seen_at,
+             instance = excluded.instance",
         &[
             &reg.name,
             &reg.session,
@@ -37,6 +54,7 @@ pub(super) async fn register(
             &reg.hostname,
             &reg.version,
             &now,
+            &reg.instance,
         ],
     )
     .await?;
@@ -136,7 +154,8 @@ pub(super) async fn touch(c: &Conn, seen: &[AgentSeen], now: Millis) -> Result<(
     c.execute(
         "UPDATE agents SET seen_at = GREATEST(agents.seen_at, $1), metrics = COALESCE(b.metrics, agents.metrics)
          FROM unnest($2::text[], $3::text[], $4::text[]) AS b(name, session, metrics)
-         WHERE agents.name = b.name AND agents.session = b.session AND agents.state <> 'dead'",
+         WHERE agents.name = b.name AND agents.session = b.session
+           AND agents.state NOT IN ('dead', 'drained')",
         &[&now, &names, &sessions, &metrics],
     )
     .await?;
@@ -147,7 +166,8 @@ pub(super) async fn touch(c: &Conn, seen: &[AgentSeen], now: Millis) -> Result<(
 pub(super) async fn silent(c: &Conn, before: Millis) -> Result<Vec<(String, String)>, StoreError> {
     let rows = c
         .query(
-            "SELECT name, session FROM agents WHERE state <> 'dead' AND seen_at < $1 ORDER BY name",
+            "SELECT name, session FROM agents WHERE state NOT IN ('dead', 'drained') AND seen_at < $1
+             ORDER BY name",
             &[&before],
         )
         .await?;
@@ -155,11 +175,18 @@ pub(super) async fn silent(c: &Conn, before: Millis) -> Result<Vec<(String, Stri
 }
 
 pub(super) async fn set_state(c: &Conn, name: &str, state: AgentState) -> Result<(), StoreError> {
-    let changed = c
-        .execute("SELECT 1 FROM agents WHERE name = $1 FOR UPDATE", &[&name])
+    let rows = c
+        .query(
+            "SELECT state FROM agents WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
         .await?;
-    if changed == 0 {
-        return Err(StoreError::NotFound(format!("agent {name}")));
+    let current: &str = match rows.first() {
+        Some(r) => col(r, 0)?,
+        None => return Err(StoreError::NotFound(format!("agent {name}"))),
+    };
+    if let Some(gone) = AgentState::parse(current).filter(|s| s.is_gone()) {
+        return Err(already_gone(name, gone));
     }
     c.execute(
         "UPDATE agents SET state = $2 WHERE name = $1",
@@ -175,17 +202,53 @@ pub(super) async fn dead(
     session: &str,
     now: Millis,
 ) -> Result<Effects, StoreError> {
+    end(c, name, session, AgentState::Dead, now).await
+}
+
+/// The agent's session ends in `state` (dead or drained); what still runs on it is lost.
+pub(super) async fn end(
+    c: &Conn,
+    name: &str,
+    session: &str,
+    state: AgentState,
+    now: Millis,
+) -> Result<Effects, StoreError> {
     let live = c
         .execute(
-            "SELECT 1 FROM agents WHERE name = $1 AND session = $2 AND state <> 'dead' FOR UPDATE",
+            "SELECT 1 FROM agents WHERE name = $1 AND session = $2
+               AND state NOT IN ('dead', 'drained') FOR UPDATE",
             &[&name, &session],
         )
         .await?;
     if live == 0 {
         return Ok(Effects::default());
     }
-    c.execute("UPDATE agents SET state = 'dead' WHERE name = $1", &[&name])
+    c.execute(
+        "UPDATE agents SET state = $2 WHERE name = $1",
+        &[&name, &state.as_str()],
+    )
+    .await?;
+    dispatch::lose_all(c, name, &ended_because(name, state), now).await
+}
+
+/// Removes a departed agent's record; a live one is refused (`Precondition`).
+pub(super) async fn forget(c: &Conn, name: &str) -> Result<(), StoreError> {
+    let rows = c
+        .query(
+            "SELECT state FROM agents WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
         .await?;
-    let why = format!("agent {name} stopped heartbeating");
-    dispatch::lose_all(c, name, &why, now).await
+    let state: &str = match rows.first() {
+        Some(r) => col(r, 0)?,
+        None => return Err(StoreError::NotFound(format!("agent {name}"))),
+    };
+    let state = AgentState::parse(state)
+        .ok_or_else(|| StoreError::backend(format!("unknown agent state {state:?}")))?;
+    if !state.is_gone() {
+        return Err(still_live(name, state));
+    }
+    c.execute("DELETE FROM agents WHERE name = $1", &[&name])
+        .await?;
+    Ok(())
 }

@@ -21,6 +21,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0001_initial.sql"),
     },
     Migration {
+        version: 2,
+        name: "agent_instance",
+        sql: include_str!("migrations/0002_agent_instance.sql"),
+    },
+    Migration {
         version: 3,
         name: "pipelines",
         sql: include_str!("migrations/0003_pipelines.sql"),

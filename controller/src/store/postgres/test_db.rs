@@ -163,5 +163,7 @@ pub(crate) async fn register(
         hostname: "h".into(),
         version: "v".into(),
     };
+        instance: "i".into(),
+        live_after: 0,
     store.register_agent(reg, 1).await.unwrap();
 }

@@ -54,7 +54,7 @@ async fn migrations_applied_twice_change_nothing() {
             .iter()
             .map(|m| (m.0, m.1.as_str()))
             .collect::<Vec<_>>(),
-        [(1, "initial")]
+        [(1, "initial"), (2, "agent_instance"), (3, "pipelines")]
     );
     db.open().await.close().await;
     assert_eq!(migrations(&db).await, first, "nothing applied again");
@@ -273,6 +273,8 @@ async fn touches_extend_live_sessions_and_silence_is_listed() {
             max_tasks: 1,
             hostname: "h".into(),
             version: "v".into(),
+            instance: "i".into(),
+            live_after: 0,
         };
         store.register_agent(reg.clone(), 1_000).await.unwrap();
         reg.session = format!("{name}-2");

@@ -3,25 +3,48 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{backend, dispatch, from_json, to_json};
 use crate::model::{AgentRecord, AgentState, HostMetrics, Millis};
-use crate::store::{AgentRegistration, AgentSeen, Effects, StoreError};
+use crate::store::{
+    agent_rules::{already_gone, ended_because, lost_because, name_taken, still_live},
+    AgentRegistration, AgentSeen, Effects, StoreError,
+};
 
 pub(super) fn register(
     conn: &Connection,
     reg: &AgentRegistration,
     now: Millis,
 ) -> Result<Effects, StoreError> {
-    let why = format!("agent {} restarted", reg.name);
+    let holder: Option<(String, String, String, Millis)> = conn
+        .prepare_cached("SELECT state, instance, hostname, seen_at FROM agents WHERE name = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([&reg.name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(backend)?;
+    let why = match holder {
+        Some((state, instance, hostname, seen_at)) => {
+            let gone = AgentState::parse(&state).is_some_and(AgentState::is_gone);
+            let alive = !gone && seen_at >= reg.live_after;
+            if alive && (instance.is_empty() || instance != reg.instance) {
+                return Err(name_taken(&reg.name, &hostname, now - seen_at));
+            }
+            lost_because(&reg.name, alive)
+        }
+        None => lost_because(&reg.name, false),
+    };
     let effects = dispatch::lose_all(conn, &reg.name, &why, now)?;
     conn.execute(
-        "INSERT INTO agents (name, session, state, queues, labels, max_tasks, hostname, version, registered_at, seen_at)
-         VALUES (?1, ?2, 'ready', ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+        "INSERT INTO agents (name, session, state, queues, labels, max_tasks, hostname, version, registered_at, seen_at, instance)
+         VALUES (?1, ?2, 'ready', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)
          ON CONFLICT (name) DO UPDATE SET session = excluded.session, state = 'ready', queues = excluded.queues,
              labels = excluded.labels, max_tasks = excluded.max_tasks, hostname = excluded.hostname,
-             version = excluded.version, registered_at = excluded.registered_at, seen_at = excluded.seen_at",
+             version = excluded.version, registered_at = excluded.registered_at, seen_at = excluded.seen_at,
+             instance = excluded.instance",
         params![
             reg.name,
             reg.session,
@@ -30,7 +53,8 @@ pub(super) fn register(
             reg.max_tasks,
             reg.hostname,
             reg.version,
-            now
+            now,
+            reg.instance
         ],
     )
     .map_err(backend)?;
@@ -109,7 +133,7 @@ pub(super) fn touch(conn: &Connection, seen: &[AgentSeen], now: Millis) -> Resul
     let mut stmt = conn
         .prepare_cached(
             "UPDATE agents SET seen_at = MAX(seen_at, ?3), metrics = COALESCE(?4, metrics)
-             WHERE name = ?1 AND session = ?2 AND state <> 'dead'",
+             WHERE name = ?1 AND session = ?2 AND state NOT IN ('dead', 'drained')",
         )
         .map_err(backend)?;
     for s in seen {
@@ -120,13 +144,14 @@ pub(super) fn touch(conn: &Connection, seen: &[AgentSeen], now: Millis) -> Resul
     Ok(())
 }
 
-/// Agents not dead last seen before `before`, with their session, by name.
+/// Agents not gone last seen before `before`, with their session, by name.
 pub(super) fn silent(
     conn: &Connection,
     before: Millis,
 ) -> Result<Vec<(String, String)>, StoreError> {
     conn.prepare_cached(
-        "SELECT name, session FROM agents WHERE state <> 'dead' AND seen_at < ?1 ORDER BY name",
+        "SELECT name, session FROM agents WHERE state NOT IN ('dead', 'drained') AND seen_at < ?1
+         ORDER BY name",
     )
     .and_then(|mut stmt| {
         stmt.query_map([before], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -140,15 +165,19 @@ pub(super) fn set_state(
     name: &str,
     state: AgentState,
 ) -> Result<(), StoreError> {
-    let changed = conn
-        .execute(
-            "UPDATE agents SET state = ?2 WHERE name = ?1",
-            params![name, state.as_str()],
-        )
+    let current: Option<String> = conn
+        .prepare_cached("SELECT state FROM agents WHERE name = ?1")
+        .and_then(|mut stmt| stmt.query_row([name], |r| r.get(0)).optional())
         .map_err(backend)?;
-    if changed == 0 {
-        return Err(StoreError::NotFound(format!("agent {name}")));
+    let current = current.ok_or_else(|| StoreError::NotFound(format!("agent {name}")))?;
+    if let Some(gone) = AgentState::parse(&current).filter(|s| s.is_gone()) {
+        return Err(already_gone(name, gone));
     }
+    conn.execute(
+        "UPDATE agents SET state = ?2 WHERE name = ?1",
+        params![name, state.as_str()],
+    )
+    .map_err(backend)?;
     Ok(())
 }
 
@@ -158,15 +187,43 @@ pub(super) fn dead(
     session: &str,
     now: Millis,
 ) -> Result<Effects, StoreError> {
+    end(conn, name, session, AgentState::Dead, now)
+}
+
+/// The agent's session ends in `state` (dead or drained); what still runs on it is lost.
+pub(super) fn end(
+    conn: &Connection,
+    name: &str,
+    session: &str,
+    state: AgentState,
+    now: Millis,
+) -> Result<Effects, StoreError> {
     let changed = conn
         .execute(
-            "UPDATE agents SET state = 'dead' WHERE name = ?1 AND session = ?2 AND state <> 'dead'",
-            params![name, session],
+            "UPDATE agents SET state = ?3
+             WHERE name = ?1 AND session = ?2 AND state NOT IN ('dead', 'drained')",
+            params![name, session, state.as_str()],
         )
         .map_err(backend)?;
     if changed == 0 {
         return Ok(Effects::default());
     }
-    let why = format!("agent {name} stopped heartbeating");
-    dispatch::lose_all(conn, name, &why, now)
+    dispatch::lose_all(conn, name, &ended_because(name, state), now)
+}
+
+/// Removes a departed agent's record; a live one is refused (`Precondition`).
+pub(super) fn forget(conn: &Connection, name: &str) -> Result<(), StoreError> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM agents WHERE name = ?1")
+        .and_then(|mut stmt| stmt.query_row([name], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    let state = state.ok_or_else(|| StoreError::NotFound(format!("agent {name}")))?;
+    let state = AgentState::parse(&state)
+        .ok_or_else(|| StoreError::backend(format!("unknown agent state {state:?}")))?;
+    if !state.is_gone() {
+        return Err(still_live(name, state));
+    }
+    conn.execute("DELETE FROM agents WHERE name = ?1", [name])
+        .map_err(backend)?;
+    Ok(())
 }

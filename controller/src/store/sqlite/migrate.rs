@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0003_settings.sql"),
     },
     Migration {
+        version: 4,
+        name: "agent_instance",
+        sql: include_str!("migrations/0004_agent_instance.sql"),
+    },
+    Migration {
         version: 5,
         name: "pipelines",
         sql: include_str!("migrations/0005_pipelines.sql"),
