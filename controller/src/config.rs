@@ -34,10 +34,10 @@ struct Raw {
     max_output_bytes: u64,
     disk_reserve: Option<u64>,
     artifact_retention: String,
+    departed_agent_retention: String,
     agent_token_file: Option<String>,
     client_token_file: Option<String>,
     tls_cert: Option<String>,
-    departed_agent_retention: String,
     tls_key: Option<String>,
     tls_client_ca: Option<String>,
     artifacts: Option<String>,
@@ -75,16 +75,16 @@ pub struct Config {
     pub async_threads: usize,
     /// The cap on client connections and their handshake deadline.
     pub connections: ConnectionLimits,
-}
-
-#[derive(Debug, thiserror::Error)]
     /// How long `agents list` shows an agent that left (drained or dead).
     pub departed_agent_retention: Duration,
-pub enum ConfigError {
-    #[error("config: {0}")]
+}
+
 /// Default of `departed_agent_retention`.
 pub const DEFAULT_DEPARTED_AGENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
     Load(#[from] config::ConfigError),
     #[error("config: {key}: {problem}")]
     Invalid { key: &'static str, problem: String },
@@ -104,10 +104,10 @@ const KEYS: [&str; 26] = [
     "max_output_bytes",
     "disk_reserve",
     "artifact_retention",
+    "departed_agent_retention",
     "agent_token_file",
     "client_token_file",
     "tls_cert",
-    "departed_agent_retention",
     "tls_key",
     "tls_client_ca",
     "artifacts",
@@ -138,10 +138,10 @@ impl Config {
             .set_default("timeout_grace", "10s")?
             .set_default("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES)?
             .set_default("artifact_retention", "7d")?
+            .set_default("departed_agent_retention", "24h")?
             .set_default(
                 "max_connections",
                 crate::serve::default_max_connections() as u64,
-            .set_default("departed_agent_retention", "24h")?
             )?
             .set_default(
                 "handshake_timeout",
@@ -169,10 +169,10 @@ impl Config {
             ("max_output_bytes", flags.max_output_bytes),
             ("disk_reserve", flags.disk_reserve),
             ("artifact_retention", flags.artifact_retention),
+            ("departed_agent_retention", flags.departed_agent_retention),
             ("agent_token_file", flags.agent_token_file),
             ("client_token_file", flags.client_token_file),
             ("tls_cert", flags.tls_cert),
-            ("departed_agent_retention", flags.departed_agent_retention),
             ("tls_key", flags.tls_key),
             ("tls_client_ca", flags.tls_client_ca),
             ("artifacts", flags.artifacts),
@@ -388,6 +388,10 @@ impl Raw {
         )?;
         Ok(Config {
             tls_client_auth: tls.is_some() && self.tls_client_ca.is_some(),
+            departed_agent_retention: duration(
+                "departed_agent_retention",
+                &self.departed_agent_retention,
+            )?,
             tls,
             async_threads: self.async_threads,
             connections,
@@ -411,7 +415,3 @@ impl Raw {
 
 #[cfg(test)]
 mod tests;
-            departed_agent_retention: duration(
-                "departed_agent_retention",
-                &self.departed_agent_retention,
-            )?,
