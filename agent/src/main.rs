@@ -1,11 +1,10 @@
 //! `ferry-agent` binary: parse config, install tracing, run the agent until it drains (or,
 //! started as a guardian, be one).
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry_agent::{Config, Shutdown};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     // A guardian (the agent's binary in helper mode) needs neither config nor runtime.
@@ -15,26 +14,25 @@ fn main() -> ExitCode {
     let config = match Config::load() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("ferry-agent: bad configuration: {e}");
+            use std::io::Write;
+            // `error: …` as the CLI and the controller say it; never a panic on a closed stderr.
+            let _ = writeln!(std::io::stderr(), "error: config: {e}");
             return ExitCode::from(2);
         }
     };
     // Before any work; guardians above keep glibc's defaults (they move no data).
     ferry_alloc::keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match serve(config) {
+    // Never blocks on standard error, full or closed (ferry-log).
+    let logs = ferry_log::init();
+    let code = match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    logs.flush(std::time::Duration::from_secs(1));
+    code
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

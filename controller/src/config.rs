@@ -29,9 +29,12 @@ struct Raw {
     store: Option<String>,
     store_password_file: Option<String>,
     agent_timeout: String,
+    #[serde(deserialize_with = "bytes")]
     log_limit: u64,
     timeout_grace: String,
+    #[serde(deserialize_with = "bytes")]
     max_output_bytes: u64,
+    #[serde(default, deserialize_with = "opt_bytes")]
     disk_reserve: Option<u64>,
     artifact_retention: String,
     departed_agent_retention: String,
@@ -189,6 +192,27 @@ impl Config {
         let raw: Raw = builder.build()?.try_deserialize()?;
         raw.validate()
     }
+}
+
+/// A byte count of the file, the environment or a flag: an integer, or text such as `1MiB`
+/// (`ferry_jobspec::units`, as every binary reads sizes).
+fn bytes<'de, D: serde::Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Bytes {
+        Number(u64),
+        Text(String),
+    }
+    match Bytes::deserialize(de)? {
+        Bytes::Number(n) => Ok(n),
+        Bytes::Text(text) => {
+            ferry_jobspec::units::bytes_arg(&text).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+fn opt_bytes<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    bytes(de).map(Some)
 }
 
 fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {

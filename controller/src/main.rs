@@ -8,19 +8,13 @@ fn main() -> std::process::ExitCode {
     let config = match ferry_controller::Config::load(flags) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("error: {e}");
+            say(&format!("error: {e}"));
             return std::process::ExitCode::from(2);
         }
     };
     ferry_alloc::keep_freed_memory();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Never blocks on standard error, full or closed: SIGTERM is always heard (ferry-log).
+    let logs = ferry_log::init();
     // One thread by default: see `async_threads` in config.rs.
     let runtime = match config.async_threads {
         1 => tokio::runtime::Builder::new_current_thread(),
@@ -35,7 +29,9 @@ fn main() -> std::process::ExitCode {
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
+            tracing::error!("starting the runtime: {e}");
+            say(&format!("error: starting the runtime: {e}"));
+            logs.flush(LAST_LINES);
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -53,14 +49,28 @@ fn main() -> std::process::ExitCode {
         watcher.abort();
         result
     });
-    match result {
+    let code = match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "controller failed");
-            eprintln!("error: {e}");
+            // The plain line too, unless standard error is stuck (then the log has it).
+            if logs.flush(LAST_LINES) {
+                say(&format!("error: {e}"));
+            }
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    logs.flush(LAST_LINES);
+    code
+}
+
+/// How long the last log lines may hold the exit: a stuck pipe must not.
+const LAST_LINES: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A line on standard error before logging starts, ignoring a closed one (`eprintln!` panics).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 async fn wait_for_signal() {

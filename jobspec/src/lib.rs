@@ -3,8 +3,8 @@
 //! no CLI existed): the limits (`limits`), the pure checks built on them (`check`), the
 //! rule of each text field of a job (`fields`), the dependency cycles of a task graph
 //! (`graph`), what a task gets for what it leaves out (`defaults`) and an sql task's formats
-//! and compressions (`sql`), and a pipeline's name and typed
-//! parameters (`pipeline`).
+//! and compressions (`sql`), a pipeline's name and typed parameters (`pipeline`), and byte
+//! sizes with units (`units`: the one parser of every binary's flags and configs).
 //!
 //! No I/O, no gRPC: plain strings and numbers in, a problem's words out.
 
@@ -15,3 +15,4 @@ pub mod graph;
 pub mod limits;
 pub mod pipeline;
 pub mod sql;
+pub mod units;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{invalid, parse_bytes, ConfigError};
+use super::{invalid, ConfigError};
 use crate::guard::confine::{CpuMax, Resource, Rlimit};
 
 /// `[rlimits]` as written.
@@ -146,11 +146,9 @@ fn opt_bytes<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> 
     }
     match Bytes::deserialize(de)? {
         Bytes::Number(n) => Ok(Some(n)),
-        Bytes::Text(text) => parse_bytes(&text).map(Some).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "bad size {text:?}; use a number of bytes or e.g. 500MiB, 10GiB"
-            ))
-        }),
+        Bytes::Text(text) => ferry_jobspec::units::bytes_arg(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 
