@@ -129,7 +129,6 @@ impl Session {
 /// Runs the agent until it has drained (signal or drain order). Returns `Ok` on a clean exit.
 pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), AgentError> {
     let work_dir = prepare_work_dir(&config.work_dir).await?;
-    let client = Client::new(&config)?;
     config.instance = identity::instance(&work_dir).map_err(|source| AgentError::WorkDir {
         path: work_dir.join(identity::ID_FILE),
         source,
@@ -138,6 +137,7 @@ pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), AgentErro
         config.name = identity::default_name(&config.hostname, &config.instance);
     }
     identity::warn_if_token_file_open(&config);
+    let client = Client::new(&config)?;
     info!(
         name = %config.name,
         controllers = %config

@@ -216,9 +216,9 @@ fn agent_state(s: AgentState) -> pb::AgentState {
         AgentState::Ready => pb::AgentState::Ready,
         AgentState::Draining => pb::AgentState::Draining,
         AgentState::Dead => pb::AgentState::Dead,
+        AgentState::Drained => pb::AgentState::Drained,
     }
 }
-        AgentState::Drained => pb::AgentState::Drained,
 
 pub fn outcome(o: i32) -> Result<Outcome, Status> {
     match pb::Outcome::try_from(o) {

@@ -215,9 +215,9 @@ fn registration(name: &str) -> super::AgentRegistration {
         max_tasks: 1,
         hostname: "h".into(),
         version: "v".into(),
-    }
         instance: "i".into(),
         live_after: 0,
+    }
 }
 
 /// Registers these agents (session `NAME-1`, queue `q`), unless one already is, ready, under

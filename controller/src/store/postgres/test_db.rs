@@ -162,8 +162,8 @@ pub(crate) async fn register(
         max_tasks,
         hostname: "h".into(),
         version: "v".into(),
-    };
         instance: "i".into(),
         live_after: 0,
+    };
     store.register_agent(reg, 1).await.unwrap();
 }
