@@ -18,7 +18,7 @@ use tracing::info;
 use crate::{
     client::{Backoff, FailureLog, TransferError},
     running::KillSwitch,
-    upload::Stop,
+    transfer::Stop,
 };
 
 mod download;

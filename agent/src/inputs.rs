@@ -19,7 +19,7 @@ use crate::{
     direct::Sink,
     outputs::INPUTS_DIR,
     running::KillSwitch,
-    upload::{hex, Stop},
+    transfer::{hex, Stop},
 };
 
 /// A fetch that delivers nothing for this long is dropped and resumed.

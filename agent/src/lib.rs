@@ -23,6 +23,7 @@ pub mod secret;
 pub mod sql;
 pub mod task_env;
 pub mod task_user;
+pub mod transfer;
 #[cfg(test)]
 mod testing;
 pub mod upload;

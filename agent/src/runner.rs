@@ -21,7 +21,8 @@ use crate::{
     outputs,
     running::{AttemptGuard, KillSwitch},
     sql,
-    upload::{self, Stop},
+    transfer::Stop,
+    upload,
     Agent, Session,
 };
 

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     client::{Client, Controllers},
     config::Config,
-    upload::hex,
+    transfer::hex,
 };
 
 /// Failures to inject, each once unless said otherwise.

@@ -24,13 +24,14 @@ use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use reader::{hex, CHUNK};
+pub use reader::CHUNK;
 use reader::{open_checked, produce};
 
 use crate::{
     client::{Backoff, Client, FailureLog, TransferError},
     outputs::Output,
     running::KillSwitch,
+    transfer::Stop,
 };
 
 /// Chunks read ahead of the transport, at most: with the one being read and the one being
@@ -43,15 +44,6 @@ const IN_FLIGHT: usize = 8;
 const STALL: Duration = Duration::from_secs(60);
 /// Damaged-chunk refusals in a row, with no progress between them, before giving up.
 const MAX_DAMAGED: u32 = 5;
-
-/// Why the uploads stopped short.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// The attempt fails with this message.
-    Failed(String),
-    /// The attempt was stopped or fenced: report nothing.
-    Aborted,
-}
 
 /// What to send: one output, its checksum, and where it goes.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use super::{ask, http, redact, Http, HttpFailure, REQUEST_TIMEOUT};
 use crate::{
     client::{Backoff, Client, FailureLog},
     running::KillSwitch,
-    upload::Stop,
+    transfer::Stop,
 };
 
 /// A GET that delivers nothing for this long is dropped and resumed.

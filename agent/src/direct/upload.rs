@@ -18,7 +18,7 @@ use super::{ask, http, put, Http, HttpFailure};
 use crate::{
     client::{Backoff, Client, FailureLog},
     running::KillSwitch,
-    upload::{hex, Stop},
+    transfer::{hex, Stop},
 };
 
 /// Uploads one output straight to the object store; `None` when the controller keeps

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Upload;
-use crate::outputs::Output;
+use crate::{outputs::Output, transfer::hex};
 
 /// Bytes of file data per upload message: 1 MiB less room for the message's other fields and
 /// its gRPC prefix, so that a message fits one HTTP/2 frame of the controller's 1 MiB and is
@@ -182,15 +182,4 @@ pub(super) fn hash_range(
         at += n as u64;
     }
     Ok(true)
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

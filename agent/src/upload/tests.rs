@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::reader::{chunk_len, hash_range, make_chunk, read_chunk};
 use super::*;
-use crate::{outputs, testing::Fake};
+use crate::{outputs, testing::Fake, transfer::hex};
 
 #[test]
 fn chunks_cover_the_file_and_carry_crc32c() {

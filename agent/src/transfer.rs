@@ -1,0 +1,23 @@
+//! What an attempt's transfers share — its inputs staged, its outputs uploaded, through the
+//! controller or straight to an object store: [`Stop`], why one stopped short, and [`hex`],
+//! the form of the SHA-256 digests they check.
+
+/// Why the transfers stopped short.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The attempt fails with this message.
+    Failed(String),
+    /// The attempt was stopped or fenced: report nothing.
+    Aborted,
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
