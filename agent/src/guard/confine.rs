@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::config::format_bytes;
+use ferry_jobspec::units::format_bytes;
 
 /// The user a task runs as: set in the child with `setgroups`, `setresgid`, `setresuid`
 /// before exec, so that its guardian (still the agent's user) keeps the power to kill it.
