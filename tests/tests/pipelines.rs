@@ -271,6 +271,37 @@ async fn a_pipeline_is_versioned_run_with_typed_parameters_and_survives_a_kill9(
     let fourth = job_id(&ok(&cli, &after).await);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "2026-11-27 2 eu");
 
+    // With --output json, one object; the same idempotency key, the same run.
+    let keyed = [
+        "pipelines",
+        "run",
+        "nightly-etl",
+        "--param",
+        "day=2026-11-28",
+        "--idempotency-key",
+        "k1",
+    ];
+    let fifth = cli.json(keyed).await.unwrap();
+    assert_eq!(
+        (fifth["version"].as_u64(), fifth["existing"].as_bool()),
+        (Some(3), Some(false))
+    );
+    let replay = cli
+        .run(["--output", "json"].iter().chain(&keyed))
+        .await
+        .unwrap();
+    let replayed: Value = serde_json::from_str(&replay.stdout).unwrap();
+    assert_eq!(replayed["job_id"], fifth["job_id"], "{replay}");
+    assert_eq!(replayed["existing"], true);
+    let fifth = fifth["job_id"].as_str().unwrap().to_owned();
+    assert!(
+        replay.stderr.contains(&format!(
+            "note: idempotency key \"k1\" already named run {fifth} of pipeline nightly-etl; nothing new was started"
+        )),
+        "{replay}"
+    );
+    cli.wait_job(&fifth, WAIT).await.unwrap();
+
     // Deleted: gone from show, list and run; its runs stay jobs.
     let deleted = ok(&cli, &["pipelines", "delete", "nightly-etl"]).await;
     assert_eq!(
@@ -293,7 +324,7 @@ async fn a_pipeline_is_versioned_run_with_typed_parameters_and_survives_a_kill9(
         .json(["jobs", "list", "--pipeline", "nightly-etl"])
         .await
         .unwrap();
-    assert_eq!(ids(&listed, "id"), [fourth, third, second, first]);
+    assert_eq!(ids(&listed, "id"), [fifth, fourth, third, second, first]);
     let back = ok(&cli, &["pipelines", "apply", file]).await;
     assert_eq!(
         back.stdout, "pipeline nightly-etl: version 4 applied (changed)\n",
