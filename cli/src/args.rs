@@ -99,6 +99,9 @@ pub struct SubmitArgs {
     /// Set a parameter, overriding the job file's [params]
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// Keep a --param the job file does not declare (with a warning) instead of refusing it
+    #[arg(long)]
+    pub allow_extra_params: bool,
     /// Submitting again with the same key returns the first job's id
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,

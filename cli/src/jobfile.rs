@@ -8,6 +8,9 @@ mod graph;
 mod location;
 #[cfg(test)]
 mod param_tests;
+#[cfg(test)]
+mod query_param_tests;
+mod query_params;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -64,6 +67,11 @@ pub struct JobFile {
 
 /// Reads the job file at `path` and checks it.
 pub fn read_file(path: &Path) -> Result<JobFile, CliError> {
+    read_file_with(path, &[])
+}
+
+/// `read_file`, where the queries may also use the parameters named `extra`.
+fn read_file_with(path: &Path, extra: &[String]) -> Result<JobFile, CliError> {
     let source = std::fs::read_to_string(path).map_err(|err| {
         CliError::BadInput(format!(
             "cannot read job file {}: {}",
@@ -71,18 +79,30 @@ pub fn read_file(path: &Path) -> Result<JobFile, CliError> {
             crate::exit::io_reason(&err)
         ))
     })?;
-    Ok(parse_file(&path.display().to_string(), &source)?)
+    Ok(parse_with(&path.display().to_string(), &source, extra)?)
 }
 
 /// Reads the job file at `path`, checks it, and applies `--param` overrides on top of its
 /// `[params]`: a typed parameter's value must be of its type, a required one must be given
-/// (`ferry_jobspec::pipeline::resolve`), each refusal naming the parameter.
+/// (`ferry_jobspec::pipeline::resolve`), each refusal naming the parameter. A parameter the
+/// job does not declare is refused.
 pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<JobSpec, CliError> {
-    let JobFile { mut spec, params } = read_file(path)?;
-    if params.is_empty() {
-        apply_params(&mut spec, overrides);
-        return Ok(spec);
-    }
+    load_with(path, overrides, false).map(|(spec, _)| spec)
+}
+
+/// `load`, where with `allow_extra` (`--allow-extra-params`) a parameter the job does not
+/// declare is kept, and named in a warning returned with the spec.
+pub fn load_with(
+    path: &Path,
+    overrides: &[(String, String)],
+    allow_extra: bool,
+) -> Result<(JobSpec, Vec<String>), CliError> {
+    let extra: Vec<String> = if allow_extra {
+        overrides.iter().map(|(k, _)| k.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let JobFile { mut spec, params } = read_file_with(path, &extra)?;
     let decls = typed(&params);
     let plain = spec
         .params
@@ -90,16 +110,33 @@ pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<JobSpec, CliE
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let given = overrides.iter().cloned().collect();
-    let values =
-        ferry_jobspec::pipeline::resolve(&plain, &decls, &given, false).map_err(|problems| {
+    let values = ferry_jobspec::pipeline::resolve(&plain, &decls, &given, !allow_extra).map_err(
+        |problems| {
+            let hint = if problems.iter().any(|p| p.starts_with("unknown parameter")) {
+                " (declare it in the job file's [params], or pass --allow-extra-params)"
+            } else {
+                ""
+            };
             CliError::BadInput(format!(
-                "parameters refused for job file {}: {}",
+                "parameters refused for job file {}: {}{hint}",
                 path.display(),
                 problems.join("; ")
             ))
-        })?;
+        },
+    )?;
+    let warnings = overrides
+        .iter()
+        .filter(|(k, _)| !spec.params.contains_key(k) && !params.iter().any(|p| &p.name == k))
+        .map(|(k, _)| {
+            format!(
+                "--param {k}: job file {} declares no parameter {k:?}; kept \
+                 (--allow-extra-params)",
+                path.display()
+            )
+        })
+        .collect();
     spec.params = values.into_iter().collect();
-    Ok(spec)
+    Ok((spec, warnings))
 }
 
 /// The declarations of a checked file (whose types are known).
@@ -124,11 +161,18 @@ pub fn parse(file: &str, source: &str) -> Result<JobSpec, InvalidJobFile> {
 
 /// Parses and checks the job file `source`, typed parameters included.
 pub fn parse_file(file: &str, source: &str) -> Result<JobFile, InvalidJobFile> {
+    parse_with(file, source, &[])
+}
+
+/// `parse_file`, where the queries may also use the parameters named `extra`.
+fn parse_with(file: &str, source: &str, extra: &[String]) -> Result<JobFile, InvalidJobFile> {
     let mut problems = Vec::new();
     let draft = read::read(source, &mut problems);
     let lines = location::LineIndex::new(source);
     if let Some(draft) = &draft {
         graph::check(&draft.tasks, &lines, &mut problems);
+        let (spec, params) = (&draft.spec, &draft.params);
+        query_params::check(source, spec, params, extra, &draft.tasks, &mut problems);
     }
     match draft {
         Some(draft) if problems.is_empty() => Ok(JobFile {

@@ -4,7 +4,9 @@
 //! rule of each text field of a job (`fields`), the dependency cycles of a task graph
 //! (`graph`), what a task gets for what it leaves out (`defaults`) and an sql task's formats
 //! and compressions (`sql`), a pipeline's name and typed parameters (`pipeline`), and byte
-//! sizes with units (`units`: the one parser of every binary's flags and configs).
+//! sizes with units (`units`: the one parser of every binary's flags and configs), and the
+//! `:name` parameters of an sql query (`query`: the agent binds them, the others check them),
+//! and a watermark set by hand checked against the stored one's type (`watermark`).
 //!
 //! No I/O, no gRPC: plain strings and numbers in, a problem's words out.
 
@@ -14,5 +16,7 @@ pub mod fields;
 pub mod graph;
 pub mod limits;
 pub mod pipeline;
+pub mod query;
 pub mod sql;
 pub mod units;
+pub mod watermark;

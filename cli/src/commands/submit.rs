@@ -38,7 +38,10 @@ pub async fn run(
     format: Format,
     args: SubmitArgs,
 ) -> Result<Outcome, CliError> {
-    let spec = jobfile::load(&args.file, &args.params)?;
+    let (spec, extra) = jobfile::load_with(&args.file, &args.params, args.allow_extra_params)?;
+    for warning in &extra {
+        eprintln!("warning: {warning}");
+    }
     let mut backfill = std::collections::HashMap::new();
     for b in &args.backfill {
         let range = BackfillRange {

@@ -38,6 +38,22 @@ pub async fn set(
     value: &str,
 ) -> Result<Outcome, CliError> {
     let mut client = controller.connect().await?;
+    // Checked against the stored one's type before anything changes (the controller does too).
+    let stored = client
+        .list_watermarks(ListWatermarksRequest {
+            job_name: job_name.to_owned(),
+        })
+        .await
+        .map_err(|status| controller.error("list watermarks", &status))?
+        .into_inner();
+    if let Some(old) = stored.watermarks.iter().find(|m| m.task_id == task) {
+        let problem = ferry_jobspec::watermark::replacement_problem(&old.column, &old.value, value);
+        if let Some(problem) = problem {
+            return Err(CliError::BadInput(format!(
+                "{problem}, or `ferry watermarks reset {job_name} {task}` first"
+            )));
+        }
+    }
     let mark = client
         .set_watermark(SetWatermarkRequest {
             job_name: job_name.to_owned(),

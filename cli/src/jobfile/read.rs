@@ -43,6 +43,8 @@ pub(super) struct TaskMeta {
     /// The id when it is a valid one.
     pub id: Option<(String, usize)>,
     pub deps: Vec<(String, usize)>,
+    /// Where its `sql` table starts, for an sql task (`query_params`).
+    pub sql_at: Option<usize>,
 }
 
 impl TaskMeta {
@@ -210,6 +212,7 @@ impl Reader<'_> {
             offset,
             id: None,
             deps: Vec::new(),
+            sql_at: None,
         };
         let mut task = TaskSpec {
             queue: ferry_jobspec::defaults::QUEUE.to_owned(),
@@ -272,6 +275,7 @@ impl Reader<'_> {
                 }
                 "sql" => {
                     sql = true;
+                    meta.sql_at = Some(value.span().start);
                     if let Some(query) = self.sql(value, &label) {
                         task.kind = Some(Kind::Sql(query));
                     }

@@ -98,9 +98,9 @@ fn file_then_flags_override_defaults() {
 #[test]
 fn artifact_limits_come_from_flags() {
     let config = Config::load(Flags {
-        max_output_bytes: Some("1048576".into()),
+        max_output_bytes: Some(1 << 20),
         artifact_retention: Some("1h".into()),
-        disk_reserve: Some("8388608".into()),
+        disk_reserve: Some(8 << 20),
         ..flags()
     })
     .unwrap();

@@ -33,7 +33,7 @@ pub fn problems(job: &NewJob) -> Vec<String> {
         if !ids.insert(task.id.as_str()) {
             problems.push(format!("duplicate task id {}", shown(&task.id)));
         }
-        sql_problems(task, &mut problems);
+        sql_problems(task, &job.params, &mut problems);
     }
     for task in &job.tasks {
         for dep in &task.depends_on {
@@ -81,9 +81,14 @@ fn reported(mut problems: Vec<String>) -> Vec<String> {
     problems
 }
 
-/// Checks of an sql task: datasource and query given, a known format, a compression that
-/// format takes, and no declared outputs (its extract files are its outputs).
-fn sql_problems(task: &TaskSpec, problems: &mut Vec<String>) {
+/// Checks of an sql task: datasource and query given, every `:name` of the query a parameter
+/// of the job, a known format, a compression that format takes, and no declared outputs (its
+/// extract files are its outputs).
+fn sql_problems(
+    task: &TaskSpec,
+    params: &std::collections::BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) {
     let TaskKind::Sql {
         datasource,
         query,
@@ -100,6 +105,9 @@ fn sql_problems(task: &TaskSpec, problems: &mut Vec<String>) {
     }
     if query.trim().is_empty() {
         problems.push(format!("sql task {id} has no query"));
+    }
+    for (_, name) in ferry_jobspec::query::unknown_params(query, |n| params.contains_key(n)) {
+        problems.push(ferry_jobspec::query::unknown_param_problem(&name, &task.id));
     }
     match sql::compressions(format) {
         None => problems.push(format!(
@@ -218,6 +226,22 @@ mod tests {
                 "sql task \"g\" has no datasource",
                 "sql task \"g\" has no query",
             ]
+        );
+    }
+
+    #[test]
+    fn a_query_parameter_the_job_lacks_is_refused_by_name() {
+        let mut t = sql("extract", "csv", "", "");
+        if let TaskKind::Sql { query, .. } = &mut t.kind {
+            *query = "select * from s where d = :day and r = :region and x = ':no'".into();
+        }
+        let mut j = job(vec![t]);
+        j.params.insert("day".into(), "2026-12-07".into());
+        assert_eq!(
+            problems(&j),
+            vec![ferry_jobspec::query::unknown_param_problem(
+                "region", "extract"
+            )]
         );
     }
 

@@ -26,6 +26,17 @@ impl Engine {
                  reset it to extract from the start"
             )));
         }
+        // Of the stored one's type: a mistyped value would fail every later run.
+        let stored = self.store.list_watermarks(Some(job_name)).await?;
+        if let Some(old) = stored.iter().find(|m| m.task_id == task_id) {
+            let problem =
+                ferry_jobspec::watermark::replacement_problem(&old.column, &old.value, value);
+            if let Some(problem) = problem {
+                return Err(EngineError::InvalidArgument(format!(
+                    "{problem}, or reset the watermark of task {task_id:?} of job {job_name:?}"
+                )));
+            }
+        }
         let mark = self
             .store
             .set_watermark(job_name, task_id, value, self.clock.now_ms())

@@ -26,6 +26,8 @@ impl Reader<'_> {
         };
         let (mut datasource, mut query) = (false, false);
         let mut compression = None;
+        // An unknown format is named once; the compression is not then checked against csv.
+        let mut format_known = true;
         for (key, value) in table.iter() {
             match &**key.get_ref() {
                 "datasource" => {
@@ -47,6 +49,7 @@ impl Reader<'_> {
                         if FORMATS.contains(&format.as_str()) {
                             sql.format = format;
                         } else {
+                            format_known = false;
                             self.push(
                                 value.span().start,
                                 format!(
@@ -71,7 +74,7 @@ impl Reader<'_> {
                 _ => self.unknown_key(key, &format!("in sql of {label}"), SQL_KEYS),
             }
         }
-        if let Some((c, at)) = compression {
+        if let Some((c, at)) = compression.filter(|_| format_known) {
             // The format is a known one: an unknown one is not kept.
             let allowed = rules::compressions(&sql.format).unwrap_or_default();
             if !allowed.contains(&c.as_str()) {
