@@ -67,6 +67,7 @@ pub(crate) async fn drain(agent: &Agent, session: &Session, force: &Cancellation
             running: agent.running.snapshot(),
             metrics: None,
             draining: true,
+            given_up: Vec::new(),
         },
         GOODBYE_TIMEOUT,
     );

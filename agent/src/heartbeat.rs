@@ -117,7 +117,9 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
             running: agent.running.snapshot(),
             metrics: Some(metrics.sample()),
             draining: agent.drain.is_cancelled(),
+            given_up: agent.given_up.take(),
         };
+        let given_up = req.given_up.clone();
         let sent = boot_now();
         let result = tokio::select! {
             r = agent.client.heartbeat(req, rpc_timeout) => r,
@@ -133,7 +135,11 @@ pub(crate) async fn run(agent: Arc<Agent>, session: Session) {
                 session.lose(&e);
                 return;
             }
-            Err(e) => failures.failed(&e),
+            Err(e) => {
+                // Said with the next heartbeat that gets through.
+                agent.given_up.put_back(given_up);
+                failures.failed(&e);
+            }
         }
     }
 }
@@ -155,6 +161,14 @@ pub(crate) async fn watchdog(agent: Arc<Agent>, session: Session) {
             continue;
         };
         let killed = agent.running.abort_all(false);
+        agent.given_up.record(
+            &killed,
+            format!(
+            "it lost contact with the controller for {}s, past the agent timeout (the controller \
+             was unreachable or restarting), and stopped the attempt",
+            silence.as_secs()
+        ),
+        );
         if !killed.is_empty() {
             error!(
                 silent_s = silence.as_secs(),

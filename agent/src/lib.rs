@@ -8,6 +8,7 @@ pub mod direct;
 pub mod drain;
 #[cfg(test)]
 mod failover_tests;
+pub mod given_up;
 pub mod guard;
 pub mod heartbeat;
 pub mod identity;
@@ -23,9 +24,9 @@ pub mod secret;
 pub mod sql;
 pub mod task_env;
 pub mod task_user;
-pub mod transfer;
 #[cfg(test)]
 mod testing;
+pub mod transfer;
 pub mod upload;
 pub mod users;
 pub mod workdirs;
@@ -85,6 +86,8 @@ pub(crate) struct Agent {
     lease: Lease,
     /// Fires on a signal or a drain order.
     drain: CancellationToken,
+    /// Attempts stopped by the lease watchdog, until a heartbeat says so.
+    given_up: given_up::GivenUpLog,
     tracker: TaskTracker,
 }
 
@@ -204,6 +207,7 @@ pub async fn run(mut config: Config, shutdown: Shutdown) -> Result<(), AgentErro
         running: Arc::new(Running::default()),
         lease: Lease::new(config.kill_grace),
         drain: shutdown.drain.child_token(),
+        given_up: given_up::GivenUpLog::default(),
         tracker: TaskTracker::new(),
         config,
     });

@@ -256,6 +256,14 @@ pub trait Store: pipelines::PipelineStore + Send + Sync + 'static {
         session: &str,
         now: Millis,
     ) -> Result<Effects, StoreError>;
+    /// Attempts the agent stopped by itself (its lease ran out), each with the agent's reason:
+    /// those still current on it become `lost` (counted, as any loss), the reason recorded.
+    async fn attempts_given_up(
+        &self,
+        agent: &str,
+        given_up: Vec<(AttemptKey, String)>,
+        now: Millis,
+    ) -> Result<Effects, StoreError>;
     /// Removes a departed (drained or dead) agent's record. `NotFound` for an unknown name,
     /// `Precondition` for an agent that is ready or draining.
     async fn forget_agent(&self, name: &str) -> Result<(), StoreError>;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{AgentView, Engine, EngineError, Identity};
-use crate::model::AgentState;
+use crate::model::{AgentState, AttemptKey};
 use crate::notify::Wakes;
 use crate::store::{Effects, StoreError};
 
@@ -51,6 +51,26 @@ impl Engine {
             ..Wakes::default()
         });
         tracing::info!(agent = %who.name, "agent draining on its own (SIGTERM)");
+        Ok(())
+    }
+
+    /// Attempts the agent stopped by itself (its lease ran out while no controller answered):
+    /// recorded `lost` with its reason before anything else of the heartbeat is looked at, so
+    /// that reconciliation never mistakes them for assignments that never arrived.
+    pub async fn attempts_given_up(
+        &self,
+        who: &Identity,
+        given_up: Vec<(AttemptKey, String)>,
+    ) -> Result<(), EngineError> {
+        self.session(who).await?;
+        let effects = self
+            .store
+            .attempts_given_up(&who.name, given_up, self.clock.now_ms())
+            .await?;
+        if !effects.jobs.is_empty() {
+            tracing::warn!(agent = %who.name, lost = effects.jobs.len(), "attempts the agent stopped by itself are lost");
+        }
+        self.publish(effects);
         Ok(())
     }
 

@@ -127,6 +127,11 @@ pub fn attempts(field: &str, refs: &[pb::AttemptRef]) -> Result<(), Status> {
     Ok(())
 }
 
+/// A list's length within what one call may carry.
+pub fn count(field: &str, n: usize) -> Result<(), Status> {
+    refuse(field, check::count(n, l::ATTEMPTS_PER_CALL_MAX))
+}
+
 /// One attempt's reference: bounded ids.
 pub fn attempt(field: &str, r: &pb::AttemptRef) -> Result<(), Status> {
     lookup_id(&format!("{field} job id"), &r.job_id)?;

@@ -33,6 +33,11 @@ pub(crate) fn ended_because(name: &str, state: AgentState) -> String {
     }
 }
 
+/// Why an attempt its agent stopped by itself is lost, in the agent's words.
+pub(crate) fn given_up_because(name: &str, why: &str) -> String {
+    format!("agent {name} stopped it: {why}")
+}
+
 /// The refusal to forget an agent that has not left.
 pub(crate) fn still_live(name: &str, state: AgentState) -> StoreError {
     StoreError::Precondition(format!(

@@ -87,6 +87,7 @@ macro_rules! store_conformance_suite {
             agents_are_touched_and_found_silent,
             a_live_name_is_refused_to_another_agent_and_kept_by_its_own,
             departed_agents_are_drained_or_dead_and_forgotten,
+            attempts_an_agent_gave_up_are_lost_with_its_reason,
             pipelines_apply_once_per_content_and_versions_only_grow,
             pipeline_runs_are_recorded_with_their_job_once_per_time_or_key);
         $crate::store::conformance::store_conformance_suite!(@backend $backend;
@@ -146,6 +147,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     agents_are_touched_and_found_silent(&store).await;
     a_live_name_is_refused_to_another_agent_and_kept_by_its_own(&store).await;
     departed_agents_are_drained_or_dead_and_forgotten(&store).await;
+    attempts_an_agent_gave_up_are_lost_with_its_reason(&store).await;
     pipelines_apply_once_per_content_and_versions_only_grow(&store).await;
     pipeline_runs_are_recorded_with_their_job_once_per_time_or_key(&store).await;
     let shared = Shared(store);

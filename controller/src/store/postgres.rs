@@ -269,6 +269,15 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn attempts_given_up(
+        &self,
+        agent: &str,
+        given_up: Vec<(AttemptKey, String)>,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        transaction!(self, Mode::Write, |c| agents::given_up(c, agent, &given_up, now))
+    }
+
     async fn forget_agent(&self, name: &str) -> Result<(), StoreError> {
         transaction!(self, Mode::Write, |c| agents::forget(c, name))
     }

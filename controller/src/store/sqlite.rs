@@ -203,6 +203,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn attempts_given_up(
+        &self,
+        agent: &str,
+        given_up: Vec<(AttemptKey, String)>,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        let agent = agent.to_string();
+        self.writer
+            .write(move |conn| agents::given_up(conn, &agent, &given_up, now))
+            .await
+    }
+
     async fn forget_agent(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_string();
         self.writer

@@ -1,6 +1,7 @@
 //! Agents' names and departures in the store: a live name refused to another agent and kept
 //! by its own restart, a clean exit recorded `drained` (not `dead`), and departed agents
-//! forgotten while live ones are not.
+//! forgotten while live ones are not; and attempts an agent stopped by itself recorded with its
+//! reason.
 
 use super::*;
 use crate::model::AttemptRecord;
@@ -193,4 +194,41 @@ pub(crate) async fn departed_agents_are_drained_or_dead_and_forgotten(store: &Ar
         let again = store.forget_agent(name).await;
         assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
     }
+}
+
+pub(crate) async fn attempts_an_agent_gave_up_are_lost_with_its_reason(store: &Arc<dyn Store>) {
+    for name in ["gave-up", "gave-up-other"] {
+        store
+            .register_agent(named(name, &format!("{name}-1"), name, 0), T0)
+            .await
+            .unwrap();
+    }
+    let key = running_on(store, "gave-up", "gave-up-1", T0).await;
+    // Not its attempt: another agent's word changes nothing.
+    let effects = store
+        .attempts_given_up("gave-up-other", vec![(key.clone(), "no".into())], T0 + 5)
+        .await
+        .unwrap();
+    assert!(effects.jobs.is_empty());
+    assert_eq!(attempt(store, &key).await.state, AttemptState::Running);
+
+    let effects = store
+        .attempts_given_up(
+            "gave-up",
+            vec![(key.clone(), "its lease ran out".into())],
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(effects.jobs.len(), 1);
+    let lost = attempt(store, &key).await;
+    assert_eq!(lost.state, AttemptState::Lost);
+    assert_eq!(lost.error, "agent gave-up stopped it: its lease ran out");
+    // Said twice (a heartbeat sent again): the second changes nothing.
+    let again = store
+        .attempts_given_up("gave-up", vec![(key.clone(), "again".into())], T0 + 11)
+        .await
+        .unwrap();
+    assert!(again.jobs.is_empty());
+    assert_eq!(attempt(store, &key).await.error, lost.error);
 }

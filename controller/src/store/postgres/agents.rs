@@ -6,10 +6,12 @@
 use std::collections::HashMap;
 
 use super::pool::{col, Conn};
-use super::{dispatch, from_json, to_json};
-use crate::model::{AgentRecord, AgentState, HostMetrics, Millis};
+use super::{dispatch, from_json, to_json, transitions};
+use crate::model::{AgentRecord, AgentState, AttemptKey, AttemptState, HostMetrics, Millis};
 use crate::store::{
-    agent_rules::{already_gone, ended_because, lost_because, name_taken, still_live},
+    agent_rules::{
+        already_gone, ended_because, given_up_because, lost_because, name_taken, still_live,
+    },
     AgentRegistration, AgentSeen, Effects, StoreError,
 };
 
@@ -251,4 +253,24 @@ pub(super) async fn forget(c: &Conn, name: &str) -> Result<(), StoreError> {
     c.execute("DELETE FROM agents WHERE name = $1", &[&name])
         .await?;
     Ok(())
+}
+
+/// Attempts the agent stopped by itself: those still its current ones become `lost`, with its
+/// reason (tasks locked in key order, as every transition does).
+pub(super) async fn given_up(
+    c: &Conn,
+    agent: &str,
+    given_up: &[(AttemptKey, String)],
+    now: Millis,
+) -> Result<Effects, StoreError> {
+    let mut effects = Effects::default();
+    let mut given_up: Vec<&(AttemptKey, String)> = given_up.iter().collect();
+    given_up.sort_by(|a, b| (&a.0.job_id, &a.0.task_id).cmp(&(&b.0.job_id, &b.0.task_id)));
+    for (key, why) in given_up {
+        if transitions::fence_locked(c, agent, key).await.is_ok() {
+            let why = given_up_because(agent, why);
+            transitions::end_and_retry(c, key, AttemptState::Lost, &why, now, &mut effects).await?;
+        }
+    }
+    Ok(effects)
 }

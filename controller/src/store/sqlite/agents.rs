@@ -5,10 +5,12 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{backend, dispatch, from_json, to_json};
-use crate::model::{AgentRecord, AgentState, HostMetrics, Millis};
+use super::{backend, dispatch, from_json, to_json, transitions};
+use crate::model::{AgentRecord, AgentState, AttemptKey, AttemptState, HostMetrics, Millis};
 use crate::store::{
-    agent_rules::{already_gone, ended_because, lost_because, name_taken, still_live},
+    agent_rules::{
+        already_gone, ended_because, given_up_because, lost_because, name_taken, still_live,
+    },
     AgentRegistration, AgentSeen, Effects, StoreError,
 };
 
@@ -226,4 +228,22 @@ pub(super) fn forget(conn: &Connection, name: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM agents WHERE name = ?1", [name])
         .map_err(backend)?;
     Ok(())
+}
+
+/// Attempts the agent stopped by itself: those still its current ones become `lost`, with its
+/// reason.
+pub(super) fn given_up(
+    conn: &Connection,
+    agent: &str,
+    given_up: &[(AttemptKey, String)],
+    now: Millis,
+) -> Result<Effects, StoreError> {
+    let mut effects = Effects::default();
+    for (key, why) in given_up {
+        if transitions::fence(conn, agent, key).is_ok() {
+            let why = given_up_because(agent, why);
+            transitions::end_and_retry(conn, key, AttemptState::Lost, &why, now, &mut effects)?;
+        }
+    }
+    Ok(effects)
 }
