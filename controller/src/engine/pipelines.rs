@@ -10,13 +10,25 @@ use ferry_jobspec::limits as l;
 use ferry_jobspec::pipeline::{self as rules, ParamDecl, ParamType};
 
 use super::{validate, Engine, EngineError};
-use crate::model::NewJob;
+use crate::model::{Millis, NewJob};
 use crate::notify::Wakes;
 use crate::store::pipelines::{
     Applied, NewPipeline, NewRun, ParamSpec, PipelineRecord, PipelineRun, PipelineSummary,
     PipelineTemplate, RunStarted,
 };
 use crate::store::StoreError;
+
+/// How a run is asked for: by hand (the default), by a schedule's tick, by a trigger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOrigin {
+    /// A schedule's tick: the store starts at most one run per (pipeline, scheduled time).
+    pub scheduled_time: Option<Millis>,
+    /// An idempotency key (`--idempotency-key`, a webhook's `Idempotency-Key`): at most one run
+    /// per (pipeline, key).
+    pub key: Option<String>,
+    /// Started by a schedule or a trigger: refused while the pipeline is paused.
+    pub automatic: bool,
+}
 
 /// Tries of a run whose version moved while it was made (applied again meanwhile).
 const RUN_TRIES: usize = 3;
@@ -134,12 +146,28 @@ impl Engine {
 
     /// Starts a run of the pipeline's latest version by hand, with `given` parameters over
     /// its defaults, each checked against its declaration; `key` makes it idempotent.
-    #[tracing::instrument(skip(self, given, key))]
     pub async fn run_pipeline(
         &self,
         name: &str,
         given: BTreeMap<String, String>,
         key: Option<String>,
+    ) -> Result<RunStarted, EngineError> {
+        let origin = RunOrigin {
+            key,
+            ..RunOrigin::default()
+        };
+        self.start_run(name, given, origin).await
+    }
+
+    /// Starts a run as `origin` says (the scheduler and the triggers call this): the latest
+    /// version's job with `given` over its defaults, each checked against its declaration. A
+    /// scheduled time or key already run answers that run's job (`existing`).
+    #[tracing::instrument(skip(self, given, origin), fields(scheduled = ?origin.scheduled_time, automatic = origin.automatic))]
+    pub async fn start_run(
+        &self,
+        name: &str,
+        given: BTreeMap<String, String>,
+        origin: RunOrigin,
     ) -> Result<RunStarted, EngineError> {
         check_name(name)?;
         let mut tries = 0;
@@ -174,9 +202,9 @@ impl Engine {
                 pipeline: name.to_string(),
                 version: latest.version,
                 job,
-                scheduled_time: None,
-                key: key.clone(),
-                automatic: false,
+                scheduled_time: origin.scheduled_time,
+                key: origin.key.clone(),
+                automatic: origin.automatic,
             };
             match self.store.run_pipeline(run, self.clock.now_ms()).await {
                 Err(StoreError::Conflict(_)) if tries < RUN_TRIES => continue,
@@ -244,3 +272,7 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;
