@@ -92,7 +92,8 @@ async fn outcomes_and_env() {
         End::Finished(Report {
             outcome: Outcome::Succeeded,
             exit_code: Some(0),
-            error: String::new()
+            error: String::new(),
+            not_retryable: false,
         })
     );
     let cwd = tmp.path().canonicalize().unwrap();
@@ -107,7 +108,8 @@ async fn outcomes_and_env() {
         End::Finished(Report {
             outcome: Outcome::Failed,
             exit_code: Some(3),
-            error: "exit code 3".into()
+            error: "exit code 3".into(),
+            not_retryable: false,
         })
     );
     let (end, _) = run_capture(&guards, &job(tmp.path(), "kill -9 $$"), &kill).await;
@@ -185,7 +187,8 @@ async fn timeout_escalates_to_sigkill() {
         End::Finished(Report {
             outcome: Outcome::TimedOut,
             exit_code: None,
-            error: "timed out after 200ms".into()
+            error: "timed out after 200ms".into(),
+            not_retryable: false,
         })
     );
     assert!(started.elapsed() < Duration::from_secs(5));

@@ -208,6 +208,7 @@ fn job(worker: &str) -> NewJob {
             },
             outputs: Vec::new(),
             timeout_ms: 0,
+            schedule_to_start_timeout_ms: 0,
             retry: RetryPolicy {
                 max_attempts: 1,
                 initial_delay_ms: 1_000,

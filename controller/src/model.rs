@@ -181,6 +181,14 @@ pub struct TaskSpec {
     pub outputs: Vec<String>,
     pub timeout_ms: u64,
     pub retry: RetryPolicy,
+    /// Schedule-to-start timeout: still queued this long after it became ready, the task fails
+    /// (finally) with why no agent took it; 0 for none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub schedule_to_start_timeout_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A job as submitted.
@@ -285,6 +293,8 @@ pub struct TaskRecord {
     pub attempts: Vec<AttemptRecord>,
     /// Sql tasks that succeeded: what the successful attempt extracted.
     pub extract: Option<ExtractInfo>,
+    /// A task failed without starting: why ("not started within 10m: no agent on queue q").
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -370,6 +370,21 @@ pub trait Store: pipelines::PipelineStore + Send + Sync + 'static {
     ) -> Result<Effects, StoreError>;
     /// Times out running attempts whose deadline passed by `grace_ms`.
     async fn expire_attempts(&self, now: Millis, grace_ms: i64) -> Result<Effects, StoreError>;
+    /// Queued tasks whose schedule-to-start timeout has passed at `now`, with their job's id
+    /// (at most 256, the longest waiting first).
+    async fn overdue_unstarted(
+        &self,
+        now: Millis,
+    ) -> Result<Vec<(String, crate::model::TaskSpec)>, StoreError>;
+    /// Fails a task that is still queued, finally (its downstream skipped), with `reason`: why
+    /// it never started. Nothing if it is no longer queued.
+    async fn fail_unstarted(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError>;
 
     /// Resolves `attempt` (0 = the latest) of a task.
     async fn resolve_attempt(

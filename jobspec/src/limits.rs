@@ -30,6 +30,7 @@
 //! | agent hostname / version | ..=255 / ..=128 bytes of printable ASCII | printed by `agents list` |
 //! | queues per agent | 1..=64 | |
 //! | datasources per agent | ..=64 names, each 1..=128 bytes, no control characters | matched on every claim of an sql task, as labels |
+//! | schedule-to-start timeout | ..=7 days (0: none) | a deadline too |
 //! | tasks per agent (`max_tasks`) | 1..=1,024 (0: 1) | a poll's `free_slots` above the registered `max_tasks` is cut to it; above 1,024 refused |
 //! | attempts named per call (`running`, `Release`) | ..=1,024 | an agent runs at most `max_tasks` |
 //! | log chunks per `AppendLogs` | ..=1,024 chunks, each ..=1 MiB, ..=4 MiB together | the agent sends 64 KiB chunks, 256 KiB at most |

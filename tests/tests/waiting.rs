@@ -261,3 +261,52 @@ async fn a_failure_no_retry_can_fix_uses_one_attempt_of_three() {
     let text = cli.run(["jobs", "show", &id]).await.unwrap();
     assert!(text.stdout.contains("(not retryable)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_not_started_within_its_schedule_to_start_timeout_fails_with_why() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let _agent = Agent::start(
+        &controller.addr(),
+        AgentOpts::new("agent-a").queue("onprem"),
+    )
+    .await
+    .unwrap();
+    let cli = controller.cli();
+    let toml = r#"
+name = "late"
+
+[[tasks]]
+id = "extract"
+queue = "onperm"
+schedule_to_start_timeout = "1s"
+retry = { max_attempts = 3 }
+shell = "true"
+
+[[tasks]]
+id = "load"
+queue = "onprem"
+depends_on = ["extract"]
+shell = "true"
+"#;
+    let (id, stderr) = submit(&cli, toml).await;
+    assert!(
+        stderr.contains("task extract: no agent on queue onperm"),
+        "{stderr}"
+    );
+    let done = cli.wait_job(&id, TIMEOUT).await.unwrap();
+    assert_eq!(state(&done), "failed", "{done:#}");
+    let extract = task(&done, "extract");
+    assert_eq!(extract["state"], "failed", "{done:#}");
+    assert_eq!(
+        extract["reason"], "not started within 1s: no agent on queue onperm",
+        "{done:#}"
+    );
+    assert!(attempts(&done, "extract").is_empty(), "{done:#}");
+    assert_eq!(task_state(&done, "load"), "skipped", "{done:#}");
+    let text = cli.run(["jobs", "show", &id]).await.unwrap();
+    assert!(
+        text.stdout
+            .contains("task extract is failed: not started within 1s: no agent on queue onperm"),
+        "{text}"
+    );
+}

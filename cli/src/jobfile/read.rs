@@ -30,6 +30,7 @@ const TASK_KEYS: &[&str] = &[
     "outputs",
     "timeout",
     "retry",
+    "schedule_to_start_timeout",
 ];
 const RETRY_KEYS: &[&str] = &["max_attempts", "initial_delay", "max_delay"];
 
@@ -290,6 +291,11 @@ impl Reader<'_> {
                         .unwrap_or(0)
                 }
                 "retry" => task.retry = self.retry(value, &label),
+                "schedule_to_start_timeout" => {
+                    task.schedule_to_start_timeout_ms = self
+                        .duration_ms(value, "schedule_to_start_timeout", l::TIMEOUT_MAX_MS)
+                        .unwrap_or(0)
+                }
                 _ => self.unknown_key(key, &format!("in {label}"), TASK_KEYS),
             }
         }

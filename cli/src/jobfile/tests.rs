@@ -48,6 +48,7 @@ shell = "./transform.sh \"$FERRY_INPUTS/extract\" > out.csv"
 outputs = ["out.csv"]
 timeout = "10m"
 retry = { max_attempts = 3, initial_delay = "1s", max_delay = "1m" }
+schedule_to_start_timeout = "30m"
 "#;
 
 #[test]
@@ -72,6 +73,7 @@ fn design_example_parses_to_its_job_spec() {
                 outputs: vec![],
                 timeout_ms: 0,
                 retry: None,
+                schedule_to_start_timeout_ms: 0,
             },
             TaskSpec {
                 id: "transform".into(),
@@ -88,6 +90,7 @@ fn design_example_parses_to_its_job_spec() {
                     initial_delay_ms: Some(1_000),
                     max_delay_ms: Some(60_000),
                 }),
+                schedule_to_start_timeout_ms: 1_800_000,
             },
         ],
     };

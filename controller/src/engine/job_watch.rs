@@ -162,6 +162,7 @@ mod tests {
                     },
                     outputs: vec![],
                     timeout_ms: 0,
+                    schedule_to_start_timeout_ms: 0,
                     retry: RetryPolicy::default(),
                 })
                 .collect(),

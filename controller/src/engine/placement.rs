@@ -1,13 +1,16 @@
 //! Why a job's tasks may wait, from the agents the store lists: the warnings of a submit (no
-//! agent seen lately may run a task) and the reason `jobs show` gives for each queued task
-//! ("no agent on queue onperm", "2 agents on queue onprem, none with site=dc2", "all 3 busy").
-//! Advice only: a submit is accepted whatever it finds.
+//! agent seen lately may run a task), the reason `jobs show` gives for each queued task ("no
+//! agent on queue onperm", "2 agents on queue onprem, none with site=dc2", "all 3 busy"), and
+//! the end of a task queued past its schedule-to-start timeout ("not started within 10m: no
+//! agent on queue onperm"), which the reaper's rounds look for. A submit is accepted whatever
+//! it finds.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Engine, EngineError};
 use crate::model::{AgentRecord, AgentState, JobRecord, Millis, TaskSpec, TaskState};
 use crate::rules::placement::{requirements, why_waiting, Candidate, Waiting};
+use crate::store::StoreError;
 
 /// How long after its last sign of life an agent still counts, at submit, as serving its
 /// queues: one restarted or briefly cut off within the hour is expected back.
@@ -99,7 +102,7 @@ impl Engine {
     /// (the job is accepted already: this is advice).
     pub async fn submit_warnings(&self, tasks: &[Placed]) -> Vec<String> {
         match self.store.list_agents().await {
-            Ok(agents) => unplaceable(tasks, &agents, crate::model::now_ms()),
+            Ok(agents) => unplaceable(tasks, &agents, self.clock.now_ms()),
             Err(e) => {
                 tracing::warn!(error = %e, "agents not read for the submit's warnings");
                 Vec::new()
@@ -113,6 +116,40 @@ impl Engine {
             return Ok(HashMap::new());
         }
         let agents = self.store.list_agents().await?;
-        Ok(waiting(job, &agents, crate::model::now_ms()))
+        Ok(waiting(job, &agents, self.clock.now_ms()))
+    }
+
+    /// Fails the queued tasks past their schedule-to-start timeout, finally, each with why no
+    /// agent took it (a reaper's round).
+    pub async fn fail_unstarted(&self) -> Result<(), StoreError> {
+        let overdue = self.store.overdue_unstarted(self.clock.now_ms()).await?;
+        if overdue.is_empty() {
+            return Ok(());
+        }
+        let agents = self.store.list_agents().await?;
+        let ready: Vec<Candidate> = agents
+            .iter()
+            .filter(|a| a.state == AgentState::Ready)
+            .map(candidate)
+            .collect();
+        for (job_id, spec) in overdue {
+            let limit = humantime::format_duration(std::time::Duration::from_millis(
+                spec.schedule_to_start_timeout_ms,
+            ));
+            let why = match why_waiting(&spec.queue, &requirements(&spec), &ready) {
+                Some(why) => why.to_string(),
+                None => "no agent took it in time".to_string(),
+            };
+            let reason = format!("not started within {limit}: {why}");
+            let effects = self
+                .store
+                .fail_unstarted(&job_id, &spec.id, &reason, self.clock.now_ms())
+                .await?;
+            if !effects.jobs.is_empty() {
+                tracing::warn!(job = %job_id, task = %spec.id, %reason, "task failed without starting");
+            }
+            self.publish(effects);
+        }
+        Ok(())
     }
 }

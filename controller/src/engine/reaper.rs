@@ -1,7 +1,8 @@
 //! The reaper, a singleton role (`singleton.rs`): declares agents dead whose last recorded sign
 //! of life (`Store::silent_agents`, written in batches by every controller) is older than the
-//! agent timeout — their attempts become `lost` and are queued again — and times out attempts
-//! whose agents did not report their deadline. Both are decided on the engine's clock.
+//! agent timeout — their attempts become `lost` and are queued again — times out attempts
+//! whose agents did not report their deadline, and fails tasks queued past their
+//! schedule-to-start timeout (`placement.rs`). All are decided on the engine's clock.
 //!
 //! Silence is counted from when this controller took the role, at the earliest: a controller
 //! that has just started (or taken over from a dead one) gives every agent a full agent timeout
@@ -93,6 +94,9 @@ impl Reaper {
             self.last_expiry = Some(now);
             if let Err(e) = expire(engine).await {
                 tracing::warn!(error = %e, "timing out overdue attempts failed; will retry");
+            }
+            if let Err(e) = engine.fail_unstarted().await {
+                tracing::warn!(error = %e, "failing tasks past their schedule-to-start timeout failed; will retry");
             }
         }
     }

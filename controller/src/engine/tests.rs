@@ -74,6 +74,7 @@ fn one_task_job() -> NewJob {
             },
             outputs: vec![],
             timeout_ms: 0,
+            schedule_to_start_timeout_ms: 0,
             retry: RetryPolicy {
                 max_attempts: 3,
                 initial_delay_ms: 1,

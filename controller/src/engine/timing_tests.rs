@@ -89,6 +89,7 @@ fn job(timeout_ms: u64) -> NewJob {
             },
             outputs: vec![],
             timeout_ms,
+            schedule_to_start_timeout_ms: 0,
             retry: RetryPolicy {
                 max_attempts: 3,
                 initial_delay_ms: 2_000,

@@ -97,6 +97,7 @@ pub fn new_job(
             kind,
             outputs: t.outputs,
             timeout_ms: t.timeout_ms,
+            schedule_to_start_timeout_ms: t.schedule_to_start_timeout_ms,
             retry: retry_policy(t.retry),
             id: t.id,
         });
@@ -155,6 +156,7 @@ pub fn task_spec(t: &TaskSpec) -> pb::TaskSpec {
         }),
         outputs: t.outputs.clone(),
         timeout_ms: t.timeout_ms,
+        schedule_to_start_timeout_ms: t.schedule_to_start_timeout_ms,
         retry: Some(pb::RetryPolicy {
             max_attempts: t.retry.max_attempts,
             initial_delay_ms: Some(t.retry.initial_delay_ms),
@@ -283,8 +285,8 @@ pub fn task(t: &TaskRecord) -> pb::Task {
         attempts: t.attempts.iter().map(attempt).collect(),
         ready_at_ms: t.ready_at,
         extract: t.extract.as_ref().map(extract_info),
-        // Filled by `GetJob` for queued tasks (`Engine::waiting`).
-        reason: String::new(),
+        // A failed task's own; filled by `GetJob` for queued tasks (`Engine::waiting`).
+        reason: t.reason.clone(),
     }
 }
 

@@ -169,6 +169,7 @@ mod tests {
                 },
                 outputs: vec![],
                 timeout_ms: 0,
+                schedule_to_start_timeout_ms: 0,
                 retry: Default::default(),
             },
             state: TaskState::Failed,
@@ -186,6 +187,7 @@ mod tests {
                 })
                 .collect(),
             extract: None,
+            reason: String::new(),
         }
     }
 

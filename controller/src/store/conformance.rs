@@ -72,6 +72,7 @@ macro_rules! store_conformance_suite {
             labels_route_tasks,
             sql_tasks_go_only_to_agents_with_their_datasource,
             a_failure_no_retry_can_fix_ends_its_task_at_once,
+            unstarted_tasks_past_their_timeout_fail_finally,
             cancel_stops_running_attempts,
             release_requeues_without_counting,
             controller_times_out_unreported_attempts,
@@ -132,6 +133,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     labels_route_tasks(&store).await;
     sql_tasks_go_only_to_agents_with_their_datasource(&store).await;
     a_failure_no_retry_can_fix_ends_its_task_at_once(&store).await;
+    unstarted_tasks_past_their_timeout_fail_finally(&store).await;
     cancel_stops_running_attempts(&store).await;
     release_requeues_without_counting(&store).await;
     controller_times_out_unreported_attempts(&store).await;
@@ -180,6 +182,7 @@ fn task(id: &str, deps: &[&str]) -> TaskSpec {
         },
         outputs: vec![],
         timeout_ms: 0,
+        schedule_to_start_timeout_ms: 0,
         retry: RetryPolicy {
             max_attempts: 1,
             initial_delay_ms: 1_000,

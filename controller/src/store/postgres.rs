@@ -22,6 +22,7 @@ mod settings;
 mod tls;
 mod transitions;
 mod tx;
+mod unstarted;
 mod watermarks;
 
 #[cfg(test)]
@@ -461,6 +462,25 @@ impl Store for PostgresStore {
 
     async fn expire_attempts(&self, now: Millis, grace_ms: i64) -> Result<Effects, StoreError> {
         transaction!(self, Mode::Write, |c| dispatch::expire(c, now, grace_ms))
+    }
+
+    async fn overdue_unstarted(
+        &self,
+        now: Millis,
+    ) -> Result<Vec<(String, crate::model::TaskSpec)>, StoreError> {
+        transaction!(self, Mode::Single, |c| unstarted::overdue(c, now))
+    }
+
+    async fn fail_unstarted(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        transaction!(self, Mode::Write, |c| unstarted::fail(
+            c, job_id, task_id, reason, now
+        ))
     }
 
     async fn resolve_attempt(

@@ -15,6 +15,7 @@ mod pipelines;
 mod readers;
 mod settings;
 mod transitions;
+mod unstarted;
 mod watermarks;
 mod writer;
 
@@ -417,6 +418,27 @@ impl Store for SqliteStore {
     async fn expire_attempts(&self, now: Millis, grace_ms: i64) -> Result<Effects, StoreError> {
         self.writer
             .write(move |conn| dispatch::expire(conn, now, grace_ms))
+            .await
+    }
+
+    async fn overdue_unstarted(
+        &self,
+        now: Millis,
+    ) -> Result<Vec<(String, crate::model::TaskSpec)>, StoreError> {
+        self.read(move |conn| unstarted::overdue(conn, now)).await
+    }
+
+    async fn fail_unstarted(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<Effects, StoreError> {
+        let (job_id, task_id, reason) =
+            (job_id.to_string(), task_id.to_string(), reason.to_string());
+        self.writer
+            .write(move |conn| unstarted::fail(conn, &job_id, &task_id, &reason, now))
             .await
     }
 

@@ -80,7 +80,7 @@ sql = { datasource = "d", query = "q", fmt = "csv", incremental = { col = "c" } 
         &[
             "job.toml:1:1: unknown key \"nme\" at the top level; allowed: name, params, tasks",
             "job.toml:5:1: unknown key \"comand\" in task \"a\"; allowed: id, queue, labels, \
-             depends_on, shell, sql, outputs, timeout, retry",
+             depends_on, shell, sql, outputs, timeout, retry, schedule_to_start_timeout",
             "job.toml:7:29: unknown key \"delay\" in retry of task \"a\"; allowed: \
              max_attempts, initial_delay, max_delay",
             "job.toml:10:40: unknown key \"fmt\" in sql of task \"b\"; allowed: datasource, \

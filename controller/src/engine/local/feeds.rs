@@ -239,12 +239,14 @@ fn test_job(tasks: usize) -> JobRecord {
                     },
                     outputs: vec![],
                     timeout_ms: 0,
+                    schedule_to_start_timeout_ms: 0,
                     retry: Default::default(),
                 },
                 state: TaskState::Queued,
                 ready_at: 0,
                 attempts: vec![],
                 extract: None,
+                reason: String::new(),
             })
             .collect(),
     }

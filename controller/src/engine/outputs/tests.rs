@@ -98,6 +98,7 @@ fn task(id: &str, deps: &[&str], outputs: &[&str]) -> TaskSpec {
         },
         outputs: outputs.iter().map(|o| o.to_string()).collect(),
         timeout_ms: 0,
+        schedule_to_start_timeout_ms: 0,
         retry: RetryPolicy {
             max_attempts: 1,
             initial_delay_ms: 0,

@@ -139,6 +139,10 @@ fn task_problems(task: &TaskSpec, note: &mut impl FnMut(String, Option<String>))
         format!("{t} timeout"),
         check::duration_ms(task.timeout_ms, l::TIMEOUT_MAX_MS),
     );
+    note(
+        format!("{t} schedule_to_start_timeout"),
+        check::duration_ms(task.schedule_to_start_timeout_ms, l::TIMEOUT_MAX_MS),
+    );
     let retry = &task.retry;
     note(
         format!("{t} retry max_attempts"),
@@ -220,6 +224,7 @@ mod tests {
             },
             outputs: vec![],
             timeout_ms: 0,
+            schedule_to_start_timeout_ms: 0,
             retry: RetryPolicy::default(),
         }
     }
@@ -272,6 +277,7 @@ mod tests {
         assert!(problems(&job(vec![t.clone()])).is_empty());
         // 300000000y, as a probe sent it.
         t.timeout_ms = 9_467_280_000_000_000_000;
+        t.schedule_to_start_timeout_ms = 8 * 86_400_000;
         t.retry = RetryPolicy {
             max_attempts: 101,
             initial_delay_ms: u64::MAX,
@@ -281,6 +287,7 @@ mod tests {
             problems(&job(vec![t])),
             vec![
                 "task \"a\" timeout 109575000000d is above the limit of 7d",
+                "task \"a\" schedule_to_start_timeout 8d is above the limit of 7d",
                 "task \"a\" retry max_attempts 101 is above the limit of 100",
                 "task \"a\" retry initial_delay 18446744073709551615ms is above the limit of 1d",
                 "task \"a\" retry max_delay is shorter than initial_delay",

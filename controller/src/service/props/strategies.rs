@@ -112,6 +112,7 @@ pub(super) fn task() -> impl Strategy<Value = pb::TaskSpec> {
                 outputs,
                 timeout_ms,
                 retry,
+                schedule_to_start_timeout_ms: 0,
             },
         )
 }
@@ -212,6 +213,7 @@ pub(super) fn plausible_submit() -> impl Strategy<Value = pb::SubmitJobRequest> 
                     kind,
                     outputs: if sql { vec![] } else { outputs },
                     timeout_ms,
+                    schedule_to_start_timeout_ms: 0,
                     retry: retry.map(|(max_attempts, initial_delay_ms, max_delay_ms)| {
                         pb::RetryPolicy {
                             max_attempts,

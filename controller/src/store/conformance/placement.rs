@@ -1,5 +1,6 @@
 //! Conformance: which agent may take a task beyond its queue and labels — an sql task only an
-//! agent with its datasource — and a failure no retry can fix, which ends the task at once.
+//! agent with its datasource — a failure no retry can fix, which ends the task at once, and a
+//! task failed for waiting past its schedule-to-start timeout.
 
 use super::*;
 use crate::rules::placement::offer;
@@ -87,4 +88,69 @@ pub(crate) async fn a_failure_no_retry_can_fix_ends_its_task_at_once(store: &Arc
         .unwrap()
         .assignments
         .is_empty());
+}
+
+pub(crate) async fn unstarted_tasks_past_their_timeout_fail_finally(store: &Arc<dyn Store>) {
+    agents(store, &["w"]).await;
+    let mut a = on_queue(task("a", &[]), "nowhere");
+    a.schedule_to_start_timeout_ms = 1_000;
+    let id = store
+        .submit_job(
+            job(
+                "unstarted",
+                vec![a, task("b", &["a"]), on_queue(task("c", &[]), "nowhere")],
+            ),
+            T0,
+        )
+        .await
+        .unwrap()
+        .job_id;
+    assert!(store.overdue_unstarted(T0 + 999).await.unwrap().is_empty());
+    let overdue = store.overdue_unstarted(T0 + 1_000).await.unwrap();
+    let ids: Vec<(&str, &str)> = overdue
+        .iter()
+        .map(|(job, spec)| (job.as_str(), spec.id.as_str()))
+        .collect();
+    assert_eq!(ids, [(id.as_str(), "a")]);
+    assert_eq!(overdue[0].1.schedule_to_start_timeout_ms, 1_000);
+    let why = "not started within 1s: no agent on queue nowhere";
+    let effects = store
+        .fail_unstarted(&id, "a", why, T0 + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(effects.jobs, [id.clone()]);
+    let shown = store.get_job(&id).await.unwrap();
+    let a = shown.tasks.iter().find(|t| t.spec.id == "a").unwrap();
+    assert_eq!((a.state, a.reason.as_str()), (TaskState::Failed, why));
+    assert!(a.attempts.is_empty());
+    assert_eq!(task_state(store, &id, "b").await, TaskState::Skipped);
+    assert_eq!(task_state(store, &id, "c").await, TaskState::Queued);
+    assert_eq!(shown.state, JobState::Pending);
+    assert!(store
+        .overdue_unstarted(T0 + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A task a claim took is not failed, not even by a late call.
+    let mut d = task("d", &[]);
+    d.schedule_to_start_timeout_ms = 1_000;
+    let second = store
+        .submit_job(job("started", vec![d]), T0)
+        .await
+        .unwrap()
+        .job_id;
+    let got = store.claim(claim_req("w", 1), T0 + 500).await.unwrap();
+    assert_eq!(got.assignments.len(), 1);
+    assert!(store
+        .overdue_unstarted(T0 + 5_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let effects = store
+        .fail_unstarted(&second, "d", "late", T0 + 5_000)
+        .await
+        .unwrap();
+    assert!(effects.jobs.is_empty());
+    assert_eq!(task_state(store, &second, "d").await, TaskState::Running);
 }

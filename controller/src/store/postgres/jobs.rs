@@ -56,12 +56,13 @@ const INSERT_JOB: &str =
      ON CONFLICT (idempotency_key) DO NOTHING";
 const INSERT_TASKS: &str =
     "INSERT INTO tasks (job_id, task_id, seq, queue, labels, spec, state, deps_remaining,
-                        ready_at, max_attempts, initial_delay_ms, max_delay_ms)
+                        ready_at, max_attempts, initial_delay_ms, max_delay_ms, start_timeout_ms)
      SELECT $1, t.task_id, t.seq, t.queue, t.labels, t.spec, t.state, t.deps, $2, t.max_attempts,
-            t.initial, t.max_delay
+            t.initial, t.max_delay, t.start_timeout
      FROM unnest($3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[],
-                 $9::int8[], $10::int8[], $11::int8[], $12::int8[])
-          AS t(task_id, seq, queue, labels, spec, state, deps, max_attempts, initial, max_delay)
+                 $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[])
+          AS t(task_id, seq, queue, labels, spec, state, deps, max_attempts, initial, max_delay,
+               start_timeout)
      WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1)";
 const INSERT_EDGES: &str = "INSERT INTO task_deps (job_id, depends_on, task_id)
      SELECT $1, d.depends_on, d.task_id FROM unnest($2::text[], $3::text[]) AS d(depends_on, task_id)
@@ -86,7 +87,8 @@ pub(super) async fn submit(c: &Conn, job: &NewJob, now: Millis) -> Result<Submit
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut max_attempts, mut initial, mut max_delay) = (
+    let (mut max_attempts, mut initial, mut max_delay, mut start_timeouts) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -109,6 +111,7 @@ pub(super) async fn submit(c: &Conn, job: &NewJob, now: Millis) -> Result<Submit
         max_attempts.push(i64::from(task.retry.max_attempts.max(1)));
         initial.push(task.retry.initial_delay_ms as i64);
         max_delay.push(task.retry.max_delay_ms as i64);
+        start_timeouts.push(task.schedule_to_start_timeout_ms as i64);
         for dep in &task.depends_on {
             edge_from.push(dep.as_str());
             edge_to.push(task.id.as_str());
@@ -126,7 +129,7 @@ pub(super) async fn submit(c: &Conn, job: &NewJob, now: Millis) -> Result<Submit
         &now,
         &tasks_total,
     ];
-    let rows: [P; 12] = [
+    let rows: [P; 13] = [
         &id,
         &now,
         &task_ids,
@@ -139,6 +142,7 @@ pub(super) async fn submit(c: &Conn, job: &NewJob, now: Millis) -> Result<Submit
         &max_attempts,
         &initial,
         &max_delay,
+        &start_timeouts,
     ];
     let edges: [P; 3] = [&id, &edge_from, &edge_to];
     // Prepared first, then sent together in this order (one round trip): the tasks and their
@@ -195,7 +199,7 @@ pub(super) async fn get(c: &Conn, job_id: &str) -> Result<JobRecord, StoreError>
         ),
         super::extracts::by_task(c, job_id),
         c.query(
-            "SELECT task_id, spec, state, ready_at FROM tasks WHERE job_id = $1 ORDER BY seq",
+            "SELECT task_id, spec, state, ready_at, reason FROM tasks WHERE job_id = $1 ORDER BY seq",
             &job,
         ),
     );
@@ -234,6 +238,7 @@ pub(super) async fn get(c: &Conn, job_id: &str) -> Result<JobRecord, StoreError>
             ready_at: col(&r, 3)?,
             attempts: attempts.remove(&task_id).unwrap_or_default(),
             extract: extracts.remove(&task_id),
+            reason: col(&r, 4)?,
         });
     }
     let params: BTreeMap<String, String> = from_json(col(&head, 2)?)?;

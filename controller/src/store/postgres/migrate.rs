@@ -30,6 +30,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "pipelines",
         sql: include_str!("migrations/0003_pipelines.sql"),
     },
+    Migration {
+        version: 4,
+        name: "start_timeout",
+        sql: include_str!("migrations/0004_start_timeout.sql"),
+    },
 ];
 
 /// The advisory lock key migrations hold (`ferry` in ASCII, then `mig`).

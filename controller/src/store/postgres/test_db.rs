@@ -131,6 +131,7 @@ pub(crate) fn shell_task(id: &str, queue: &str, deps: &[&str]) -> crate::model::
         },
         outputs: vec![],
         timeout_ms: 0,
+        schedule_to_start_timeout_ms: 0,
         retry: Default::default(),
     }
 }

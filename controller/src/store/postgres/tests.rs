@@ -54,7 +54,12 @@ async fn migrations_applied_twice_change_nothing() {
             .iter()
             .map(|m| (m.0, m.1.as_str()))
             .collect::<Vec<_>>(),
-        [(1, "initial"), (2, "agent_instance"), (3, "pipelines")]
+        [
+            (1, "initial"),
+            (2, "agent_instance"),
+            (3, "pipelines"),
+            (4, "start_timeout")
+        ]
     );
     db.open().await.close().await;
     assert_eq!(migrations(&db).await, first, "nothing applied again");

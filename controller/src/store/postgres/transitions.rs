@@ -356,7 +356,7 @@ async fn task_attempt_failed(
 }
 
 /// The task fails for good: everything downstream of it is skipped.
-async fn give_up(c: &Conn, key: &AttemptKey, now: Millis) -> Result<(), StoreError> {
+pub(super) async fn give_up(c: &Conn, key: &AttemptKey, now: Millis) -> Result<(), StoreError> {
     c.execute(
         "UPDATE tasks SET state = 'failed' WHERE job_id = $1 AND task_id = $2",
         &[&key.job_id, &key.task_id],

@@ -63,8 +63,9 @@ pub(super) fn submit(
     let mut insert_task = conn
         .prepare_cached(
             "INSERT INTO tasks (job_id, task_id, seq, queue, labels, spec, state, deps_remaining,
-                                ready_at, max_attempts, initial_delay_ms, max_delay_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                ready_at, max_attempts, initial_delay_ms, max_delay_ms,
+                                start_timeout_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .map_err(backend)?;
     let mut insert_dep = conn
@@ -93,6 +94,7 @@ pub(super) fn submit(
                 task.retry.max_attempts.max(1),
                 task.retry.initial_delay_ms as i64,
                 task.retry.max_delay_ms as i64,
+                task.schedule_to_start_timeout_ms as i64,
             ])
             .map_err(backend)?;
         for dep in &task.depends_on {
@@ -181,7 +183,8 @@ pub(super) fn get_bounded(
     {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT task_id, spec, state, ready_at FROM tasks WHERE job_id = ?1 ORDER BY seq",
+                "SELECT task_id, spec, state, ready_at, reason FROM tasks WHERE job_id = ?1
+                 ORDER BY seq",
             )
             .map_err(backend)?;
         let mut rows = stmt.query([job_id]).map_err(backend)?;
@@ -196,6 +199,7 @@ pub(super) fn get_bounded(
                 ready_at: r.get(3).map_err(backend)?,
                 attempts: attempts.remove(&task_id).unwrap_or_default(),
                 extract: extracts.remove(&task_id),
+                reason: r.get(4).map_err(backend)?,
             });
         }
     }

@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "pipelines",
         sql: include_str!("migrations/0005_pipelines.sql"),
     },
+    Migration {
+        version: 6,
+        name: "start_timeout",
+        sql: include_str!("migrations/0006_start_timeout.sql"),
+    },
 ];
 
 /// The highest schema version this binary knows.

@@ -79,6 +79,7 @@ fn job_of(tasks: usize) -> crate::model::NewJob {
         },
         outputs: vec![],
         timeout_ms: 0,
+        schedule_to_start_timeout_ms: 0,
         retry: Default::default(),
     };
     crate::model::NewJob {

@@ -220,7 +220,7 @@ fn task_attempt_failed(
 }
 
 /// The task fails for good: everything downstream of it is skipped.
-fn give_up(
+pub(super) fn give_up(
     conn: &Connection,
     key: &AttemptKey,
     now: Millis,
