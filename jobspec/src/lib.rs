@@ -6,7 +6,8 @@
 //! and compressions (`sql`), a pipeline's name and typed parameters (`pipeline`), and byte
 //! sizes with units (`units`: the one parser of every binary's flags and configs), and the
 //! `:name` parameters of an sql query (`query`: the agent binds them, the others check them),
-//! and a watermark set by hand checked against the stored one's type (`watermark`).
+//! and a watermark set by hand checked against the stored one's type (`watermark`), and a
+//! pipeline's schedule: when it fires, under its daylight-saving policies (`schedule`).
 //!
 //! No I/O, no gRPC: plain strings and numbers in, a problem's words out.
 
@@ -17,6 +18,7 @@ pub mod graph;
 pub mod limits;
 pub mod pipeline;
 pub mod query;
+pub mod schedule;
 pub mod sql;
 pub mod units;
 pub mod watermark;
