@@ -330,7 +330,11 @@ impl PipelineView {
         if self.last_runs.is_empty() {
             out.push_str("  none\n");
         } else {
-            out.push_str(&RunView::table(&self.last_runs));
+            for line in RunView::table(&self.last_runs).lines() {
+                out.push_str("  ");
+                out.push_str(line);
+                out.push('\n');
+            }
         }
         out
     }
