@@ -39,13 +39,14 @@ pub async fn set(
 ) -> Result<Outcome, CliError> {
     let mut client = controller.connect().await?;
     // Checked against the stored one's type before anything changes (the controller does too).
+    // No job of that name (or no answer): the set below says so.
     let stored = client
         .list_watermarks(ListWatermarksRequest {
             job_name: job_name.to_owned(),
         })
         .await
-        .map_err(|status| controller.error("list watermarks", &status))?
-        .into_inner();
+        .map(tonic::Response::into_inner)
+        .unwrap_or_default();
     if let Some(old) = stored.watermarks.iter().find(|m| m.task_id == task) {
         let problem = ferry_jobspec::watermark::replacement_problem(&old.column, &old.value, value);
         if let Some(problem) = problem {

@@ -27,7 +27,11 @@ impl Engine {
             )));
         }
         // Of the stored one's type: a mistyped value would fail every later run.
-        let stored = self.store.list_watermarks(Some(job_name)).await?;
+        // No job of that name: the set below names it.
+        let stored = match self.store.list_watermarks(Some(job_name)).await {
+            Err(crate::store::StoreError::NotFound(_)) => Vec::new(),
+            listed => listed?,
+        };
         if let Some(old) = stored.iter().find(|m| m.task_id == task_id) {
             let problem =
                 ferry_jobspec::watermark::replacement_problem(&old.column, &old.value, value);
