@@ -351,8 +351,10 @@ fn tls_hint(config: &Config, error: &ClientError) -> Option<&'static str> {
         return None;
     };
     let text = text.to_lowercase();
-    if config.tls.is_some() && text.contains("invalidcontenttype") {
-        return Some("the controller does not speak TLS on this port: use an http:// URL, or start the controller with --tls-cert and --tls-key");
+    if config.tls.is_some()
+        && (text.contains("invalidcontenttype") || text.contains("connection reset"))
+    {
+        return Some("the controller does not speak TLS on this port: use an http:// URL (if it does serve TLS and requires client certificates, give this agent one with --tls-cert and --tls-key)");
     }
     if config.tls.is_none()
         && (text.contains("h2 protocol error") || text.ends_with("transport error"))

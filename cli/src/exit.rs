@@ -128,13 +128,11 @@ impl CliError {
             // should be.
             Code::Unavailable
                 if url.starts_with("https://")
-                    && root_cause(status).is_some_and(|c| c.contains("InvalidContentType")) =>
+                    && root_cause(status).is_some_and(|c| not_tls(&c)) =>
             {
                 CliError::Unreachable {
                     url: url.to_owned(),
-                    reason: "the controller does not speak TLS on this port: use an http:// URL \
-                             (or start the controller with --tls-cert and --tls-key)"
-                        .to_owned(),
+                    reason: NOT_TLS.to_owned(),
                 }
             }
             Code::Unavailable => CliError::Unreachable {
@@ -195,6 +193,11 @@ impl CliError {
         let reason = root_cause(err).unwrap_or_else(|| err.to_string());
         if ferry_tls::is_certificate_error(err) {
             CliError::Untrusted { url, reason }
+        } else if url.starts_with("https://") && not_tls(&reason) {
+            CliError::Unreachable {
+                url,
+                reason: NOT_TLS.to_owned(),
+            }
         } else {
             CliError::Unreachable { url, reason }
         }
@@ -251,6 +254,18 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> Option<Stri
         next = cause.source();
     }
     deepest.map(|cause| lowercase_first(&cause.to_string()))
+}
+
+/// What an `https://` client is told when the port does not speak TLS.
+const NOT_TLS: &str = "the controller does not speak TLS on this port (it answered the TLS \
+                       handshake with plain HTTP/2, or reset the connection): use an http:// \
+                       URL, or start the controller with --tls-cert and --tls-key";
+
+/// Whether a TLS client's failure reads as a plaintext server: rustls's `InvalidContentType`
+/// (an HTTP/2 frame where a TLS record should be), or the connection reset during the
+/// handshake (the controller drops what is not an HTTP/2 preface).
+fn not_tls(reason: &str) -> bool {
+    reason.contains("InvalidContentType") || reason.contains("connection reset")
 }
 
 /// A short lowercase reason for an I/O error: "connection refused", "no such file or directory".

@@ -164,8 +164,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         source,
     })?;
     if !addr.ip().is_loopback() {
-        if config.agent_token.is_none() || config.client_token.is_none() {
-            tracing::warn!(%addr, "listening beyond loopback without agent and client tokens: anyone who reaches this port can run commands on your agents");
+        if let Some(missing) = missing_tokens(&config) {
+            tracing::warn!(%addr, "listening beyond loopback without {missing}: anyone who reaches this port can run commands on your agents");
         }
         if config.tls.is_none() {
             tracing::warn!(%addr, "listening beyond loopback without TLS: tokens, commands and results cross the network in clear (see --tls-cert)");
@@ -230,4 +230,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     engine.close().await;
     tracing::info!("controller stopped");
     Ok(result?)
+}
+
+/// What the warning about an open port names: the tokens that are not set, with their flags.
+fn missing_tokens(config: &Config) -> Option<String> {
+    let missing: Vec<&str> = [
+        (
+            config.agent_token.is_none(),
+            "an agent token (--agent-token-file): any agent may join",
+        ),
+        (
+            config.client_token.is_none(),
+            "a client token (--client-token-file): anyone may submit jobs",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(missing, what)| missing.then_some(what))
+    .collect();
+    (!missing.is_empty()).then(|| missing.join(", nor "))
 }

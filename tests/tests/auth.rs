@@ -58,10 +58,39 @@ async fn only_agents_with_the_agent_token_join() {
         )
         .await;
     assert!(
+        refused.contains("--token-file") && refused.contains("FERRY_TOKEN_FILE"),
+        "the refused agent is told the remedy:\n{refused}"
+    );
+    assert!(
         cli.agent("intruder").await.unwrap().is_none(),
         "the intruder was listed"
     );
     drop(intruder);
+    // The controller says it refused, with the remedy, at a low rate.
+    let log = controller.log_tail(10_000);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused a call"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("agent token presented is not valid")
+                && l.contains("--token-file")
+                && l.contains("FERRY_TOKEN_FILE")),
+        "the controller logs the refusal with the remedy:\n{log}"
+    );
+    assert!(
+        lines.len() <= 3,
+        "refusals are rate-limited ({} lines):\n{log}",
+        lines.len()
+    );
+    // The token files were written readable by others (umask 022): the agent says so.
+    let member_log = agent.log_tail(10_000);
+    assert!(
+        member_log.contains("readable by other users") && member_log.contains("chmod 600"),
+        "{member_log}"
+    );
 
     // Uploads (decoded by the controller from the frames themselves) are checked too.
     let mut raw = controller.agent_client().await.unwrap();
@@ -106,7 +135,9 @@ async fn only_clients_with_the_client_token_are_served() {
     let anonymous = cli.run(["jobs", "list"]).await.unwrap();
     assert_eq!(anonymous.code, 3, "{anonymous:?}");
     assert!(
-        anonymous.stderr.contains("requires a client token"),
+        anonymous.stderr.contains("requires a client token")
+            && anonymous.stderr.contains("--token-file")
+            && anonymous.stderr.contains("FERRY_TOKEN_FILE"),
         "{}",
         anonymous.stderr
     );
@@ -119,6 +150,11 @@ async fn only_clients_with_the_client_token_are_served() {
     assert!(
         wrong.stderr.contains("client token presented is not valid"),
         "{}",
+        wrong.stderr
+    );
+    assert!(
+        wrong.stderr.contains("readable by other users"),
+        "a token file others can read is warned about: {}",
         wrong.stderr
     );
 

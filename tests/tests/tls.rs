@@ -284,3 +284,32 @@ async fn a_peer_stalling_in_the_handshake_is_dropped_and_blocks_no_one() {
         "closed after {held:?}"
     );
 }
+
+/// `https://` against a controller without TLS: the CLI and the agent say the controller does
+/// not speak TLS on that port (not a rustls `InvalidContentType`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_against_a_plaintext_port_says_the_controller_does_not_speak_tls() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let url = controller.addr().replace("http://", "https://");
+    let out = Cli::new(url.clone())
+        .unwrap()
+        .run(["jobs", "list"])
+        .await
+        .unwrap();
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr
+            .contains("the controller does not speak TLS on this port")
+            && !out.stderr.contains("InvalidContentType"),
+        "{out}"
+    );
+    let agent =
+        ferry_tests::RefusedAgent::spawn(&url, "tls-mismatch", &["--queue".into(), "q".into()])
+            .unwrap();
+    agent
+        .log_once_it_says(
+            "the controller does not speak TLS on this port",
+            Duration::from_secs(20),
+        )
+        .await;
+}
