@@ -38,6 +38,7 @@ struct Raw {
     disk_reserve: Option<u64>,
     artifact_retention: String,
     departed_agent_retention: String,
+    schedule_to_start_timeout: Option<String>,
     agent_token_file: Option<String>,
     client_token_file: Option<String>,
     tls_cert: Option<String>,
@@ -80,6 +81,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// How long `agents list` shows an agent that left (drained or dead).
     pub departed_agent_retention: Duration,
+    /// The schedule-to-start timeout of tasks that set none (`None`: no limit).
+    pub schedule_to_start_timeout: Option<Duration>,
 }
 
 /// Default of `departed_agent_retention`.
@@ -95,7 +98,7 @@ pub enum ConfigError {
     Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 26] = [
+const KEYS: [&str; 27] = [
     "listen",
     "async_threads",
     "data_dir",
@@ -108,6 +111,7 @@ const KEYS: [&str; 26] = [
     "disk_reserve",
     "artifact_retention",
     "departed_agent_retention",
+    "schedule_to_start_timeout",
     "agent_token_file",
     "client_token_file",
     "tls_cert",
@@ -176,6 +180,7 @@ impl Config {
             ("disk_reserve", flags.disk_reserve.map(|n| n.to_string())),
             ("artifact_retention", flags.artifact_retention),
             ("departed_agent_retention", flags.departed_agent_retention),
+            ("schedule_to_start_timeout", flags.schedule_to_start_timeout),
             ("agent_token_file", flags.agent_token_file),
             ("client_token_file", flags.client_token_file),
             ("tls_cert", flags.tls_cert),
@@ -413,7 +418,22 @@ impl Raw {
             self.tls_key.as_deref(),
             self.tls_client_ca.as_deref(),
         )?;
+        let schedule_to_start_timeout = match self.schedule_to_start_timeout.as_deref() {
+            None | Some("") => None,
+            Some(text) => {
+                let timeout = duration("schedule_to_start_timeout", text)?;
+                let max = Duration::from_millis(ferry_jobspec::limits::TIMEOUT_MAX_MS);
+                if timeout > max {
+                    return Err(ConfigError::Invalid {
+                        key: "schedule_to_start_timeout",
+                        problem: format!("{text:?} is above the limit of 7d"),
+                    });
+                }
+                (!timeout.is_zero()).then_some(timeout)
+            }
+        };
         Ok(Config {
+            schedule_to_start_timeout,
             tls_client_auth: tls.is_some() && self.tls_client_ca.is_some(),
             departed_agent_retention: duration(
                 "departed_agent_retention",

@@ -114,6 +114,8 @@ pub struct Engine {
     /// Carries wake-ups to every controller sharing the store.
     notifier: Arc<dyn Notifier>,
     shutdown: CancellationToken,
+    /// The schedule-to-start timeout of tasks that set none, in ms (0: none).
+    default_start_timeout_ms: u64,
 }
 
 impl Engine {
@@ -138,7 +140,14 @@ impl Engine {
             local,
             notifier,
             shutdown,
+            default_start_timeout_ms: 0,
         })
+    }
+
+    /// Gives tasks that set no schedule-to-start timeout this one (`--schedule-to-start-timeout`).
+    pub fn with_default_start_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.default_start_timeout_ms = timeout.map_or(0, |t| t.as_millis() as u64);
+        self
     }
 
     /// Stops the notifier's background work (after the server stopped serving).
@@ -199,7 +208,12 @@ impl Engine {
     // ---- jobs ------------------------------------------------------------------------------
 
     #[tracing::instrument(skip_all, fields(job = %job.name))]
-    pub async fn submit(&self, job: NewJob) -> Result<Submitted, EngineError> {
+    pub async fn submit(&self, mut job: NewJob) -> Result<Submitted, EngineError> {
+        for task in &mut job.tasks {
+            if task.schedule_to_start_timeout_ms == 0 {
+                task.schedule_to_start_timeout_ms = self.default_start_timeout_ms;
+            }
+        }
         let problems = validate::problems(&job);
         if !problems.is_empty() {
             return Err(EngineError::InvalidJob(problems));

@@ -113,7 +113,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         shutdown.clone(),
     )
     .await?
-    .with_artifacts(outputs.clone());
+    .with_artifacts(outputs.clone())
+    .with_default_start_timeout(config.schedule_to_start_timeout);
     let engine = Arc::new(engine);
     let tracker = TaskTracker::new();
     tracker.spawn(engine::lease_writer::run(engine.clone(), shutdown.clone()));

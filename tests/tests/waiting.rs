@@ -310,3 +310,20 @@ shell = "true"
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controllers_schedule_to_start_timeout_applies_to_tasks_without_their_own() {
+    let opts = ControllerOpts::default()
+        .arg("--schedule-to-start-timeout")
+        .arg("1s");
+    let controller = Controller::start(opts).await.unwrap();
+    let cli = controller.cli();
+    let (id, _) = submit(&cli, &shell_job("default", "onperm", "", "true")).await;
+    let done = cli.wait_job(&id, TIMEOUT).await.unwrap();
+    assert_eq!(state(&done), "failed", "{done:#}");
+    assert_eq!(
+        task(&done, "extract")["reason"],
+        "not started within 1s: no agent on queue onperm",
+        "{done:#}"
+    );
+}

@@ -55,6 +55,11 @@ pub struct Flags {
     /// than this; `--all` still shows them [default: 24h].
     #[arg(long, env = "FERRY_DEPARTED_AGENT_RETENTION", value_parser = duration_arg, value_name = "DURATION")]
     pub departed_agent_retention: Option<String>,
+    /// The schedule-to-start timeout of tasks that set none: a task still queued this long
+    /// after it became ready fails, finally, with why no agent took it (at most 7d)
+    /// [default: none].
+    #[arg(long, env = "FERRY_SCHEDULE_TO_START_TIMEOUT", value_parser = duration_arg, value_name = "DURATION")]
+    pub schedule_to_start_timeout: Option<String>,
     /// Where artifacts live: the data directory (default) or an S3-compatible store,
     /// s3://BUCKET/PREFIX. Credentials come from the config file (s3_access_key_id,
     /// s3_secret_access_key, s3_session_token) or the usual AWS variables.

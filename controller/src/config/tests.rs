@@ -16,6 +16,7 @@ fn flags() -> Flags {
         disk_reserve: None,
         artifact_retention: None,
         departed_agent_retention: None,
+        schedule_to_start_timeout: None,
         agent_token_file: None,
         client_token_file: None,
         tls_cert: None,
