@@ -15,7 +15,10 @@ async fn bad_input_is_named_and_secrets_stay_on_the_agent() {
     let error = s
         .failure(&job(
             "missing-param",
-            r#"datasource = "pg", query = "select :day::date""#,
+            // A parameter PostgreSQL sees but MySQL does not (inside its backslash-escaped
+            // string) passes the submit's check, which refuses only what every dialect sees
+            // (usability.rs); the agent names it, once, without retrying.
+            r#"datasource = "pg", query = "select '\\', :day::date --'""#,
         ))
         .await;
     assert!(error.contains(":day"), "{error}");

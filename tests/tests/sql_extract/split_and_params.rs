@@ -24,7 +24,9 @@ async fn split_files_gzip_and_parameters_bound_as_data() {
             r#"datasource = "pg", format = "csv", compression = "gzip", max_rows_per_file = 10, query = "select * from {table} where id <= :upto::int order by id""#
         ),
     );
-    let (done, files) = s.extract(&toml, &["--param", "upto=25"]).await;
+    let (done, files) = s
+        .extract(&toml, &["--param", "upto=25", "--allow-extra-params"])
+        .await;
     let names: Vec<_> = files.keys().cloned().collect();
     assert_eq!(
         names,
@@ -74,7 +76,9 @@ async fn split_files_gzip_and_parameters_bound_as_data() {
         ),
     );
     let param = format!("v={hostile}");
-    let (_, files) = s.extract(&toml, &["--param", &param]).await;
+    let (_, files) = s
+        .extract(&toml, &["--param", &param, "--allow-extra-params"])
+        .await;
     assert_eq!(files["extract.csv"], b"id,v\n", "header only");
     let n: i64 = pg
         .query_one(&format!("select count(*) from {table}"), &[])
@@ -90,7 +94,10 @@ async fn split_files_gzip_and_parameters_bound_as_data() {
     );
     let hostile = format!("x'; drop table {my_table}; --");
     let (_, files) = s
-        .extract(&toml, &["--param", &format!("v={hostile}")])
+        .extract(
+            &toml,
+            &["--param", &format!("v={hostile}"), "--allow-extra-params"],
+        )
         .await;
     assert_eq!(files["extract.csv"], b"id,v\n");
     let n: Option<i64> = my
