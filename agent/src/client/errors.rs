@@ -138,6 +138,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refusals_are_told_from_the_code() {
+        let c = |code, msg: &str| ClientError::from_status(Status::new(code, msg)).refusal();
+        assert_eq!(
+            c(Code::AlreadyExists, "agent name \"a\" is taken"),
+            Some(Refusal::NameTaken("agent name \"a\" is taken".into()))
+        );
+        let token = c(Code::Unauthenticated, "the agent token presented is not valid").unwrap();
+        assert_eq!(
+            token.to_string(),
+            "the agent token presented is not valid: give this agent the controller's agent \
+             token with --token-file FILE or FERRY_TOKEN_FILE"
+        );
+        assert_eq!(c(Code::InvalidArgument, "bad"), None);
+        assert_eq!(c(Code::Unavailable, "down"), None);
+    }
+
+    #[test]
     fn status_classes() {
         let c = |code| ClientError::from_status(Status::new(code, "x"));
         assert!(matches!(c(Code::NotFound), ClientError::SessionLost(_)));

@@ -236,7 +236,7 @@ impl AgentService for AgentApi {
             self.engine.draining_on_its_own(&who).await?;
         }
         if !r.given_up.is_empty() {
-            let given_up = given_up(r.given_up)?;
+            let given_up = convert::given_up(r.given_up)?;
             self.engine.attempts_given_up(&who, given_up).await?;
         }
         let orders = self
@@ -487,19 +487,4 @@ pub(super) fn download_grant(
             sha256: file.sha256,
         },
     }
-}
-
-/// The attempts an agent stopped by itself, each checked, its reason bounded and kept free of
-/// NUL (a database text column refuses it).
-fn given_up(given: Vec<pb::GivenUp>) -> Result<Vec<(crate::model::AttemptKey, String)>, Status> {
-    checks::count("given_up", given.len())?;
-    given
-        .into_iter()
-        .map(|g| {
-            let key = convert::attempt_key(g.attempt)?;
-            let mut reason = g.reason.replace('\0', "\u{FFFD}");
-            ferry_jobspec::check::truncate(&mut reason, ferry_jobspec::limits::ERROR_MESSAGE_MAX);
-            Ok((key, reason))
-        })
-        .collect()
 }

@@ -1,6 +1,7 @@
 //! Conversions between the `ferry.v1` wire types and the domain model.
 
 mod extracts;
+
 #[cfg(test)]
 mod tests;
 
@@ -375,6 +376,21 @@ pub fn output_files(files: Vec<pb::OutputFile>) -> Vec<OutputFile> {
             name: f.name,
             size: f.size,
             sha256: f.sha256,
+        })
+        .collect()
+}
+
+/// The attempts an agent stopped by itself, each checked, its reason bounded and kept free of
+/// NUL (a database text column refuses it).
+pub fn given_up(given: Vec<pb::GivenUp>) -> Result<Vec<(AttemptKey, String)>, Status> {
+    super::checks::count("given_up", given.len())?;
+    given
+        .into_iter()
+        .map(|g| {
+            let key = attempt_key(g.attempt)?;
+            let mut reason = g.reason.replace('\0', "\u{FFFD}");
+            ferry_jobspec::check::truncate(&mut reason, ferry_jobspec::limits::ERROR_MESSAGE_MAX);
+            Ok((key, reason))
         })
         .collect()
 }
