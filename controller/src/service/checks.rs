@@ -252,6 +252,19 @@ mod tests {
             ..agent()
         })
         .starts_with("agent version holds"));
+        // The agent's id: printable, bounded; empty (an older agent) is allowed.
+        assert!(bad(pb::RegisterRequest {
+            instance: "a b".into(),
+            ..agent()
+        })
+        .starts_with("agent instance holds"));
+        assert_eq!(
+            bad(pb::RegisterRequest {
+                instance: "f".repeat(129),
+                ..agent()
+            }),
+            "agent instance is 129 bytes long; the limit is 128"
+        );
         assert_eq!(
             bad(pb::RegisterRequest {
                 datasources: vec!["sales".into(), String::new()],
