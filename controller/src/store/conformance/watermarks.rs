@@ -25,17 +25,20 @@ fn wm_agent(session: &str) -> (crate::store::AgentRegistration, ClaimRequest) {
     agent_on_own_queue("wm", session)
 }
 
-/// Agent `name` serving the queue of its own name, under `session`.
+/// Agent `name` serving the queue of its own name, under `session`, with datasource `orders`.
 fn agent_on_own_queue(
     name: &str,
     session: &str,
 ) -> (crate::store::AgentRegistration, ClaimRequest) {
+    let offer = crate::rules::placement::offer(BTreeMap::new(), &["orders".into()]);
     let mut reg = registration(name);
     reg.queues = vec![name.into()];
     reg.session = session.into();
+    reg.labels = offer.clone();
     let mut claim = claim_req(name, 4);
     claim.queues = vec![name.into()];
     claim.session = session.into();
+    claim.labels = offer;
     (reg, claim)
 }
 
