@@ -63,6 +63,8 @@ impl std::error::Error for InvalidJobFile {}
 pub struct JobFile {
     pub spec: JobSpec,
     pub params: Vec<ParamDecl>,
+    /// A pipeline's `[schedule]`, if the file has one.
+    pub schedule: Option<ferry_proto::v1::ScheduleSpec>,
 }
 
 /// Reads the job file at `path` and checks it.
@@ -102,7 +104,9 @@ pub fn load_with(
     } else {
         Vec::new()
     };
-    let JobFile { mut spec, params } = read_file_with(path, &extra)?;
+    let JobFile {
+        mut spec, params, ..
+    } = read_file_with(path, &extra)?;
     let decls = typed(&params);
     let plain = spec
         .params
@@ -178,6 +182,7 @@ fn parse_with(file: &str, source: &str, extra: &[String]) -> Result<JobFile, Inv
         Some(draft) if problems.is_empty() => Ok(JobFile {
             spec: draft.spec,
             params: draft.params,
+            schedule: draft.schedule,
         }),
         _ => {
             problems.sort_by_key(|p| p.offset);

@@ -13,6 +13,7 @@ mod outputs;
 pub mod pipelines;
 pub mod placement;
 pub mod reaper;
+pub mod scheduler;
 pub mod singleton;
 pub mod validate;
 mod watermarks;

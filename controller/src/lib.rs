@@ -130,6 +130,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     ));
     tracker.spawn(engine::singleton::run(
         store.clone(),
+        "scheduler",
+        shutdown.clone(),
+        {
+            let engine = engine.clone();
+            move |token| engine::scheduler::run(engine.clone(), token)
+        },
+    ));
+    tracker.spawn(engine::singleton::run(
+        store.clone(),
         "retention",
         shutdown.clone(),
         move |token| {

@@ -1,4 +1,4 @@
-//! A pipeline's `[schedule]` (decision 0017) as pure arithmetic: the spec as the job file and
+//! A pipeline's `[schedule]` (decision 0018) as pure arithmetic: the spec as the job file and
 //! the proto carry it, checked and compiled into a `Schedule` that answers when it fires next
 //! after an instant, under its daylight-saving policies (`dst_repeated` for a local time that
 //! happens twice when clocks go back, `dst_skipped` for one that never happens when they jump
@@ -83,6 +83,8 @@ pub const DEFAULT_CATCHUP_WINDOW_MS: u64 = 86_400_000;
 pub const EVERY_MIN_MS: u64 = 1_000;
 /// The longest `every` and `catchup_window` (about ten years).
 pub const SPAN_MAX_MS: u64 = 10 * 366 * 86_400_000;
+/// The longest text field of a schedule.
+pub const TEXT_MAX: usize = 256;
 /// Local times a transition can move by, at most (a search looks back as far).
 const SHIFT_MS: i64 = 3 * 3_600_000;
 
@@ -131,6 +133,19 @@ impl Schedule {
     /// Checks and compiles a spec, or names every problem with it.
     pub fn parse(spec: &ScheduleSpec) -> Result<Schedule, Vec<String>> {
         let mut problems = Vec::new();
+        let texts = [
+            &spec.cron,
+            &spec.timezone,
+            &spec.overlap,
+            &spec.catchup,
+            &spec.dst_repeated,
+            &spec.dst_skipped,
+        ];
+        if texts.iter().any(|t| t.len() > TEXT_MAX) {
+            return Err(vec![format!(
+                "schedule: a field longer than {TEXT_MAX} bytes"
+            )]);
+        }
         let when = match (spec.cron.is_empty(), spec.every_ms) {
             (false, 0) => {
                 let zone = if spec.timezone.is_empty() {

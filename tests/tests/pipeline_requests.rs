@@ -42,6 +42,7 @@ fn apply(name: &str, params: Vec<ParamDecl>) -> ApplyPipelineRequest {
     ApplyPipelineRequest {
         spec: Some(spec(name, &[("plain", "x")])),
         params,
+        schedule: None,
     }
 }
 

@@ -52,6 +52,7 @@ async fn apply(
         .apply_pipeline(ApplyPipelineRequest {
             spec: Some(job_file.spec),
             params: job_file.params,
+            schedule: job_file.schedule,
         })
         .await
         .map_err(|status| controller.error("apply pipeline", &status))?

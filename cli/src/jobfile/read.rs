@@ -14,12 +14,13 @@ use ferry_jobspec::limits as l;
 use super::{is_param_name, is_task_id, Problem};
 
 mod params;
+mod schedule;
 mod sql;
 mod values;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
-const JOB_KEYS: &[&str] = &["name", "params", "tasks"];
+const JOB_KEYS: &[&str] = &["name", "params", "tasks", "schedule"];
 const TASK_KEYS: &[&str] = &[
     "id",
     "queue",
@@ -62,6 +63,8 @@ pub(super) struct Draft {
     pub tasks: Vec<TaskMeta>,
     /// The typed parameters of `[params]` (`params::param_decl`).
     pub params: Vec<ParamDecl>,
+    /// A pipeline's `[schedule]` (`schedule.rs`).
+    pub schedule: Option<ferry_proto::v1::ScheduleSpec>,
 }
 
 /// Reads the document; `None` when it is not even valid TOML (the syntax errors are noted).
@@ -104,6 +107,7 @@ impl Reader<'_> {
         let mut spec = JobSpec::default();
         let mut tasks = Vec::new();
         let mut decls = Vec::new();
+        let mut schedule = None;
         let mut has_name = false;
         let mut has_tasks = false;
         for (key, value) in root.iter() {
@@ -117,6 +121,7 @@ impl Reader<'_> {
                     }
                 }
                 "params" => spec.params = self.params(value, &mut decls),
+                "schedule" => schedule = self.schedule(value),
                 "tasks" => {
                     has_tasks = true;
                     self.tasks(value, &mut spec, &mut tasks);
@@ -134,6 +139,7 @@ impl Reader<'_> {
             spec,
             tasks,
             params: decls,
+            schedule,
         }
     }
 

@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, HashSet};
 use ferry_jobspec::check::shown;
 use ferry_jobspec::limits as l;
 use ferry_jobspec::pipeline::{self as rules, ParamDecl, ParamType};
+use ferry_jobspec::schedule::Schedule;
 
 use super::{validate, Engine, EngineError};
 use crate::model::{Millis, NewJob};
 use crate::notify::Wakes;
 use crate::store::pipelines::{
     Applied, NewPipeline, NewRun, ParamSpec, PipelineRecord, PipelineRun, PipelineSummary,
-    PipelineTemplate, RunStarted,
+    PipelineTemplate, RunStarted, ScheduleFields,
 };
 use crate::store::StoreError;
 
@@ -98,11 +99,21 @@ fn decls(
 impl Engine {
     /// Stores `job` (its name the pipeline's, its params the plain parameters' defaults) and
     /// the typed `params` as the pipeline's next version, unless equal to the latest one.
-    #[tracing::instrument(skip_all, fields(pipeline = %job.name))]
     pub async fn apply_pipeline(
         &self,
         job: NewJob,
         params: Vec<ParamSpec>,
+    ) -> Result<Applied, EngineError> {
+        self.apply_scheduled(job, params, None).await
+    }
+
+    /// `apply_pipeline` with the file's `[schedule]`, checked (`ferry_jobspec::schedule`).
+    #[tracing::instrument(skip_all, fields(pipeline = %job.name))]
+    pub async fn apply_scheduled(
+        &self,
+        job: NewJob,
+        params: Vec<ParamSpec>,
+        schedule: Option<ScheduleFields>,
     ) -> Result<Applied, EngineError> {
         check_name(&job.name)?;
         let mut problems = validate::problems(&job);
@@ -118,6 +129,9 @@ impl Engine {
         if let Err(more) = decls(&params, &job.params) {
             problems.extend(more);
         }
+        if let Some(Err(more)) = schedule.as_ref().map(|s| Schedule::parse(&s.spec())) {
+            problems.extend(more);
+        }
         if !problems.is_empty() {
             return Err(EngineError::InvalidJob(problems));
         }
@@ -125,6 +139,7 @@ impl Engine {
             tasks: job.tasks,
             defaults: job.params,
             params,
+            schedule,
         };
         let applied = self
             .store
@@ -177,16 +192,22 @@ impl Engine {
             let template = latest.template;
             let declared =
                 decls(&template.params, &template.defaults).map_err(EngineError::InvalidJob)?;
-            let params = rules::resolve(&template.defaults, &declared, &given, true).map_err(
-                |problems| {
-                    EngineError::InvalidArgument(format!(
-                        "pipeline {} version {} refuses the run: {}",
-                        shown(name),
-                        latest.version,
-                        problems.join("; ")
-                    ))
-                },
-            )?;
+            // A scheduled run adds scheduled_time, interval_start and interval_end, which a
+            // pipeline need not declare (decision 0018).
+            let params = rules::resolve(
+                &template.defaults,
+                &declared,
+                &given,
+                origin.scheduled_time.is_none(),
+            )
+            .map_err(|problems| {
+                EngineError::InvalidArgument(format!(
+                    "pipeline {} version {} refuses the run: {}",
+                    shown(name),
+                    latest.version,
+                    problems.join("; ")
+                ))
+            })?;
             let job = NewJob {
                 name: name.to_string(),
                 params,

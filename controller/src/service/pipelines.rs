@@ -12,7 +12,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::engine::Engine;
-use crate::store::pipelines::{ParamSpec, PipelineRun, PipelineSummary, PipelineVersion};
+use crate::store::pipelines::{
+    ParamSpec, PipelineRun, PipelineSummary, PipelineVersion, ScheduleFields,
+};
 
 pub struct PipelineApi {
     engine: Arc<Engine>,
@@ -107,6 +109,32 @@ fn version(v: &PipelineVersion) -> pb::PipelineVersion {
     }
 }
 
+fn schedule_fields(s: pb::ScheduleSpec) -> ScheduleFields {
+    ScheduleFields {
+        cron: s.cron,
+        timezone: s.timezone,
+        every_ms: s.every_ms,
+        overlap: s.overlap,
+        catchup: s.catchup,
+        catchup_window_ms: s.catchup_window_ms,
+        dst_repeated: s.dst_repeated,
+        dst_skipped: s.dst_skipped,
+    }
+}
+
+fn schedule_spec(s: ScheduleFields) -> pb::ScheduleSpec {
+    pb::ScheduleSpec {
+        cron: s.cron,
+        timezone: s.timezone,
+        every_ms: s.every_ms,
+        overlap: s.overlap,
+        catchup: s.catchup,
+        catchup_window_ms: s.catchup_window_ms,
+        dst_repeated: s.dst_repeated,
+        dst_skipped: s.dst_skipped,
+    }
+}
+
 /// The runs `show` lists.
 const SHOWN_RUNS: u32 = 10;
 
@@ -120,7 +148,11 @@ impl PipelineService for PipelineApi {
         let job = convert::new_job(r.spec, String::new(), Default::default())?;
         let applied = self
             .engine
-            .apply_pipeline(job, r.params.into_iter().map(param_spec).collect())
+            .apply_scheduled(
+                job,
+                r.params.into_iter().map(param_spec).collect(),
+                r.schedule.map(schedule_fields),
+            )
             .await?;
         Ok(Response::new(pb::ApplyPipelineResponse {
             name: applied.name,
@@ -146,10 +178,21 @@ impl PipelineService for PipelineApi {
         let name = request.into_inner().name;
         let record = self.engine.pipeline(&name).await?;
         let runs = self.engine.pipeline_history(&name, SHOWN_RUNS).await?;
+        let fields = record
+            .versions
+            .first()
+            .and_then(|v| v.template.schedule.clone());
+        let (next, transitions) = fields
+            .as_ref()
+            .map(|f| crate::engine::scheduler::upcoming(f, self.engine.clock.now_ms()))
+            .unwrap_or_default();
         Ok(Response::new(pb::Pipeline {
             summary: Some(summary(&record.summary)),
             versions: record.versions.iter().map(version).collect(),
             last_runs: runs.iter().map(run).collect(),
+            schedule: fields.map(schedule_spec),
+            next_fire_times_ms: next,
+            transitions,
         }))
     }
 

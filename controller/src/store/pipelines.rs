@@ -35,6 +35,38 @@ pub struct PipelineTemplate {
     pub defaults: BTreeMap<String, String>,
     /// The typed parameters, by name.
     pub params: Vec<ParamSpec>,
+    /// The file's `[schedule]` (decision 0018); left out of the JSON, and so of the hash, when
+    /// there is none, so that templates applied before schedules keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleFields>,
+}
+
+/// A `[schedule]` as a version keeps it (`ferry_jobspec::schedule::ScheduleSpec`, checked).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleFields {
+    pub cron: String,
+    pub timezone: String,
+    pub every_ms: u64,
+    pub overlap: String,
+    pub catchup: String,
+    pub catchup_window_ms: u64,
+    pub dst_repeated: String,
+    pub dst_skipped: String,
+}
+
+impl ScheduleFields {
+    pub fn spec(&self) -> ferry_jobspec::schedule::ScheduleSpec {
+        ferry_jobspec::schedule::ScheduleSpec {
+            cron: self.cron.clone(),
+            timezone: self.timezone.clone(),
+            every_ms: self.every_ms,
+            overlap: self.overlap.clone(),
+            catchup: self.catchup.clone(),
+            catchup_window_ms: self.catchup_window_ms,
+            dst_repeated: self.dst_repeated.clone(),
+            dst_skipped: self.dst_skipped.clone(),
+        }
+    }
 }
 
 impl PipelineTemplate {

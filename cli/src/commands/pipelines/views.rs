@@ -244,9 +244,11 @@ pub struct PipelineView {
     pub updated_at: Option<String>,
     /// The latest version's parameters.
     pub params: Vec<ParamView>,
-    /// The pipeline's schedule and its next fire times: none yet (issue 17, item 2).
+    /// The pipeline's schedule, its next fire times (RFC 3339, UTC) and what the time zone's
+    /// next transitions will do to it.
     pub schedule: Option<String>,
     pub next_fire_times: Vec<String>,
+    pub transitions: Vec<String>,
     /// Newest first.
     pub versions: Vec<VersionView>,
     /// The newest runs, newest first.
@@ -280,8 +282,13 @@ impl From<&Pipeline> for PipelineView {
             created_at: timestamp(s.created_at_ms),
             updated_at: timestamp(s.updated_at_ms),
             params: latest,
-            schedule: None,
-            next_fire_times: Vec::new(),
+            schedule: p.schedule.as_ref().map(schedule),
+            next_fire_times: p
+                .next_fire_times_ms
+                .iter()
+                .filter_map(|ms| timestamp(*ms))
+                .collect(),
+            transitions: p.transitions.clone(),
             versions,
             last_runs: p.last_runs.iter().map(RunView::from).collect(),
         }
@@ -299,7 +306,16 @@ impl PipelineView {
             "active"
         };
         out.push_str(&format!("state:     {state}\n"));
-        out.push_str("schedule:  none\n");
+        match &self.schedule {
+            None => out.push_str("schedule:  none\n"),
+            Some(schedule) => {
+                out.push_str(&format!("schedule:  {}\n", printable(schedule.clone())));
+                out.push_str(&format!("next:      {}\n", self.next_fire_times.join(", ")));
+                for t in &self.transitions {
+                    out.push_str(&format!("dst:       {}\n", printable(t.clone())));
+                }
+            }
+        }
         out.push_str("\nparameters:\n");
         if self.params.is_empty() {
             out.push_str("  none\n");
@@ -361,4 +377,38 @@ impl PausedView {
             (false, false) => format!("pipeline {name} was not paused\n"),
         }
     }
+}
+
+/// A schedule in one line: `cron "30 2 * * *" in Europe/Berlin` or `every 10s`, then its
+/// policies.
+fn schedule(s: &ferry_proto::v1::ScheduleSpec) -> String {
+    let when = if s.cron.is_empty() {
+        format!("every {}", crate::output::duration(s.every_ms))
+    } else {
+        let zone = if s.timezone.is_empty() {
+            "UTC"
+        } else {
+            &s.timezone
+        };
+        format!("cron {:?} in {zone}", s.cron)
+    };
+    let or = |v: &str, d: &'static str| {
+        if v.is_empty() {
+            d.to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    let window = if s.catchup_window_ms == 0 {
+        "1d".to_string()
+    } else {
+        crate::output::duration(s.catchup_window_ms)
+    };
+    format!(
+        "{when}; overlap {}, catchup {} within {window}, dst_repeated {}, dst_skipped {}",
+        or(&s.overlap, "skip"),
+        or(&s.catchup, "latest"),
+        or(&s.dst_repeated, "first"),
+        or(&s.dst_skipped, "shift"),
+    )
 }

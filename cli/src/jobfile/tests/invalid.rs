@@ -78,7 +78,7 @@ id = "b"
 sql = { datasource = "d", query = "q", fmt = "csv", incremental = { col = "c" } }
 "#,
         &[
-            "job.toml:1:1: unknown key \"nme\" at the top level; allowed: name, params, tasks",
+            "job.toml:1:1: unknown key \"nme\" at the top level; allowed: name, params, tasks, schedule",
             "job.toml:5:1: unknown key \"comand\" in task \"a\"; allowed: id, queue, labels, \
              depends_on, shell, sql, outputs, timeout, retry, schedule_to_start_timeout",
             "job.toml:7:29: unknown key \"delay\" in retry of task \"a\"; allowed: \

@@ -22,6 +22,7 @@ fn template(command: &str) -> PipelineTemplate {
             default: None,
             required: true,
         }],
+        schedule: None,
     }
 }
 
