@@ -31,16 +31,38 @@ impl FakeAgent {
 
     /// Registers `name` serving `queue` with `slots` slots.
     pub async fn register_with_slots(
+        client: AgentServiceClient<Channel>,
+        name: &str,
+        queue: &str,
+        slots: u32,
+    ) -> Result<Self> {
+        Self::register_full(client, name, queue, slots, &[]).await
+    }
+
+    /// Registers `name` serving `queue` with one slot, advertising `datasources` (the names an
+    /// sql task must find on its agent).
+    pub async fn register_with_datasources(
+        client: AgentServiceClient<Channel>,
+        name: &str,
+        queue: &str,
+        datasources: &[&str],
+    ) -> Result<Self> {
+        Self::register_full(client, name, queue, 1, datasources).await
+    }
+
+    async fn register_full(
         mut client: AgentServiceClient<Channel>,
         name: &str,
         queue: &str,
         slots: u32,
+        datasources: &[&str],
     ) -> Result<Self> {
         let session = client
             .register(RegisterRequest {
                 name: name.into(),
                 queues: vec![queue.into()],
                 labels: HashMap::new(),
+                datasources: datasources.iter().map(|d| d.to_string()).collect(),
                 max_tasks: slots,
                 hostname: "nowhere".into(),
                 version: "test".into(),

@@ -103,9 +103,14 @@ async fn marks(cli: &Cli, job: Option<&str>) -> Vec<serde_json::Value> {
 async fn watermarks_are_listed_set_and_reset_with_the_cli() {
     let controller = Controller::start(ControllerOpts::default()).await.unwrap();
     let cli = controller.cli();
-    let agent = FakeAgent::register(controller.agent_client().await.unwrap(), "wm-agent", "wm")
-        .await
-        .unwrap();
+    let agent = FakeAgent::register_with_datasources(
+        controller.agent_client().await.unwrap(),
+        "wm-agent",
+        "wm",
+        &["orders"],
+    )
+    .await
+    .unwrap();
 
     // Nothing yet: an empty list, and an unknown job name is named.
     assert!(marks(&cli, None).await.is_empty());
