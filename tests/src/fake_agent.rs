@@ -68,7 +68,6 @@ impl FakeAgent {
                 version: "test".into(),
                 // The same name registering again is this fake agent restarted.
                 instance: format!("fake-{name}"),
-                ..Default::default()
             })
             .await
             .context("registering the fake agent")?
