@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ferry_tests::{
     job::{attempts, state},
     results_fixture::{files_with_sizes, GIB},
-    Agent, AgentOpts, Controller, ControllerOpts, TestDir,
+    Agent, AgentOpts, Controller, ControllerOpts,
 };
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(2);
