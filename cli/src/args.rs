@@ -9,7 +9,9 @@ use crate::jobfile::is_param_name;
 use crate::output::Format;
 
 mod pipelines;
+mod triggers;
 pub use pipelines::{PipelineRunArgs, PipelinesCommand};
+pub use triggers::TriggersCommand;
 
 pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7070";
 
@@ -90,6 +92,9 @@ pub enum Command {
     /// Named, versioned job templates: apply, list, show, history, run, pause, resume, delete
     #[command(subcommand)]
     Pipelines(PipelinesCommand),
+    /// Webhooks that start a pipeline's runs: create (prints the secret once), list, delete
+    #[command(subcommand)]
+    Triggers(TriggersCommand),
 }
 
 #[derive(Debug, ClapArgs)]

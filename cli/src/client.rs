@@ -9,6 +9,7 @@ use std::{
 
 use ferry_proto::v1::job_service_client::JobServiceClient;
 use ferry_proto::v1::pipeline_service_client::PipelineServiceClient;
+use ferry_proto::v1::trigger_service_client::TriggerServiceClient;
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{interceptor::InterceptedService, Interceptor},
@@ -21,6 +22,8 @@ use crate::exit::CliError;
 pub type Client = JobServiceClient<InterceptedService<Channel, Authorization>>;
 /// A `PipelineService` client, on the connection a `Client` uses.
 pub type PipelineClient = PipelineServiceClient<InterceptedService<Channel, Authorization>>;
+/// A `TriggerService` client, on the connection a `Client` uses.
+pub type TriggerClient = TriggerServiceClient<InterceptedService<Channel, Authorization>>;
 
 /// Adds `authorization: Bearer <token>` to every call when the user has a token.
 #[derive(Clone, Default)]
@@ -234,6 +237,18 @@ impl Controller {
             .reused()
             .ok_or_else(|| CliError::Failed("the connection to the controller was lost".into()))?;
         Ok(PipelineServiceClient::with_interceptor(
+            channel,
+            self.authorization.clone(),
+        ))
+    }
+
+    /// A `TriggerService` client on the connection `connect` makes (or reuses).
+    pub async fn connect_triggers(&self) -> Result<TriggerClient, CliError> {
+        self.connect().await?;
+        let (_, channel) = self
+            .reused()
+            .ok_or_else(|| CliError::Failed("the connection to the controller was lost".into()))?;
+        Ok(TriggerServiceClient::with_interceptor(
             channel,
             self.authorization.clone(),
         ))

@@ -7,6 +7,7 @@ mod pipelines;
 mod queues;
 mod results;
 mod submit;
+mod triggers;
 mod watermarks;
 
 use crate::{
@@ -67,5 +68,6 @@ pub async fn run(args: Args) -> Result<Outcome, CliError> {
             watermarks::reset(&controller, format, &job_name, &task).await
         }
         Command::Pipelines(command) => pipelines::run(&controller, format, command).await,
+        Command::Triggers(command) => triggers::run(&controller, format, command).await,
     }
 }

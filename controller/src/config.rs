@@ -24,6 +24,7 @@ pub use flags::Flags;
 #[serde(deny_unknown_fields)]
 struct Raw {
     listen: String,
+    http_listen: Option<String>,
     async_threads: usize,
     data_dir: String,
     store: Option<String>,
@@ -59,6 +60,8 @@ struct Raw {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The HTTP listener's address (webhooks, decision 0017); `None` opens none.
+    pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub store_url: String,
     /// The PostgreSQL store's password (`--store-password-file` or `PGPASSWORD`).
@@ -98,8 +101,9 @@ pub enum ConfigError {
     Objects(#[from] S3ConfigError),
 }
 
-const KEYS: [&str; 27] = [
+const KEYS: [&str; 28] = [
     "listen",
+    "http_listen",
     "async_threads",
     "data_dir",
     "store",
@@ -166,6 +170,7 @@ impl Config {
         }
         let flag_values = [
             ("listen", flags.listen),
+            ("http_listen", flags.http_listen),
             ("async_threads", flags.async_threads),
             ("data_dir", flags.data_dir),
             ("store", flags.store),
@@ -332,6 +337,15 @@ impl Raw {
                 self.listen
             ),
         })?;
+        let http_listen = match self.http_listen.as_deref() {
+            None | Some("") => None,
+            Some(addr) => Some(addr.parse().map_err(|e| ConfigError::Invalid {
+                key: "http_listen",
+                problem: format!(
+                    "bad address {addr:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:7080)"
+                ),
+            })?),
+        };
         if !(1..=MAX_ASYNC_THREADS).contains(&self.async_threads) {
             return Err(ConfigError::Invalid {
                 key: "async_threads",
@@ -445,6 +459,7 @@ impl Raw {
             agent_token,
             client_token,
             listen,
+            http_listen,
             data_dir,
             store_url,
             store_password,

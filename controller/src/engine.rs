@@ -16,6 +16,7 @@ pub mod reaper;
 pub mod scheduler;
 pub mod singleton;
 pub mod validate;
+pub mod triggers;
 mod watermarks;
 
 use std::collections::BTreeMap;

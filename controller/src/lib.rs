@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod model;
 pub mod notify;
 pub mod rules;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use ferry_proto::v1::{
     agent_service_server::AgentServiceServer, job_service_server::JobServiceServer,
-    pipeline_service_server::PipelineServiceServer,
+    pipeline_service_server::PipelineServiceServer, trigger_service_server::TriggerServiceServer,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -189,6 +190,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     serve::check_open_file_limit(&config.connections);
     tracing::info!(%addr, tls, store = %store::redact_url(&config.store_url), agent_timeout = ?config.engine.agent_timeout, max_connections = config.connections.max_connections, handshake_timeout = ?config.connections.handshake_timeout, "controller listening");
 
+    if let Some(http_addr) = config.http_listen {
+        let listener = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: http_addr,
+                source,
+            })?;
+        let bound = listener.local_addr().unwrap_or(http_addr);
+        let tls = config.tls.is_some();
+        tracing::info!(addr = %bound, tls, "HTTP listening (webhooks at POST /hooks/NAME)");
+        let routes = http::router::Router::new().route(
+            "/hooks/",
+            Arc::new(http::hooks::Hooks::new(engine.clone())),
+        );
+        tracker.spawn(http::serve(
+            listener,
+            config.tls.clone(),
+            routes,
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut agent_api =
         service::agent::AgentApi::new(engine.clone(), tracker.clone(), shutdown.clone());
     if config.tls_client_auth {
@@ -221,6 +244,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         ))
         .add_service(PipelineServiceServer::with_interceptor(
             service::pipelines::PipelineApi::new(engine.clone()),
+            TokenCheck::new(config.client_token.clone().map(|t| t.0), "client"),
+        ))
+        .add_service(TriggerServiceServer::with_interceptor(
+            service::triggers::TriggerApi::new(engine.clone()),
             TokenCheck::new(config.client_token.clone().map(|t| t.0), "client"),
         ));
     // TLS, the cap on connections and the handshake deadline are ours (serve/), so that a

@@ -7,6 +7,7 @@ mod checks;
 pub mod convert;
 pub mod job;
 pub mod pipelines;
+pub mod triggers;
 mod status;
 pub mod upload_frames;
 pub mod watch;

@@ -8,6 +8,7 @@ pub(crate) mod conformance;
 pub mod pipelines;
 pub mod postgres;
 pub mod sqlite;
+pub mod triggers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -198,7 +199,7 @@ pub struct Completion {
 }
 
 #[async_trait]
-pub trait Store: pipelines::PipelineStore + Send + Sync + 'static {
+pub trait Store: pipelines::PipelineStore + triggers::TriggerStore + Send + Sync + 'static {
     /// Accepts a validated job; with an idempotency key already used, returns that job.
     async fn submit_job(&self, job: NewJob, now: Millis) -> Result<Submitted, StoreError>;
     /// Accepts a job like `submit_job` and, in the same transaction, claims work for each of

@@ -21,6 +21,10 @@ pub struct Flags {
     /// Address to serve gRPC on [default: 127.0.0.1:7070; config: listen].
     #[arg(long, env = "FERRY_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Address of the HTTP listener: webhook triggers at POST /hooks/NAME, with the gRPC
+    /// port's TLS when it has some [default: none, no HTTP listener; config: http_listen].
+    #[arg(long, env = "FERRY_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<String>,
     /// Directory of the embedded store and artifacts [default: ./ferry-data].
     #[arg(long, env = "FERRY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<String>,

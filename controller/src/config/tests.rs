@@ -6,6 +6,7 @@ fn flags() -> Flags {
     Flags {
         config: None,
         listen: None,
+        http_listen: None,
         data_dir: None,
         store: None,
         store_password_file: None,

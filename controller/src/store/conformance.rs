@@ -6,7 +6,8 @@
 //! transaction is durable, `recovery.rs` work taken back (lost, cancelled, handed back, timed
 //! out), `outputs.rs` and `watermarks.rs` published outputs and extracts, `agents.rs` agents'
 //! liveness, `placement.rs` datasources and failures no retry can fix, `pipelines.rs`
-//! pipelines' versions and runs, `races.rs` two controllers racing on one database.
+//! pipelines' versions and runs, `triggers.rs` webhook triggers, `races.rs` two controllers
+//! racing on one database.
 
 mod agents;
 mod basics;
@@ -17,6 +18,7 @@ mod pipelines;
 mod placement;
 mod races;
 mod recovery;
+mod triggers;
 mod watermarks;
 
 pub(crate) use agents::*;
@@ -28,6 +30,7 @@ pub(crate) use pipelines::*;
 pub(crate) use placement::*;
 pub(crate) use races::*;
 pub(crate) use recovery::*;
+pub(crate) use triggers::*;
 pub(crate) use watermarks::*;
 
 use std::collections::BTreeMap;
@@ -90,7 +93,8 @@ macro_rules! store_conformance_suite {
             departed_agents_are_drained_or_dead_and_forgotten,
             attempts_an_agent_gave_up_are_lost_with_its_reason,
             pipelines_apply_once_per_content_and_versions_only_grow,
-            pipeline_runs_are_recorded_with_their_job_once_per_time_or_key);
+            pipeline_runs_are_recorded_with_their_job_once_per_time_or_key,
+            triggers_name_a_live_pipeline_once_and_keep_their_secret);
         $crate::store::conformance::store_conformance_suite!(@backend $backend;
             two_controllers_never_hand_out_an_attempt_twice,
             a_completion_racing_agent_death_ends_one_way,
@@ -152,6 +156,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     attempts_an_agent_gave_up_are_lost_with_its_reason(&store).await;
     pipelines_apply_once_per_content_and_versions_only_grow(&store).await;
     pipeline_runs_are_recorded_with_their_job_once_per_time_or_key(&store).await;
+    triggers_name_a_live_pipeline_once_and_keep_their_secret(&store).await;
     let shared = Shared(store);
     two_controllers_never_hand_out_an_attempt_twice(&shared).await;
     a_completion_racing_agent_death_ends_one_way(&shared).await;

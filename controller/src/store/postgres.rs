@@ -92,6 +92,7 @@ macro_rules! transaction {
 
 // After `transaction!`, which they use.
 mod pipelines;
+mod triggers;
 // After `transaction!`, which the tests use.
 #[cfg(test)]
 mod batch_tests;

@@ -15,6 +15,7 @@ mod pipelines;
 mod readers;
 mod settings;
 mod transitions;
+mod triggers;
 mod unstarted;
 mod watermarks;
 mod writer;

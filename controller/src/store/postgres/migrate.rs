@@ -35,6 +35,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "start_timeout",
         sql: include_str!("migrations/0004_start_timeout.sql"),
     },
+    Migration {
+        version: 5,
+        name: "triggers",
+        sql: include_str!("migrations/0005_triggers.sql"),
+    },
 ];
 
 /// The advisory lock key migrations hold (`ferry` in ASCII, then `mig`).

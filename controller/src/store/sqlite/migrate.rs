@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "start_timeout",
         sql: include_str!("migrations/0006_start_timeout.sql"),
     },
+    Migration {
+        version: 7,
+        name: "triggers",
+        sql: include_str!("migrations/0007_triggers.sql"),
+    },
 ];
 
 /// The highest schema version this binary knows.
