@@ -222,7 +222,7 @@ pub(super) fn reconcile(
     for key in running_on(conn, agent, started_before)? {
         if !reported.contains(&key) {
             let why =
-                format!("agent {agent} does not run this attempt: its assignment never arrived");
+                format!("agent {agent} does not run this attempt and never reported its end: its assignment never arrived (or the agent dropped an outcome the controller refused)");
             transitions::end_and_retry(conn, &key, AttemptState::Lost, &why, now, &mut effects)?;
         }
     }

@@ -93,7 +93,7 @@ pub(in crate::store::postgres) async fn reconcile(
     for key in lock_running_on(c, agent, started_before).await? {
         if !reported.contains(&key) {
             let why =
-                format!("agent {agent} does not run this attempt: its assignment never arrived");
+                format!("agent {agent} does not run this attempt and never reported its end: its assignment never arrived (or the agent dropped an outcome the controller refused)");
             transitions::end_and_retry(c, &key, AttemptState::Lost, &why, now, &mut effects)
                 .await?;
         }
