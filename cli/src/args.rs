@@ -10,7 +10,7 @@ use crate::output::Format;
 
 mod pipelines;
 mod triggers;
-pub use pipelines::{PipelineRunArgs, PipelinesCommand};
+pub use pipelines::{BackfillArgs, PipelineRunArgs, PipelinesCommand};
 pub use triggers::TriggersCommand;
 
 pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:7070";

@@ -4,6 +4,7 @@
 //! state lives behind the `Store` trait.
 
 mod agents;
+mod backfill;
 mod complete;
 mod job_watch;
 pub mod lease_writer;

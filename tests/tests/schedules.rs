@@ -110,7 +110,10 @@ shell = '''echo "$FERRY_PARAM_SCHEDULED_TIME $FERRY_PARAM_INTERVAL_START $FERRY_
     // show tells the schedule and its next fire times.
     let shown = cli.json(["pipelines", "show", "ticker"]).await.unwrap();
     let schedule = shown["schedule"].as_str().unwrap();
-    assert!(schedule.starts_with("every 2.0s; overlap allow"), "{shown:#}");
+    assert!(
+        schedule.starts_with("every 2.0s; overlap allow"),
+        "{shown:#}"
+    );
     assert_eq!(
         shown["next_fire_times"].as_array().unwrap().len(),
         5,
@@ -167,5 +170,75 @@ shell = "true"
         out.stderr
             .contains("\"Europe/Nowhere\" is not in the tz database"),
         "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_runs_each_past_tick_once() {
+    let controller = Controller::start(ControllerOpts::default()).await.unwrap();
+    let _agent = Agent::start(&controller.addr(), AgentOpts::new("agent-a").queue("etl"))
+        .await
+        .unwrap();
+    let scratch = TestDir::new("backfill").unwrap();
+    let out = scratch.path().join("windows");
+    let cli = controller.cli();
+    let file = cli
+        .write_job(&format!(
+            r#"
+name = "nightly"
+
+[schedule]
+cron = "0 2 * * *"
+timezone = "Europe/Berlin"
+
+[[tasks]]
+id = "extract"
+queue = "etl"
+shell = '''echo "$FERRY_PARAM_INTERVAL_START $FERRY_PARAM_INTERVAL_END" >> {out}'''
+"#,
+            out = out.display()
+        ))
+        .unwrap();
+    ok(&cli, &["pipelines", "apply", file.to_str().unwrap()]).await;
+    let args = [
+        "pipelines",
+        "backfill",
+        "nightly",
+        "--from",
+        "2026-03-27T00:00:00Z",
+        "--to",
+        "2026-03-30T12:00:00Z",
+        "--max-concurrent",
+        "2",
+    ];
+    let first = ok(&cli, &args).await;
+    assert_eq!(first.stdout.lines().count(), 4, "{first}");
+    // The windows: 02:00 in Berlin, which 2026-03-29 skips: shifted to the jump (03:00 CEST).
+    let mut lines: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "2026-03-26T01:00:00Z 2026-03-27T01:00:00Z",
+            "2026-03-27T01:00:00Z 2026-03-28T01:00:00Z",
+            "2026-03-28T01:00:00Z 2026-03-29T01:00:00Z",
+            "2026-03-29T01:00:00Z 2026-03-30T00:00:00Z",
+        ]
+    );
+    // Again: the same jobs, nothing new.
+    let again = cli.json(args).await.unwrap();
+    let again = again.as_array().unwrap();
+    assert_eq!(again.len(), 4);
+    assert!(again.iter().all(|r| r["existing"] == true), "{again:#?}");
+    assert_eq!(
+        first.stdout.lines().collect::<Vec<_>>(),
+        again
+            .iter()
+            .map(|r| r["job_id"].as_str().unwrap())
+            .collect::<Vec<_>>()
     );
 }

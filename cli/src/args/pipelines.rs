@@ -34,6 +34,23 @@ pub enum PipelinesCommand {
     /// Delete a pipeline; its runs stay jobs, and applying the name again continues its
     /// versions
     Delete { name: String },
+    /// Start the runs of the schedule's ticks from --from to --to (RFC 3339, both included),
+    /// one per tick ever; prints each tick's job id
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct BackfillArgs {
+    pub name: String,
+    /// The first scheduled time (RFC 3339, e.g. 2026-11-01T00:00:00Z)
+    #[arg(long, value_name = "T")]
+    pub from: String,
+    /// The last scheduled time (RFC 3339), not in the future
+    #[arg(long, value_name = "T")]
+    pub to: String,
+    /// Run at most N at a time: start N, wait for them to end, start the next N
+    #[arg(long, value_name = "N")]
+    pub max_concurrent: Option<u32>,
 }
 
 #[derive(Debug, ClapArgs)]

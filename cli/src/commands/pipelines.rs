@@ -5,6 +5,7 @@
 //! one object with the id), so that scripts can write `id=$(ferry pipelines run etl)`; with
 //! `--wait`, progress goes to standard error.
 
+mod backfill;
 mod views;
 
 use ferry_proto::v1::{
@@ -38,6 +39,7 @@ pub async fn run(
         PipelinesCommand::Pause { name } => pause(controller, format, &name, true).await,
         PipelinesCommand::Resume { name } => pause(controller, format, &name, false).await,
         PipelinesCommand::Delete { name } => delete(controller, format, &name).await,
+        PipelinesCommand::Backfill(args) => backfill::run(controller, format, args).await,
     }
 }
 

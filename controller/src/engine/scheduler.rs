@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::pipelines::RunOrigin;
 use super::{Engine, EngineError};
 use crate::model::Millis;
-use crate::store::pipelines::ScheduleFields;
+use crate::store::pipelines::{RunStarted, ScheduleFields};
 
 /// How often the scheduler looks again at the pipelines without a tick due (applies, pauses,
 /// runs finishing for a buffered tick).
@@ -190,6 +190,24 @@ async fn fire(
 
 /// Starts the run of one tick; its job id, or none when it was not started.
 async fn start(engine: &Engine, name: &str, schedule: &Schedule, tick: Millis) -> Option<String> {
+    match start_tick(engine, name, schedule, tick, true).await {
+        Ok(started) => Some(started.job_id),
+        Err(e) => {
+            tracing::warn!(pipeline = %name, scheduled_time = %rfc3339(tick), error = %e, "scheduled run not started");
+            None
+        }
+    }
+}
+
+/// Starts the run of one tick with its parameters (`automatic`: by the schedule, refused
+/// while paused; a backfill's is not); the tick's existing run when it had one.
+pub(super) async fn start_tick(
+    engine: &Engine,
+    name: &str,
+    schedule: &Schedule,
+    tick: Millis,
+    automatic: bool,
+) -> Result<RunStarted, EngineError> {
     let start = schedule.previous_before(tick).unwrap_or(tick);
     let params = BTreeMap::from([
         ("scheduled_time".to_string(), rfc3339(tick)),
@@ -199,15 +217,9 @@ async fn start(engine: &Engine, name: &str, schedule: &Schedule, tick: Millis) -
     let origin = RunOrigin {
         scheduled_time: Some(tick),
         key: None,
-        automatic: true,
+        automatic,
     };
-    match engine.start_run(name, params, origin).await {
-        Ok(started) => Some(started.job_id),
-        Err(e) => {
-            tracing::warn!(pipeline = %name, scheduled_time = %rfc3339(tick), error = %e, "scheduled run not started");
-            None
-        }
-    }
+    engine.start_run(name, params, origin).await
 }
 
 #[cfg(test)]

@@ -219,3 +219,38 @@ async fn a_paused_pipeline_starts_nothing_and_does_not_catch_up_on_resume() {
     round_at(&engine, &mut s, 40).await;
     assert_eq!(ticks(&engine).await, [10, 40]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_backfill_runs_each_past_tick_once_also_while_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path()).await;
+    apply(&engine, 10_000, "skip", "none").await;
+    engine.pause_pipeline("etl", true).await.unwrap();
+    tokio::time::advance(Duration::from_secs(100)).await;
+    let s = |secs: i64| T0 + secs * 1_000;
+    // Two at a time: the first call starts 10 and 20 s and says more are left.
+    let (first, more) = engine.backfill("etl", s(5), s(40), 2).await.unwrap();
+    assert!(more);
+    assert_eq!(
+        first.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [s(10), s(20)]
+    );
+    let (all, more) = engine.backfill("etl", s(5), s(40), 0).await.unwrap();
+    assert!(!more);
+    let existing: Vec<bool> = all.iter().map(|r| r.1.existing).collect();
+    assert_eq!(existing, [true, true, false, false]);
+    assert_eq!(ticks(&engine).await, [10, 20, 30, 40]);
+    // Again: nothing new.
+    let (again, _) = engine.backfill("etl", s(10), s(40), 0).await.unwrap();
+    assert!(again.iter().all(|r| r.1.existing));
+    assert_eq!(ticks(&engine).await.len(), 4);
+    // Each knows its window.
+    let job = &again[0].1.job_id;
+    let params = engine.job(job).await.unwrap().params;
+    assert_eq!(params["interval_end"], params["scheduled_time"]);
+    // A range in the future or backwards is refused.
+    let future = engine.backfill("etl", s(10), s(200), 0).await.unwrap_err();
+    assert!(future.to_string().contains("in the future"), "{future}");
+    let backwards = engine.backfill("etl", s(40), s(10), 0).await.unwrap_err();
+    assert!(backwards.to_string().contains("is after to"), "{backwards}");
+}

@@ -251,6 +251,28 @@ impl PipelineService for PipelineApi {
         Ok(Response::new(pb::SetPipelinePausedResponse { changed }))
     }
 
+    async fn backfill_pipeline(
+        &self,
+        request: Request<pb::BackfillPipelineRequest>,
+    ) -> Result<Response<pb::BackfillPipelineResponse>, Status> {
+        let r = request.into_inner();
+        let (runs, more) = self
+            .engine
+            .backfill(&r.name, r.from_ms, r.to_ms, r.max_runs)
+            .await?;
+        Ok(Response::new(pb::BackfillPipelineResponse {
+            runs: runs
+                .into_iter()
+                .map(|(tick, started)| pb::BackfilledRun {
+                    scheduled_time_ms: tick,
+                    job_id: started.job_id,
+                    existing: started.existing,
+                })
+                .collect(),
+            more,
+        }))
+    }
+
     async fn delete_pipeline(
         &self,
         request: Request<pb::DeletePipelineRequest>,
