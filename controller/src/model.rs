@@ -317,7 +317,19 @@ pub struct JobSummary {
     pub created_at: Millis,
     pub finished_at: Option<Millis>,
     pub tasks_total: u32,
+    /// Tasks that ended, whichever way.
     pub tasks_done: u32,
+    /// Of the ended tasks, how many ended each way.
+    pub ended: TaskCounts,
+}
+
+/// A job's tasks by how they ended, counted from their states.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    pub succeeded: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+    pub skipped: u32,
 }
 
 /// Work handed to an agent: one new attempt of one task.

@@ -321,6 +321,10 @@ pub fn job_summary(j: &JobSummary) -> pb::JobSummary {
         finished_at_ms: j.finished_at.unwrap_or(0),
         tasks_total: j.tasks_total,
         tasks_done: j.tasks_done,
+        tasks_succeeded: j.ended.succeeded,
+        tasks_failed: j.ended.failed,
+        tasks_cancelled: j.ended.cancelled,
+        tasks_skipped: j.ended.skipped,
     }
 }
 

@@ -77,6 +77,7 @@ macro_rules! store_conformance_suite {
             a_failure_no_retry_can_fix_ends_its_task_at_once,
             unstarted_tasks_past_their_timeout_fail_finally,
             cancel_stops_running_attempts,
+            job_summaries_count_tasks_by_how_they_ended,
             release_requeues_without_counting,
             controller_times_out_unreported_attempts,
             idempotency_key_returns_the_same_job,

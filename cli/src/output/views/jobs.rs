@@ -202,7 +202,12 @@ pub struct JobSummaryView {
     pub created_at: Option<String>,
     pub finished_at: Option<String>,
     pub tasks_total: u32,
+    /// Tasks that ended, whichever way; the four counts below split them by how.
     pub tasks_done: u32,
+    pub tasks_succeeded: u32,
+    pub tasks_failed: u32,
+    pub tasks_cancelled: u32,
+    pub tasks_skipped: u32,
     #[serde(skip)]
     created_ms: i64,
     #[serde(skip)]
@@ -219,6 +224,10 @@ impl From<&JobSummary> for JobSummaryView {
             finished_at: timestamp(job.finished_at_ms),
             tasks_total: job.tasks_total,
             tasks_done: job.tasks_done,
+            tasks_succeeded: job.tasks_succeeded,
+            tasks_failed: job.tasks_failed,
+            tasks_cancelled: job.tasks_cancelled,
+            tasks_skipped: job.tasks_skipped,
             created_ms: job.created_at_ms,
             finished_ms: job.finished_at_ms,
         }
@@ -233,12 +242,28 @@ impl JobSummaryView {
                 job.id.clone(),
                 job.name.clone(),
                 job.state.into(),
-                format!("{}/{}", job.tasks_done, job.tasks_total),
+                job.tasks(),
                 short_timestamp(job.created_ms),
                 span(job.created_ms, job.finished_ms),
             ]);
         }
         table.render()
+    }
+
+    /// `3/5 done, 1 failed, 1 cancelled`: the tasks that succeeded out of all, then each other
+    /// way tasks ended, when any did.
+    fn tasks(&self) -> String {
+        let mut text = format!("{}/{} done", self.tasks_succeeded, self.tasks_total);
+        for (count, how) in [
+            (self.tasks_failed, "failed"),
+            (self.tasks_cancelled, "cancelled"),
+            (self.tasks_skipped, "skipped"),
+        ] {
+            if count > 0 {
+                text.push_str(&format!(", {count} {how}"));
+            }
+        }
+        text
     }
 }
 
@@ -437,6 +462,37 @@ extract  3     2.0 KiB  extract.csv  3          id INTEGER→int64
             ),
             "{}",
             view.table()
+        );
+    }
+
+    #[test]
+    fn jobs_list_tells_how_tasks_ended() {
+        let mut summary = JobSummary {
+            id: "0193a".into(),
+            name: "orders-etl".into(),
+            tasks_total: 5,
+            tasks_done: 3,
+            tasks_succeeded: 3,
+            ..JobSummary::default()
+        };
+        assert_eq!(JobSummaryView::from(&summary).tasks(), "3/5 done");
+        summary.tasks_done = 5;
+        summary.tasks_failed = 1;
+        summary.tasks_cancelled = 1;
+        assert_eq!(
+            JobSummaryView::from(&summary).tasks(),
+            "3/5 done, 1 failed, 1 cancelled"
+        );
+        let json = serde_json::to_value(JobSummaryView::from(&summary)).unwrap();
+        assert_eq!(
+            (
+                &json["tasks_done"],
+                &json["tasks_succeeded"],
+                &json["tasks_failed"],
+                &json["tasks_cancelled"],
+                &json["tasks_skipped"]
+            ),
+            (&json!(5), &json!(3), &json!(1), &json!(1), &json!(0))
         );
     }
 }

@@ -184,3 +184,57 @@ pub(crate) async fn controller_times_out_unreported_attempts(store: &Arc<dyn Sto
     assert_eq!(done.state, JobState::Failed);
     assert_eq!(done.tasks[0].attempts[0].state, AttemptState::TimedOut);
 }
+
+pub(crate) async fn job_summaries_count_tasks_by_how_they_ended(store: &Arc<dyn Store>) {
+    agents(store, &["w"]).await;
+    let tasks = vec![
+        task("ok", &[]),
+        task("bad", &[]),
+        task("after_bad", &["bad"]),
+        on_queue(task("waits", &[]), "elsewhere"),
+    ];
+    let id = store
+        .submit_job(job("mixed", tasks), T0)
+        .await
+        .unwrap()
+        .job_id;
+    let claimed = store
+        .claim(claim_req("w", 2), T0)
+        .await
+        .unwrap()
+        .assignments;
+    assert_eq!(claimed.len(), 2);
+    for a in &claimed {
+        let outcome = match a.attempt.task_id.as_str() {
+            "ok" => Outcome::Succeeded,
+            "bad" => Outcome::Failed,
+            other => panic!("claimed {other}"),
+        };
+        end(store, "w", &a.attempt, outcome, T0 + 1).await.unwrap();
+    }
+    let summary = |jobs: Vec<crate::model::JobSummary>| {
+        jobs.into_iter()
+            .find(|j| j.id == id)
+            .expect("the job is listed")
+    };
+    let running = summary(store.list_jobs(None, 10).await.unwrap());
+    assert_eq!(running.state, JobState::Running);
+    assert_eq!((running.tasks_done, running.tasks_total), (3, 4));
+    let counts = |succeeded, failed, cancelled, skipped| crate::model::TaskCounts {
+        succeeded,
+        failed,
+        cancelled,
+        skipped,
+    };
+    assert_eq!(running.ended, counts(1, 1, 0, 1));
+
+    assert!(store.cancel_job(&id, T0 + 2).await.unwrap().cancelled);
+    let cancelled = summary(
+        store
+            .list_jobs(Some(JobState::Cancelled), 10)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((cancelled.tasks_done, cancelled.tasks_total), (4, 4));
+    assert_eq!(cancelled.ended, counts(1, 1, 1, 1));
+}

@@ -7,9 +7,31 @@ use super::pool::{col, Conn};
 use super::{from_json, to_json};
 use crate::model::{
     AttemptKey, AttemptRecord, AttemptState, JobRecord, JobState, JobSummary, Millis, NewJob,
-    PlacedAttempt, Submitted, TaskRecord, TaskSpec, TaskState,
+    PlacedAttempt, Submitted, TaskCounts, TaskRecord, TaskSpec, TaskState,
 };
 use crate::store::{Cancelled, StoreError};
+
+/// The ended tasks of the job aliased `j`, four columns: succeeded, failed, cancelled, skipped
+/// (read back with `counts_at`).
+macro_rules! task_counts {
+    () => {
+        "(SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'succeeded'),
+         (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'failed'),
+         (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled'),
+         (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'skipped')"
+    };
+}
+pub(super) use task_counts;
+
+/// The four columns of `task_counts!` starting at `at`.
+pub(super) fn counts_at(r: &tokio_postgres::Row, at: usize) -> Result<TaskCounts, StoreError> {
+    Ok(TaskCounts {
+        succeeded: col::<i64>(r, at)? as u32,
+        failed: col::<i64>(r, at + 1)? as u32,
+        cancelled: col::<i64>(r, at + 2)? as u32,
+        skipped: col::<i64>(r, at + 3)? as u32,
+    })
+}
 
 /// A stable 64-bit FNV-1a digest of the job's canonical JSON, to tell an idempotent retry of
 /// the same submit from a different job reusing the key (the SQLite store's digest).
@@ -261,8 +283,13 @@ pub(super) async fn list(
 ) -> Result<Vec<JobSummary>, StoreError> {
     let rows = c
         .query(
-            "SELECT id, name, state, created_at, finished_at, tasks_total, tasks_done FROM jobs
-             WHERE ($1::text IS NULL OR state = $1) ORDER BY created_at DESC, id DESC LIMIT $2",
+            concat!(
+                "SELECT j.id, j.name, j.state, j.created_at, j.finished_at, j.tasks_total,
+                        j.tasks_done, ",
+                task_counts!(),
+                " FROM jobs j WHERE ($1::text IS NULL OR j.state = $1)
+                 ORDER BY j.created_at DESC, j.id DESC LIMIT $2"
+            ),
             &[&state.map(|s| s.as_str()), &i64::from(limit)],
         )
         .await?;
@@ -276,6 +303,7 @@ pub(super) async fn list(
                 finished_at: col(r, 4)?,
                 tasks_total: col::<i64>(r, 5)? as u32,
                 tasks_done: col::<i64>(r, 6)? as u32,
+                ended: counts_at(r, 7)?,
             })
         })
         .collect()

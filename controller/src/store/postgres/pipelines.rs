@@ -96,7 +96,7 @@ async fn apply(c: &Conn, p: &NewPipeline, now: Millis) -> Result<Applied, StoreE
 }
 
 /// A run from the columns `r.job_id, r.version, r.scheduled_time, j.name, j.state,
-/// j.created_at, j.finished_at, j.tasks_total, j.tasks_done` starting at `at`.
+/// j.created_at, j.finished_at, j.tasks_total, j.tasks_done` and `task_counts!` starting at `at`.
 fn run_at(r: &Row, at: usize) -> Result<Option<PipelineRun>, StoreError> {
     let Some(job_id) = col::<Option<String>>(r, at)? else {
         return Ok(None);
@@ -110,6 +110,7 @@ fn run_at(r: &Row, at: usize) -> Result<Option<PipelineRun>, StoreError> {
             finished_at: col(r, at + 6)?,
             tasks_total: col::<i64>(r, at + 7)? as u32,
             tasks_done: col::<i64>(r, at + 8)? as u32,
+            ended: jobs::counts_at(r, at + 9)?,
         },
         version: version_of(col(r, at + 1)?)?,
         scheduled_time: col(r, at + 2)?,
@@ -119,16 +120,19 @@ fn run_at(r: &Row, at: usize) -> Result<Option<PipelineRun>, StoreError> {
 async fn summaries(c: &Conn, name: Option<&str>) -> Result<Vec<PipelineSummary>, StoreError> {
     let rows = c
         .query(
-            "SELECT p.name, p.version, p.paused, p.created_at, p.updated_at,
+            concat!(
+                "SELECT p.name, p.version, p.paused, p.created_at, p.updated_at,
                     r.job_id, r.version, r.scheduled_time, j.name, j.state, j.created_at,
-                    j.finished_at, j.tasks_total, j.tasks_done
-             FROM pipelines p
+                    j.finished_at, j.tasks_total, j.tasks_done, ",
+                jobs::task_counts!(),
+                " FROM pipelines p
              LEFT JOIN pipeline_runs r ON r.job_id = (
                  SELECT job_id FROM pipeline_runs WHERE pipeline = p.name
                  ORDER BY created_at DESC, job_id DESC LIMIT 1)
              LEFT JOIN jobs j ON j.id = r.job_id
              WHERE p.deleted_at IS NULL AND ($1::text IS NULL OR p.name = $1)
-             ORDER BY p.name",
+             ORDER BY p.name"
+            ),
             &[&name],
         )
         .await?;
@@ -169,10 +173,13 @@ async fn versions(c: &Conn, name: &str, limit: i64) -> Result<Vec<PipelineVersio
 async fn runs(c: &Conn, name: &str, limit: u32) -> Result<Vec<PipelineRun>, StoreError> {
     let rows = c
         .query(
-            "SELECT r.job_id, r.version, r.scheduled_time, j.name, j.state, j.created_at,
-                    j.finished_at, j.tasks_total, j.tasks_done
-             FROM pipeline_runs r JOIN jobs j ON j.id = r.job_id
-             WHERE r.pipeline = $1 ORDER BY r.created_at DESC, r.job_id DESC LIMIT $2",
+            concat!(
+                "SELECT r.job_id, r.version, r.scheduled_time, j.name, j.state, j.created_at,
+                    j.finished_at, j.tasks_total, j.tasks_done, ",
+                jobs::task_counts!(),
+                " FROM pipeline_runs r JOIN jobs j ON j.id = r.job_id
+             WHERE r.pipeline = $1 ORDER BY r.created_at DESC, r.job_id DESC LIMIT $2"
+            ),
             &[&name, &i64::from(limit)],
         )
         .await?;

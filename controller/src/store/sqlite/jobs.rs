@@ -7,9 +7,31 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{backend, from_json, to_json};
 use crate::model::{
     AttemptKey, AttemptRecord, AttemptState, JobRecord, JobState, JobSummary, Millis, NewJob,
-    PlacedAttempt, Submitted, TaskRecord, TaskSpec, TaskState,
+    PlacedAttempt, Submitted, TaskCounts, TaskRecord, TaskSpec, TaskState,
 };
 use crate::store::{Cancelled, StoreError};
+
+/// The ended tasks of the job aliased `j`, four columns: succeeded, failed, cancelled, skipped
+/// (read back with `counts_at`).
+macro_rules! task_counts {
+    () => {
+        "(SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'succeeded'),
+         (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'failed'),
+         (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled'),
+         (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'skipped')"
+    };
+}
+pub(super) use task_counts;
+
+/// The four columns of `task_counts!` starting at `at`.
+pub(super) fn counts_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<TaskCounts> {
+    Ok(TaskCounts {
+        succeeded: r.get(at)?,
+        failed: r.get(at + 1)?,
+        cancelled: r.get(at + 2)?,
+        skipped: r.get(at + 3)?,
+    })
+}
 
 /// A stable 64-bit FNV-1a digest of the job's canonical JSON, to tell an idempotent retry of
 /// the same submit from a different job reusing the key.
@@ -222,37 +244,35 @@ pub(super) fn list(
     limit: u32,
 ) -> Result<Vec<JobSummary>, StoreError> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, name, state, created_at, finished_at, tasks_total, tasks_done FROM jobs
-             WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2",
-        )
+        .prepare_cached(concat!(
+            "SELECT j.id, j.name, j.state, j.created_at, j.finished_at, j.tasks_total, j.tasks_done, ",
+            task_counts!(),
+            " FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)
+             ORDER BY j.created_at DESC, j.id DESC LIMIT ?2"
+        ))
         .map_err(backend)?;
     let rows = stmt
         .query_map(params![state.map(|s| s.as_str()), limit], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                JobSummary {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    state: JobState::Pending,
+                    created_at: r.get(3)?,
+                    finished_at: r.get(4)?,
+                    tasks_total: r.get(5)?,
+                    tasks_done: r.get(6)?,
+                    ended: counts_at(r, 7)?,
+                },
                 r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, u32>(5)?,
-                r.get::<_, u32>(6)?,
             ))
         })
         .map_err(backend)?;
     let mut jobs = Vec::new();
     for row in rows {
-        let (id, name, state, created_at, finished_at, tasks_total, tasks_done) =
-            row.map_err(backend)?;
-        jobs.push(JobSummary {
-            id,
-            name,
-            state: job_state(&state)?,
-            created_at,
-            finished_at,
-            tasks_total,
-            tasks_done,
-        });
+        let (mut job, state) = row.map_err(backend)?;
+        job.state = job_state(&state)?;
+        jobs.push(job);
     }
     Ok(jobs)
 }

@@ -73,8 +73,11 @@ fn apply(conn: &Connection, p: &NewPipeline, now: Millis) -> Result<Applied, Sto
 }
 
 /// The columns of a run, from `pipeline_runs r JOIN jobs j`, starting at `at`.
-const RUN_COLUMNS: &str = "r.job_id, r.version, r.scheduled_time, j.name, j.state, j.created_at,
-     j.finished_at, j.tasks_total, j.tasks_done";
+const RUN_COLUMNS: &str = concat!(
+    "r.job_id, r.version, r.scheduled_time, j.name, j.state, j.created_at,
+     j.finished_at, j.tasks_total, j.tasks_done, ",
+    super::jobs::task_counts!()
+);
 
 fn run_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<(PipelineRun, String)>> {
     let Some(job_id) = r.get::<_, Option<String>>(at)? else {
@@ -91,6 +94,7 @@ fn run_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<(PipelineRun, Strin
                 finished_at: r.get(at + 6)?,
                 tasks_total: r.get(at + 7)?,
                 tasks_done: r.get(at + 8)?,
+                ended: super::jobs::counts_at(r, at + 9)?,
             },
             version: r.get(at + 1)?,
             scheduled_time: r.get(at + 2)?,
