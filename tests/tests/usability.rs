@@ -201,3 +201,42 @@ async fn byte_sizes_take_units_and_a_bad_one_is_named_as_its_flag() {
         "{stderr}"
     );
 }
+
+/// The agent's bad flag values are named as their flags, from the command line or from their
+/// FERRY_* variable, before it connects anywhere (issue 19, item 9).
+#[test]
+fn the_agents_bad_flag_values_are_named_as_their_flags() {
+    let bin = ferry_tests::bin_path(ferry_tests::AGENT_BIN);
+    for (args, env, said) in [
+        (
+            ["--max-tasks", "x"].as_slice(),
+            None,
+            "error: invalid value 'x' for '--max-tasks <N>'",
+        ),
+        (
+            &["--drain-timeout", "soon"],
+            None,
+            "error: invalid value 'soon' for '--drain-timeout <DURATION>': bad duration \"soon\"",
+        ),
+        (
+            &["--max-output-bytes", "1x"],
+            None,
+            "error: invalid value '1x' for '--max-output-bytes <BYTES>': bad size \"1x\"",
+        ),
+        (
+            &[],
+            Some(("FERRY_MAX_TASKS", "0")),
+            "error: invalid value '0' for '--max-tasks <N>'",
+        ),
+    ] {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(args).env_remove("FERRY_MAX_TASKS");
+        if let Some((key, value)) = env {
+            cmd.env(key, value);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.starts_with(said), "{args:?} {env:?}: {stderr}");
+    }
+}

@@ -43,26 +43,26 @@ pub struct Cli {
     )]
     pub labels: Vec<String>,
     /// Attempts run at once [default: 4].
-    #[arg(long, value_name = "N", env = "FERRY_MAX_TASKS")]
+    #[arg(long, value_name = "N", env = "FERRY_MAX_TASKS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tasks: Option<u32>,
     /// Directory for attempt working directories [default: ./ferry-work].
     #[arg(long, value_name = "DIR", env = "FERRY_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
     /// Heartbeat period, e.g. `5s` [default: 5s].
-    #[arg(long, value_name = "DURATION", env = "FERRY_HEARTBEAT_INTERVAL")]
+    #[arg(long, value_name = "DURATION", env = "FERRY_HEARTBEAT_INTERVAL", value_parser = duration_arg)]
     pub heartbeat_interval: Option<String>,
     /// How long a drain waits for running attempts before killing them [default: 30s].
-    #[arg(long, value_name = "DURATION", env = "FERRY_DRAIN_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = "FERRY_DRAIN_TIMEOUT", value_parser = duration_arg)]
     pub drain_timeout: Option<String>,
     /// Grace between SIGTERM and SIGKILL of a task's process group [default: 5s].
-    #[arg(long, value_name = "DURATION", env = "FERRY_KILL_GRACE")]
+    #[arg(long, value_name = "DURATION", env = "FERRY_KILL_GRACE", value_parser = duration_arg)]
     pub kill_grace: Option<String>,
     /// File holding the token this agent presents to join the controller.
     #[arg(long, value_name = "FILE", env = "FERRY_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Most bytes one attempt may upload as outputs, all files together; a number of bytes
     /// or e.g. `500MiB`, `10GiB` [default: 10GiB].
-    #[arg(long, value_name = "BYTES", env = "FERRY_MAX_OUTPUT_BYTES")]
+    #[arg(long, value_name = "BYTES", env = "FERRY_MAX_OUTPUT_BYTES", value_parser = size_arg)]
     pub max_output_bytes: Option<String>,
     /// PEM CA certificates to trust for an https:// controller [default: the system's].
     #[arg(long, value_name = "FILE", env = "FERRY_TLS_CA")]
@@ -95,4 +95,17 @@ pub struct Cli {
     /// --run-as root).
     #[arg(long)]
     pub allow_root_tasks: bool,
+}
+
+/// A duration flag checked as the flag (`invalid value 'soon' for '--drain-timeout
+/// <DURATION>'`), kept as text for the config layers.
+fn duration_arg(text: &str) -> Result<String, String> {
+    humantime::parse_duration(text.trim())
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("bad duration {text:?} ({e}); use e.g. 10s, 5m, 7d"))
+}
+
+/// A size flag checked as the flag, kept as text for the config layers.
+fn size_arg(text: &str) -> Result<String, String> {
+    ferry_jobspec::units::bytes_arg(text).map(|_| text.to_owned())
 }

@@ -41,7 +41,7 @@ fn output_limit_layers_and_units() {
     let path = file.path().to_str().unwrap().to_owned();
     let c = Config::load_from(cli(&["--config", &path]), env(&[])).unwrap();
     assert_eq!(c.max_output_bytes, 1000);
-    let e = load_err(&["--max-output-bytes", "lots"], &[]);
+    let e = load_err(&[], &[("FERRY_MAX_OUTPUT_BYTES", "lots")]);
     assert!(e.contains("max_output_bytes") && e.contains("lots"), "{e}");
     let e = load_err(&["--max-output-bytes", "0"], &[]);
     assert!(e.contains("max_output_bytes"), "{e}");
@@ -132,11 +132,11 @@ fn load_err(args: &[&str], vars: &[(&str, &str)]) -> String {
 
 #[test]
 fn validation_names_the_problem() {
-    let e = load_err(&["--max-tasks", "0"], &[]);
+    let e = load_err(&[], &[("FERRY_MAX_TASKS", "0")]);
     assert!(e.contains("max_tasks"), "{e}");
     let e = load_err(&["--label", "nope"], &[]);
     assert!(e.contains("labels") && e.contains("k=v"), "{e}");
-    let e = load_err(&["--heartbeat-interval", "soon"], &[]);
+    let e = load_err(&[], &[("FERRY_HEARTBEAT_INTERVAL", "soon")]);
     assert!(
         e.contains("heartbeat_interval") && e.contains("soon"),
         "{e}"
@@ -145,6 +145,37 @@ fn validation_names_the_problem() {
     assert!(e.contains("controller"), "{e}");
     let e = load_err(&[], &[("FERRY_MAX_TASKS", "many")]);
     assert!(e.contains("max_tasks"), "{e}");
+}
+
+#[test]
+fn bad_flag_values_are_named_as_their_flags() {
+    for (args, named) in [
+        (
+            ["--max-tasks", "x"],
+            "invalid value 'x' for '--max-tasks <N>'",
+        ),
+        (
+            ["--max-tasks", "0"],
+            "invalid value '0' for '--max-tasks <N>'",
+        ),
+        (
+            ["--drain-timeout", "soon"],
+            "invalid value 'soon' for '--drain-timeout <DURATION>'",
+        ),
+        (
+            ["--max-output-bytes", "1x"],
+            "invalid value '1x' for '--max-output-bytes <BYTES>'",
+        ),
+    ] {
+        let e = Cli::try_parse_from(["ferry-agent", args[0], args[1]])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(named), "{e}");
+    }
+    let c = cli(&["--max-output-bytes", "500MiB", "--kill-grace", "2s"]);
+    let c = Config::load_from(c, env(&[])).unwrap();
+    assert_eq!(c.max_output_bytes, 500 << 20);
+    assert_eq!(c.kill_grace, Duration::from_secs(2));
 }
 
 #[test]
