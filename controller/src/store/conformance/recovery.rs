@@ -1,8 +1,10 @@
 //! Work taken back from where it was: attempts of a dead agent (lost, fenced, queued again), a
 //! cancelled job's running attempts, attempts an agent hands back, and attempts the controller
-//! times out itself.
+//! times out itself; and how a job's summaries (its list row, its pipeline run) count its tasks
+//! by how they ended.
 
 use super::*;
+use crate::store::pipelines::{NewPipeline, NewRun, PipelineTemplate};
 
 pub(crate) async fn lost_attempts_are_fenced_and_requeued(store: &Arc<dyn Store>) {
     agents(store, &["other"]).await;
@@ -193,11 +195,27 @@ pub(crate) async fn job_summaries_count_tasks_by_how_they_ended(store: &Arc<dyn 
         task("after_bad", &["bad"]),
         on_queue(task("waits", &[]), "elsewhere"),
     ];
-    let id = store
-        .submit_job(job("mixed", tasks), T0)
-        .await
-        .unwrap()
-        .job_id;
+    // A pipeline's run, so that its runs and its summary are counted too.
+    let template = PipelineTemplate {
+        tasks: tasks.clone(),
+        defaults: BTreeMap::new(),
+        params: vec![],
+        schedule: None,
+    };
+    let pipeline = NewPipeline {
+        name: "mixed".into(),
+        template,
+    };
+    store.apply_pipeline(pipeline, T0).await.unwrap();
+    let run = NewRun {
+        pipeline: "mixed".into(),
+        version: 1,
+        job: job("mixed", tasks),
+        scheduled_time: None,
+        key: None,
+        automatic: false,
+    };
+    let id = store.run_pipeline(run, T0).await.unwrap().job_id;
     let claimed = store
         .claim(claim_req("w", 2), T0)
         .await
@@ -237,4 +255,16 @@ pub(crate) async fn job_summaries_count_tasks_by_how_they_ended(store: &Arc<dyn 
     );
     assert_eq!((cancelled.tasks_done, cancelled.tasks_total), (4, 4));
     assert_eq!(cancelled.ended, counts(1, 1, 1, 1));
+    let runs = store.pipeline_runs("mixed", 10).await.unwrap();
+    assert_eq!(runs[0].job.id, id);
+    assert_eq!(runs[0].job.ended, counts(1, 1, 1, 1));
+    let pipelines = store.list_pipelines().await.unwrap();
+    let last = pipelines[0]
+        .last_run
+        .as_ref()
+        .expect("the pipeline's last run");
+    assert_eq!(
+        (last.job.id.as_str(), last.job.ended),
+        (id.as_str(), counts(1, 1, 1, 1))
+    );
 }
