@@ -19,6 +19,8 @@ mod store;
 mod throughput;
 mod upload;
 mod watchers;
+mod webhook;
+mod schedules;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -68,6 +70,10 @@ enum Bench {
     /// What job watchers cost: dispatch with 10 watchers against none, controller memory with
     /// stalled watchers, `ferry submit --wait` against `submit`.
     Watchers(watchers::Args),
+    /// `POST /hooks/NAME` → job created: sequential webhook deliveries with a bearer secret.
+    Webhook(webhook::Args),
+    /// How late an `every` schedule fires; minutely ticks queued per second (backfill).
+    Schedules(schedules::Args),
     /// Every benchmark in sequence, with its defaults (all but `dispatch`).
     All,
 }
@@ -86,6 +92,8 @@ impl Bench {
             Self::Agents(_) => "agents",
             Self::Failover(_) => "failover",
             Self::Watchers(_) => "watchers",
+            Self::Webhook(_) => "webhook",
+            Self::Schedules(_) => "schedules",
             Self::All => "all",
         }
     }
@@ -107,6 +115,8 @@ impl Bench {
             Self::Agents(args) => agents::run(args).await,
             Self::Failover(args) => failover::run(args).await,
             Self::Watchers(args) => watchers::run(args).await,
+            Self::Webhook(args) => webhook::run(args).await,
+            Self::Schedules(args) => schedules::run(args).await,
             Self::All => unreachable!("`all` is expanded before running"),
         }
     }
@@ -134,6 +144,7 @@ fn main() -> ExitCode {
             Bench::Failover(defaults()),
             Bench::Agents(defaults()),
             Bench::Watchers(defaults()),
+            Bench::Webhook(defaults()),
         ],
         one => vec![one],
     };

@@ -106,7 +106,7 @@ pub async fn run(
                 .map_err(|status| controller.error("list triggers", &status))?
                 .into_inner();
             let views: Vec<TriggerView> = listed.triggers.iter().map(TriggerView::from).collect();
-            output::emit(format, views.as_slice(), |v| table(v))?;
+            output::emit(format, views.as_slice(), table)?;
         }
         TriggersCommand::Delete { name } => {
             client
