@@ -20,7 +20,6 @@ mod throughput;
 mod upload;
 mod watchers;
 mod webhook;
-mod schedules;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -72,8 +71,6 @@ enum Bench {
     Watchers(watchers::Args),
     /// `POST /hooks/NAME` → job created: sequential webhook deliveries with a bearer secret.
     Webhook(webhook::Args),
-    /// How late an `every` schedule fires; minutely ticks queued per second (backfill).
-    Schedules(schedules::Args),
     /// Every benchmark in sequence, with its defaults (all but `dispatch`).
     All,
 }
@@ -93,7 +90,6 @@ impl Bench {
             Self::Failover(_) => "failover",
             Self::Watchers(_) => "watchers",
             Self::Webhook(_) => "webhook",
-            Self::Schedules(_) => "schedules",
             Self::All => "all",
         }
     }
@@ -116,7 +112,6 @@ impl Bench {
             Self::Failover(args) => failover::run(args).await,
             Self::Watchers(args) => watchers::run(args).await,
             Self::Webhook(args) => webhook::run(args).await,
-            Self::Schedules(args) => schedules::run(args).await,
             Self::All => unreachable!("`all` is expanded before running"),
         }
     }
