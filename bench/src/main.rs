@@ -19,7 +19,9 @@ mod store;
 mod throughput;
 mod upload;
 mod watchers;
+mod schedules;
 mod webhook;
+mod schedules;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -69,8 +71,12 @@ enum Bench {
     /// What job watchers cost: dispatch with 10 watchers against none, controller memory with
     /// stalled watchers, `ferry submit --wait` against `submit`.
     Watchers(watchers::Args),
+    /// How late an `every` schedule fires; minutely ticks queued per second (backfill).
+    Schedules(schedules::Args),
     /// `POST /hooks/NAME` → job created: sequential webhook deliveries with a bearer secret.
     Webhook(webhook::Args),
+    /// How late an `every` schedule fires; minutely ticks queued per second (backfill).
+    Schedules(schedules::Args),
     /// Every benchmark in sequence, with its defaults (all but `dispatch`).
     All,
 }
@@ -89,7 +95,9 @@ impl Bench {
             Self::Agents(_) => "agents",
             Self::Failover(_) => "failover",
             Self::Watchers(_) => "watchers",
+            Self::Schedules(_) => "schedules",
             Self::Webhook(_) => "webhook",
+            Self::Schedules(_) => "schedules",
             Self::All => "all",
         }
     }
@@ -111,7 +119,9 @@ impl Bench {
             Self::Agents(args) => agents::run(args).await,
             Self::Failover(args) => failover::run(args).await,
             Self::Watchers(args) => watchers::run(args).await,
+            Self::Schedules(args) => schedules::run(args).await,
             Self::Webhook(args) => webhook::run(args).await,
+            Self::Schedules(args) => schedules::run(args).await,
             Self::All => unreachable!("`all` is expanded before running"),
         }
     }
