@@ -118,7 +118,7 @@ pub(crate) async fn unstarted_tasks_past_their_timeout_fail_finally(store: &Arc<
         .fail_unstarted(&id, "a", why, T0 + 1_000)
         .await
         .unwrap();
-    assert_eq!(effects.jobs, [id.clone()]);
+    assert_eq!(effects.jobs, std::slice::from_ref(&id));
     let shown = store.get_job(&id).await.unwrap();
     let a = shown.tasks.iter().find(|t| t.spec.id == "a").unwrap();
     assert_eq!((a.state, a.reason.as_str()), (TaskState::Failed, why));
