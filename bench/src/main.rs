@@ -21,7 +21,6 @@ mod upload;
 mod watchers;
 mod schedules;
 mod webhook;
-mod schedules;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -75,8 +74,6 @@ enum Bench {
     Schedules(schedules::Args),
     /// `POST /hooks/NAME` → job created: sequential webhook deliveries with a bearer secret.
     Webhook(webhook::Args),
-    /// How late an `every` schedule fires; minutely ticks queued per second (backfill).
-    Schedules(schedules::Args),
     /// Every benchmark in sequence, with its defaults (all but `dispatch`).
     All,
 }
@@ -97,7 +94,6 @@ impl Bench {
             Self::Watchers(_) => "watchers",
             Self::Schedules(_) => "schedules",
             Self::Webhook(_) => "webhook",
-            Self::Schedules(_) => "schedules",
             Self::All => "all",
         }
     }
@@ -121,7 +117,6 @@ impl Bench {
             Self::Watchers(args) => watchers::run(args).await,
             Self::Schedules(args) => schedules::run(args).await,
             Self::Webhook(args) => webhook::run(args).await,
-            Self::Schedules(args) => schedules::run(args).await,
             Self::All => unreachable!("`all` is expanded before running"),
         }
     }
