@@ -225,3 +225,7 @@ pub(super) async fn start_tick(
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "scheduler_pg_tests.rs"]
+mod pg_tests;
