@@ -19,7 +19,7 @@ pub(crate) async fn triggers_name_a_live_pipeline_once_and_keep_their_secret(
 ) {
     // No pipeline yet: refused, nothing written.
     let e = store
-        .create_trigger(trigger("orders", "etl", "s1"))
+        .create_trigger(trigger("orders", "hooked", "s1"))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
@@ -34,7 +34,7 @@ pub(crate) async fn triggers_name_a_live_pipeline_once_and_keep_their_secret(
     store
         .apply_pipeline(
             NewPipeline {
-                name: "etl".into(),
+                name: "hooked".into(),
                 template,
             },
             T0,
@@ -42,21 +42,21 @@ pub(crate) async fn triggers_name_a_live_pipeline_once_and_keep_their_secret(
         .await
         .unwrap();
     store
-        .create_trigger(trigger("orders", "etl", "s1"))
+        .create_trigger(trigger("orders", "hooked", "s1"))
         .await
         .unwrap();
     store
-        .create_trigger(trigger("backfill", "etl", "s2"))
+        .create_trigger(trigger("backfill", "hooked", "s2"))
         .await
         .unwrap();
     // A second trigger of one name is refused; the first keeps its secret.
     let e = store
-        .create_trigger(trigger("orders", "etl", "other"))
+        .create_trigger(trigger("orders", "hooked", "other"))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
     let got = store.get_trigger("orders").await.unwrap().unwrap();
-    assert_eq!(got, trigger("orders", "etl", "s1"));
+    assert_eq!(got, trigger("orders", "hooked", "s1"));
     assert!(!format!("{got:?}").contains("s1"), "Debug shows no secret");
 
     let names: Vec<String> = store
@@ -74,7 +74,7 @@ pub(crate) async fn triggers_name_a_live_pipeline_once_and_keep_their_secret(
     assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
     // Deleted, the name may be made anew.
     store
-        .create_trigger(trigger("orders", "etl", "s3"))
+        .create_trigger(trigger("orders", "hooked", "s3"))
         .await
         .unwrap();
     assert_eq!(
@@ -82,9 +82,9 @@ pub(crate) async fn triggers_name_a_live_pipeline_once_and_keep_their_secret(
         "s3"
     );
     // A deleted pipeline gets no new trigger.
-    store.delete_pipeline("etl", T0 + 1).await.unwrap();
+    store.delete_pipeline("hooked", T0 + 1).await.unwrap();
     let e = store
-        .create_trigger(trigger("late", "etl", "s4"))
+        .create_trigger(trigger("late", "hooked", "s4"))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound(_)), "{e:?}");
