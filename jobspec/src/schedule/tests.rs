@@ -2,6 +2,7 @@
 //! shorthands, `every`, and the refusals.
 
 use super::*;
+use proptest::strategy::Strategy;
 
 fn ms(text: &str) -> i64 {
     text.parse::<Timestamp>().unwrap().as_millisecond()
@@ -250,4 +251,28 @@ fn bad_schedules_are_refused_naming_the_problem() {
         .count()
             == 3
     );
+}
+
+proptest::proptest! {
+    /// No text makes the checks panic, and no instant makes a schedule's arithmetic panic.
+    #[test]
+    fn no_schedule_text_or_instant_panics(
+        cron in proptest::prop_oneof![
+            "[0-9a-z*/,@ -]{0,24}",
+            proptest::sample::select(vec!["30 2 * * *", "* 2 * * *", "@hourly", "0 0 29 2 *", "*/7 1-3 * * sun"]).prop_map(String::from),
+        ],
+        zone in proptest::sample::select(vec!["", "UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "../etc/passwd"]),
+        every in proptest::prop_oneof![proptest::strategy::Just(0u64), 1_000u64..SPAN_MAX_MS],
+        at in proptest::prop_oneof![proptest::num::i64::ANY, 0i64..4_102_444_800_000],
+        repeated in proptest::sample::select(vec!["first", "last", "both"]),
+    ) {
+        let spec = ScheduleSpec { cron, timezone: zone.into(), every_ms: every, dst_repeated: repeated.into(), ..ScheduleSpec::default() };
+        if let Ok(s) = Schedule::parse(&spec) {
+            if let Some(next) = s.next_after(at) {
+                proptest::prop_assert!(next > at);
+            }
+            let _ = s.previous_before(at);
+            let _ = s.transitions(at, 2);
+        }
+    }
 }
