@@ -22,8 +22,7 @@ use crate::{
     running::{AttemptGuard, KillSwitch},
     sql,
     transfer::Stop,
-    upload,
-    Agent, Session,
+    upload, Agent, Session,
 };
 
 pub(crate) use self::assign::accept;

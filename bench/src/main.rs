@@ -14,12 +14,12 @@ mod latency;
 mod procs;
 mod reassign;
 mod report;
+mod schedules;
 mod sim;
 mod store;
 mod throughput;
 mod upload;
 mod watchers;
-mod schedules;
 mod webhook;
 
 use std::{path::PathBuf, process::ExitCode};

@@ -7,7 +7,9 @@ use std::{io, process::ExitCode};
 
 use tonic::{Code, Status};
 
-use crate::jobfile::InvalidJobFile;
+use crate::jobfile::{InvalidJobFile, JobFileError};
+pub use crate::reason::io_reason;
+use crate::reason::lowercase_first;
 
 pub const SUCCESS: u8 = 0;
 pub const JOB_FAILED: u8 = 1;
@@ -268,23 +270,6 @@ fn not_tls(reason: &str) -> bool {
     reason.contains("InvalidContentType") || reason.contains("connection reset")
 }
 
-/// A short lowercase reason for an I/O error: "connection refused", "no such file or directory".
-pub fn io_reason(err: &io::Error) -> String {
-    let text = err.to_string();
-    let text = text
-        .find(" (os error")
-        .map_or(text.as_str(), |at| &text[..at]);
-    lowercase_first(text)
-}
-
-fn lowercase_first(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 /// `http://a:7070 (connection refused), http://b:7070 (no connection within 10s)`.
 fn tried_list(tried: &[(String, String)]) -> String {
     tried
@@ -342,6 +327,15 @@ pub fn report_usage(err: &clap::Error) -> ExitCode {
         ExitCode::from(BAD_INPUT)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+impl From<JobFileError> for CliError {
+    fn from(err: JobFileError) -> Self {
+        match err {
+            JobFileError::Refused(message) => CliError::BadInput(message),
+            JobFileError::Invalid(invalid) => CliError::InvalidJobFile(invalid),
+        }
     }
 }
 

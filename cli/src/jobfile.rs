@@ -19,7 +19,7 @@ use std::{fmt, path::Path};
 
 use ferry_proto::v1::{JobSpec, ParamDecl};
 
-use crate::exit::CliError;
+use crate::reason::io_reason;
 
 /// One thing wrong with a job file, at a byte offset of its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +58,17 @@ impl fmt::Display for InvalidJobFile {
 
 impl std::error::Error for InvalidJobFile {}
 
+/// Why a job file on disk did not become a job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFileError {
+    /// The file could not be read, or its parameters were refused: the whole message.
+    #[error("{0}")]
+    Refused(String),
+    /// The file was read and has problems, each at its place.
+    #[error(transparent)]
+    Invalid(#[from] InvalidJobFile),
+}
+
 /// A job file read whole: the spec, and the typed parameters of its `[params]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobFile {
@@ -68,17 +79,17 @@ pub struct JobFile {
 }
 
 /// Reads the job file at `path` and checks it.
-pub fn read_file(path: &Path) -> Result<JobFile, CliError> {
+pub fn read_file(path: &Path) -> Result<JobFile, JobFileError> {
     read_file_with(path, &[])
 }
 
 /// `read_file`, where the queries may also use the parameters named `extra`.
-fn read_file_with(path: &Path, extra: &[String]) -> Result<JobFile, CliError> {
+fn read_file_with(path: &Path, extra: &[String]) -> Result<JobFile, JobFileError> {
     let source = std::fs::read_to_string(path).map_err(|err| {
-        CliError::BadInput(format!(
+        JobFileError::Refused(format!(
             "cannot read job file {}: {}",
             path.display(),
-            crate::exit::io_reason(&err)
+            io_reason(&err)
         ))
     })?;
     Ok(parse_with(&path.display().to_string(), &source, extra)?)
@@ -88,7 +99,7 @@ fn read_file_with(path: &Path, extra: &[String]) -> Result<JobFile, CliError> {
 /// `[params]`: a typed parameter's value must be of its type, a required one must be given
 /// (`ferry_jobspec::pipeline::resolve`), each refusal naming the parameter. A parameter the
 /// job does not declare is refused.
-pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<JobSpec, CliError> {
+pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<JobSpec, JobFileError> {
     load_with(path, overrides, false).map(|(spec, _)| spec)
 }
 
@@ -98,7 +109,7 @@ pub fn load_with(
     path: &Path,
     overrides: &[(String, String)],
     allow_extra: bool,
-) -> Result<(JobSpec, Vec<String>), CliError> {
+) -> Result<(JobSpec, Vec<String>), JobFileError> {
     let extra: Vec<String> = if allow_extra {
         overrides.iter().map(|(k, _)| k.clone()).collect()
     } else {
@@ -121,7 +132,7 @@ pub fn load_with(
             } else {
                 ""
             };
-            CliError::BadInput(format!(
+            JobFileError::Refused(format!(
                 "parameters refused for job file {}: {}{hint}",
                 path.display(),
                 problems.join("; ")

@@ -8,6 +8,7 @@ pub mod download;
 pub mod exit;
 pub mod jobfile;
 pub mod output;
+pub mod reason;
 pub mod watch;
 
 use anyhow::Context;

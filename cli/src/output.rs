@@ -17,7 +17,8 @@ use serde::Serialize;
 
 pub use extracts::{ColumnView, ExtractView, ResetView, WatermarkView};
 pub use views::{
-    AgentView, CancelView, DrainView, ForgetView, JobSummaryView, JobView, QueueView, ResultView, SavedView,
+    AgentView, CancelView, DrainView, ForgetView, JobSummaryView, JobView, QueueView, ResultView,
+    SavedView,
 };
 
 use crate::exit::CliError;

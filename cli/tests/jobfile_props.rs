@@ -82,6 +82,7 @@ proptest! {
         match load(&path, &overrides) {
             Ok(spec) => prop_assert!(!spec.tasks.is_empty()),
             Err(err) => {
+                let err = CliError::from(err);
                 prop_assert!(matches!(err, CliError::BadInput(_) | CliError::InvalidJobFile(_)));
                 prop_assert!(!err.to_string().trim().is_empty());
             }

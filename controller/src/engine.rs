@@ -16,8 +16,8 @@ pub mod placement;
 pub mod reaper;
 pub mod scheduler;
 pub mod singleton;
-pub mod validate;
 pub mod triggers;
+pub mod validate;
 mod watermarks;
 
 use std::collections::BTreeMap;

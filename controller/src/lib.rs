@@ -25,8 +25,8 @@ use ferry_proto::v1::{
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use service::auth::TokenCheck;
 use service::agent::UploadPath;
+use service::auth::TokenCheck;
 
 pub use config::Config;
 
@@ -200,10 +200,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         let bound = listener.local_addr().unwrap_or(http_addr);
         let tls = config.tls.is_some();
         tracing::info!(addr = %bound, tls, "HTTP listening (webhooks at POST /hooks/NAME)");
-        let routes = http::router::Router::new().route(
-            "/hooks/",
-            Arc::new(http::hooks::Hooks::new(engine.clone())),
-        );
+        let routes = http::router::Router::new()
+            .route("/hooks/", Arc::new(http::hooks::Hooks::new(engine.clone())));
         tracker.spawn(http::serve(
             listener,
             config.tls.clone(),

@@ -7,8 +7,8 @@ mod checks;
 pub mod convert;
 pub mod job;
 pub mod pipelines;
-pub mod triggers;
 mod status;
+pub mod triggers;
 pub mod upload_frames;
 pub mod watch;
 

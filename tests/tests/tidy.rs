@@ -125,9 +125,6 @@ const ALLOWED_CYCLES: &[(&str, &[&str])] = &[
     // New while this check was written (issue 16, being worked on): secrets.rs reads the run's
     // `run::Setup`, and run.rs calls the secrets' check; `Setup` belongs below both.
     ("chaos/src", &["run", "secrets"]),
-    // `CliError` (exit.rs) wraps `jobfile::InvalidJobFile`, and `jobfile::load` reads the file
-    // into a `CliError`: `load` (public, and tested as such) belongs to the submit command.
-    ("cli/src", &["exit", "jobfile"]),
 ];
 
 #[test]

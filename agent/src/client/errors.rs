@@ -144,7 +144,11 @@ mod tests {
             c(Code::AlreadyExists, "agent name \"a\" is taken"),
             Some(Refusal::NameTaken("agent name \"a\" is taken".into()))
         );
-        let token = c(Code::Unauthenticated, "the agent token presented is not valid").unwrap();
+        let token = c(
+            Code::Unauthenticated,
+            "the agent token presented is not valid",
+        )
+        .unwrap();
         assert_eq!(
             token.to_string(),
             "the agent token presented is not valid: give this agent the controller's agent \

@@ -241,7 +241,7 @@ fn unreadable_file_is_bad_input() {
         err.to_string(),
         "cannot read job file /nonexistent/job.toml: no such file or directory"
     );
-    assert_eq!(err.exit_code(), 2);
+    assert_eq!(crate::exit::CliError::from(err).exit_code(), 2);
 }
 
 #[test]

@@ -11,9 +11,14 @@ async fn submit_wait_reports_progress_on_stderr_and_exits_by_outcome() {
     let (url, _) = start(Script::default()).await;
     let hello = example("hello.toml");
     let run = ferry(&url, &["--output", "json", "submit", &hello, "--wait"]).await;
+    // With --output json, standard output is one document: the job id with the submit's
+    // warnings (none here); progress stays on standard error.
     assert_eq!(
         (run.code, run.stdout.as_str()),
-        (0, "job-1\n"),
+        (
+            0,
+            "{\"job_id\":\"job-1\",\"existing\":false,\"warnings\":[]}\n"
+        ),
         "{}",
         run.stderr
     );

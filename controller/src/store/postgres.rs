@@ -277,7 +277,9 @@ impl Store for PostgresStore {
         given_up: Vec<(AttemptKey, String)>,
         now: Millis,
     ) -> Result<Effects, StoreError> {
-        transaction!(self, Mode::Write, |c| agents::given_up(c, agent, &given_up, now))
+        transaction!(self, Mode::Write, |c| agents::given_up(
+            c, agent, &given_up, now
+        ))
     }
 
     async fn forget_agent(&self, name: &str) -> Result<(), StoreError> {

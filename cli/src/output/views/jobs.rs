@@ -374,7 +374,7 @@ mod tests {
                     {
                         "id": "extract", "state": "succeeded", "queue": "onprem",
                         "labels": {"site": "dc1"}, "kind": "sql", "depends_on": [],
-                        "ready_at": null,
+                        "ready_at": null, "reason": null,
                         "attempts": [{
                             "number": 1, "agent": "agent-a", "state": "succeeded",
                             "exit_code": 0, "error": null,
@@ -386,7 +386,7 @@ mod tests {
                     {
                         "id": "transform", "state": "failed", "queue": "cloud",
                         "labels": {}, "kind": "shell", "depends_on": ["extract"],
-                        "ready_at": null,
+                        "ready_at": null, "reason": null,
                         "attempts": [{
                             "number": 1, "agent": "agent-b", "state": "timed_out",
                             "exit_code": null, "error": "timed out after 10s",
