@@ -23,6 +23,7 @@ mod report;
 mod run;
 mod schedule;
 mod secrets;
+mod setup;
 mod slowfs;
 mod submit;
 mod time;
@@ -95,7 +96,7 @@ async fn until_signal(
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let setup = match run::Setup::new(&args) {
+    let setup = match setup::Setup::new(&args) {
         Ok(setup) => setup,
         Err(e) => {
             eprintln!("ferry-chaos: {e:#}");

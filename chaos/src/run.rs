@@ -5,8 +5,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -14,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ferry_tests::Cli;
 
 use crate::{
@@ -22,12 +21,13 @@ use crate::{
     disk::{self, SmallDisk},
     extract::{self, Source},
     faults,
-    fleet::{Fleet, Settings, StoreKind, PASSWORD_ENV},
+    fleet::{Fleet, Settings, StoreKind},
     ledger::Ledger,
     leftovers, record, recovery,
     report::{self, Figures},
     schedule::{self, Kind},
     secrets,
+    setup::Setup,
     slowfs::SlowDisk,
     submit,
     workload::{self, JobPlan, Kind as TaskKind},
@@ -36,66 +36,6 @@ use crate::{
 
 /// Share of the duration over which the jobs are submitted.
 const SUBMIT_SHARE: f64 = 0.7;
-
-pub struct Setup {
-    pub seed: u64,
-    /// The run's id: in every task's environment (`FERRY_PARAM_CHAOS_RUN`) and its paths.
-    pub run: String,
-    pub root: PathBuf,
-    pub secret: String,
-}
-
-impl Setup {
-    /// Makes the run's directory (its `tmp/` becomes `TMPDIR`, so that every process's dir of
-    /// the harness is inside it) and puts the datasource's password in the environment, before
-    /// any thread exists.
-    pub fn new(args: &Args) -> Result<Self> {
-        let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
-        let run = format!("{seed}-{}", std::process::id());
-        let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-        let root = parent.join(format!("ferry-chaos-{run}"));
-        std::fs::create_dir_all(root.join("tmp"))
-            .with_context(|| format!("creating {}", root.display()))?;
-        // Tasks may run as another user than the agent's: they must be able to append.
-        let ledger_dir = root.join("ledger");
-        std::fs::create_dir_all(&ledger_dir)?;
-        for dir in [&root, &ledger_dir] {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
-        }
-        std::fs::write(ledger_dir.join("ledger"), "")?;
-        std::fs::set_permissions(
-            ledger_dir.join("ledger"),
-            std::fs::Permissions::from_mode(0o666),
-        )?;
-        let secret = format!(
-            "chaos-pw-{:016x}{:016x}",
-            fastrand::u64(..),
-            fastrand::u64(..)
-        );
-        std::fs::write(root.join("secret.txt"), &secret)?;
-        std::fs::set_permissions(
-            root.join("secret.txt"),
-            std::fs::Permissions::from_mode(0o644),
-        )?;
-        // SAFETY-free in edition 2021; no other thread exists yet.
-        std::env::set_var("TMPDIR", root.join("tmp"));
-        std::env::set_var(PASSWORD_ENV, &secret);
-        Ok(Self {
-            seed,
-            run,
-            root,
-            secret,
-        })
-    }
-
-    fn ledger(&self) -> PathBuf {
-        self.root.join("ledger").join("ledger")
-    }
-
-    pub fn secret_file(&self) -> PathBuf {
-        self.root.join("secret.txt")
-    }
-}
 
 /// Runs everything; the number of invariant violations.
 pub async fn run(args: &Args, setup: &Setup) -> Result<usize> {

@@ -11,7 +11,7 @@ use crate::{
     checks::{self, Check},
     ledger::Ledger,
     leftovers, record,
-    run::Setup,
+    setup::Setup,
     workload::{JobPlan, Kind as TaskKind},
 };
 
