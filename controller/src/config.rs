@@ -74,6 +74,8 @@ pub struct Config {
     pub agent_token: Option<Secret>,
     /// Token clients must present; `None` leaves `JobService` open.
     pub client_token: Option<Secret>,
+    /// The files secrets were read from, by setting: checked at start for other users' access.
+    pub secret_files: Vec<(&'static str, PathBuf)>,
     /// TLS of the gRPC port; `None` serves plain HTTP/2.
     pub tls: Option<ferry_tls::ServerTls>,
     /// Whether TLS requires a client certificate of every caller.
@@ -425,6 +427,14 @@ impl Raw {
                 Some(S3Config::from_env(url, &options)?)
             }
         };
+        let secret_files = [
+            ("agent_token_file", &self.agent_token_file),
+            ("client_token_file", &self.client_token_file),
+            ("store_password_file", &self.store_password_file),
+        ]
+        .into_iter()
+        .filter_map(|(key, path)| Some((key, PathBuf::from(path.as_deref()?))))
+        .collect();
         let agent_token = read_token("agent_token_file", self.agent_token_file.as_deref())?;
         let client_token = read_token("client_token_file", self.client_token_file.as_deref())?;
         let tls = server_tls(
@@ -458,6 +468,7 @@ impl Raw {
             connections,
             agent_token,
             client_token,
+            secret_files,
             listen,
             http_listen,
             data_dir,

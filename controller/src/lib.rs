@@ -174,6 +174,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         addr: config.listen,
         source,
     })?;
+    secret::warn_if_readable_by_others(&config.secret_files);
     if !addr.ip().is_loopback() {
         if let Some(missing) = missing_tokens(&config) {
             tracing::warn!(%addr, "listening beyond loopback without {missing}: anyone who reaches this port can run commands on your agents");

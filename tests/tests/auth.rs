@@ -85,7 +85,14 @@ async fn only_agents_with_the_agent_token_join() {
         "refusals are rate-limited ({} lines):\n{log}",
         lines.len()
     );
-    // The token files were written readable by others (umask 022): the agent says so.
+    // The token files were written readable by others (umask 022): the controller and the
+    // agent say so, with the remedy.
+    assert!(
+        log.contains("agent_token_file")
+            && log.contains("readable by other users")
+            && log.contains("chmod 600"),
+        "{log}"
+    );
     let member_log = agent.log_tail(10_000);
     assert!(
         member_log.contains("readable by other users") && member_log.contains("chmod 600"),
