@@ -137,18 +137,22 @@ where
                 info!(file = %label, error = %e, "attempt fenced during a transfer; stopping it");
                 return Err(Stop::Aborted);
             }
-            Err(TransferError::Refused(m)) => {
-                return Err(Stop::Failed(if m.contains(label) {
-                    m
-                } else {
-                    format!("{label}: {m}")
-                }))
-            }
+            Err(TransferError::Refused(m)) => return Err(Stop::Failed(labelled(label, m))),
+            Err(TransferError::Missing(m)) => return Err(Stop::Final(labelled(label, m))),
             Err(e) => failures.failed(&e),
         }
         if !backoff.sleep(&kill.abort).await {
             return Err(Stop::Aborted);
         }
+    }
+}
+
+/// `m`, prefixed with what it is about unless it already names it.
+fn labelled(label: &str, m: String) -> String {
+    if m.contains(label) {
+        m
+    } else {
+        format!("{label}: {m}")
     }
 }
 

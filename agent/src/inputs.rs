@@ -66,9 +66,9 @@ pub(crate) async fn stage(
     let mut plan = Vec::with_capacity(inputs.len());
     for input in inputs {
         let path = input_path(&root, &input.task_id, &input.name)
-            .map_err(|e| Stop::Failed(format!("input {}: {e}", label(input))))?;
+            .map_err(|e| Stop::Final(format!("input {}: {e}", label(input))))?;
         if !seen.insert(path.clone()) {
-            return Err(Stop::Failed(format!(
+            return Err(Stop::Final(format!(
                 "input {} is listed twice",
                 label(input)
             )));
@@ -193,6 +193,9 @@ async fn fetch_one(
                 return Err(Stop::Aborted);
             }
             TransferError::Refused(message) => return Err(fail(message)),
+            TransferError::Missing(message) => {
+                return Err(Stop::Final(format!("input {what}: {message}")))
+            }
             e @ (TransferError::Transient(_) | TransferError::Damaged(_)) => failures.failed(&e),
         }
         debug!(input = %what, from = sink.as_ref().map_or(0, |s| s.written), "resuming input fetch");
@@ -333,7 +336,7 @@ mod tests {
         missing.name = "gone.csv".into();
         let r = stage(&client, &attempt(), &kill, dir.path(), &[missing]).await;
         assert!(
-            matches!(&r, Err(Stop::Failed(m)) if m.starts_with("input extract/gone.csv: ")),
+            matches!(&r, Err(Stop::Final(m)) if m.starts_with("input extract/gone.csv: ")),
             "{r:?}"
         );
 
@@ -341,7 +344,7 @@ mod tests {
         escaping.name = "../../etc/cron.d/x".into();
         let r = stage(&client, &attempt(), &kill, dir.path(), &[escaping]).await;
         assert!(
-            matches!(&r, Err(Stop::Failed(m)) if m.starts_with("input extract/../../etc/cron.d/x: ")),
+            matches!(&r, Err(Stop::Final(m)) if m.starts_with("input extract/../../etc/cron.d/x: ")),
             "{r:?}"
         );
 

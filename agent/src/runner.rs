@@ -78,6 +78,7 @@ async fn run_attempt(
                     inputs::stage(&agent.client, &attempt, &kill, &dir, &assignment.inputs).await;
                 let end = match (staged, kind) {
                     (Err(Stop::Failed(error)), _) => End::Finished(Report::failed(error)),
+                    (Err(Stop::Final(error)), _) => End::Finished(Report::final_failure(error)),
                     (Err(Stop::Aborted), _) => End::Aborted,
                     (Ok(()), Kind::Shell(shell)) => {
                         let timeout_ms = assignment.task.as_ref().map_or(0, |t| t.timeout_ms);
@@ -140,6 +141,11 @@ async fn run_attempt(
             Err(Stop::Failed(error)) => {
                 report.outcome = Outcome::Failed;
                 report.error = error;
+            }
+            Err(Stop::Final(error)) => {
+                report.outcome = Outcome::Failed;
+                report.error = error;
+                report.not_retryable = true;
             }
             Err(Stop::Aborted) => {
                 info!("attempt stopped while uploading its outputs; nothing reported");

@@ -7,6 +7,9 @@
 pub enum Stop {
     /// The attempt fails with this message.
     Failed(String),
+    /// The attempt fails with this message, and no retry can fix it (an input that is gone, an
+    /// input's name that cannot be staged): the task fails without using its other attempts.
+    Final(String),
     /// The attempt was stopped or fenced: report nothing.
     Aborted,
 }

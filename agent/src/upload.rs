@@ -187,7 +187,9 @@ async fn send_resuming(
                 info!(output = %name, error = %e, "attempt fenced during upload; stopping it");
                 return Err(Stop::Aborted);
             }
-            TransferError::Refused(message) => return Err(refused(message)),
+            TransferError::Refused(message) | TransferError::Missing(message) => {
+                return Err(refused(message))
+            }
             TransferError::Damaged(e) => {
                 damaged += 1;
                 warn!(output = %name, offset, error = %e, "controller refused a damaged chunk; sending again");
@@ -214,7 +216,9 @@ async fn send_resuming(
                     info!(output = %name, error = %e, "attempt fenced during upload; stopping it");
                     return Err(Stop::Aborted);
                 }
-                Err(TransferError::Refused(message)) => return Err(refused(message)),
+                Err(TransferError::Refused(message) | TransferError::Missing(message)) => {
+                    return Err(refused(message))
+                }
                 Err(e) => failures.failed(&e),
             }
         };

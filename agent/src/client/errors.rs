@@ -107,10 +107,14 @@ pub enum TransferError {
     /// Worth resuming after a backoff: unreachable, reset, deadline, a stalled stream.
     #[error("transfer interrupted: {0}")]
     Transient(String),
-    /// Refused for good (size limit, bad name, unverifiable file, missing input): the attempt
-    /// fails with the controller's message.
+    /// Refused for good (size limit, bad name, unverifiable file): the attempt fails with the
+    /// controller's message.
     #[error("{0}")]
     Refused(String),
+    /// `NOT_FOUND`: what the transfer names does not exist (an input whose output is gone):
+    /// no retry of the attempt can fix it.
+    #[error("{0}")]
+    Missing(String),
 }
 
 impl TransferError {
@@ -124,6 +128,10 @@ impl TransferError {
             | Code::Cancelled
             | Code::Unknown
             | Code::Internal => TransferError::Transient(text),
+            Code::NotFound if !status.message().is_empty() => {
+                TransferError::Missing(status.message().to_owned())
+            }
+            Code::NotFound => TransferError::Missing(text),
             // The controller's message is for a person; the code adds nothing for them.
             _ if !status.message().is_empty() => {
                 TransferError::Refused(status.message().to_owned())
@@ -197,13 +205,16 @@ mod tests {
             Code::ResourceExhausted,
             Code::InvalidArgument,
             Code::FailedPrecondition,
-            Code::NotFound,
         ] {
             assert_eq!(
                 t(code, "output big.bin is over the limit"),
                 TransferError::Refused("output big.bin is over the limit".into())
             );
         }
+        assert_eq!(
+            t(Code::NotFound, "output a.csv of task extract of job j"),
+            TransferError::Missing("output a.csv of task extract of job j".into())
+        );
         assert_eq!(
             t(Code::ResourceExhausted, ""),
             TransferError::Refused("ResourceExhausted".into())
