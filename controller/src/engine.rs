@@ -119,6 +119,8 @@ pub struct Engine {
     shutdown: CancellationToken,
     /// The schedule-to-start timeout of tasks that set none, in ms (0: none).
     default_start_timeout_ms: u64,
+    /// The agents a submit's warnings were last computed from.
+    agents_seen: placement::AgentsSeen,
 }
 
 impl Engine {
@@ -144,6 +146,7 @@ impl Engine {
             notifier,
             shutdown,
             default_start_timeout_ms: 0,
+            agents_seen: placement::AgentsSeen::default(),
         })
     }
 
@@ -354,6 +357,7 @@ impl Engine {
         self.local
             .liveness
             .register(&name, &session, queues, labels, max_tasks);
+        self.agents_seen.clear();
         tracing::info!(lost = effects.jobs.len(), "agent registered");
         self.publish(effects);
         // Another controller caching the name's earlier session drops it (this one reads the

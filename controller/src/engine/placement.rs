@@ -6,6 +6,10 @@
 //! it finds.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{Engine, EngineError};
 use crate::model::{AgentRecord, AgentState, JobRecord, Millis, TaskSpec, TaskState};
@@ -18,6 +22,33 @@ pub const RECENT_MS: Millis = 3_600_000;
 
 /// At most this many warnings are sent for one submit; the rest are counted in a last one.
 const WARNINGS_MAX: usize = 20;
+
+/// How long the agents read for a submit's warnings serve the next submits: a burst of submits
+/// reads the store's agent list once a second, not once each (the warnings are advice, and
+/// an agent registering on this controller clears them at once).
+const AGENTS_FRESH: Duration = Duration::from_secs(1);
+
+/// The agents last read for a submit's warnings, and when.
+#[derive(Default)]
+pub(crate) struct AgentsSeen(Mutex<Option<(Instant, Arc<Vec<AgentRecord>>)>>);
+
+impl AgentsSeen {
+    fn fresh(&self, now: Instant) -> Option<Arc<Vec<AgentRecord>>> {
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        kept.as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < AGENTS_FRESH)
+            .map(|(_, agents)| agents.clone())
+    }
+
+    fn keep(&self, at: Instant, agents: Arc<Vec<AgentRecord>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, agents));
+    }
+
+    /// Forgets what was read (an agent registered here).
+    pub(crate) fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
 
 /// What placement needs of a task: its id, queue and requirements.
 pub struct Placed {
@@ -101,13 +132,22 @@ impl Engine {
     /// The warnings of a submit of `tasks` (`unplaceable`); none if the agents cannot be read
     /// (the job is accepted already: this is advice).
     pub async fn submit_warnings(&self, tasks: &[Placed]) -> Vec<String> {
-        match self.store.list_agents().await {
-            Ok(agents) => unplaceable(tasks, &agents, self.clock.now_ms()),
-            Err(e) => {
-                tracing::warn!(error = %e, "agents not read for the submit's warnings");
-                Vec::new()
-            }
-        }
+        let now = self.clock.instant();
+        let agents = match self.agents_seen.fresh(now) {
+            Some(agents) => agents,
+            None => match self.store.list_agents().await {
+                Ok(agents) => {
+                    let agents = Arc::new(agents);
+                    self.agents_seen.keep(now, agents.clone());
+                    agents
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "agents not read for the submit's warnings");
+                    return Vec::new();
+                }
+            },
+        };
+        unplaceable(tasks, &agents, self.clock.now_ms())
     }
 
     /// Why each queued task of `job` waits (`waiting`).
